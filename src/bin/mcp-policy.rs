@@ -1,0 +1,39 @@
+//! `mcp-policy check FILE`: validate a policy exactly as the filter would, before deploying it.
+
+use std::process::ExitCode;
+
+use mcp_policy_filter::engine::load::load_policy;
+
+const USAGE: &str = "usage: mcp-policy check FILE";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["check", file] => check(file),
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(file: &str) -> ExitCode {
+    let text = match std::fs::read(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{file}: cannot read: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match load_policy(&text) {
+        Ok(policy) => {
+            println!("{file}: {}", policy.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // Same text the filter logs when Envoy hands it this policy.
+            eprintln!("{file}: invalid policy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

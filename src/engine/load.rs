@@ -1,0 +1,319 @@
+//! Policy document (JSON) → validated `Policy`. Every error names the JSON path of the offending
+//! value, e.g. `tools.wechat_mass_send.limits[0].window: ...`, because that is what an operator
+//! needs to fix a rejected configuration.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::policy::{
+    CounterId, CounterSpec, DefaultAction, Policy, RefusalMode, Scope, ToolAction, ToolRule,
+    DEFAULT_IDENTITY_HEADER, DEFAULT_MAX_BODY_BYTES,
+};
+use super::window::Window;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// JSON path of the offending value; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "(document): {}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+type Result<T> = std::result::Result<T, PolicyError>;
+
+fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
+    Err(PolicyError { path: path.to_owned(), message: message.into() })
+}
+
+fn key_path(parent: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match (parent.is_empty(), plain) {
+        (true, true) => key.to_owned(),
+        (false, true) => format!("{parent}.{key}"),
+        (_, false) => format!("{parent}[{}]", Value::String(key.to_owned())),
+    }
+}
+
+fn describe(value: &Value) -> String {
+    let text = value.to_string();
+    let kind = match value {
+        Value::Null => return "null".to_owned(),
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => return "an array".to_owned(),
+        Value::Object(_) => return "an object".to_owned(),
+    };
+    if text.chars().count() > 40 {
+        let short: String = text.chars().take(40).collect();
+        format!("{kind} {short}…")
+    } else {
+        format!("{kind} {text}")
+    }
+}
+
+fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
+    value.as_object().map_or_else(|| err(path, format!("expected an object, got {}", describe(value))), Ok)
+}
+
+fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
+    value.as_str().map_or_else(|| err(path, format!("expected a string, got {}", describe(value))), Ok)
+}
+
+fn positive_integer(value: &Value, path: &str) -> Result<u64> {
+    match value.as_u64() {
+        Some(n) if n > 0 => Ok(n),
+        _ => err(path, format!("expected a positive integer, got {}", describe(value))),
+    }
+}
+
+fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
+    let text = as_str(value, path)?;
+    allowed.iter().copied().find(|a| *a == text).map_or_else(
+        || err(path, format!("expected one of {}, got {}", quoted_list(allowed), describe(value))),
+        Ok,
+    )
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+}
+
+fn reject_unknown_fields(object: &Map<String, Value>, path: &str, known: &[&str]) -> Result<()> {
+    match object.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => err(
+            &key_path(path, unknown),
+            format!("unknown field; expected one of {}", quoted_list(known)),
+        ),
+        None => Ok(()),
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+const POLICY_FIELDS: &[&str] =
+    &["version", "default", "tools", "identity_header", "max_body_bytes", "refusal_mode"];
+const TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
+const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope"];
+
+/// Largest `max_body_bytes` accepted: Envoy must buffer the whole body, so keep it sane.
+pub const MAX_BODY_BYTES_CEILING: u64 = 64 * 1024 * 1024;
+
+/// Parse and validate a policy document. Nothing half-understood is accepted: unknown fields,
+/// wrong types, out-of-range values and inconsistent counters are all errors.
+pub fn load_policy(text: &[u8]) -> Result<Policy> {
+    let document: Value = serde_json::from_slice(text)
+        .map_err(|e| PolicyError { path: String::new(), message: format!("not valid JSON: {e}") })?;
+    policy_from_value(&document)
+}
+
+pub fn policy_from_value(document: &Value) -> Result<Policy> {
+    let root = as_object(document, "")?;
+    reject_unknown_fields(root, "", POLICY_FIELDS)?;
+
+    match root.get("version") {
+        None => return err("version", "required; the only supported version is \"1\""),
+        Some(v) => {
+            one_of(v, "version", &["1"])?;
+        }
+    }
+
+    let default_action = match root.get("default") {
+        None => DefaultAction::Deny,
+        Some(v) => match one_of(v, "default", &["allow", "deny"])? {
+            "allow" => DefaultAction::Allow,
+            _ => DefaultAction::Deny,
+        },
+    };
+
+    let identity_header = match root.get("identity_header") {
+        None => DEFAULT_IDENTITY_HEADER.to_owned(),
+        Some(v) => {
+            let name = as_str(v, "identity_header")?;
+            if !is_header_name(name) {
+                return err("identity_header", format!("not a valid HTTP header name: {}", describe(v)));
+            }
+            name.to_ascii_lowercase()
+        }
+    };
+
+    let max_body_bytes = match root.get("max_body_bytes") {
+        None => DEFAULT_MAX_BODY_BYTES,
+        Some(v) => {
+            let n = positive_integer(v, "max_body_bytes")?;
+            if n > MAX_BODY_BYTES_CEILING {
+                return err("max_body_bytes", format!("at most {MAX_BODY_BYTES_CEILING} bytes, got {n}"));
+            }
+            n
+        }
+    };
+
+    let refusal_mode = match root.get("refusal_mode") {
+        None => RefusalMode::JsonRpc,
+        Some(v) => match one_of(v, "refusal_mode", &["jsonrpc", "http"])? {
+            "http" => RefusalMode::Http,
+            _ => RefusalMode::JsonRpc,
+        },
+    };
+
+    let mut counters = CounterTable::default();
+    let mut tools = HashMap::new();
+    if let Some(tools_value) = root.get("tools") {
+        for (name, rule) in as_object(tools_value, "tools")? {
+            let path = key_path("tools", name);
+            if name.is_empty() {
+                return err(&path, "a tool name must not be empty");
+            }
+            tools.insert(name.clone(), tool_rule(rule, &path, &mut counters)?);
+        }
+    }
+
+    Ok(Policy {
+        default_action,
+        tools,
+        counters: counters.specs,
+        identity_header,
+        max_body_bytes,
+        refusal_mode,
+    })
+}
+
+fn tool_rule(value: &Value, path: &str, counters: &mut CounterTable) -> Result<ToolRule> {
+    let rule = as_object(value, path)?;
+    reject_unknown_fields(rule, path, TOOL_FIELDS)?;
+
+    let action = match rule.get("action") {
+        None => ToolAction::Allow,
+        Some(v) => match one_of(v, &key_path(path, "action"), &["allow", "deny"])? {
+            "deny" => ToolAction::Deny,
+            _ => ToolAction::Allow,
+        },
+    };
+    let reason = rule.get("reason").map(|v| as_str(v, &key_path(path, "reason")).map(str::to_owned)).transpose()?;
+
+    let mut limits = Vec::new();
+    if let Some(list) = rule.get("limits") {
+        let list_path = key_path(path, "limits");
+        let items = list.as_array().map_or_else(
+            || err(&list_path, format!("expected an array, got {}", describe(list))),
+            Ok,
+        )?;
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{list_path}[{index}]");
+            let id = counters.define(limit(item, &item_path)?, &item_path)?;
+            if limits.contains(&id) {
+                return err(&item_path, "this tool already uses that counter; list each counter once");
+            }
+            limits.push(id);
+        }
+    }
+    Ok(ToolRule { action, reason, limits })
+}
+
+fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
+    let object = as_object(value, path)?;
+    reject_unknown_fields(object, path, LIMIT_FIELDS)?;
+    let field = |name: &str| -> Result<(&Value, String)> {
+        let field_path = key_path(path, name);
+        match object.get(name) {
+            Some(v) => Ok((v, field_path)),
+            None => err(&field_path, "required"),
+        }
+    };
+
+    let (v, p) = field("counter")?;
+    let name = as_str(v, &p)?;
+    if name.is_empty() {
+        return err(&p, "a counter name must not be empty");
+    }
+    let (v, p) = field("window")?;
+    let window = window(v, &p)?;
+    let (v, p) = field("max")?;
+    let max = positive_integer(v, &p)?;
+    let (v, p) = field("scope")?;
+    let scope = match one_of(v, &p, &["global", "grant", "session"])? {
+        "global" => Scope::Global,
+        "grant" => Scope::Grant,
+        _ => Scope::Session,
+    };
+    Ok(CounterSpec { name: name.to_owned(), window, max, scope })
+}
+
+fn window(value: &Value, path: &str) -> Result<Window> {
+    const NAMED: &[&str] = &["second", "minute", "hour", "day"];
+    let invalid = || {
+        err(
+            path,
+            format!(
+                "expected {} or a positive integer number of seconds, got {}",
+                quoted_list(NAMED),
+                describe(value)
+            ),
+        )
+    };
+    match value {
+        Value::String(s) => match s.as_str() {
+            "second" => Ok(Window::SECOND),
+            "minute" => Ok(Window::MINUTE),
+            "hour" => Ok(Window::HOUR),
+            "day" => Ok(Window::DAY),
+            _ => invalid(),
+        },
+        Value::Number(n) => n.as_u64().and_then(Window::from_seconds).map_or_else(invalid, Ok),
+        _ => invalid(),
+    }
+}
+
+/// Counters by name; a name used in several places must mean the same budget everywhere.
+#[derive(Default)]
+struct CounterTable {
+    specs: Vec<CounterSpec>,
+    first_seen_at: Vec<String>,
+}
+
+impl CounterTable {
+    fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
+        let existing = self.specs.iter().position(|s| s.name == spec.name);
+        match existing {
+            None => {
+                self.specs.push(spec);
+                self.first_seen_at.push(path.to_owned());
+                Ok(self.specs.len() - 1)
+            }
+            Some(id) => match (self.specs.get(id), self.first_seen_at.get(id)) {
+                (Some(first), _) if *first == spec => Ok(id),
+                (Some(first), Some(first_path)) => err(
+                    path,
+                    format!(
+                        "counter \"{}\" is already defined at {first_path} with window {} s, max {}, scope {}; \
+                         every use of a counter must have the same window, max and scope (here: window {} s, max {}, scope {})",
+                        spec.name,
+                        first.window.seconds(),
+                        first.max,
+                        first.scope.as_str(),
+                        spec.window.seconds(),
+                        spec.max,
+                        spec.scope.as_str()
+                    ),
+                ),
+                _ => err(path, "internal error: counter table out of step"),
+            },
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The pure policy engine: no proxy-wasm calls, so it is tested natively and on wasm32 alike.
+
+pub mod counters;
+pub mod decide;
+pub mod evaluate;
+pub mod jsonrpc;
+pub mod load;
+pub mod policy;
+pub mod reply;
+pub mod window;
+
+#[cfg(test)]
+pub mod test_support;

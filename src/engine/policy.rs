@@ -1,0 +1,109 @@
+//! The validated, immutable policy the filter enforces. Built only by `load::load_policy`.
+
+use std::collections::HashMap;
+
+use super::window::Window;
+
+/// What happens to a `tools/call` whose tool the policy does not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAction {
+    Allow,
+    Deny,
+}
+
+/// A listed tool is allowed (subject to its limits) unless its action is `deny`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolAction {
+    Allow,
+    Deny,
+}
+
+/// Whose calls share one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One counter for every caller.
+    Global,
+    /// One counter per caller identity (the identity header's value).
+    Grant,
+    /// One counter per `Mcp-Session-Id`.
+    Session,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Global => "global",
+            Scope::Grant => "grant",
+            Scope::Session => "session",
+        }
+    }
+}
+
+/// How refusals are signalled at the HTTP level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalMode {
+    /// HTTP 200 carrying a JSON-RPC error: what MCP clients surface to the model.
+    JsonRpc,
+    /// HTTP 403 (denied) / 429 (rate limited) / 503 (cannot enforce), same JSON-RPC body.
+    Http,
+}
+
+/// Index into `Policy::counters`.
+pub type CounterId = usize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSpec {
+    pub name: String,
+    pub window: Window,
+    pub max: u64,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRule {
+    pub action: ToolAction,
+    pub reason: Option<String>,
+    /// Every one of these counters must have room for the call to pass.
+    pub limits: Vec<CounterId>,
+}
+
+pub const DEFAULT_IDENTITY_HEADER: &str = "x-agent-id";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub default_action: DefaultAction,
+    pub tools: HashMap<String, ToolRule>,
+    pub counters: Vec<CounterSpec>,
+    /// Lower-case header name whose value identifies the caller for `grant` scope.
+    pub identity_header: String,
+    pub max_body_bytes: u64,
+    pub refusal_mode: RefusalMode,
+}
+
+impl Policy {
+    pub fn counter(&self, id: CounterId) -> Option<&CounterSpec> {
+        self.counters.get(id)
+    }
+
+    /// One line for logs and `mcp-policy check`.
+    pub fn summary(&self) -> String {
+        let denied = self.tools.values().filter(|t| t.action == ToolAction::Deny).count();
+        format!(
+            "policy ok: default {}, {} tool rule(s) ({} deny), {} counter(s), identity header {}, max body {} bytes, refusals as {}",
+            match self.default_action {
+                DefaultAction::Allow => "allow",
+                DefaultAction::Deny => "deny",
+            },
+            self.tools.len(),
+            denied,
+            self.counters.len(),
+            self.identity_header,
+            self.max_body_bytes,
+            match self.refusal_mode {
+                RefusalMode::JsonRpc => "jsonrpc",
+                RefusalMode::Http => "http",
+            }
+        )
+    }
+}

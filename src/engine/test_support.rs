@@ -1,0 +1,85 @@
+//! Test helpers shared by the engine's unit tests, which run natively and on wasm32.
+
+use std::collections::HashMap;
+
+/// `#[test]` natively, `#[wasm_bindgen_test]` on wasm32: one test body, both targets.
+#[cfg(not(target_arch = "wasm32"))]
+pub use core::prelude::v1::test;
+#[cfg(target_arch = "wasm32")]
+pub use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use super::counters::{CasStore, CounterState, SetOutcome, StoreError};
+
+/// A `CasStore` with Envoy shared-data semantics (tokens from 1 upwards, 0 = unconditional,
+/// any CAS accepted on an absent key), plus knobs to inject another worker's writes and
+/// failures.
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: HashMap<String, (Vec<u8>, u32)>,
+    next_cas: u32,
+    /// For this many `set` calls, another worker writes the same key first (creating it with
+    /// count 1, or adding 1), as if it ran between our `get` and `set`.
+    pub interfere_times: usize,
+    pub fail: bool,
+    pub gets: usize,
+    pub sets: usize,
+}
+
+impl MemoryStore {
+    fn token(&mut self) -> u32 {
+        self.next_cas = self.next_cas.wrapping_add(1).max(1);
+        self.next_cas
+    }
+
+    pub fn raw_set(&mut self, key: &str, value: &[u8]) {
+        let cas = self.token();
+        self.entries.insert(key.to_owned(), (value.to_vec(), cas));
+    }
+
+    pub fn state(&self, key: &str) -> Option<CounterState> {
+        self.entries.get(key).and_then(|(v, _)| CounterState::decode(v))
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<_> = self.entries.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    fn foreign_increment(&mut self, key: &str, ours: &[u8]) {
+        let window_start = CounterState::decode(ours).map_or(0, |s| s.window_start);
+        let next = match self.state(key) {
+            Some(s) => CounterState { window_start: s.window_start, count: s.count + 1 },
+            None => CounterState { window_start, count: 1 },
+        };
+        self.raw_set(key, &next.encode());
+    }
+}
+
+impl CasStore for MemoryStore {
+    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        self.gets += 1;
+        if self.fail {
+            return Err(StoreError("injected failure".into()));
+        }
+        Ok(self.entries.get(key).cloned())
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, StoreError> {
+        self.sets += 1;
+        if self.fail {
+            return Err(StoreError("injected failure".into()));
+        }
+        if self.interfere_times > 0 {
+            self.interfere_times -= 1;
+            self.foreign_increment(key, value);
+        }
+        if let Some((_, current)) = self.entries.get(key) {
+            if cas != 0 && cas != *current {
+                return Ok(SetOutcome::CasMismatch);
+            }
+        }
+        self.raw_set(key, value);
+        Ok(SetOutcome::Stored)
+    }
+}

@@ -1,0 +1,67 @@
+//! Root context: parses and validates the policy once per configuration, then hands every HTTP
+//! stream a read-only reference to it.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use crate::engine::load::load_policy;
+use crate::engine::policy::Policy;
+
+use super::http::PolicyStream;
+
+#[derive(Default)]
+pub struct PolicyRoot {
+    policy: Option<Rc<Policy>>,
+    /// The filter's plugin name: separates the counters of filters protecting different servers.
+    namespace: Rc<str>,
+}
+
+impl Context for PolicyRoot {}
+
+impl RootContext for PolicyRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let name = plugin_name();
+        let text = self.get_plugin_configuration().unwrap_or_default();
+        match load_policy(&text) {
+            Ok(policy) => {
+                log(LogLevel::Info, &format!("mcp-policy-filter[{name}]: {}", policy.summary()));
+                self.policy = Some(Rc::new(policy));
+                self.namespace = name.into();
+                true
+            }
+            Err(e) => {
+                // Returning false makes Envoy reject this configuration (at startup: Envoy exits;
+                // on an update: the update is refused and the previous configuration stays).
+                log(LogLevel::Critical, &format!("mcp-policy-filter[{name}]: invalid policy: {e}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Without a valid policy there is no stream context; Envoy only gets here after a
+        // successful on_configure, so this is a guard, not a code path.
+        let policy = self.policy.clone()?;
+        Some(Box::new(PolicyStream::new(policy, self.namespace.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+fn plugin_name() -> String {
+    hostcalls::get_property(vec!["plugin_name"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
+}
+
+pub fn log(level: LogLevel, message: &str) {
+    // Logging is best effort; there is nowhere else to report its failure.
+    let _ = hostcalls::log(level, message);
+}
