@@ -8,7 +8,12 @@ const USAGE: &str = "usage: mcp-policy check FILE";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["check", file] => check(file),
         _ => {
             eprintln!("{USAGE}");

@@ -75,17 +75,25 @@ impl CounterState {
 pub enum CounterError {
     Store(StoreError),
     /// Every CAS attempt lost a race.
-    CasExhausted { attempts: usize },
+    CasExhausted {
+        attempts: usize,
+    },
     /// The key holds something this filter did not write.
-    Corrupt { len: usize },
+    Corrupt {
+        len: usize,
+    },
 }
 
 impl fmt::Display for CounterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CounterError::Store(e) => write!(f, "shared data error: {e}"),
-            CounterError::CasExhausted { attempts } => write!(f, "compare-and-swap gave up after {attempts} attempts"),
-            CounterError::Corrupt { len } => write!(f, "counter value of {len} bytes is not a counter state"),
+            CounterError::CasExhausted { attempts } => {
+                write!(f, "compare-and-swap gave up after {attempts} attempts")
+            }
+            CounterError::Corrupt { len } => {
+                write!(f, "counter value of {len} bytes is not a counter state")
+            }
         }
     }
 }
@@ -101,7 +109,10 @@ pub enum Acquire {
     /// `cost` was added; the window now holds `count`.
     Granted { window_start: u64, count: u64 },
     /// Not enough room left in this window; nothing was changed.
-    Exhausted { count: u64, retry_after_seconds: u64 },
+    Exhausted {
+        count: u64,
+        retry_after_seconds: u64,
+    },
 }
 
 fn read(store: &mut dyn CasStore, key: &str) -> Result<Option<(CounterState, u32)>, CounterError> {
@@ -127,23 +138,47 @@ pub fn try_acquire(
     let current_start = window.start_of(now);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (state, cas) = match read(store, key)? {
-            None => (CounterState { window_start: current_start, count: 0 }, CREATE_CAS),
+            None => (
+                CounterState {
+                    window_start: current_start,
+                    count: 0,
+                },
+                CREATE_CAS,
+            ),
             // A start ahead of ours means another worker's clock already crossed the boundary:
             // that newer window is the one to count in.
             Some((state, cas)) if state.window_start >= current_start => (state, cas),
-            Some((_, cas)) => (CounterState { window_start: current_start, count: 0 }, cas),
+            Some((_, cas)) => (
+                CounterState {
+                    window_start: current_start,
+                    count: 0,
+                },
+                cas,
+            ),
         };
         if state.count.saturating_add(cost) > max {
-            let retry_after_seconds =
-                (state.window_start + window.seconds()).saturating_sub(now).max(1);
-            return Ok(Acquire::Exhausted { count: state.count, retry_after_seconds });
+            let retry_after_seconds = (state.window_start + window.seconds())
+                .saturating_sub(now)
+                .max(1);
+            return Ok(Acquire::Exhausted {
+                count: state.count,
+                retry_after_seconds,
+            });
         }
-        let next = CounterState { window_start: state.window_start, count: state.count + cost };
+        let next = CounterState {
+            window_start: state.window_start,
+            count: state.count + cost,
+        };
         if store.set(key, &next.encode(), cas)? == SetOutcome::Stored {
-            return Ok(Acquire::Granted { window_start: next.window_start, count: next.count });
+            return Ok(Acquire::Granted {
+                window_start: next.window_start,
+                count: next.count,
+            });
         }
     }
-    Err(CounterError::CasExhausted { attempts: MAX_CAS_ATTEMPTS })
+    Err(CounterError::CasExhausted {
+        attempts: MAX_CAS_ATTEMPTS,
+    })
 }
 
 /// Give back `cost` taken by `try_acquire` in the window starting at `window_start` (a batch
@@ -156,16 +191,23 @@ pub fn release(
     cost: u64,
 ) -> Result<(), CounterError> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let Some((state, cas)) = read(store, key)? else { return Ok(()) };
+        let Some((state, cas)) = read(store, key)? else {
+            return Ok(());
+        };
         if state.window_start != window_start {
             return Ok(());
         }
-        let next = CounterState { window_start, count: state.count.saturating_sub(cost) };
+        let next = CounterState {
+            window_start,
+            count: state.count.saturating_sub(cost),
+        };
         if store.set(key, &next.encode(), cas)? == SetOutcome::Stored {
             return Ok(());
         }
     }
-    Err(CounterError::CasExhausted { attempts: MAX_CAS_ATTEMPTS })
+    Err(CounterError::CasExhausted {
+        attempts: MAX_CAS_ATTEMPTS,
+    })
 }
 
 #[cfg(test)]
@@ -181,10 +223,22 @@ mod tests {
         let now = 120 + 15;
         for expected in 1..=3 {
             let got = try_acquire(&mut store, KEY, Window::MINUTE, 3, 1, now).unwrap();
-            assert_eq!(got, Acquire::Granted { window_start: 120, count: expected });
+            assert_eq!(
+                got,
+                Acquire::Granted {
+                    window_start: 120,
+                    count: expected
+                }
+            );
         }
         let refused = try_acquire(&mut store, KEY, Window::MINUTE, 3, 1, now).unwrap();
-        assert_eq!(refused, Acquire::Exhausted { count: 3, retry_after_seconds: 45 });
+        assert_eq!(
+            refused,
+            Acquire::Exhausted {
+                count: 3,
+                retry_after_seconds: 45
+            }
+        );
     }
 
     #[test]
@@ -193,9 +247,18 @@ mod tests {
         for _ in 0..2 {
             try_acquire(&mut store, KEY, Window::MINUTE, 2, 1, 59).unwrap();
         }
-        assert!(matches!(try_acquire(&mut store, KEY, Window::MINUTE, 2, 1, 59).unwrap(), Acquire::Exhausted { .. }));
+        assert!(matches!(
+            try_acquire(&mut store, KEY, Window::MINUTE, 2, 1, 59).unwrap(),
+            Acquire::Exhausted { .. }
+        ));
         let got = try_acquire(&mut store, KEY, Window::MINUTE, 2, 1, 60).unwrap();
-        assert_eq!(got, Acquire::Granted { window_start: 60, count: 1 });
+        assert_eq!(
+            got,
+            Acquire::Granted {
+                window_start: 60,
+                count: 1
+            }
+        );
     }
 
     #[test]
@@ -224,7 +287,13 @@ mod tests {
         // Another worker increments between each of our reads and writes, twice.
         store.interfere_times = 2;
         let got = try_acquire(&mut store, KEY, Window::MINUTE, 10, 1, 0).unwrap();
-        assert_eq!(got, Acquire::Granted { window_start: 0, count: 4 });
+        assert_eq!(
+            got,
+            Acquire::Granted {
+                window_start: 0,
+                count: 4
+            }
+        );
     }
 
     #[test]
@@ -234,7 +303,13 @@ mod tests {
         let mut store = MemoryStore::default();
         store.interfere_times = 1;
         let got = try_acquire(&mut store, KEY, Window::MINUTE, 10, 1, 0).unwrap();
-        assert_eq!(got, Acquire::Granted { window_start: 0, count: 2 });
+        assert_eq!(
+            got,
+            Acquire::Granted {
+                window_start: 0,
+                count: 2
+            }
+        );
     }
 
     #[test]
@@ -242,22 +317,36 @@ mod tests {
         let mut store = MemoryStore::default();
         store.interfere_times = usize::MAX;
         let got = try_acquire(&mut store, KEY, Window::MINUTE, 1_000_000, 1, 0);
-        assert_eq!(got, Err(CounterError::CasExhausted { attempts: MAX_CAS_ATTEMPTS }));
+        assert_eq!(
+            got,
+            Err(CounterError::CasExhausted {
+                attempts: MAX_CAS_ATTEMPTS
+            })
+        );
     }
 
     #[test]
     fn store_failures_and_foreign_values_are_errors() {
         let mut store = MemoryStore::default();
         store.fail = true;
-        assert!(matches!(try_acquire(&mut store, KEY, Window::MINUTE, 1, 1, 0), Err(CounterError::Store(_))));
+        assert!(matches!(
+            try_acquire(&mut store, KEY, Window::MINUTE, 1, 1, 0),
+            Err(CounterError::Store(_))
+        ));
         let mut store = MemoryStore::default();
         store.raw_set(KEY, b"garbage");
-        assert_eq!(try_acquire(&mut store, KEY, Window::MINUTE, 1, 1, 0), Err(CounterError::Corrupt { len: 7 }));
+        assert_eq!(
+            try_acquire(&mut store, KEY, Window::MINUTE, 1, 1, 0),
+            Err(CounterError::Corrupt { len: 7 })
+        );
     }
 
     #[test]
     fn state_round_trips() {
-        let s = CounterState { window_start: 1_795_342_500, count: 29 };
+        let s = CounterState {
+            window_start: 1_795_342_500,
+            count: 29,
+        };
         assert_eq!(CounterState::decode(&s.encode()), Some(s));
         assert_eq!(CounterState::decode(&[0; 15]), None);
         assert_eq!(CounterState::decode(&[0; 17]), None);

@@ -6,8 +6,12 @@ use super::policy::{CounterId, DefaultAction, Policy, ToolAction};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolDecision<'p> {
     /// Allowed if every listed counter has room.
-    Allow { limits: &'p [CounterId] },
-    Deny { reason: String },
+    Allow {
+        limits: &'p [CounterId],
+    },
+    Deny {
+        reason: String,
+    },
 }
 
 pub const UNLISTED_UNDER_DEFAULT_DENY: &str =
@@ -17,14 +21,21 @@ pub const DENIED_WITHOUT_REASON: &str = "this tool is denied by the policy";
 pub fn decide_tool<'p>(policy: &'p Policy, tool: &str) -> ToolDecision<'p> {
     match policy.tools.get(tool) {
         Some(rule) => match rule.action {
-            ToolAction::Allow => ToolDecision::Allow { limits: &rule.limits },
+            ToolAction::Allow => ToolDecision::Allow {
+                limits: &rule.limits,
+            },
             ToolAction::Deny => ToolDecision::Deny {
-                reason: rule.reason.clone().unwrap_or_else(|| DENIED_WITHOUT_REASON.to_owned()),
+                reason: rule
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| DENIED_WITHOUT_REASON.to_owned()),
             },
         },
         None => match policy.default_action {
             DefaultAction::Allow => ToolDecision::Allow { limits: &[] },
-            DefaultAction::Deny => ToolDecision::Deny { reason: UNLISTED_UNDER_DEFAULT_DENY.to_owned() },
+            DefaultAction::Deny => ToolDecision::Deny {
+                reason: UNLISTED_UNDER_DEFAULT_DENY.to_owned(),
+            },
         },
     }
 }
@@ -40,7 +51,10 @@ mod tests {
     #[test]
     fn seed_allows_its_listed_tool_with_its_limit() {
         let policy = load_policy(SEED.as_bytes()).unwrap();
-        assert_eq!(decide_tool(&policy, "wechat_mass_send"), ToolDecision::Allow { limits: &[0] });
+        assert_eq!(
+            decide_tool(&policy, "wechat_mass_send"),
+            ToolDecision::Allow { limits: &[0] }
+        );
     }
 
     #[test]
@@ -48,11 +62,19 @@ mod tests {
         let policy = load_policy(SEED.as_bytes()).unwrap();
         assert_eq!(
             decide_tool(&policy, "wechat_mass_delete"),
-            ToolDecision::Deny { reason: UNLISTED_UNDER_DEFAULT_DENY.into() }
+            ToolDecision::Deny {
+                reason: UNLISTED_UNDER_DEFAULT_DENY.into()
+            }
         );
         // Names are exact: no case folding, no trimming.
-        assert!(matches!(decide_tool(&policy, "WECHAT_MASS_SEND"), ToolDecision::Deny { .. }));
-        assert!(matches!(decide_tool(&policy, "wechat_mass_send "), ToolDecision::Deny { .. }));
+        assert!(matches!(
+            decide_tool(&policy, "WECHAT_MASS_SEND"),
+            ToolDecision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide_tool(&policy, "wechat_mass_send "),
+            ToolDecision::Deny { .. }
+        ));
     }
 
     #[test]
@@ -63,9 +85,19 @@ mod tests {
         .unwrap();
         assert_eq!(
             decide_tool(&policy, "wechat_mass_delete"),
-            ToolDecision::Deny { reason: "deleting mass messages needs a human".into() }
+            ToolDecision::Deny {
+                reason: "deleting mass messages needs a human".into()
+            }
         );
-        assert_eq!(decide_tool(&policy, "x"), ToolDecision::Deny { reason: DENIED_WITHOUT_REASON.into() });
-        assert_eq!(decide_tool(&policy, "anything_else"), ToolDecision::Allow { limits: &[] });
+        assert_eq!(
+            decide_tool(&policy, "x"),
+            ToolDecision::Deny {
+                reason: DENIED_WITHOUT_REASON.into()
+            }
+        );
+        assert_eq!(
+            decide_tool(&policy, "anything_else"),
+            ToolDecision::Allow { limits: &[] }
+        );
     }
 }

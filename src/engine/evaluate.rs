@@ -48,19 +48,34 @@ pub struct Outcome {
 
 impl Outcome {
     fn reply(reply: Reply, calls: Vec<CallRecord>) -> Outcome {
-        Outcome { verdict: Verdict::Reply(reply), calls, problem: None }
+        Outcome {
+            verdict: Verdict::Reply(reply),
+            calls,
+            problem: None,
+        }
     }
 }
 
-pub fn evaluate(policy: &Policy, body: &[u8], meta: &RequestMeta, store: &mut dyn CasStore) -> Outcome {
+pub fn evaluate(
+    policy: &Policy,
+    body: &[u8],
+    meta: &RequestMeta,
+    store: &mut dyn CasStore,
+) -> Outcome {
     if body.len() as u64 > policy.max_body_bytes {
         return Outcome::reply(reply::too_large(policy.max_body_bytes), Vec::new());
     }
     let body = match parse_body(body) {
         Ok((body, _)) => body,
         Err(e) => {
-            let refusal = Refusal::Invalid { code: e.code, problem: e.problem };
-            return Outcome::reply(reply::single(None, &refusal, policy.refusal_mode), Vec::new());
+            let refusal = Refusal::Invalid {
+                code: e.code,
+                problem: e.problem,
+            };
+            return Outcome::reply(
+                reply::single(None, &refusal, policy.refusal_mode),
+                Vec::new(),
+            );
         }
     };
     if let Err(problem) = headers_agree(&body, meta) {
@@ -81,8 +96,15 @@ pub fn evaluate(policy: &Policy, body: &[u8], meta: &RequestMeta, store: &mut dy
         refusals.push(match &message.kind {
             MessageKind::ToolCall { name } => match decide_tool(policy, name) {
                 ToolDecision::Deny { reason } => {
-                    calls.push(CallRecord { tool: name.clone(), decision: "denied", detail: reason.clone() });
-                    Some(Refusal::Denied { tool: name.clone(), reason })
+                    calls.push(CallRecord {
+                        tool: name.clone(),
+                        decision: "denied",
+                        detail: reason.clone(),
+                    });
+                    Some(Refusal::Denied {
+                        tool: name.clone(),
+                        reason,
+                    })
                 }
                 ToolDecision::Allow { limits } => {
                     for id in limits {
@@ -91,11 +113,18 @@ pub fn evaluate(policy: &Policy, body: &[u8], meta: &RequestMeta, store: &mut dy
                             None => charges.push((*id, 1)),
                         }
                     }
-                    calls.push(CallRecord { tool: name.clone(), decision: "allowed", detail: String::new() });
+                    calls.push(CallRecord {
+                        tool: name.clone(),
+                        decision: "allowed",
+                        detail: String::new(),
+                    });
                     None
                 }
             },
-            MessageKind::Invalid { code, problem } => Some(Refusal::Invalid { code: *code, problem: problem.clone() }),
+            MessageKind::Invalid { code, problem } => Some(Refusal::Invalid {
+                code: *code,
+                problem: problem.clone(),
+            }),
             MessageKind::Other { .. } | MessageKind::Response => None,
         });
     }
@@ -107,14 +136,19 @@ pub fn evaluate(policy: &Policy, body: &[u8], meta: &RequestMeta, store: &mut dy
     charges.sort_unstable_by_key(|(id, _)| *id);
     let mut taken: Vec<(String, u64, u64)> = Vec::with_capacity(charges.len());
     for (id, cost) in &charges {
-        let Some(spec) = policy.counter(*id) else { continue };
+        let Some(spec) = policy.counter(*id) else {
+            continue;
+        };
         let key = counter_key(meta.namespace, spec, meta);
         let failure = match try_acquire(store, &key, spec.window, spec.max, *cost, meta.now) {
             Ok(Acquire::Granted { window_start, .. }) => {
                 taken.push((key, window_start, *cost));
                 continue;
             }
-            Ok(Acquire::Exhausted { count, retry_after_seconds }) => Err(LimitHit {
+            Ok(Acquire::Exhausted {
+                count,
+                retry_after_seconds,
+            }) => Err(LimitHit {
                 counter: spec.name.clone(),
                 max: spec.max,
                 window: spec.window,
@@ -132,7 +166,11 @@ pub fn evaluate(policy: &Policy, body: &[u8], meta: &RequestMeta, store: &mut dy
         };
         return outcome;
     }
-    Outcome { verdict: Verdict::Forward, calls, problem: None }
+    Outcome {
+        verdict: Verdict::Forward,
+        calls,
+        problem: None,
+    }
 }
 
 /// Refunds counters taken for a request that is refused after all. A failure here only
@@ -140,7 +178,11 @@ pub fn evaluate(policy: &Policy, body: &[u8], meta: &RequestMeta, store: &mut dy
 fn give_back(store: &mut dyn CasStore, taken: &[(String, u64, u64)]) -> Option<String> {
     let failures: Vec<String> = taken
         .iter()
-        .filter_map(|(key, start, cost)| release(store, key, *start, *cost).err().map(|e| format!("refund of {key} failed: {e}")))
+        .filter_map(|(key, start, cost)| {
+            release(store, key, *start, *cost)
+                .err()
+                .map(|e| format!("refund of {key} failed: {e}"))
+        })
         .collect();
     (!failures.is_empty()).then(|| failures.join("; "))
 }
@@ -153,22 +195,40 @@ fn refuse_for_counter(
     failure: Result<CounterError, LimitHit>,
     calls: &mut [CallRecord],
 ) -> Outcome {
-    let problem = failure.as_ref().ok().map(|e| format!("counter \"{}\": {e} (call refused: fail closed)", spec.name));
+    let problem = failure
+        .as_ref()
+        .ok()
+        .map(|e| format!("counter \"{}\": {e} (call refused: fail closed)", spec.name));
     let refusals = body
         .messages()
         .iter()
         .map(|message| {
-            let MessageKind::ToolCall { name } = &message.kind else { return None };
-            let uses_counter =
-                policy.tools.get(name).is_some_and(|rule| rule.limits.contains(&counter));
+            let MessageKind::ToolCall { name } = &message.kind else {
+                return None;
+            };
+            let uses_counter = policy
+                .tools
+                .get(name)
+                .is_some_and(|rule| rule.limits.contains(&counter));
             uses_counter.then(|| match &failure {
-                Err(hit) => Refusal::RateLimited { tool: name.clone(), limit: hit.clone() },
-                Ok(e) => Refusal::CannotEnforce { tool: name.clone(), counter: spec.name.clone(), problem: e.to_string() },
+                Err(hit) => Refusal::RateLimited {
+                    tool: name.clone(),
+                    limit: hit.clone(),
+                },
+                Ok(e) => Refusal::CannotEnforce {
+                    tool: name.clone(),
+                    counter: spec.name.clone(),
+                    problem: e.to_string(),
+                },
             })
         })
         .collect::<Vec<_>>();
     // `calls` has one record per tools/call message, in body order.
-    let per_call = body.messages().iter().zip(&refusals).filter(|(m, _)| matches!(m.kind, MessageKind::ToolCall { .. }));
+    let per_call = body
+        .messages()
+        .iter()
+        .zip(&refusals)
+        .filter(|(m, _)| matches!(m.kind, MessageKind::ToolCall { .. }));
     for (record, (_, refusal)) in calls.iter_mut().zip(per_call) {
         if let Some(refusal) = refusal {
             record.decision = refusal.decision();
@@ -183,14 +243,24 @@ fn refuse_for_counter(
 fn refuse(body: &Body, refusals: Vec<Option<Refusal>>, policy: &Policy) -> Reply {
     match body {
         Body::Single(message) => {
-            let refusal = refusals.into_iter().flatten().next().unwrap_or(Refusal::BatchRefused);
+            let refusal = refusals
+                .into_iter()
+                .flatten()
+                .next()
+                .unwrap_or(Refusal::BatchRefused);
             reply::single(message.id.as_ref(), &refusal, policy.refusal_mode)
         }
         Body::Batch(messages) => {
             let entries: Vec<(Option<&Value>, Refusal, bool)> = messages
                 .iter()
                 .zip(refusals)
-                .map(|(m, r)| (m.id.as_ref(), r.unwrap_or(Refusal::BatchRefused), m.expects_answer()))
+                .map(|(m, r)| {
+                    (
+                        m.id.as_ref(),
+                        r.unwrap_or(Refusal::BatchRefused),
+                        m.expects_answer(),
+                    )
+                })
                 .collect();
             reply::batch(&entries, policy.refusal_mode)
         }
@@ -206,18 +276,30 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
     }
     let message: &Message = match body {
         Body::Single(m) => m,
-        Body::Batch(_) => return Err("Mcp-Method/Mcp-Name headers cannot describe a JSON-RPC batch".to_owned()),
+        Body::Batch(_) => {
+            return Err("Mcp-Method/Mcp-Name headers cannot describe a JSON-RPC batch".to_owned())
+        }
     };
     if let Some(header) = meta.mcp_method {
         match message.method() {
             Some(method) if method == header => {}
-            Some(method) => return Err(format!("Mcp-Method header is \"{header}\" but the body's method is \"{method}\"")),
-            None => return Err(format!("Mcp-Method header is \"{header}\" but the body has no method")),
+            Some(method) => {
+                return Err(format!(
+                    "Mcp-Method header is \"{header}\" but the body's method is \"{method}\""
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "Mcp-Method header is \"{header}\" but the body has no method"
+                ))
+            }
         }
     }
     if let (Some(header), MessageKind::ToolCall { name }) = (meta.mcp_name, &message.kind) {
         if header != name {
-            return Err(format!("Mcp-Name header is \"{header}\" but the body calls tool \"{name}\""));
+            return Err(format!(
+                "Mcp-Name header is \"{header}\" but the body calls tool \"{name}\""
+            ));
         }
     }
     Ok(())
@@ -233,5 +315,586 @@ pub fn counter_key(namespace: &str, spec: &CounterSpec, meta: &RequestMeta) -> S
         (Scope::Session, _, Some(session)) => format!("session={session}"),
         (Scope::Session, _, None) => "session-none".to_owned(),
     };
-    format!("mcp-policy/v1/{}:{namespace}/{}:{}/{scope_part}", namespace.len(), spec.name.len(), spec.name)
+    format!(
+        "mcp-policy/v1/{}:{namespace}/{}:{}/{scope_part}",
+        namespace.len(),
+        spec.name.len(),
+        spec.name
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::load::load_policy;
+    use crate::engine::reply::{
+        BATCH_REFUSED, CANNOT_ENFORCE, HEADER_MISMATCH, POLICY_DENIED, RATE_LIMITED,
+    };
+    use crate::engine::test_support::{test, MemoryStore};
+    use serde_json::{json, Value};
+
+    const POLICY: &str = r#"{"version":"1","default":"deny","tools":{
+        "wechat_mass_send":{"limits":[{"counter":"sends","window":"minute","max":3,"scope":"grant"}]},
+        "wechat_mass_preview":{"limits":[{"counter":"sends","window":"minute","max":3,"scope":"grant"},
+                                         {"counter":"previews","window":10,"max":5,"scope":"session"}]},
+        "wechat_get_followers":{},
+        "wechat_everyone":{"limits":[{"counter":"all","window":"hour","max":2,"scope":"global"}]},
+        "wechat_mass_delete":{"action":"deny","reason":"deleting sent messages needs a human"}}}"#;
+
+    const NOW: u64 = 1_795_342_542; // 42 s into a minute
+
+    fn call(id: u64, tool: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+        )
+    }
+
+    struct Harness {
+        policy: Policy,
+        store: MemoryStore,
+    }
+
+    impl Harness {
+        fn new(policy: &str) -> Self {
+            Harness {
+                policy: load_policy(policy.as_bytes()).unwrap(),
+                store: MemoryStore::default(),
+            }
+        }
+
+        fn run(&mut self, body: &str, meta: RequestMeta) -> Outcome {
+            evaluate(&self.policy, body.as_bytes(), &meta, &mut self.store)
+        }
+
+        fn as_agent(&mut self, agent: &str, body: &str) -> Outcome {
+            self.run(
+                body,
+                RequestMeta {
+                    namespace: "wechat",
+                    identity: Some(agent),
+                    now: NOW,
+                    ..Default::default()
+                },
+            )
+        }
+    }
+
+    fn reply_of(outcome: &Outcome) -> (Reply, Value) {
+        match &outcome.verdict {
+            Verdict::Reply(reply) => (reply.clone(), serde_json::from_str(&reply.body).unwrap()),
+            Verdict::Forward => panic!("expected a reply, the request was forwarded"),
+        }
+    }
+
+    fn header<'r>(reply: &'r Reply, name: &str) -> Option<&'r str> {
+        reply
+            .headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn allowed_call_is_forwarded() {
+        let mut h = Harness::new(POLICY);
+        let out = h.as_agent("a", &call(1, "wechat_mass_send"));
+        assert_eq!(out.verdict, Verdict::Forward);
+        assert_eq!(
+            out.calls,
+            vec![CallRecord {
+                tool: "wechat_mass_send".into(),
+                decision: "allowed",
+                detail: String::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn denied_call_gets_a_jsonrpc_error_the_agent_can_read() {
+        let mut h = Harness::new(POLICY);
+        let out = h.as_agent("a", &call(7, "wechat_mass_delete"));
+        let (reply, body) = reply_of(&out);
+        assert_eq!(reply.status, 200);
+        assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        assert_eq!(
+            body,
+            json!({"jsonrpc":"2.0","id":7,"error":{"code":POLICY_DENIED,
+                "message":"Tool \"wechat_mass_delete\" is not allowed by policy: deleting sent messages needs a human",
+                "data":{"tool":"wechat_mass_delete","decision":"denied","reason":"deleting sent messages needs a human"}}})
+        );
+    }
+
+    #[test]
+    fn unlisted_tool_is_denied_under_default_deny() {
+        let mut h = Harness::new(POLICY);
+        let (_, body) = reply_of(&h.as_agent("a", &call(1, "wechat_get_user_info")));
+        assert_eq!(
+            body["error"]["data"]["reason"],
+            "the policy denies every tool it does not list (default: deny)"
+        );
+        assert_eq!(body["id"], 1);
+    }
+
+    #[test]
+    fn string_ids_are_echoed() {
+        let mut h = Harness::new(POLICY);
+        let body =
+            r#"{"jsonrpc":"2.0","id":"req-9","method":"tools/call","params":{"name":"nope"}}"#;
+        assert_eq!(reply_of(&h.as_agent("a", body)).1["id"], "req-9");
+    }
+
+    #[test]
+    fn rate_limit_counts_per_grant_and_says_when_to_retry() {
+        let mut h = Harness::new(POLICY);
+        for _ in 0..3 {
+            assert_eq!(
+                h.as_agent("a", &call(1, "wechat_mass_send")).verdict,
+                Verdict::Forward
+            );
+        }
+        let out = h.as_agent("a", &call(4, "wechat_mass_send"));
+        let (reply, body) = reply_of(&out);
+        assert_eq!(reply.status, 200);
+        assert_eq!(header(&reply, "retry-after"), Some("18"));
+        assert_eq!(body["id"], 4);
+        assert_eq!(body["error"]["code"], RATE_LIMITED);
+        assert_eq!(
+            body["error"]["data"],
+            json!({"tool":"wechat_mass_send","decision":"rate_limited","counter":"sends","limit":3,
+                   "window_seconds":60,"scope":"grant","used":3,"retry_after_seconds":18})
+        );
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry in 18 s"));
+        assert_eq!(out.calls[0].decision, "rate_limited");
+        // Another agent has its own budget.
+        assert_eq!(
+            h.as_agent("b", &call(1, "wechat_mass_send")).verdict,
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn callers_without_identity_share_the_anonymous_counter() {
+        let mut h = Harness::new(POLICY);
+        let meta = RequestMeta {
+            namespace: "wechat",
+            now: NOW,
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                h.run(&call(1, "wechat_mass_send"), meta).verdict,
+                Verdict::Forward
+            );
+        }
+        assert!(matches!(
+            h.run(&call(1, "wechat_mass_send"), meta).verdict,
+            Verdict::Reply(_)
+        ));
+        // A caller literally named "anonymous" is not the anonymous bucket.
+        assert_eq!(
+            h.as_agent("anonymous", &call(1, "wechat_mass_send"))
+                .verdict,
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn a_shared_counter_is_one_budget_across_tools() {
+        let mut h = Harness::new(POLICY);
+        h.as_agent("a", &call(1, "wechat_mass_send"));
+        h.as_agent("a", &call(2, "wechat_mass_preview"));
+        h.as_agent("a", &call(3, "wechat_mass_send"));
+        let (_, body) = reply_of(&h.as_agent("a", &call(4, "wechat_mass_preview")));
+        assert_eq!(body["error"]["data"]["counter"], "sends");
+    }
+
+    #[test]
+    fn session_scope_counts_per_session_id() {
+        let mut h = Harness::new(POLICY);
+        let in_session = |s| RequestMeta {
+            namespace: "wechat",
+            identity: Some("a"),
+            session: Some(s),
+            now: NOW,
+            ..Default::default()
+        };
+        // "previews" allows 5 per 10 s per session; "sends" (3/min per grant) runs out first for
+        // agent a, so use a fresh agent per call to isolate the session counter.
+        let mut forwarded = 0;
+        for i in 0..7 {
+            let meta = RequestMeta {
+                identity: Some(["a", "b", "c"][i % 3]),
+                ..in_session("s1")
+            };
+            if h.run(&call(1, "wechat_mass_preview"), meta).verdict == Verdict::Forward {
+                forwarded += 1;
+            }
+        }
+        assert_eq!(forwarded, 5);
+        let keys = h.store.keys();
+        assert!(
+            keys.iter().any(|k| k.ends_with("/8:previews/session=s1")),
+            "{keys:?}"
+        );
+        let other_session = RequestMeta {
+            identity: Some("d"),
+            ..in_session("s2")
+        };
+        assert_eq!(
+            h.run(&call(1, "wechat_mass_preview"), other_session)
+                .verdict,
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn global_scope_is_shared_by_everyone() {
+        let mut h = Harness::new(POLICY);
+        assert_eq!(
+            h.as_agent("a", &call(1, "wechat_everyone")).verdict,
+            Verdict::Forward
+        );
+        assert_eq!(
+            h.as_agent("b", &call(1, "wechat_everyone")).verdict,
+            Verdict::Forward
+        );
+        assert!(matches!(
+            h.as_agent("c", &call(1, "wechat_everyone")).verdict,
+            Verdict::Reply(_)
+        ));
+    }
+
+    #[test]
+    fn windows_reset_automatically() {
+        let mut h = Harness::new(POLICY);
+        let at = |now| RequestMeta {
+            namespace: "wechat",
+            identity: Some("a"),
+            now,
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            h.run(&call(1, "wechat_mass_send"), at(NOW));
+        }
+        assert!(matches!(
+            h.run(&call(1, "wechat_mass_send"), at(NOW + 17)).verdict,
+            Verdict::Reply(_)
+        ));
+        assert_eq!(
+            h.run(&call(1, "wechat_mass_send"), at(NOW + 18)).verdict,
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn other_methods_pass_without_touching_counters() {
+        let mut h = Harness::new(POLICY);
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"x://y"}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"prompts/get","params":{"name":"p"}}"#,
+            r#"{"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+        ] {
+            assert_eq!(h.as_agent("a", body).verdict, Verdict::Forward, "{body}");
+        }
+        assert_eq!((h.store.gets, h.store.sets), (0, 0));
+    }
+
+    #[test]
+    fn malformed_bodies_are_400_with_id_null() {
+        let mut h = Harness::new(POLICY);
+        for (body, code) in [
+            ("{oops", -32700),
+            ("", -32700),
+            ("42", -32600),
+            ("[]", -32600),
+            (r#"{"method":"tools/call"}"#, -32600),
+        ] {
+            let (reply, value) = reply_of(&h.as_agent("a", body));
+            assert_eq!(reply.status, 400, "{body}");
+            assert_eq!(value["id"], Value::Null);
+            assert_eq!(value["error"]["code"], code, "{body}");
+        }
+    }
+
+    #[test]
+    fn tool_call_without_name_is_invalid_params_echoing_the_id() {
+        let mut h = Harness::new(POLICY);
+        let (reply, value) = reply_of(&h.as_agent(
+            "a",
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"arguments":{}}}"#,
+        ));
+        assert_eq!(reply.status, 400);
+        assert_eq!(value["id"], 5);
+        assert_eq!(value["error"]["code"], -32602);
+    }
+
+    #[test]
+    fn too_large_is_413() {
+        let mut h = Harness::new(r#"{"version":"1","default":"allow","max_body_bytes":64}"#);
+        let out = h.as_agent("a", &call(1, &"x".repeat(100)));
+        let (reply, value) = reply_of(&out);
+        assert_eq!(reply.status, 413);
+        assert_eq!(value["error"]["data"]["max_body_bytes"], 64);
+    }
+
+    #[test]
+    fn allowed_batch_consumes_every_counter_it_uses() {
+        let mut h = Harness::new(POLICY);
+        let batch = format!(
+            "[{},{},{}]",
+            call(1, "wechat_mass_send"),
+            call(2, "wechat_mass_preview"),
+            r#"{"jsonrpc":"2.0","method":"notifications/x"}"#
+        );
+        assert_eq!(h.as_agent("a", &batch).verdict, Verdict::Forward);
+        let sends = h
+            .store
+            .keys()
+            .into_iter()
+            .find(|k| k.contains("5:sends"))
+            .unwrap();
+        assert_eq!(h.store.state(&sends).unwrap().count, 2);
+    }
+
+    #[test]
+    fn a_denied_element_refuses_the_whole_batch_and_consumes_nothing() {
+        let mut h = Harness::new(POLICY);
+        let batch = format!(
+            "[{},{},{},{}]",
+            call(1, "wechat_mass_send"),
+            call(2, "wechat_mass_delete"),
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#
+        );
+        let out = h.as_agent("a", &batch);
+        let (reply, value) = reply_of(&out);
+        assert_eq!(reply.status, 200);
+        let items = value.as_array().unwrap();
+        assert_eq!(
+            items.len(),
+            3,
+            "one error per request, none for the notification: {value}"
+        );
+        assert_eq!(
+            (items[0]["id"].clone(), items[0]["error"]["code"].clone()),
+            (json!(1), json!(BATCH_REFUSED))
+        );
+        assert_eq!(
+            (items[1]["id"].clone(), items[1]["error"]["code"].clone()),
+            (json!(2), json!(POLICY_DENIED))
+        );
+        assert_eq!(
+            (items[2]["id"].clone(), items[2]["error"]["code"].clone()),
+            (json!(3), json!(BATCH_REFUSED))
+        );
+        assert_eq!(h.store.sets, 0, "a refused batch consumes no counter");
+    }
+
+    #[test]
+    fn a_rate_limited_element_refuses_the_batch_and_refunds_what_was_taken() {
+        let mut h = Harness::new(POLICY);
+        // Use up "previews" for session s (5 per 10 s), leaving "sends" with room for agent a... but
+        // "sends" is charged first (lower counter id), so the refund path runs.
+        let meta = |agent| RequestMeta {
+            namespace: "wechat",
+            identity: Some(agent),
+            session: Some("s"),
+            now: NOW,
+            ..Default::default()
+        };
+        for agent in ["p", "q", "r", "s", "t"] {
+            assert_eq!(
+                h.run(&call(1, "wechat_mass_preview"), meta(agent)).verdict,
+                Verdict::Forward
+            );
+        }
+        let batch = format!(
+            "[{},{}]",
+            call(1, "wechat_mass_send"),
+            call(2, "wechat_mass_preview")
+        );
+        let out = h.run(&batch, meta("a"));
+        let (reply, value) = reply_of(&out);
+        assert_eq!(header(&reply, "retry-after"), Some("8"));
+        assert_eq!(value[0]["error"]["code"], BATCH_REFUSED);
+        assert_eq!(value[1]["error"]["code"], RATE_LIMITED);
+        assert_eq!(value[1]["error"]["data"]["counter"], "previews");
+        let sends_a = h
+            .store
+            .keys()
+            .into_iter()
+            .find(|k| k.ends_with("5:sends/grant=a"))
+            .unwrap();
+        assert_eq!(h.store.state(&sends_a).unwrap().count, 0, "refunded");
+        assert_eq!(
+            out.calls.iter().map(|c| c.decision).collect::<Vec<_>>(),
+            vec!["allowed", "rate_limited"]
+        );
+    }
+
+    #[test]
+    fn a_one_element_batch_is_decided_like_a_single_call() {
+        let mut h = Harness::new(POLICY);
+        let (_, value) =
+            reply_of(&h.as_agent("a", &format!("[{}]", call(9, "wechat_mass_delete"))));
+        assert_eq!(
+            value,
+            json!([{"jsonrpc":"2.0","id":9,"error":value[0]["error"].clone()}])
+        );
+        assert_eq!(value[0]["error"]["code"], POLICY_DENIED);
+    }
+
+    #[test]
+    fn invalid_element_in_a_batch_refuses_it_with_400() {
+        let mut h = Harness::new(POLICY);
+        let batch = format!("[{},5]", call(1, "wechat_mass_send"));
+        let (reply, value) = reply_of(&h.as_agent("a", &batch));
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            value[1],
+            json!({"jsonrpc":"2.0","id":null,"error":value[1]["error"].clone()})
+        );
+        assert_eq!(value[1]["error"]["code"], -32600);
+    }
+
+    #[test]
+    fn denied_notification_still_gets_an_answer() {
+        let mut h = Harness::new(POLICY);
+        let (_, value) = reply_of(&h.as_agent(
+            "a",
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"wechat_mass_delete"}}"#,
+        ));
+        assert_eq!(value["id"], Value::Null);
+        assert_eq!(value["error"]["code"], POLICY_DENIED);
+    }
+
+    #[test]
+    fn http_refusal_mode_uses_403_429_503() {
+        let policy = POLICY.replacen(
+            r#""default":"deny""#,
+            r#""default":"deny","refusal_mode":"http""#,
+            1,
+        );
+        let mut h = Harness::new(&policy);
+        assert_eq!(
+            reply_of(&h.as_agent("a", &call(1, "wechat_mass_delete")))
+                .0
+                .status,
+            403
+        );
+        for _ in 0..2 {
+            h.as_agent("a", &call(1, "wechat_everyone"));
+        }
+        let out = h.as_agent("a", &call(1, "wechat_everyone"));
+        let (reply, value) = reply_of(&out);
+        assert_eq!(reply.status, 429);
+        assert_eq!(header(&reply, "x-envoy-ratelimited"), Some("true"));
+        assert_eq!(value["error"]["code"], RATE_LIMITED);
+        h.store.fail = true;
+        assert_eq!(
+            reply_of(&h.as_agent("a", &call(1, "wechat_mass_send")))
+                .0
+                .status,
+            503
+        );
+    }
+
+    #[test]
+    fn counter_store_failure_fails_closed_and_is_reported() {
+        let mut h = Harness::new(
+            r#"{"version":"1","tools":{"wechat_get_followers":{},
+                "wechat_mass_send":{"limits":[{"counter":"c","window":60,"max":1000000,"scope":"global"}]}}}"#,
+        );
+        h.store.interfere_times = usize::MAX;
+        let out = h.as_agent("a", &call(3, "wechat_mass_send"));
+        let (reply, value) = reply_of(&out);
+        assert_eq!(reply.status, 200);
+        assert_eq!(value["error"]["code"], CANNOT_ENFORCE);
+        assert_eq!(value["error"]["data"]["decision"], "error");
+        assert!(
+            out.problem
+                .as_deref()
+                .unwrap()
+                .contains("compare-and-swap gave up"),
+            "{:?}",
+            out.problem
+        );
+        // Tools without limits never touch the store, so they still work.
+        assert_eq!(
+            h.as_agent("a", &call(1, "wechat_get_followers")).verdict,
+            Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn mcp_headers_must_agree_with_the_body() {
+        let mut h = Harness::new(POLICY);
+        let with = |method, name| RequestMeta {
+            namespace: "wechat",
+            identity: Some("a"),
+            mcp_method: method,
+            mcp_name: name,
+            now: NOW,
+            ..Default::default()
+        };
+        let allowed = call(1, "wechat_get_followers");
+        assert_eq!(
+            h.run(
+                &allowed,
+                with(Some("tools/call"), Some("wechat_get_followers"))
+            )
+            .verdict,
+            Verdict::Forward
+        );
+        for meta in [
+            with(Some("tools/call"), Some("wechat_mass_delete")),
+            with(Some("tools/list"), None),
+            with(None, Some("something_else")),
+        ] {
+            let out = h.run(&allowed, meta);
+            let (reply, value) = reply_of(&out);
+            assert_eq!(reply.status, 400);
+            assert_eq!(value["error"]["code"], HEADER_MISMATCH);
+            assert_eq!(value["id"], 1);
+        }
+        // Header claims an allowed tool while the body calls a denied one: decided from the body.
+        let out = h.run(
+            &call(2, "wechat_mass_delete"),
+            with(Some("tools/call"), Some("wechat_get_followers")),
+        );
+        assert_eq!(reply_of(&out).1["error"]["code"], HEADER_MISMATCH);
+        let batch = format!("[{allowed}]");
+        assert_eq!(
+            reply_of(&h.run(&batch, with(Some("tools/call"), None)))
+                .0
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn counters_of_different_servers_never_mix() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let spec = policy.counters.iter().find(|c| c.name == "sends").unwrap();
+        let meta = RequestMeta {
+            identity: Some("a"),
+            ..Default::default()
+        };
+        assert_ne!(
+            counter_key("wechat", spec, &meta),
+            counter_key("notify", spec, &meta)
+        );
+        assert_eq!(
+            counter_key("wechat", spec, &meta),
+            "mcp-policy/v1/6:wechat/5:sends/grant=a"
+        );
+    }
 }

@@ -68,19 +68,28 @@ pub struct BodyError {
 }
 
 pub fn parse_body(bytes: &[u8]) -> Result<(Body, Value), BodyError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| BodyError { code: PARSE_ERROR, problem: format!("body is not valid JSON: {e}") })?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| BodyError {
+        code: PARSE_ERROR,
+        problem: format!("body is not valid JSON: {e}"),
+    })?;
     let body = match &value {
         Value::Object(object) => Body::Single(classify(object)),
         Value::Array(items) if items.is_empty() => {
-            return Err(BodyError { code: INVALID_REQUEST, problem: "empty JSON-RPC batch".to_owned() })
+            return Err(BodyError {
+                code: INVALID_REQUEST,
+                problem: "empty JSON-RPC batch".to_owned(),
+            })
         }
         Value::Array(items) => Body::Batch(
             items
                 .iter()
                 .map(|item| match item {
                     Value::Object(object) => classify(object),
-                    other => invalid(None, INVALID_REQUEST, format!("batch element is {}, not an object", kind_of(other))),
+                    other => invalid(
+                        None,
+                        INVALID_REQUEST,
+                        format!("batch element is {}, not an object", kind_of(other)),
+                    ),
                 })
                 .collect(),
         ),
@@ -106,7 +115,13 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message {
-    Message { id, kind: MessageKind::Invalid { code, problem: problem.into() } }
+    Message {
+        id,
+        kind: MessageKind::Invalid {
+            code,
+            problem: problem.into(),
+        },
+    }
 }
 
 fn classify(object: &Map<String, Value>) -> Message {
@@ -114,16 +129,31 @@ fn classify(object: &Map<String, Value>) -> Message {
     let id = match object.get("id") {
         None => None,
         Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(v.clone()),
-        Some(other) => return invalid(None, INVALID_REQUEST, format!("\"id\" is {}", kind_of(other))),
+        Some(other) => {
+            return invalid(
+                None,
+                INVALID_REQUEST,
+                format!("\"id\" is {}", kind_of(other)),
+            )
+        }
     };
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return invalid(id, INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
     }
     let method = match object.get("method") {
         Some(Value::String(m)) => m,
-        Some(other) => return invalid(id, INVALID_REQUEST, format!("\"method\" is {}, not a string", kind_of(other))),
+        Some(other) => {
+            return invalid(
+                id,
+                INVALID_REQUEST,
+                format!("\"method\" is {}, not a string", kind_of(other)),
+            )
+        }
         None if (object.contains_key("result") || object.contains_key("error")) && id.is_some() => {
-            return Message { id, kind: MessageKind::Response };
+            return Message {
+                id,
+                kind: MessageKind::Response,
+            };
         }
         None => return invalid(id, INVALID_REQUEST, "no \"method\" (and not a response)"),
     };
@@ -134,11 +164,26 @@ fn classify(object: &Map<String, Value>) -> Message {
         }
     }
     if method != TOOLS_CALL {
-        return Message { id, kind: MessageKind::Other { method: method.clone() } };
+        return Message {
+            id,
+            kind: MessageKind::Other {
+                method: method.clone(),
+            },
+        };
     }
     match params.and_then(|p| p.get("name")) {
-        Some(Value::String(name)) => Message { id, kind: MessageKind::ToolCall { name: name.clone() } },
-        Some(other) => invalid(id, INVALID_PARAMS, format!("tools/call \"params.name\" is {}, not a string", kind_of(other))),
+        Some(Value::String(name)) => Message {
+            id,
+            kind: MessageKind::ToolCall { name: name.clone() },
+        },
+        Some(other) => invalid(
+            id,
+            INVALID_PARAMS,
+            format!(
+                "tools/call \"params.name\" is {}, not a string",
+                kind_of(other)
+            ),
+        ),
         None => invalid(id, INVALID_PARAMS, "tools/call without \"params.name\""),
     }
 }
@@ -158,21 +203,40 @@ mod tests {
 
     #[test]
     fn tool_call_is_recognised_by_method_and_name() {
-        let m = single(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wechat_mass_send","arguments":{}}}"#);
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wechat_mass_send","arguments":{}}}"#,
+        );
         assert_eq!(m.id, Some(json!(7)));
-        assert_eq!(m.kind, MessageKind::ToolCall { name: "wechat_mass_send".into() });
+        assert_eq!(
+            m.kind,
+            MessageKind::ToolCall {
+                name: "wechat_mass_send".into()
+            }
+        );
     }
 
     #[test]
     fn escaped_names_are_decoded_before_deciding() {
-        let m = single(r#"{"jsonrpc":"2.0","id":"a","method":"tools\/call","params":{"name":"wechat\u005fmass_send"}}"#);
-        assert_eq!(m.kind, MessageKind::ToolCall { name: "wechat_mass_send".into() });
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools\/call","params":{"name":"wechat\u005fmass_send"}}"#,
+        );
+        assert_eq!(
+            m.kind,
+            MessageKind::ToolCall {
+                name: "wechat_mass_send".into()
+            }
+        );
     }
 
     #[test]
     fn other_methods_and_notifications_are_not_tool_calls() {
         let m = single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-        assert_eq!(m.kind, MessageKind::Other { method: "notifications/initialized".into() });
+        assert_eq!(
+            m.kind,
+            MessageKind::Other {
+                method: "notifications/initialized".into()
+            }
+        );
         assert!(!m.expects_answer());
         let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
         assert_eq!(m.method(), Some("tools/list"));
@@ -193,7 +257,16 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["wechat_mass_send"]}"#,
         ] {
             let m = single(text);
-            assert!(matches!(m.kind, MessageKind::Invalid { code: INVALID_PARAMS, .. }), "{text}: {m:?}");
+            assert!(
+                matches!(
+                    m.kind,
+                    MessageKind::Invalid {
+                        code: INVALID_PARAMS,
+                        ..
+                    }
+                ),
+                "{text}: {m:?}"
+            );
             assert_eq!(m.id, Some(json!(1)));
         }
     }
@@ -209,7 +282,16 @@ mod tests {
             r#"{"jsonrpc":"2.0"}"#,
         ] {
             let m = single(text);
-            assert!(matches!(m.kind, MessageKind::Invalid { code: INVALID_REQUEST, .. }), "{text}: {m:?}");
+            assert!(
+                matches!(
+                    m.kind,
+                    MessageKind::Invalid {
+                        code: INVALID_REQUEST,
+                        ..
+                    }
+                ),
+                "{text}: {m:?}"
+            );
         }
     }
 
@@ -218,7 +300,10 @@ mod tests {
         assert_eq!(parse_body(b"not json").unwrap_err().code, PARSE_ERROR);
         assert_eq!(parse_body(b"").unwrap_err().code, PARSE_ERROR);
         assert_eq!(parse_body(b"[]").unwrap_err().code, INVALID_REQUEST);
-        assert_eq!(parse_body(b"\"tools/call\"").unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(
+            parse_body(b"\"tools/call\"").unwrap_err().code,
+            INVALID_REQUEST
+        );
         // A byte-order mark is not JSON; refusing it avoids a parser differential with upstreams.
         assert_eq!(parse_body(b"\xef\xbb\xbf{}").unwrap_err().code, PARSE_ERROR);
     }

@@ -35,11 +35,17 @@ impl std::error::Error for PolicyError {}
 type Result<T> = std::result::Result<T, PolicyError>;
 
 fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
-    Err(PolicyError { path: path.to_owned(), message: message.into() })
+    Err(PolicyError {
+        path: path.to_owned(),
+        message: message.into(),
+    })
 }
 
 fn key_path(parent: &str, key: &str) -> String {
-    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match (parent.is_empty(), plain) {
         (true, true) => key.to_owned(),
         (false, true) => format!("{parent}.{key}"),
@@ -66,30 +72,52 @@ fn describe(value: &Value) -> String {
 }
 
 fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
-    value.as_object().map_or_else(|| err(path, format!("expected an object, got {}", describe(value))), Ok)
+    value.as_object().map_or_else(
+        || err(path, format!("expected an object, got {}", describe(value))),
+        Ok,
+    )
 }
 
 fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
-    value.as_str().map_or_else(|| err(path, format!("expected a string, got {}", describe(value))), Ok)
+    value.as_str().map_or_else(
+        || err(path, format!("expected a string, got {}", describe(value))),
+        Ok,
+    )
 }
 
 fn positive_integer(value: &Value, path: &str) -> Result<u64> {
     match value.as_u64() {
         Some(n) if n > 0 => Ok(n),
-        _ => err(path, format!("expected a positive integer, got {}", describe(value))),
+        _ => err(
+            path,
+            format!("expected a positive integer, got {}", describe(value)),
+        ),
     }
 }
 
 fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
     let text = as_str(value, path)?;
     allowed.iter().copied().find(|a| *a == text).map_or_else(
-        || err(path, format!("expected one of {}, got {}", quoted_list(allowed), describe(value))),
+        || {
+            err(
+                path,
+                format!(
+                    "expected one of {}, got {}",
+                    quoted_list(allowed),
+                    describe(value)
+                ),
+            )
+        },
         Ok,
     )
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("\"{i}\"")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn reject_unknown_fields(object: &Map<String, Value>, path: &str, known: &[&str]) -> Result<()> {
@@ -104,11 +132,19 @@ fn reject_unknown_fields(object: &Map<String, Value>, path: &str, known: &[&str]
 
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-const POLICY_FIELDS: &[&str] =
-    &["version", "default", "tools", "identity_header", "max_body_bytes", "refusal_mode"];
+const POLICY_FIELDS: &[&str] = &[
+    "version",
+    "default",
+    "tools",
+    "identity_header",
+    "max_body_bytes",
+    "refusal_mode",
+];
 const TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope"];
 
@@ -118,8 +154,10 @@ pub const MAX_BODY_BYTES_CEILING: u64 = 64 * 1024 * 1024;
 /// Parse and validate a policy document. Nothing half-understood is accepted: unknown fields,
 /// wrong types, out-of-range values and inconsistent counters are all errors.
 pub fn load_policy(text: &[u8]) -> Result<Policy> {
-    let document: Value = serde_json::from_slice(text)
-        .map_err(|e| PolicyError { path: String::new(), message: format!("not valid JSON: {e}") })?;
+    let document: Value = serde_json::from_slice(text).map_err(|e| PolicyError {
+        path: String::new(),
+        message: format!("not valid JSON: {e}"),
+    })?;
     policy_from_value(&document)
 }
 
@@ -147,7 +185,10 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         Some(v) => {
             let name = as_str(v, "identity_header")?;
             if !is_header_name(name) {
-                return err("identity_header", format!("not a valid HTTP header name: {}", describe(v)));
+                return err(
+                    "identity_header",
+                    format!("not a valid HTTP header name: {}", describe(v)),
+                );
             }
             name.to_ascii_lowercase()
         }
@@ -158,7 +199,10 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         Some(v) => {
             let n = positive_integer(v, "max_body_bytes")?;
             if n > MAX_BODY_BYTES_CEILING {
-                return err("max_body_bytes", format!("at most {MAX_BODY_BYTES_CEILING} bytes, got {n}"));
+                return err(
+                    "max_body_bytes",
+                    format!("at most {MAX_BODY_BYTES_CEILING} bytes, got {n}"),
+                );
             }
             n
         }
@@ -205,25 +249,40 @@ fn tool_rule(value: &Value, path: &str, counters: &mut CounterTable) -> Result<T
             _ => ToolAction::Allow,
         },
     };
-    let reason = rule.get("reason").map(|v| as_str(v, &key_path(path, "reason")).map(str::to_owned)).transpose()?;
+    let reason = rule
+        .get("reason")
+        .map(|v| as_str(v, &key_path(path, "reason")).map(str::to_owned))
+        .transpose()?;
 
     let mut limits = Vec::new();
     if let Some(list) = rule.get("limits") {
         let list_path = key_path(path, "limits");
         let items = list.as_array().map_or_else(
-            || err(&list_path, format!("expected an array, got {}", describe(list))),
+            || {
+                err(
+                    &list_path,
+                    format!("expected an array, got {}", describe(list)),
+                )
+            },
             Ok,
         )?;
         for (index, item) in items.iter().enumerate() {
             let item_path = format!("{list_path}[{index}]");
             let id = counters.define(limit(item, &item_path)?, &item_path)?;
             if limits.contains(&id) {
-                return err(&item_path, "this tool already uses that counter; list each counter once");
+                return err(
+                    &item_path,
+                    "this tool already uses that counter; list each counter once",
+                );
             }
             limits.push(id);
         }
     }
-    Ok(ToolRule { action, reason, limits })
+    Ok(ToolRule {
+        action,
+        reason,
+        limits,
+    })
 }
 
 fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
@@ -252,7 +311,12 @@ fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
         "grant" => Scope::Grant,
         _ => Scope::Session,
     };
-    Ok(CounterSpec { name: name.to_owned(), window, max, scope })
+    Ok(CounterSpec {
+        name: name.to_owned(),
+        window,
+        max,
+        scope,
+    })
 }
 
 fn window(value: &Value, path: &str) -> Result<Window> {
@@ -275,7 +339,10 @@ fn window(value: &Value, path: &str) -> Result<Window> {
             "day" => Ok(Window::DAY),
             _ => invalid(),
         },
-        Value::Number(n) => n.as_u64().and_then(Window::from_seconds).map_or_else(invalid, Ok),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(Window::from_seconds)
+            .map_or_else(invalid, Ok),
         _ => invalid(),
     }
 }
@@ -315,5 +382,220 @@ impl CounterTable {
                 _ => err(path, "internal error: counter table out of step"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::test_support::test;
+
+    const SEED: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[{"counter":"wechat_mass_send_rate","window":"minute","max":30,"scope":"grant"}]}}}"#;
+
+    fn error_of(text: &str) -> String {
+        load_policy(text.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_seed_document_loads_verbatim() {
+        let policy = load_policy(SEED.as_bytes()).unwrap();
+        assert_eq!(policy.default_action, DefaultAction::Deny);
+        assert_eq!(
+            policy.counters,
+            vec![CounterSpec {
+                name: "wechat_mass_send_rate".into(),
+                window: Window::MINUTE,
+                max: 30,
+                scope: Scope::Grant
+            }]
+        );
+        assert_eq!(policy.tools["wechat_mass_send"].action, ToolAction::Allow);
+        assert_eq!(policy.identity_header, "x-agent-id");
+        assert_eq!(policy.max_body_bytes, 1024 * 1024);
+        assert_eq!(policy.refusal_mode, RefusalMode::JsonRpc);
+    }
+
+    #[test]
+    fn defaults_when_fields_are_omitted() {
+        let policy = load_policy(br#"{"version":"1"}"#).unwrap();
+        assert_eq!(policy.default_action, DefaultAction::Deny);
+        assert!(policy.tools.is_empty());
+    }
+
+    #[test]
+    fn optional_fields() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow","identity_header":"X-API-Key","max_body_bytes":2048,"refusal_mode":"http",
+                 "tools":{"t":{"action":"deny","reason":"no"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(policy.default_action, DefaultAction::Allow);
+        assert_eq!(policy.identity_header, "x-api-key");
+        assert_eq!(policy.max_body_bytes, 2048);
+        assert_eq!(policy.refusal_mode, RefusalMode::Http);
+        assert_eq!(policy.tools["t"].reason.as_deref(), Some("no"));
+    }
+
+    #[test]
+    fn windows_by_name_and_by_seconds() {
+        for (window, seconds) in [
+            ("\"second\"", 1),
+            ("\"minute\"", 60),
+            ("\"hour\"", 3600),
+            ("\"day\"", 86400),
+            ("60", 60),
+            ("5", 5),
+        ] {
+            let text = format!(
+                r#"{{"version":"1","tools":{{"t":{{"limits":[{{"counter":"c","window":{window},"max":10,"scope":"global"}}]}}}}}}"#
+            );
+            assert_eq!(
+                load_policy(text.as_bytes()).unwrap().counters[0]
+                    .window
+                    .seconds(),
+                seconds,
+                "{window}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let cases = [
+            (
+                r#"{"version":"1","tools":{"wechat_mass_send":{"limits":[{"counter":"c","window":"fortnight","max":30,"scope":"grant"}]}}}"#,
+                r#"tools.wechat_mass_send.limits[0].window: expected "second", "minute", "hour", "day" or a positive integer number of seconds, got string "fortnight""#,
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":0,"max":30,"scope":"grant"}]}}}"#,
+                "tools.t.limits[0].window: expected",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":60,"max":0,"scope":"grant"}]}}}"#,
+                "tools.t.limits[0].max: expected a positive integer, got number 0",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":60,"max":2.5,"scope":"grant"}]}}}"#,
+                "tools.t.limits[0].max: expected a positive integer, got number 2.5",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":60,"max":"30","scope":"grant"}]}}}"#,
+                "tools.t.limits[0].max: expected a positive integer, got string \"30\"",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":60,"max":3,"scope":"team"}]}}}"#,
+                r#"tools.t.limits[0].scope: expected one of "global", "grant", "session", got string "team""#,
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"window":60,"max":3,"scope":"global"}]}}}"#,
+                "tools.t.limits[0].counter: required",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":60,"max":3,"scope":"global","burst":2}]}}}"#,
+                r#"tools.t.limits[0].burst: unknown field; expected one of "counter", "window", "max", "scope""#,
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"action":"allow","reson":"typo"}}}"#,
+                "tools.t.reson: unknown field",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"action":"block"}}}"#,
+                r#"tools.t.action: expected one of "allow", "deny", got string "block""#,
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":{}}}}"#,
+                "tools.t.limits: expected an array, got an object",
+            ),
+            (
+                r#"{"version":"1","tools":{"a.b":{"reason":5}}}"#,
+                r#"tools["a.b"].reason: expected a string, got number 5"#,
+            ),
+            (
+                r#"{"version":"1","tools":[]}"#,
+                "tools: expected an object, got an array",
+            ),
+            (
+                r#"{"version":"2"}"#,
+                r#"version: expected one of "1", got string "2""#,
+            ),
+            (
+                r#"{"version":1}"#,
+                "version: expected a string, got number 1",
+            ),
+            (r#"{"default":"deny"}"#, "version: required"),
+            (
+                r#"{"version":"1","default":"block"}"#,
+                r#"default: expected one of "allow", "deny", got string "block""#,
+            ),
+            (
+                r#"{"version":"1","defaults":"deny"}"#,
+                "defaults: unknown field",
+            ),
+            (
+                r#"{"version":"1","identity_header":"x agent"}"#,
+                "identity_header: not a valid HTTP header name",
+            ),
+            (
+                r#"{"version":"1","max_body_bytes":0}"#,
+                "max_body_bytes: expected a positive integer",
+            ),
+            (
+                r#"{"version":"1","max_body_bytes":1000000000}"#,
+                "max_body_bytes: at most",
+            ),
+            (
+                r#"{"version":"1","refusal_mode":"403"}"#,
+                "refusal_mode: expected one of",
+            ),
+            (
+                r#"{"version":"1","tools":{"":{}}}"#,
+                r#"tools[""]: a tool name must not be empty"#,
+            ),
+            ("[]", "(document): expected an object, got an array"),
+            ("{", "(document): not valid JSON"),
+        ];
+        for (text, expected) in cases {
+            let got = error_of(text);
+            assert!(
+                got.starts_with(expected),
+                "policy {text}\n  got:      {got}\n  expected: {expected}…"
+            );
+        }
+    }
+
+    #[test]
+    fn a_shared_counter_must_mean_the_same_budget_everywhere() {
+        let consistent = r#"{"version":"1","tools":{
+            "a":{"limits":[{"counter":"sends","window":"minute","max":30,"scope":"grant"}]},
+            "b":{"limits":[{"counter":"sends","window":60,"max":30,"scope":"grant"}]}}}"#;
+        let policy = load_policy(consistent.as_bytes()).unwrap();
+        assert_eq!(policy.counters.len(), 1);
+        assert_eq!(policy.tools["a"].limits, policy.tools["b"].limits);
+
+        for other in [
+            r#""window":"hour","max":30,"scope":"grant""#,
+            r#""window":60,"max":31,"scope":"grant""#,
+            r#""window":60,"max":30,"scope":"global""#,
+        ] {
+            let text = format!(
+                r#"{{"version":"1","tools":{{"a":{{"limits":[{{"counter":"sends","window":60,"max":30,"scope":"grant"}}]}},"b":{{"limits":[{{"counter":"sends",{other}}}]}}}}}}"#
+            );
+            let got = error_of(&text);
+            assert!(
+                got.starts_with(
+                    "tools.b.limits[0]: counter \"sends\" is already defined at tools.a.limits[0]"
+                ),
+                "{got}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tool_may_not_list_the_same_counter_twice() {
+        let text = r#"{"version":"1","tools":{"a":{"limits":[
+            {"counter":"c","window":60,"max":3,"scope":"global"},{"counter":"c","window":60,"max":3,"scope":"global"}]}}}"#;
+        assert!(
+            error_of(text).starts_with("tools.a.limits[1]: this tool already uses that counter")
+        );
     }
 }

@@ -88,7 +88,11 @@ impl Policy {
 
     /// One line for logs and `mcp-policy check`.
     pub fn summary(&self) -> String {
-        let denied = self.tools.values().filter(|t| t.action == ToolAction::Deny).count();
+        let denied = self
+            .tools
+            .values()
+            .filter(|t| t.action == ToolAction::Deny)
+            .count();
         format!(
             "policy ok: default {}, {} tool rule(s) ({} deny), {} counter(s), identity header {}, max body {} bytes, refusals as {}",
             match self.default_action {

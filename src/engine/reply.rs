@@ -28,11 +28,26 @@ pub struct Reply {
 /// Why one message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    Denied { tool: String, reason: String },
-    RateLimited { tool: String, limit: LimitHit },
-    CannotEnforce { tool: String, counter: String, problem: String },
-    Invalid { code: i64, problem: String },
-    HeaderMismatch { problem: String },
+    Denied {
+        tool: String,
+        reason: String,
+    },
+    RateLimited {
+        tool: String,
+        limit: LimitHit,
+    },
+    CannotEnforce {
+        tool: String,
+        counter: String,
+        problem: String,
+    },
+    Invalid {
+        code: i64,
+        problem: String,
+    },
+    HeaderMismatch {
+        problem: String,
+    },
     /// Innocent member of a refused batch.
     BatchRefused,
 }
@@ -82,7 +97,11 @@ impl Refusal {
                     "retry_after_seconds": limit.retry_after_seconds,
                 },
             }),
-            Refusal::CannotEnforce { tool, counter, problem } => json!({
+            Refusal::CannotEnforce {
+                tool,
+                counter,
+                problem,
+            } => json!({
                 "code": CANNOT_ENFORCE,
                 "message": format!(
                     "Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."
@@ -145,7 +164,11 @@ fn severity(status: u16) -> u8 {
 
 /// One refused message (or an error about the whole body, with `id` None).
 pub fn single(id: Option<&Value>, refusal: &Refusal, mode: RefusalMode) -> Reply {
-    build(refusal.status(mode), response(id, refusal).to_string(), retry_after(std::iter::once(refusal)))
+    build(
+        refusal.status(mode),
+        response(id, refusal).to_string(),
+        retry_after(std::iter::once(refusal)),
+    )
 }
 
 /// A refused batch: one error per element that expects an answer, plus every culprit.
@@ -162,7 +185,11 @@ pub fn batch(entries: &[(Option<&Value>, Refusal, bool)], mode: RefusalMode) -> 
             items.push(response(*id, refusal));
         }
     }
-    build(status, Value::Array(items).to_string(), retry_after(entries.iter().map(|(_, r, _)| r)))
+    build(
+        status,
+        Value::Array(items).to_string(),
+        retry_after(entries.iter().map(|(_, r, _)| r)),
+    )
 }
 
 /// 413: the body is larger than `max_body_bytes`; it was not read further.
@@ -194,5 +221,9 @@ fn build(status: u16, body: String, retry_after: Option<u64>) -> Reply {
         headers.push(("retry-after", seconds.to_string()));
         headers.push(("x-envoy-ratelimited", "true".to_owned()));
     }
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }

@@ -37,7 +37,9 @@ impl MemoryStore {
     }
 
     pub fn state(&self, key: &str) -> Option<CounterState> {
-        self.entries.get(key).and_then(|(v, _)| CounterState::decode(v))
+        self.entries
+            .get(key)
+            .and_then(|(v, _)| CounterState::decode(v))
     }
 
     pub fn keys(&self) -> Vec<String> {
@@ -49,8 +51,14 @@ impl MemoryStore {
     fn foreign_increment(&mut self, key: &str, ours: &[u8]) {
         let window_start = CounterState::decode(ours).map_or(0, |s| s.window_start);
         let next = match self.state(key) {
-            Some(s) => CounterState { window_start: s.window_start, count: s.count + 1 },
-            None => CounterState { window_start, count: 1 },
+            Some(s) => CounterState {
+                window_start: s.window_start,
+                count: s.count + 1,
+            },
+            None => CounterState {
+                window_start,
+                count: 1,
+            },
         };
         self.raw_set(key, &next.encode());
     }

@@ -43,13 +43,25 @@ impl PolicyStream {
 
     fn respond(&mut self, reply: Reply) -> Action {
         self.done = true;
-        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.send_http_response(u32::from(reply.status), headers, Some(reply.body.as_bytes()));
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        self.send_http_response(
+            u32::from(reply.status),
+            headers,
+            Some(reply.body.as_bytes()),
+        );
         Action::Pause
     }
 
     fn decide(&mut self, body: &[u8]) -> Action {
-        let now = self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let meta = RequestMeta {
             namespace: &self.namespace,
             identity: self.identity.as_deref(),
@@ -58,14 +70,24 @@ impl PolicyStream {
             mcp_name: self.mcp_name.as_deref(),
             now,
         };
-        let Outcome { verdict, calls, problem } = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
+        let Outcome {
+            verdict,
+            calls,
+            problem,
+        } = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
         if let Some(problem) = problem {
-            log(LogLevel::Error, &format!("mcp-policy-filter[{}]: {problem}", self.namespace));
+            log(
+                LogLevel::Error,
+                &format!("mcp-policy-filter[{}]: {problem}", self.namespace),
+            );
         }
         for call in calls.iter().filter(|c| c.decision != "allowed") {
             log(
                 LogLevel::Info,
-                &format!("mcp-policy-filter[{}]: tools/call {:?} {} {}", self.namespace, call.tool, call.decision, call.detail),
+                &format!(
+                    "mcp-policy-filter[{}]: tools/call {:?} {} {}",
+                    self.namespace, call.tool, call.decision, call.detail
+                ),
             );
         }
         match verdict {
@@ -91,7 +113,9 @@ impl HttpContext for PolicyStream {
         self.mcp_method = self.get_http_request_header("mcp-method");
         self.mcp_name = self.get_http_request_header("mcp-name");
 
-        let declared = self.get_http_request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = self
+            .get_http_request_header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.policy.max_body_bytes) {
             return self.respond(reply::too_large(self.policy.max_body_bytes));
         }
@@ -122,7 +146,9 @@ impl HttpContext for PolicyStream {
             return Action::Continue;
         }
         // Trailers end the request: the body is complete even though no body callback said so.
-        let body = self.get_http_request_body(0, usize::MAX).unwrap_or_default();
+        let body = self
+            .get_http_request_body(0, usize::MAX)
+            .unwrap_or_default();
         self.decide(&body)
     }
 }

@@ -27,7 +27,10 @@ impl RootContext for PolicyRoot {
         let text = self.get_plugin_configuration().unwrap_or_default();
         match load_policy(&text) {
             Ok(policy) => {
-                log(LogLevel::Info, &format!("mcp-policy-filter[{name}]: {}", policy.summary()));
+                log(
+                    LogLevel::Info,
+                    &format!("mcp-policy-filter[{name}]: {}", policy.summary()),
+                );
                 self.policy = Some(Rc::new(policy));
                 self.namespace = name.into();
                 true
@@ -35,7 +38,10 @@ impl RootContext for PolicyRoot {
             Err(e) => {
                 // Returning false makes Envoy reject this configuration (at startup: Envoy exits;
                 // on an update: the update is refused and the previous configuration stays).
-                log(LogLevel::Critical, &format!("mcp-policy-filter[{name}]: invalid policy: {e}"));
+                log(
+                    LogLevel::Critical,
+                    &format!("mcp-policy-filter[{name}]: invalid policy: {e}"),
+                );
                 false
             }
         }
