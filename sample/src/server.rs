@@ -57,7 +57,9 @@ pub fn transport_config(stateless: bool, ct: CancellationToken) -> StreamableHtt
     }
 }
 
-fn mcp_service<S>(config: StreamableHttpServerConfig) -> StreamableHttpService<S, LocalSessionManager>
+fn mcp_service<S>(
+    config: StreamableHttpServerConfig,
+) -> StreamableHttpService<S, LocalSessionManager>
 where
     S: ServerHandler + Default + Send + 'static,
 {
@@ -68,8 +70,12 @@ where
 pub fn app(kind: ServerKind, stateless: bool, stats: Arc<Stats>, ct: CancellationToken) -> Router {
     let config = transport_config(stateless, ct);
     let mcp = match kind {
-        ServerKind::Wechat => Router::new().nest_service("/mcp", mcp_service::<WechatServer>(config)),
-        ServerKind::Notify => Router::new().nest_service("/mcp", mcp_service::<NotifyServer>(config)),
+        ServerKind::Wechat => {
+            Router::new().nest_service("/mcp", mcp_service::<WechatServer>(config))
+        }
+        ServerKind::Notify => {
+            Router::new().nest_service("/mcp", mcp_service::<NotifyServer>(config))
+        }
     };
     let mcp = mcp.layer(middleware::from_fn_with_state(stats.clone(), account));
     let stats_routes = Router::new()
@@ -94,7 +100,8 @@ async fn account(State(stats): State<Arc<Stats>>, request: Request, next: Next) 
                 }
             };
             stats.record_post(&parts.headers, &bytes);
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
         Method::GET => {
             stats.record_get();
@@ -118,7 +125,11 @@ fn body_error_response(error: axum::Error) -> Response {
     if too_large {
         (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large").into_response()
     } else {
-        (StatusCode::BAD_REQUEST, "Bad Request: could not read the request body").into_response()
+        (
+            StatusCode::BAD_REQUEST,
+            "Bad Request: could not read the request body",
+        )
+            .into_response()
     }
 }
 
@@ -190,9 +201,9 @@ pub async fn start_on(
     addr: SocketAddr,
     stateless: bool,
 ) -> io::Result<RunningServer> {
-    let listener = TcpListener::bind(addr).await.map_err(|error| {
-        io::Error::new(error.kind(), format!("cannot bind {addr}: {error}"))
-    })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| io::Error::new(error.kind(), format!("cannot bind {addr}: {error}")))?;
     let local_addr = listener.local_addr()?;
     let stats = Arc::new(Stats::new(kind.as_str(), stateless));
     let ct = CancellationToken::new();

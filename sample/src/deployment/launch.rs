@@ -1,0 +1,136 @@
+//! Starting the sample servers and Envoy, and waiting until each is really ready.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::process::ChildGuard;
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Minimal HTTP/1.1 GET against 127.0.0.1, for readiness and stats probes.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    Ok((status, if chunked { dechunk(body) } else { body.to_owned() }))
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let len = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if len == 0 || after.len() < len {
+            break;
+        }
+        out.push_str(&after[..len]);
+        rest = after[len..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub struct ServerProcess {
+    pub guard: ChildGuard,
+    pub port: u16,
+}
+
+/// Start `sample-mcp-server --server KIND --port 0` and read the port it bound.
+pub fn start_sample_server(bin: &Path, kind: &str, stateless: bool) -> Result<ServerProcess, String> {
+    let mut command = Command::new(bin);
+    command.args(["--server", kind, "--port", "0"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    if stateless {
+        command.arg("--stateless");
+    }
+    let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take();
+    let mut guard = ChildGuard::new(format!("sample-mcp-server {kind}"), child);
+    let mut line = String::new();
+    if let Some(stdout) = stdout {
+        BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("{kind} server: {e}"))?;
+    }
+    // "listening on http://127.0.0.1:PORT/mcp"
+    let port = line
+        .trim()
+        .strip_prefix("listening on http://127.0.0.1:")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| {
+            guard.stop();
+            format!("{kind} server did not report its port (said {line:?})")
+        })?;
+    Ok(ServerProcess { guard, port })
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    pub envoy_bin: PathBuf,
+    /// Rendered configuration to run.
+    pub config: String,
+    /// Where the config and Envoy's log are written.
+    pub work_dir: PathBuf,
+    pub concurrency: u32,
+    pub admin_port: u16,
+    /// Envoy's own log lines also go to this process's stderr.
+    pub log_to_stderr: bool,
+}
+
+pub struct EnvoyProcess {
+    pub guard: ChildGuard,
+    pub admin_port: u16,
+    pub log_path: PathBuf,
+}
+
+impl EnvoyProcess {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+/// Start Envoy and wait until its admin endpoint reports LIVE. If Envoy exits first (for
+/// instance because the filter rejected its policy), the error carries Envoy's log.
+pub fn start_envoy(options: &EnvoyOptions) -> Result<EnvoyProcess, String> {
+    std::fs::create_dir_all(&options.work_dir).map_err(|e| format!("{}: {e}", options.work_dir.display()))?;
+    let config_path = options.work_dir.join("envoy.yaml");
+    let log_path = options.work_dir.join("envoy.log");
+    std::fs::write(&config_path, &options.config).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let mut command = Command::new(&options.envoy_bin);
+    command
+        .arg("-c")
+        .arg(&config_path)
+        .args(["--concurrency", &options.concurrency.to_string(), "--disable-hot-restart", "-l", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if options.log_to_stderr {
+        command.stderr(Stdio::inherit());
+    } else {
+        command.arg("--log-path").arg(&log_path).stderr(Stdio::null());
+    }
+    let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", options.envoy_bin.display()))?;
+    let mut envoy = EnvoyProcess { guard: ChildGuard::new("envoy", child), admin_port: options.admin_port, log_path };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = envoy.guard.try_exit_status() {
+            return Err(format!("envoy exited ({status}) before becoming ready; log:\n{}", envoy.log()));
+        }
+        if matches!(http_get(options.admin_port, "/ready"), Ok((200, ref body)) if body.trim() == "LIVE") {
+            return Ok(envoy);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("envoy not ready after 30 s; log:\n{}", envoy.log()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,11 @@
+//! Running the sample deployment: rendering the Envoy template, starting the sample MCP servers
+//! and Envoy as child processes that are always stopped. Used by `make run` and by the
+//! end-to-end tests, so both exercise exactly the same deployment.
+
+pub mod envoy_config;
+pub mod launch;
+pub mod process;
+
+pub use envoy_config::{render, EnvoyTemplate};
+pub use launch::{free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess, ServerProcess};
+pub use process::ChildGuard;

@@ -1,0 +1,58 @@
+//! What happens to a policy Envoy hands the filter: accepted verbatim, or refused loudly with the
+//! JSON path, and Envoy does not start with it. `mcp-policy check` says the same thing first.
+
+use std::process::Command;
+
+use e2e::{policy_cli_bin, Deployment, DeploymentOptions};
+
+const BAD_WINDOW: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[{"counter":"wechat_mass_send_rate","window":"fortnight","max":30,"scope":"grant"}]}}}"#;
+const EXPECTED: &str = r#"tools.wechat_mass_send.limits[0].window: expected "second", "minute", "hour", "day" or a positive integer number of seconds, got string "fortnight""#;
+
+#[test]
+fn envoy_refuses_to_start_with_an_invalid_policy_and_logs_the_path() {
+    let error = match Deployment::try_start(DeploymentOptions { wechat_policy: BAD_WINDOW.to_owned(), ..Default::default() }) {
+        Ok(_) => panic!("Envoy started with an invalid policy"),
+        Err(e) => e,
+    };
+    assert!(error.contains("envoy exited (exit status: 1)"), "{error}");
+    assert!(error.contains(&format!("mcp-policy-filter[wechat]: invalid policy: {EXPECTED}")), "{error}");
+    assert!(error.contains("Unable to create Wasm plugin wechat"), "{error}");
+}
+
+#[test]
+fn inconsistent_counters_are_refused_too() {
+    let policy = r#"{"version":"1","tools":{
+        "a":{"limits":[{"counter":"shared","window":"minute","max":30,"scope":"grant"}]},
+        "b":{"limits":[{"counter":"shared","window":"minute","max":10,"scope":"grant"}]}}}"#;
+    let error = Deployment::try_start(DeploymentOptions { notify_policy: policy.to_owned(), ..Default::default() })
+        .err()
+        .expect("must not start");
+    assert!(error.contains("mcp-policy-filter[notify]: invalid policy: tools.b.limits[0]: counter \"shared\" is already defined at tools.a.limits[0]"), "{error}");
+}
+
+#[test]
+fn the_seed_policies_load_and_log_a_summary() {
+    let d = Deployment::start(DeploymentOptions::default());
+    let log = d.wait_for_log("mcp-policy-filter[notify]: policy ok");
+    assert!(log.contains("mcp-policy-filter[wechat]: policy ok: default deny, 1 tool rule(s)"), "{log}");
+    assert!(log.contains("mcp-policy-filter[notify]: policy ok: default deny, 1 tool rule(s)"), "{log}");
+}
+
+#[test]
+fn check_cli_agrees_with_the_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&good, e2e::sample_policy("wechat.json")).unwrap();
+    std::fs::write(&bad, BAD_WINDOW).unwrap();
+
+    let ok = Command::new(policy_cli_bin()).arg("check").arg(&good).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("policy ok: default deny, 1 tool rule(s) (0 deny), 1 counter(s)"), "{stdout}");
+
+    let refused = Command::new(policy_cli_bin()).arg("check").arg(&bad).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&refused.stderr).trim(), format!("{}: invalid policy: {EXPECTED}", bad.display()));
+}
