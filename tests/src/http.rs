@@ -17,11 +17,15 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
 
@@ -37,7 +41,10 @@ pub async fn post(url: &str, body: impl Into<reqwest::Body>, extra: &[(&str, &st
     for (name, value) in extra {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
     collect(response).await
 }
 
@@ -47,7 +54,13 @@ pub async fn request(method: &str, url: &str, extra: &[(&str, &str)]) -> Respons
     for (name, value) in extra {
         request = request.header(*name, *value);
     }
-    collect(request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"))).await
+    collect(
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}")),
+    )
+    .await
 }
 
 async fn collect(response: reqwest::Response) -> Response {
@@ -58,18 +71,26 @@ async fn collect(response: reqwest::Response) -> Response {
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
         .collect();
     let body = response.text().await.unwrap_or_default();
-    Response { status, headers, body }
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub fn tools_call(id: u64, tool: &str) -> String {
-    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#)
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    )
 }
 
 /// POST with `Transfer-Encoding: chunked`, writing each chunk separately (with a pause, so Envoy
 /// reads them as separate pieces), then read the whole response (`Connection: close`).
 pub fn post_chunked(port: u16, path: &str, chunks: &[&[u8]], extra: &[(&str, &str)]) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     stream.set_nodelay(true).expect("nodelay");
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: {MCP_ACCEPT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
@@ -80,7 +101,9 @@ pub fn post_chunked(port: u16, path: &str, chunks: &[&[u8]], extra: &[(&str, &st
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).expect("write head");
     for chunk in chunks {
-        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).expect("write");
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .expect("write");
         stream.write_all(chunk).expect("write");
         stream.write_all(b"\r\n").expect("write");
         stream.flush().expect("flush");
@@ -94,7 +117,9 @@ pub fn post_chunked(port: u16, path: &str, chunks: &[&[u8]], extra: &[(&str, &st
 /// `Connection: close`).
 pub fn raw_exchange(port: u16, request: &[u8]) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     stream.write_all(request).expect("write");
     read_response(&mut stream)
 }
@@ -105,20 +130,36 @@ fn read_response(stream: &mut TcpStream) -> Response {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Response { status, headers, body }
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(len) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(len) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if len == 0 || after.len() < len {
             break;
         }

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcp_policy_sample::deployment::{
-    free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyTemplate, EnvoyProcess, ServerProcess,
+    free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
+    EnvoyTemplate, ServerProcess,
 };
 use serde_json::Value;
 
@@ -19,8 +20,14 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn artifact(var: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| repo_root().join(default));
-    assert!(path.exists(), "{var}: {} does not exist; run `make e2e-test` (it builds everything first)", path.display());
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(default));
+    assert!(
+        path.exists(),
+        "{var}: {} does not exist; run `make e2e-test` (it builds everything first)",
+        path.display()
+    );
     path
 }
 
@@ -38,11 +45,15 @@ pub fn policy_cli_bin() -> PathBuf {
 }
 
 pub fn sample_policy(name: &str) -> String {
-    std::fs::read_to_string(repo_root().join("envoy/policies").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    std::fs::read_to_string(repo_root().join("envoy/policies").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 pub fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Sleep until at least `needed` seconds remain in the current `window`-second window, so a
@@ -95,7 +106,8 @@ impl Deployment {
         let notify = start_sample_server(&sample_server_bin(), "notify", options.stateless)?;
         let port = free_port().map_err(|e| e.to_string())?;
         let admin_port = free_port().map_err(|e| e.to_string())?;
-        let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).map_err(|e| e.to_string())?;
+        let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml"))
+            .map_err(|e| e.to_string())?;
         let config = EnvoyTemplate::default()
             .set("LISTENER_PORT", port)
             .set("ADMIN_PORT", admin_port)
@@ -113,7 +125,13 @@ impl Deployment {
             admin_port,
             log_to_stderr: false,
         })?;
-        Ok(Deployment { envoy, wechat, notify, port, _dir: dir })
+        Ok(Deployment {
+            envoy,
+            wechat,
+            notify,
+            port,
+            _dir: dir,
+        })
     }
 
     /// The MCP endpoint Envoy serves for `server` ("wechat" or "notify").
@@ -137,11 +155,23 @@ impl Deployment {
     }
 
     pub fn upstream_tool_calls(&self, server: &str, tool: &str) -> u64 {
-        self.upstream_stats(server)["tool_calls"][tool].as_u64().unwrap_or(0)
+        self.upstream_stats(server)["tool_calls"][tool]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub fn upstream_posts(&self, server: &str) -> u64 {
         self.upstream_stats(server)["posts"].as_u64().unwrap_or(0)
+    }
+
+    /// Envoy's own counters from its admin endpoint (`/stats`, plain text), by exact name.
+    pub fn envoy_stat(&self, name: &str) -> u64 {
+        let (_, body) = http_get(self.envoy.admin_port, &format!("/stats?filter=^{name}$"))
+            .expect("admin /stats");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn envoy_log(&self) -> String {

@@ -1,5 +1,5 @@
 //! Exactness under concurrency: Envoy with 2 worker threads, 100 simultaneous calls against
-//! `max: 30`, and exactly 30 reach the upstream.
+//! `max: 30`, and exactly 30 reach the upstream, for every identity.
 
 use e2e::http::{post, tools_call};
 use e2e::{wait_for_window_room, Deployment, DeploymentOptions};
@@ -9,7 +9,14 @@ async fn burst(d: &Deployment, calls: u64, agent: &'static str) -> (u64, u64) {
     let mut tasks = tokio::task::JoinSet::new();
     for id in 0..calls {
         let url = url.clone();
-        tasks.spawn(async move { post(&url, tools_call(id, "wechat_mass_send"), &[("x-agent-id", agent)]).await });
+        tasks.spawn(async move {
+            post(
+                &url,
+                tools_call(id, "wechat_mass_send"),
+                &[("x-agent-id", agent)],
+            )
+            .await
+        });
     }
     let (mut admitted, mut limited) = (0, 0);
     while let Some(response) = tasks.join_next().await {
@@ -28,17 +35,40 @@ async fn burst(d: &Deployment, calls: u64, agent: &'static str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exactly_max_calls_reach_the_upstream_with_two_workers() {
-    // The seed policy: 30 per minute per grant. Start well inside a minute so one window holds
-    // the whole burst.
-    wait_for_window_room(60, 40);
-    let d = Deployment::start(DeploymentOptions { concurrency: 2, stateless: true, ..Default::default() });
-    let (admitted, limited) = burst(&d, 100, "agent-1").await;
-    assert_eq!((admitted, limited), (30, 70));
-    assert_eq!(d.upstream_tool_calls("wechat", "wechat_mass_send"), 30);
-
-    // A second identity has its own 30 (scope: grant), also exact.
-    let (admitted, _) = burst(&d, 100, "agent-2").await;
-    assert_eq!(admitted, 30);
-    assert_eq!(d.upstream_tool_calls("wechat", "wechat_mass_send"), 60);
-    assert!(!d.envoy_log().contains("compare-and-swap gave up"), "{}", d.envoy_log());
+    // The seed's limit (30, scope grant) over an hour, so one window surely holds every burst.
+    let policy = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[
+        {"counter":"wechat_mass_send_rate","window":"hour","max":30,"scope":"grant"}]}}}"#;
+    wait_for_window_room(3600, 60);
+    let d = Deployment::start(DeploymentOptions {
+        wechat_policy: policy.into(),
+        concurrency: 2,
+        stateless: true,
+        ..Default::default()
+    });
+    // Each identity is a fresh key, so both workers also race to create it.
+    for (n, agent) in ["agent-1", "agent-2", "agent-3"].into_iter().enumerate() {
+        let (admitted, limited) = burst(&d, 100, agent).await;
+        assert_eq!((admitted, limited), (30, 70), "{agent}");
+        assert_eq!(
+            d.upstream_tool_calls("wechat", "wechat_mass_send"),
+            30 * (n as u64 + 1),
+            "{agent}"
+        );
+    }
+    // Both workers really took part (connections are spread across them).
+    for worker in ["worker_0", "worker_1"] {
+        let connections = d.envoy_stat(&format!(
+            "listener.127.0.0.1_{}.{worker}.downstream_cx_total",
+            d.port
+        ));
+        assert!(
+            connections > 10,
+            "{worker} handled only {connections} connections"
+        );
+    }
+    assert!(
+        !d.envoy_log().contains("compare-and-swap gave up"),
+        "{}",
+        d.envoy_log()
+    );
 }

@@ -10,13 +10,24 @@ const EXPECTED: &str = r#"tools.wechat_mass_send.limits[0].window: expected "sec
 
 #[test]
 fn envoy_refuses_to_start_with_an_invalid_policy_and_logs_the_path() {
-    let error = match Deployment::try_start(DeploymentOptions { wechat_policy: BAD_WINDOW.to_owned(), ..Default::default() }) {
+    let error = match Deployment::try_start(DeploymentOptions {
+        wechat_policy: BAD_WINDOW.to_owned(),
+        ..Default::default()
+    }) {
         Ok(_) => panic!("Envoy started with an invalid policy"),
         Err(e) => e,
     };
     assert!(error.contains("envoy exited (exit status: 1)"), "{error}");
-    assert!(error.contains(&format!("mcp-policy-filter[wechat]: invalid policy: {EXPECTED}")), "{error}");
-    assert!(error.contains("Unable to create Wasm plugin wechat"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "mcp-policy-filter[wechat]: invalid policy: {EXPECTED}"
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains("Unable to create Wasm plugin wechat"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -24,9 +35,12 @@ fn inconsistent_counters_are_refused_too() {
     let policy = r#"{"version":"1","tools":{
         "a":{"limits":[{"counter":"shared","window":"minute","max":30,"scope":"grant"}]},
         "b":{"limits":[{"counter":"shared","window":"minute","max":10,"scope":"grant"}]}}}"#;
-    let error = Deployment::try_start(DeploymentOptions { notify_policy: policy.to_owned(), ..Default::default() })
-        .err()
-        .expect("must not start");
+    let error = Deployment::try_start(DeploymentOptions {
+        notify_policy: policy.to_owned(),
+        ..Default::default()
+    })
+    .err()
+    .expect("must not start");
     assert!(error.contains("mcp-policy-filter[notify]: invalid policy: tools.b.limits[0]: counter \"shared\" is already defined at tools.a.limits[0]"), "{error}");
 }
 
@@ -34,8 +48,14 @@ fn inconsistent_counters_are_refused_too() {
 fn the_seed_policies_load_and_log_a_summary() {
     let d = Deployment::start(DeploymentOptions::default());
     let log = d.wait_for_log("mcp-policy-filter[notify]: policy ok");
-    assert!(log.contains("mcp-policy-filter[wechat]: policy ok: default deny, 1 tool rule(s)"), "{log}");
-    assert!(log.contains("mcp-policy-filter[notify]: policy ok: default deny, 1 tool rule(s)"), "{log}");
+    assert!(
+        log.contains("mcp-policy-filter[wechat]: policy ok: default deny, 1 tool rule(s)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("mcp-policy-filter[notify]: policy ok: default deny, 1 tool rule(s)"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -46,13 +66,27 @@ fn check_cli_agrees_with_the_filter() {
     std::fs::write(&good, e2e::sample_policy("wechat.json")).unwrap();
     std::fs::write(&bad, BAD_WINDOW).unwrap();
 
-    let ok = Command::new(policy_cli_bin()).arg("check").arg(&good).output().unwrap();
+    let ok = Command::new(policy_cli_bin())
+        .arg("check")
+        .arg(&good)
+        .output()
+        .unwrap();
     assert_eq!(ok.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.contains("policy ok: default deny, 1 tool rule(s) (0 deny), 1 counter(s)"), "{stdout}");
+    assert!(
+        stdout.contains("policy ok: default deny, 1 tool rule(s) (0 deny), 1 counter(s)"),
+        "{stdout}"
+    );
 
-    let refused = Command::new(policy_cli_bin()).arg("check").arg(&bad).output().unwrap();
+    let refused = Command::new(policy_cli_bin())
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(refused.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&refused.stderr).trim(), format!("{}: invalid policy: {EXPECTED}", bad.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        format!("{}: invalid policy: {EXPECTED}", bad.display())
+    );
 }

@@ -6,7 +6,11 @@ use e2e::{Deployment, DeploymentOptions};
 use serde_json::json;
 
 fn stateless(wechat_policy: &str) -> Deployment {
-    Deployment::start(DeploymentOptions { wechat_policy: wechat_policy.to_owned(), stateless: true, ..Default::default() })
+    Deployment::start(DeploymentOptions {
+        wechat_policy: wechat_policy.to_owned(),
+        stateless: true,
+        ..Default::default()
+    })
 }
 
 const POLICY: &str = r#"{"version":"1","default":"deny","max_body_bytes":4096,"tools":{
@@ -29,35 +33,95 @@ async fn refusals_never_reach_the_upstream_and_carry_readable_errors() {
         body["error"]["message"],
         "Tool \"wechat_mass_delete\" is not allowed by policy: deleting sent messages needs a human"
     );
-    assert_eq!(body["error"]["data"], json!({"tool":"wechat_mass_delete","decision":"denied","reason":"deleting sent messages needs a human"}));
+    assert_eq!(
+        body["error"]["data"],
+        json!({"tool":"wechat_mass_delete","decision":"denied","reason":"deleting sent messages needs a human"})
+    );
 
-    let unlisted = post(&url, tools_call(12, "wechat_get_user_info"), &[]).await.json();
-    assert_eq!(unlisted["error"]["data"]["reason"], "the policy denies every tool it does not list (default: deny)");
+    let unlisted = post(&url, tools_call(12, "wechat_get_user_info"), &[])
+        .await
+        .json();
+    assert_eq!(
+        unlisted["error"]["data"]["reason"],
+        "the policy denies every tool it does not list (default: deny)"
+    );
 
     let not_json = post(&url, "{not json", &[]).await;
-    assert_eq!((not_json.status, not_json.json()["error"]["code"].clone(), not_json.json()["id"].clone()), (400, json!(-32700), json!(null)));
+    assert_eq!(
+        (
+            not_json.status,
+            not_json.json()["error"]["code"].clone(),
+            not_json.json()["id"].clone()
+        ),
+        (400, json!(-32700), json!(null))
+    );
 
-    let not_rpc = post(&url, r#"{"method":"tools/call","params":{"name":"wechat_get_followers"}}"#, &[]).await;
-    assert_eq!((not_rpc.status, not_rpc.json()["error"]["code"].clone()), (400, json!(-32600)));
+    let not_rpc = post(
+        &url,
+        r#"{"method":"tools/call","params":{"name":"wechat_get_followers"}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (not_rpc.status, not_rpc.json()["error"]["code"].clone()),
+        (400, json!(-32600))
+    );
 
-    let no_name = post(&url, r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"arguments":{}}}"#, &[]).await;
-    assert_eq!((no_name.status, no_name.json()["error"]["code"].clone(), no_name.json()["id"].clone()), (400, json!(-32602), json!(5)));
+    let no_name = post(
+        &url,
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"arguments":{}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (
+            no_name.status,
+            no_name.json()["error"]["code"].clone(),
+            no_name.json()["id"].clone()
+        ),
+        (400, json!(-32602), json!(5))
+    );
 
     let too_big = format!(
         r#"{{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"name":"wechat_get_followers","arguments":{{"pad":"{}"}}}}}}"#,
         "x".repeat(5000)
     );
     let large = post(&url, too_big.clone(), &[]).await;
-    assert_eq!((large.status, large.json()["error"]["data"]["max_body_bytes"].clone()), (413, json!(4096)));
+    assert_eq!(
+        (
+            large.status,
+            large.json()["error"]["data"]["max_body_bytes"].clone()
+        ),
+        (413, json!(4096))
+    );
     // Same body without a content-length (chunked): refused once the buffered size passes the limit.
     let pieces: Vec<&[u8]> = too_big.as_bytes().chunks(1000).collect();
     let large_chunked = post_chunked(d.port, "/wechat/mcp", &pieces, &[]);
     assert_eq!(large_chunked.status, 413, "{large_chunked:?}");
 
-    let header_mismatch = post(&url, tools_call(7, "wechat_mass_delete"), &[("mcp-method", "tools/call"), ("mcp-name", "wechat_get_followers")]).await;
-    assert_eq!((header_mismatch.status, header_mismatch.json()["error"]["code"].clone()), (400, json!(-32020)));
+    let header_mismatch = post(
+        &url,
+        tools_call(7, "wechat_mass_delete"),
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "wechat_get_followers"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (
+            header_mismatch.status,
+            header_mismatch.json()["error"]["code"].clone()
+        ),
+        (400, json!(-32020))
+    );
 
-    assert_eq!(d.upstream_posts("wechat"), 0, "nothing refused may reach the upstream: {}", d.upstream_stats("wechat"));
+    assert_eq!(
+        d.upstream_posts("wechat"),
+        0,
+        "nothing refused may reach the upstream: {}",
+        d.upstream_stats("wechat")
+    );
 
     // The one allowed call does arrive, so the zero above is meaningful.
     let allowed = post(&url, tools_call(8, "wechat_get_followers"), &[]).await;
@@ -111,16 +175,32 @@ async fn batches_are_decided_whole() {
     assert_eq!(response.status, 200);
     let items = response.json();
     assert_eq!(items.as_array().map(Vec::len), Some(2), "{items}");
-    assert_eq!((items[0]["id"].clone(), items[0]["error"]["code"].clone()), (json!(1), json!(-32005)));
-    assert_eq!((items[1]["id"].clone(), items[1]["error"]["code"].clone()), (json!(2), json!(-32003)));
+    assert_eq!(
+        (items[0]["id"].clone(), items[0]["error"]["code"].clone()),
+        (json!(1), json!(-32005))
+    );
+    assert_eq!(
+        (items[1]["id"].clone(), items[1]["error"]["code"].clone()),
+        (json!(2), json!(-32003))
+    );
 
     // A single denied call wrapped in a one-element batch is no way around the policy.
-    let wrapped = post(&url, format!("[{}]", tools_call(3, "wechat_mass_delete")), &[]).await.json();
+    let wrapped = post(
+        &url,
+        format!("[{}]", tools_call(3, "wechat_mass_delete")),
+        &[],
+    )
+    .await
+    .json();
     assert_eq!(wrapped[0]["error"]["code"], -32003);
     assert_eq!(d.upstream_posts("wechat"), 0);
 
     // An allowed batch is forwarded as one request carrying both calls.
-    let allowed = format!("[{},{}]", tools_call(4, "wechat_mass_send"), tools_call(5, "wechat_get_followers"));
+    let allowed = format!(
+        "[{},{}]",
+        tools_call(4, "wechat_mass_send"),
+        tools_call(5, "wechat_get_followers")
+    );
     post(&url, allowed, &[("x-agent-id", "batcher")]).await;
     let stats = d.upstream_stats("wechat");
     assert_eq!(stats["posts"], 1);
@@ -136,9 +216,20 @@ async fn get_and_delete_pass_untouched() {
     let get = request("GET", &url, &[("accept", "text/event-stream")]).await;
     let delete = request("DELETE", &url, &[("mcp-session-id", "no-such-session")]).await;
     let stats = d.upstream_stats("wechat");
-    assert_eq!(stats["gets"], 1, "GET reached the server (status {})", get.status);
-    assert_eq!(stats["deletes"], 1, "DELETE reached the server (status {})", delete.status);
-    assert!(!get.body.contains("not allowed by policy") && !delete.body.contains("not allowed by policy"));
+    assert_eq!(
+        stats["gets"], 1,
+        "GET reached the server (status {})",
+        get.status
+    );
+    assert_eq!(
+        stats["deletes"], 1,
+        "DELETE reached the server (status {})",
+        delete.status
+    );
+    assert!(
+        !get.body.contains("not allowed by policy")
+            && !delete.body.contains("not allowed by policy")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -149,14 +240,28 @@ async fn http_refusal_mode_answers_403_and_429() {
     let d = stateless(policy);
     let url = d.url("wechat");
     let denied = post(&url, tools_call(1, "wechat_mass_delete"), &[]).await;
-    assert_eq!((denied.status, denied.json()["error"]["code"].clone()), (403, json!(-32003)));
-    assert_eq!(post(&url, tools_call(2, "wechat_mass_send"), &[]).await.status, 200);
+    assert_eq!(
+        (denied.status, denied.json()["error"]["code"].clone()),
+        (403, json!(-32003))
+    );
+    assert_eq!(
+        post(&url, tools_call(2, "wechat_mass_send"), &[])
+            .await
+            .status,
+        200
+    );
     let limited = post(&url, tools_call(3, "wechat_mass_send"), &[]).await;
     assert_eq!(limited.status, 429);
     assert_eq!(limited.header("x-envoy-ratelimited"), Some("true"));
-    let retry_after: u64 = limited.header("retry-after").and_then(|v| v.parse().ok()).expect("retry-after");
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
     assert!((1..=3600).contains(&retry_after));
-    assert_eq!(limited.json()["error"]["data"]["retry_after_seconds"], retry_after);
+    assert_eq!(
+        limited.json()["error"]["data"]["retry_after_seconds"],
+        retry_after
+    );
     assert_eq!(d.upstream_tool_calls("wechat", "wechat_mass_send"), 1);
 }
 

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mcp_policy_filter::engine::load::load_policy;
-use mcp_policy_sample::deployment::{start_envoy, start_sample_server, EnvoyOptions, EnvoyTemplate};
+use mcp_policy_sample::deployment::{
+    start_envoy, start_sample_server, EnvoyOptions, EnvoyTemplate,
+};
 
 struct Args {
     policy_dir: PathBuf,
@@ -41,14 +43,21 @@ fn parse_args() -> Result<Args, String> {
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = |v: &str| v.parse::<u32>().map_err(|_| format!("{flag}: not a number: {v}"));
+        let number = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
         match flag.as_str() {
             "--policy-dir" => args.policy_dir = value.into(),
             "--envoy" => args.envoy = value.into(),
             "--wasm" => args.wasm = value.into(),
             "--server-bin" => args.server_bin = value.into(),
-            "--listener-port" => args.listener_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?,
-            "--admin-port" => args.admin_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?,
+            "--listener-port" => {
+                args.listener_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?
+            }
+            "--admin-port" => {
+                args.admin_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?
+            }
             "--concurrency" => args.concurrency = number(&value)?,
             other => return Err(format!("unknown option {other}")),
         }
@@ -81,13 +90,19 @@ fn run() -> Result<(), String> {
     let mut wechat = start_sample_server(&args.server_bin, "wechat", args.stateless)?;
     let mut notify = start_sample_server(&args.server_bin, "notify", args.stateless)?;
 
-    let template = std::fs::read_to_string("envoy/envoy.yaml").map_err(|e| format!("envoy/envoy.yaml: {e}"))?;
+    let template = std::fs::read_to_string("envoy/envoy.yaml")
+        .map_err(|e| format!("envoy/envoy.yaml: {e}"))?;
     let config = EnvoyTemplate::default()
         .set("LISTENER_PORT", args.listener_port)
         .set("ADMIN_PORT", args.admin_port)
         .set("WECHAT_PORT", wechat.port)
         .set("NOTIFY_PORT", notify.port)
-        .set("WASM_PATH", std::fs::canonicalize(&args.wasm).map_err(|e| format!("{}: {e}", args.wasm.display()))?.display())
+        .set(
+            "WASM_PATH",
+            std::fs::canonicalize(&args.wasm)
+                .map_err(|e| format!("{}: {e}", args.wasm.display()))?
+                .display(),
+        )
         .set_policy("WECHAT_POLICY", &wechat_policy)
         .set_policy("NOTIFY_POLICY", &notify_policy)
         .render(&template)?;
@@ -123,9 +138,14 @@ Ctrl-C stops everything.
         admin = args.admin_port,
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| e.to_string())?;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -134,7 +154,10 @@ Ctrl-C stops everything.
             }
             for guard in [&mut envoy.guard, &mut wechat.guard, &mut notify.guard] {
                 if let Some(status) = guard.try_exit_status() {
-                    return Err(format!("{} exited ({status}); stopping everything", guard.name()));
+                    return Err(format!(
+                        "{} exited ({status}); stopping everything",
+                        guard.name()
+                    ));
                 }
             }
         }

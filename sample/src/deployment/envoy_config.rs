@@ -47,14 +47,22 @@ pub fn render(template: &str, values: &BTreeMap<String, String>) -> Result<Strin
     Ok(out)
 }
 
-fn render_line(line: &str, values: &BTreeMap<String, String>, out: &mut String) -> Result<(), String> {
+fn render_line(
+    line: &str,
+    values: &BTreeMap<String, String>,
+    out: &mut String,
+) -> Result<(), String> {
     let mut rest = line;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unterminated ${{ in template line {line:?}"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated ${{ in template line {line:?}"))?;
         let name = &after[..end];
-        let value = values.get(name).ok_or_else(|| format!("template placeholder ${{{name}}} has no value"))?;
+        let value = values
+            .get(name)
+            .ok_or_else(|| format!("template placeholder ${{{name}}} has no value"))?;
         out.push_str(value);
         rest = &after[end + 1..];
     }
@@ -69,18 +77,30 @@ mod tests {
     #[test]
     fn placeholders_are_replaced_and_policies_quoted() {
         let mut t = EnvoyTemplate::default();
-        t.set("PORT", 10000).set_policy("POLICY", "{\"version\": \"1\"}\n");
+        t.set("PORT", 10000)
+            .set_policy("POLICY", "{\"version\": \"1\"}\n");
         let out = t.render("port: ${PORT}\nvalue: ${POLICY}\n").unwrap();
-        assert_eq!(out, "port: 10000\nvalue: \"{\\\"version\\\": \\\"1\\\"}\\n\"\n");
+        assert_eq!(
+            out,
+            "port: 10000\nvalue: \"{\\\"version\\\": \\\"1\\\"}\\n\"\n"
+        );
     }
 
     #[test]
     fn comment_lines_are_left_alone() {
-        assert_eq!(EnvoyTemplate::default().render("# uses ${NAME}\nx: 1\n").unwrap(), "# uses ${NAME}\nx: 1\n");
+        assert_eq!(
+            EnvoyTemplate::default()
+                .render("# uses ${NAME}\nx: 1\n")
+                .unwrap(),
+            "# uses ${NAME}\nx: 1\n"
+        );
     }
 
     #[test]
     fn a_missing_value_is_an_error() {
-        assert!(EnvoyTemplate::default().render("x: ${NOPE}").unwrap_err().contains("NOPE"));
+        assert!(EnvoyTemplate::default()
+            .render("x: ${NOPE}")
+            .unwrap_err()
+            .contains("NOPE"));
     }
 }

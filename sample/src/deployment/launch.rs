@@ -17,16 +17,30 @@ pub fn free_port() -> std::io::Result<u16> {
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
-    Ok((status, if chunked { dechunk(body) } else { body.to_owned() }))
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    ))
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -48,18 +62,29 @@ pub struct ServerProcess {
 }
 
 /// Start `sample-mcp-server --server KIND --port 0` and read the port it bound.
-pub fn start_sample_server(bin: &Path, kind: &str, stateless: bool) -> Result<ServerProcess, String> {
+pub fn start_sample_server(
+    bin: &Path,
+    kind: &str,
+    stateless: bool,
+) -> Result<ServerProcess, String> {
     let mut command = Command::new(bin);
-    command.args(["--server", kind, "--port", "0"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    command
+        .args(["--server", kind, "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     if stateless {
         command.arg("--stateless");
     }
-    let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let stdout = child.stdout.take();
     let mut guard = ChildGuard::new(format!("sample-mcp-server {kind}"), child);
     let mut line = String::new();
     if let Some(stdout) = stdout {
-        BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("{kind} server: {e}"))?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| format!("{kind} server: {e}"))?;
     }
     // "listening on http://127.0.0.1:PORT/mcp"
     let port = line
@@ -102,30 +127,53 @@ impl EnvoyProcess {
 /// Start Envoy and wait until its admin endpoint reports LIVE. If Envoy exits first (for
 /// instance because the filter rejected its policy), the error carries Envoy's log.
 pub fn start_envoy(options: &EnvoyOptions) -> Result<EnvoyProcess, String> {
-    std::fs::create_dir_all(&options.work_dir).map_err(|e| format!("{}: {e}", options.work_dir.display()))?;
+    std::fs::create_dir_all(&options.work_dir)
+        .map_err(|e| format!("{}: {e}", options.work_dir.display()))?;
     let config_path = options.work_dir.join("envoy.yaml");
     let log_path = options.work_dir.join("envoy.log");
-    std::fs::write(&config_path, &options.config).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    std::fs::write(&config_path, &options.config)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
     let mut command = Command::new(&options.envoy_bin);
     command
         .arg("-c")
         .arg(&config_path)
-        .args(["--concurrency", &options.concurrency.to_string(), "--disable-hot-restart", "-l", "info"])
+        .args([
+            "--concurrency",
+            &options.concurrency.to_string(),
+            "--disable-hot-restart",
+            "-l",
+            "info",
+        ])
+        // Logs reach the file within 200 ms (default 10 s), so tests can read what just happened.
+        .args(["--file-flush-interval-msec", "200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     if options.log_to_stderr {
         command.stderr(Stdio::inherit());
     } else {
-        command.arg("--log-path").arg(&log_path).stderr(Stdio::null());
+        command
+            .arg("--log-path")
+            .arg(&log_path)
+            .stderr(Stdio::null());
     }
-    let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", options.envoy_bin.display()))?;
-    let mut envoy = EnvoyProcess { guard: ChildGuard::new("envoy", child), admin_port: options.admin_port, log_path };
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", options.envoy_bin.display()))?;
+    let mut envoy = EnvoyProcess {
+        guard: ChildGuard::new("envoy", child),
+        admin_port: options.admin_port,
+        log_path,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = envoy.guard.try_exit_status() {
-            return Err(format!("envoy exited ({status}) before becoming ready; log:\n{}", envoy.log()));
+            return Err(format!(
+                "envoy exited ({status}) before becoming ready; log:\n{}",
+                envoy.log()
+            ));
         }
-        if matches!(http_get(options.admin_port, "/ready"), Ok((200, ref body)) if body.trim() == "LIVE") {
+        if matches!(http_get(options.admin_port, "/ready"), Ok((200, ref body)) if body.trim() == "LIVE")
+        {
             return Ok(envoy);
         }
         if Instant::now() > deadline {

@@ -7,5 +7,8 @@ pub mod launch;
 pub mod process;
 
 pub use envoy_config::{render, EnvoyTemplate};
-pub use launch::{free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess, ServerProcess};
+pub use launch::{
+    free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
+    ServerProcess,
+};
 pub use process::ChildGuard;

@@ -10,7 +10,10 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(name: impl Into<String>, child: Child) -> Self {
-        ChildGuard { name: name.into(), child: Some(child) }
+        ChildGuard {
+            name: name.into(),
+            child: Some(child),
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -23,7 +26,9 @@ impl ChildGuard {
 
     /// `Some(status)` once the process has exited on its own.
     pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn stop(&mut self) {
