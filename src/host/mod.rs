@@ -8,10 +8,13 @@ mod shared_data;
 use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
-    // Also installs the SDK's panic hook, which logs the panic at critical level before the VM
-    // traps; Envoy's Wasm `failure_policy` then decides what happens to traffic (fail closed by
-    // default).
     proxy_wasm::set_log_level(LogLevel::Info);
+    // Replaces the SDK's hook (installed just above) with one that says whose panic it is. After
+    // the hook the VM traps; the plugin's `failure_policy` then decides what happens to traffic
+    // (the sample uses FAIL_RELOAD: requests fail closed until a fresh VM is up).
+    std::panic::set_hook(Box::new(|info| {
+        root::log(LogLevel::Critical, &format!("mcp-policy-filter panicked, VM will trap: {info}"));
+    }));
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::PolicyRoot::default())
     });

@@ -4,6 +4,7 @@
 //!
 //! sample-deployment --policy-dir DIR --envoy PATH --wasm PATH --server-bin PATH
 //!                   [--listener-port 10000] [--admin-port 9901] [--concurrency 2] [--stateless]
+//!                   [--template envoy/envoy.yaml] [--work-dir build]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ struct Args {
     envoy: PathBuf,
     wasm: PathBuf,
     server_bin: PathBuf,
+    template: PathBuf,
+    work_dir: PathBuf,
     listener_port: u16,
     admin_port: u16,
     concurrency: u32,
@@ -31,6 +34,8 @@ fn parse_args() -> Result<Args, String> {
         envoy: PathBuf::from(".venv/bin/envoy"),
         wasm: PathBuf::from("dist/mcp_policy_filter.wasm"),
         server_bin: PathBuf::from("target/debug/sample-mcp-server"),
+        template: PathBuf::from("envoy/envoy.yaml"),
+        work_dir: PathBuf::from("build"),
         listener_port: 10000,
         admin_port: 9901,
         concurrency: 2,
@@ -52,6 +57,8 @@ fn parse_args() -> Result<Args, String> {
             "--envoy" => args.envoy = value.into(),
             "--wasm" => args.wasm = value.into(),
             "--server-bin" => args.server_bin = value.into(),
+            "--template" => args.template = value.into(),
+            "--work-dir" => args.work_dir = value.into(),
             "--listener-port" => {
                 args.listener_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?
             }
@@ -90,8 +97,8 @@ fn run() -> Result<(), String> {
     let mut wechat = start_sample_server(&args.server_bin, "wechat", args.stateless)?;
     let mut notify = start_sample_server(&args.server_bin, "notify", args.stateless)?;
 
-    let template = std::fs::read_to_string("envoy/envoy.yaml")
-        .map_err(|e| format!("envoy/envoy.yaml: {e}"))?;
+    let template = std::fs::read_to_string(&args.template)
+        .map_err(|e| format!("{}: {e}", args.template.display()))?;
     let config = EnvoyTemplate::default()
         .set("LISTENER_PORT", args.listener_port)
         .set("ADMIN_PORT", args.admin_port)
@@ -109,7 +116,7 @@ fn run() -> Result<(), String> {
     let mut envoy = start_envoy(&EnvoyOptions {
         envoy_bin: args.envoy.clone(),
         config,
-        work_dir: PathBuf::from("build"),
+        work_dir: args.work_dir.clone(),
         concurrency: args.concurrency,
         admin_port: args.admin_port,
         log_to_stderr: true,
@@ -118,11 +125,12 @@ fn run() -> Result<(), String> {
     let base = format!("http://127.0.0.1:{}", args.listener_port);
     println!(
         r#"
-mcp-policy-filter sample deployment is up (policies from {dir}/, rendered config build/envoy.yaml)
+mcp-policy-filter sample deployment is up (policies from {dir}/, rendered config {work}/envoy.yaml)
 
   wechat MCP server  {base}/wechat/mcp   (policy {dir}/wechat.json, upstream 127.0.0.1:{wp})
   notify MCP server  {base}/notify/mcp   (policy {dir}/notify.json, upstream 127.0.0.1:{np})
-  Envoy admin        http://127.0.0.1:{admin}/    upstream call counts: http://127.0.0.1:{wp}/stats
+  upstream call counts (what really arrived): http://127.0.0.1:{wp}/stats  http://127.0.0.1:{np}/stats
+  Envoy admin        http://127.0.0.1:{admin}/
 
 Point any MCP client (Streamable HTTP) at one of the endpoints, with header x-agent-id: <your agent>.
 Or try a denied call by hand; the filter answers and the server never sees it:
@@ -133,6 +141,7 @@ Or try a denied call by hand; the filter answers and the server never sees it:
 Ctrl-C stops everything.
 "#,
         dir = args.policy_dir.display(),
+        work = args.work_dir.display(),
         wp = wechat.port,
         np = notify.port,
         admin = args.admin_port,

@@ -1,0 +1,153 @@
+//! The `make run` deployment (the `sample-deployment` launcher) with a seed-format policy in a
+//! POLICY_DIR, driven by an MCP agent that is not part of this repo: the official Python SDK.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room, wasm_path};
+use mcp_policy_sample::deployment::{free_port, http_get};
+use serde_json::{json, Value};
+
+/// The launcher cleans up its own children on SIGTERM, so stop it with SIGTERM (by PID).
+struct Launcher(Child);
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("PYTHON_MCP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+}
+
+#[test]
+fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
+    let policies = tempfile::tempdir().unwrap();
+    // The seed document verbatim for wechat; the same format for notify, with an hour window.
+    std::fs::write(
+        policies.path().join("wechat.json"),
+        e2e::sample_policy("wechat.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.path().join("notify.json"),
+        r#"{"version":"1","default":"deny","tools":{"ding_send_text":{"limits":[{"counter":"ding_send_text_rate","window":"hour","max":3,"scope":"grant"}]},
+            "lark_send_text":{"action":"deny","reason":"Lark is being retired; use ding_send_text"}}}"#,
+    )
+    .unwrap();
+    let (port, admin) = (free_port().unwrap(), free_port().unwrap());
+    let launcher_bin = sample_server_bin().with_file_name("sample-deployment");
+    let mut child = Command::new(launcher_bin)
+        .current_dir(repo_root())
+        .args(["--policy-dir", &policies.path().display().to_string()])
+        .args([
+            "--listener-port",
+            &port.to_string(),
+            "--admin-port",
+            &admin.to_string(),
+        ])
+        .args([
+            "--work-dir",
+            &policies.path().join("build").display().to_string(),
+        ])
+        .args([
+            "--envoy",
+            &envoy_bin().display().to_string(),
+            "--wasm",
+            &wasm_path().display().to_string(),
+        ])
+        .args(["--server-bin", &sample_server_bin().display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sample-deployment");
+    let stdout = child.stdout.take().expect("stdout");
+    let _launcher = Launcher(child);
+    let mut banner = String::new();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("launcher output");
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Ctrl-C stops everything") {
+            break;
+        }
+    }
+    assert!(
+        banner.contains(&format!("http://127.0.0.1:{port}/notify/mcp")),
+        "{banner}"
+    );
+    let notify_upstream: u16 = banner
+        .split("notify.json, upstream 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no notify upstream port in:\n{banner}"));
+
+    wait_for_window_room(3600, 60);
+    let calls = json!([
+        ["ding_send_text", {"text": "1"}], ["ding_send_text", {"text": "2"}], ["ding_send_text", {"text": "3"}],
+        ["ding_send_text", {"text": "4"}], ["lark_send_text", {"text": "x"}], ["wework_send_text", {"text": "y"}]
+    ]);
+    let output = Command::new(python())
+        .arg(repo_root().join("tests/clients/python_agent.py"))
+        .arg(format!("http://127.0.0.1:{port}/notify/mcp"))
+        .arg("py-agent")
+        .arg(calls.to_string())
+        .output()
+        .expect("run the Python SDK agent");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "agent failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let steps: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+
+    assert_eq!(
+        steps[0]["tools"].as_array().map(Vec::len),
+        Some(5),
+        "{}",
+        steps[0]
+    );
+    for step in &steps[1..4] {
+        assert_eq!(step["ok"], true, "{step}");
+    }
+    assert_eq!(
+        (
+            steps[4]["code"].clone(),
+            steps[4]["data"]["counter"].clone()
+        ),
+        (json!(-32029), json!("ding_send_text_rate")),
+        "{}",
+        steps[4]
+    );
+    assert_eq!(steps[5]["message"], "Tool \"lark_send_text\" is not allowed by policy: Lark is being retired; use ding_send_text");
+    assert_eq!(
+        steps[6]["data"]["reason"],
+        "the policy denies every tool it does not list (default: deny)"
+    );
+
+    let (_, stats) = http_get(notify_upstream, "/stats").expect("stats");
+    let stats: Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(stats["tool_calls"], json!({"ding_send_text": 3}), "{stats}");
+}
