@@ -1,42 +1,148 @@
-//! Allow or deny one tool by name. Rate limits are applied afterwards by `evaluate`, because
-//! they need the counter store and the whole request (a batch is charged all at once).
+//! Allow or deny one tool for one caller. Rate limits are applied afterwards by `evaluate`,
+//! because they need the counter store and the whole request (a batch is charged all at once).
+//!
+//! Precedence, first match wins:
+//! 1. no identity and `identity.missing: deny` → denied;
+//! 2. the server-wide rule says `deny` → denied (grants never widen past an explicit deny);
+//! 3. the policy has grants and the caller holds none → denied under `default: deny`
+//!    (under `default: allow`, the server-wide rules alone decide);
+//! 4. the caller's grant lists tools → only those, with the grant's own allow/deny and reason
+//!    (listing a tool in a grant is what allows it under `default: deny`);
+//! 5. otherwise the server-wide rules decide: listed → allowed, unlisted → `default`.
+//!
+//! An allowed call must then fit every limit that applies: the server-wide tool's, the grant's
+//! own, and the grant's rule for that tool.
 
-use super::policy::{CounterId, DefaultAction, Policy, ToolAction};
+use super::grants::Grant;
+use super::identity::{Identity, IdentitySource, MissingIdentity};
+use super::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolDecision<'p> {
+pub enum ToolDecision {
     /// Allowed if every listed counter has room.
     Allow {
-        limits: &'p [CounterId],
+        limits: Vec<CounterId>,
     },
     Deny {
         reason: String,
     },
 }
 
+/// Who is calling, as far as decisions go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller<'a> {
+    pub identity: Option<&'a Identity>,
+    pub grant: Option<&'a Grant>,
+}
+
+impl<'a> Caller<'a> {
+    pub fn new(policy: &'a Policy, identity: Option<&'a Identity>) -> Self {
+        let grant = identity.and_then(|i| policy.grants.find(&i.value));
+        Caller { identity, grant }
+    }
+}
+
 pub const UNLISTED_UNDER_DEFAULT_DENY: &str =
     "the policy denies every tool it does not list (default: deny)";
 pub const DENIED_WITHOUT_REASON: &str = "this tool is denied by the policy";
 
-pub fn decide_tool<'p>(policy: &'p Policy, tool: &str) -> ToolDecision<'p> {
-    match policy.tools.get(tool) {
-        Some(rule) => match rule.action {
-            ToolAction::Allow => ToolDecision::Allow {
-                limits: &rule.limits,
-            },
-            ToolAction::Deny => ToolDecision::Deny {
-                reason: rule
-                    .reason
+fn deny(reason: impl Into<String>) -> ToolDecision {
+    ToolDecision::Deny {
+        reason: reason.into(),
+    }
+}
+
+fn shown(caller: &Caller) -> String {
+    caller
+        .identity
+        .map_or_else(|| "anonymous".to_owned(), Identity::display)
+}
+
+fn union(lists: &[&[CounterId]]) -> Vec<CounterId> {
+    let mut out: Vec<CounterId> = Vec::new();
+    for id in lists.iter().flat_map(|l| l.iter()) {
+        if !out.contains(id) {
+            out.push(*id);
+        }
+    }
+    out
+}
+
+pub fn decide_tool(policy: &Policy, caller: &Caller, tool: &str) -> ToolDecision {
+    if caller.identity.is_none() && policy.missing_identity == MissingIdentity::Deny {
+        let expected: Vec<String> = policy
+            .identity_sources
+            .iter()
+            .map(IdentitySource::describe)
+            .collect();
+        return deny(format!(
+            "the caller has no identity (expected {})",
+            expected.join(" or ")
+        ));
+    }
+    let server_rule = policy.tools.get(tool);
+    if let Some(ToolRule {
+        action: ToolAction::Deny,
+        reason,
+        ..
+    }) = server_rule
+    {
+        return deny(
+            reason
+                .clone()
+                .unwrap_or_else(|| DENIED_WITHOUT_REASON.to_owned()),
+        );
+    }
+    let server_limits: &[CounterId] = server_rule.map_or(&[], |r| &r.limits);
+
+    let grant = match caller.grant {
+        Some(grant) => grant,
+        None if !policy.grants.is_empty() && policy.default_action == DefaultAction::Deny => {
+            return deny(format!(
+                "identity \"{}\" holds no grant on this server (grants: {})",
+                shown(caller),
+                policy.grants.names().join(", ")
+            ));
+        }
+        None => return server_wide(policy, server_rule, &[]),
+    };
+    match &grant.tools {
+        Some(tools) => match tools.get(tool) {
+            None => deny(format!(
+                "grant \"{}\" (held by identity \"{}\") does not include this tool",
+                grant.name,
+                shown(caller)
+            )),
+            Some(ToolRule {
+                action: ToolAction::Deny,
+                reason,
+                ..
+            }) => deny(
+                reason
                     .clone()
-                    .unwrap_or_else(|| DENIED_WITHOUT_REASON.to_owned()),
+                    .unwrap_or_else(|| format!("grant \"{}\" denies this tool", grant.name)),
+            ),
+            Some(rule) => ToolDecision::Allow {
+                limits: union(&[server_limits, &grant.limits, &rule.limits]),
             },
         },
-        None => match policy.default_action {
-            DefaultAction::Allow => ToolDecision::Allow { limits: &[] },
-            DefaultAction::Deny => ToolDecision::Deny {
-                reason: UNLISTED_UNDER_DEFAULT_DENY.to_owned(),
-            },
+        None => server_wide(policy, server_rule, &grant.limits),
+    }
+}
+
+fn server_wide(
+    policy: &Policy,
+    rule: Option<&ToolRule>,
+    grant_limits: &[CounterId],
+) -> ToolDecision {
+    match (rule, policy.default_action) {
+        (Some(rule), _) => ToolDecision::Allow {
+            limits: union(&[&rule.limits, grant_limits]),
         },
+        (None, DefaultAction::Allow) => ToolDecision::Allow {
+            limits: grant_limits.to_vec(),
+        },
+        (None, DefaultAction::Deny) => deny(UNLISTED_UNDER_DEFAULT_DENY),
     }
 }
 
@@ -48,12 +154,28 @@ mod tests {
 
     const SEED: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[{"counter":"wechat_mass_send_rate","window":"minute","max":30,"scope":"grant"}]}}}"#;
 
+    fn decide(policy: &Policy, identity: Option<&str>, tool: &str) -> ToolDecision {
+        let identity = identity.map(Identity::new);
+        decide_tool(policy, &Caller::new(policy, identity.as_ref()), tool)
+    }
+
+    fn reason(decision: ToolDecision) -> String {
+        match decision {
+            ToolDecision::Deny { reason } => reason,
+            allowed => panic!("expected a denial, got {allowed:?}"),
+        }
+    }
+
     #[test]
     fn seed_allows_its_listed_tool_with_its_limit() {
         let policy = load_policy(SEED.as_bytes()).unwrap();
         assert_eq!(
-            decide_tool(&policy, "wechat_mass_send"),
-            ToolDecision::Allow { limits: &[0] }
+            decide(&policy, Some("a"), "wechat_mass_send"),
+            ToolDecision::Allow { limits: vec![0] }
+        );
+        assert_eq!(
+            decide(&policy, None, "wechat_mass_send"),
+            ToolDecision::Allow { limits: vec![0] }
         );
     }
 
@@ -61,18 +183,16 @@ mod tests {
     fn seed_denies_everything_else() {
         let policy = load_policy(SEED.as_bytes()).unwrap();
         assert_eq!(
-            decide_tool(&policy, "wechat_mass_delete"),
-            ToolDecision::Deny {
-                reason: UNLISTED_UNDER_DEFAULT_DENY.into()
-            }
+            reason(decide(&policy, Some("a"), "wechat_mass_delete")),
+            UNLISTED_UNDER_DEFAULT_DENY
         );
         // Names are exact: no case folding, no trimming.
         assert!(matches!(
-            decide_tool(&policy, "WECHAT_MASS_SEND"),
+            decide(&policy, None, "WECHAT_MASS_SEND"),
             ToolDecision::Deny { .. }
         ));
         assert!(matches!(
-            decide_tool(&policy, "wechat_mass_send "),
+            decide(&policy, None, "wechat_mass_send "),
             ToolDecision::Deny { .. }
         ));
     }
@@ -84,20 +204,139 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            decide_tool(&policy, "wechat_mass_delete"),
-            ToolDecision::Deny {
-                reason: "deleting mass messages needs a human".into()
+            reason(decide(&policy, None, "wechat_mass_delete")),
+            "deleting mass messages needs a human"
+        );
+        assert_eq!(reason(decide(&policy, None, "x")), DENIED_WITHOUT_REASON);
+        assert_eq!(
+            decide(&policy, None, "anything_else"),
+            ToolDecision::Allow { limits: vec![] }
+        );
+    }
+
+    const GRANTS: &str = r#"{"version":"1","default":"deny",
+        "identity":{"sources":[{"header":"x-agent-id"}]},
+        "tools":{
+            "wechat_mass_send":{"limits":[{"counter":"server_sends","window":"minute","max":100,"scope":"global"}]},
+            "wechat_get_followers":{},
+            "wechat_mass_delete":{"action":"deny","reason":"never by an agent"}},
+        "grants":{
+            "marketing":{"identities":["mkt-bot","spiffe://cluster.local/ns/marketing/*"],
+                "limits":[{"counter":"marketing_calls","window":"hour","max":500,"scope":"grant"}],
+                "tools":{"wechat_mass_send":{"limits":[{"counter":"marketing_sends","window":"minute","max":30,"scope":"grant"}]},
+                         "wechat_mass_preview":{},
+                         "wechat_mass_delete":{},
+                         "wechat_get_followers":{"action":"deny","reason":"marketing has its own CRM"}}},
+            "readers":{"identities":["reader-*"]}}}"#;
+
+    #[test]
+    fn a_grant_lists_what_its_holders_may_call_with_all_limits() {
+        let policy = load_policy(GRANTS.as_bytes()).unwrap();
+        let id = |name: &str| policy.counters.iter().position(|c| c.name == name).unwrap();
+        assert_eq!(
+            decide(&policy, Some("mkt-bot"), "wechat_mass_send"),
+            ToolDecision::Allow {
+                limits: vec![
+                    id("server_sends"),
+                    id("marketing_calls"),
+                    id("marketing_sends")
+                ]
+            }
+        );
+        // Listed only in the grant: the grant is what allows it under default deny.
+        assert_eq!(
+            decide(
+                &policy,
+                Some("spiffe://cluster.local/ns/marketing/sa/x"),
+                "wechat_mass_preview"
+            ),
+            ToolDecision::Allow {
+                limits: vec![id("marketing_calls")]
             }
         );
         assert_eq!(
-            decide_tool(&policy, "x"),
-            ToolDecision::Deny {
-                reason: DENIED_WITHOUT_REASON.into()
-            }
+            reason(decide(&policy, Some("mkt-bot"), "wechat_get_followers")),
+            "marketing has its own CRM"
         );
         assert_eq!(
-            decide_tool(&policy, "anything_else"),
-            ToolDecision::Allow { limits: &[] }
+            reason(decide(&policy, Some("mkt-bot"), "wechat_get_user_info")),
+            "grant \"marketing\" (held by identity \"mkt-bot\") does not include this tool"
+        );
+    }
+
+    #[test]
+    fn grants_never_widen_past_a_server_wide_deny() {
+        let policy = load_policy(GRANTS.as_bytes()).unwrap();
+        assert_eq!(
+            reason(decide(&policy, Some("mkt-bot"), "wechat_mass_delete")),
+            "never by an agent"
+        );
+    }
+
+    #[test]
+    fn a_grant_without_a_tool_list_gets_the_server_wide_rules() {
+        let policy = load_policy(GRANTS.as_bytes()).unwrap();
+        assert_eq!(
+            decide(&policy, Some("reader-7"), "wechat_get_followers"),
+            ToolDecision::Allow { limits: vec![] }
+        );
+        assert_eq!(
+            reason(decide(&policy, Some("reader-7"), "wechat_mass_preview")),
+            UNLISTED_UNDER_DEFAULT_DENY
+        );
+    }
+
+    #[test]
+    fn no_grant_under_default_deny_names_the_identity_and_the_grants() {
+        let policy = load_policy(GRANTS.as_bytes()).unwrap();
+        assert_eq!(
+            reason(decide(&policy, Some("intruder"), "wechat_get_followers")),
+            "identity \"intruder\" holds no grant on this server (grants: marketing, readers)"
+        );
+        assert_eq!(
+            reason(decide(&policy, None, "wechat_get_followers")),
+            "identity \"anonymous\" holds no grant on this server (grants: marketing, readers)"
+        );
+        // Under default allow, an identity without grant falls back to the server-wide rules.
+        let open = load_policy(
+            GRANTS
+                .replacen(r#""default":"deny""#, r#""default":"allow""#, 1)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            decide(&open, Some("intruder"), "wechat_get_user_info"),
+            ToolDecision::Allow { limits: vec![] }
+        );
+    }
+
+    #[test]
+    fn secret_identities_are_named_by_hash_in_reasons() {
+        let policy = load_policy(
+            br#"{"version":"1","identity":{"sources":[{"header":"x-api-key","secret":true}]},"grants":{"g":{"identities":["k-1"]}}}"#,
+        )
+        .unwrap();
+        let key = Identity {
+            value: "sk-live-123".into(),
+            secret: true,
+        };
+        let why = reason(decide_tool(&policy, &Caller::new(&policy, Some(&key)), "t"));
+        assert!(why.contains("sha256:") && !why.contains("sk-live"), "{why}");
+    }
+
+    #[test]
+    fn missing_identity_can_be_denied() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow","identity":{"sources":[{"jwt_claim":"sub"},{"mtls":"uri_san"}],"missing":"deny"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            reason(decide(&policy, None, "t")),
+            "the caller has no identity (expected JWT claim sub or mTLS peer URI SAN)"
+        );
+        assert_eq!(
+            decide(&policy, Some("x"), "t"),
+            ToolDecision::Allow { limits: vec![] }
         );
     }
 }

@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 use super::counters::{release, try_acquire, Acquire, CasStore, CounterError};
-use super::decide::{decide_tool, ToolDecision};
+use super::decide::{decide_tool, Caller, ToolDecision};
+use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind};
 use super::policy::{CounterId, CounterSpec, Policy, Scope};
 use super::reply::{self, LimitHit, Refusal, Reply};
@@ -13,8 +14,8 @@ use super::reply::{self, LimitHit, Refusal, Reply};
 pub struct RequestMeta<'a> {
     /// Keeps the counters of different filter instances (one per MCP server) apart.
     pub namespace: &'a str,
-    /// Value of the policy's identity header, if sent.
-    pub identity: Option<&'a str>,
+    /// The caller, as resolved from the policy's identity sources.
+    pub identity: Option<&'a Identity>,
     /// `Mcp-Session-Id`, if sent.
     pub session: Option<&'a str>,
     /// `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28 clients), if sent.
@@ -88,13 +89,17 @@ pub fn evaluate(
     }
 
     let messages = body.messages();
+    let caller = Caller::new(policy, meta.identity);
     // First pass: policy decisions and malformed messages, without touching any counter.
     let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(messages.len());
+    // The counters each allowed tools/call must fit in (None for everything else).
+    let mut call_limits: Vec<Option<Vec<CounterId>>> = Vec::with_capacity(messages.len());
     let mut calls = Vec::new();
     let mut charges: Vec<(CounterId, u64)> = Vec::new();
     for message in messages {
+        let mut limits_of_this = None;
         refusals.push(match &message.kind {
-            MessageKind::ToolCall { name } => match decide_tool(policy, name) {
+            MessageKind::ToolCall { name } => match decide_tool(policy, &caller, name) {
                 ToolDecision::Deny { reason } => {
                     calls.push(CallRecord {
                         tool: name.clone(),
@@ -107,12 +112,13 @@ pub fn evaluate(
                     })
                 }
                 ToolDecision::Allow { limits } => {
-                    for id in limits {
+                    for id in &limits {
                         match charges.iter_mut().find(|(c, _)| c == id) {
                             Some((_, cost)) => *cost += 1,
                             None => charges.push((*id, 1)),
                         }
                     }
+                    limits_of_this = Some(limits);
                     calls.push(CallRecord {
                         tool: name.clone(),
                         decision: "allowed",
@@ -127,6 +133,7 @@ pub fn evaluate(
             }),
             MessageKind::Other { .. } | MessageKind::Response => None,
         });
+        call_limits.push(limits_of_this);
     }
     if refusals.iter().any(Option::is_some) {
         return Outcome::reply(refuse(&body, refusals, policy), calls);
@@ -139,7 +146,7 @@ pub fn evaluate(
         let Some(spec) = policy.counter(*id) else {
             continue;
         };
-        let key = counter_key(meta.namespace, spec, meta);
+        let key = counter_key(meta.namespace, spec, &caller, meta.session);
         let failure = match try_acquire(store, &key, spec.window, spec.max, *cost, meta.now) {
             Ok(Acquire::Granted { window_start, .. }) => {
                 taken.push((key, window_start, *cost));
@@ -159,7 +166,8 @@ pub fn evaluate(
             Err(e) => Ok(e),
         };
         let release_problem = give_back(store, &taken);
-        let mut outcome = refuse_for_counter(&body, policy, *id, spec, failure, &mut calls);
+        let mut outcome =
+            refuse_for_counter(&body, policy, &call_limits, *id, spec, failure, &mut calls);
         outcome.problem = match (outcome.problem, release_problem) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
             (a, b) => a.or(b),
@@ -190,6 +198,7 @@ fn give_back(store: &mut dyn CasStore, taken: &[(String, u64, u64)]) -> Option<S
 fn refuse_for_counter(
     body: &Body,
     policy: &Policy,
+    call_limits: &[Option<Vec<CounterId>>],
     counter: CounterId,
     spec: &CounterSpec,
     failure: Result<CounterError, LimitHit>,
@@ -202,14 +211,12 @@ fn refuse_for_counter(
     let refusals = body
         .messages()
         .iter()
-        .map(|message| {
+        .zip(call_limits)
+        .map(|(message, limits)| {
             let MessageKind::ToolCall { name } = &message.kind else {
                 return None;
             };
-            let uses_counter = policy
-                .tools
-                .get(name)
-                .is_some_and(|rule| rule.limits.contains(&counter));
+            let uses_counter = limits.as_ref().is_some_and(|l| l.contains(&counter));
             uses_counter.then(|| match &failure {
                 Err(hit) => Refusal::RateLimited {
                     tool: name.clone(),
@@ -305,15 +312,26 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
     Ok(())
 }
 
-/// Shared-data key for one counter as seen by this request. Lengths prefix the free-form parts
-/// so that no choice of names can make two different counters share a key.
-pub fn counter_key(namespace: &str, spec: &CounterSpec, meta: &RequestMeta) -> String {
-    let scope_part = match (spec.scope, meta.identity, meta.session) {
-        (Scope::Global, _, _) => "global".to_owned(),
-        (Scope::Grant, Some(identity), _) => format!("grant={identity}"),
-        (Scope::Grant, None, _) => "grant-anonymous".to_owned(),
-        (Scope::Session, _, Some(session)) => format!("session={session}"),
-        (Scope::Session, _, None) => "session-none".to_owned(),
+/// Shared-data key for one counter as seen by this caller. Lengths prefix the free-form parts
+/// so that no choice of names can make two different counters share a key. Secret identities
+/// appear only as their hash.
+pub fn counter_key(
+    namespace: &str,
+    spec: &CounterSpec,
+    caller: &Caller,
+    session: Option<&str>,
+) -> String {
+    let identity = caller.identity.map(Identity::display);
+    let scope_part = match (spec.scope, caller.grant, identity, session) {
+        (Scope::Global, ..) => "global".to_owned(),
+        (Scope::Grant, Some(grant), ..) => format!("grant={}", grant.name),
+        // No grant held (or none defined): the identity is its own grant.
+        (Scope::Grant, None, Some(identity), _) => format!("grant-of-identity={identity}"),
+        (Scope::Grant, None, None, _) => "grant-anonymous".to_owned(),
+        (Scope::Identity, _, Some(identity), _) => format!("identity={identity}"),
+        (Scope::Identity, _, None, _) => "identity-anonymous".to_owned(),
+        (Scope::Session, .., Some(session)) => format!("session={session}"),
+        (Scope::Session, .., None) => "session-none".to_owned(),
     };
     format!(
         "mcp-policy/v1/{}:{namespace}/{}:{}/{scope_part}",
@@ -343,6 +361,11 @@ mod tests {
 
     const NOW: u64 = 1_795_342_542; // 42 s into a minute
 
+    /// Test identities live for the whole test run.
+    fn who(name: &str) -> Option<&'static Identity> {
+        Some(Box::leak(Box::new(Identity::new(name))))
+    }
+
     fn call(id: u64, tool: &str) -> String {
         format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
@@ -371,7 +394,7 @@ mod tests {
                 body,
                 RequestMeta {
                     namespace: "wechat",
-                    identity: Some(agent),
+                    identity: who(agent),
                     now: NOW,
                     ..Default::default()
                 },
@@ -516,7 +539,7 @@ mod tests {
         let mut h = Harness::new(POLICY);
         let in_session = |s| RequestMeta {
             namespace: "wechat",
-            identity: Some("a"),
+            identity: who("a"),
             session: Some(s),
             now: NOW,
             ..Default::default()
@@ -526,7 +549,7 @@ mod tests {
         let mut forwarded = 0;
         for i in 0..7 {
             let meta = RequestMeta {
-                identity: Some(["a", "b", "c"][i % 3]),
+                identity: who(["a", "b", "c"][i % 3]),
                 ..in_session("s1")
             };
             if h.run(&call(1, "wechat_mass_preview"), meta).verdict == Verdict::Forward {
@@ -540,7 +563,7 @@ mod tests {
             "{keys:?}"
         );
         let other_session = RequestMeta {
-            identity: Some("d"),
+            identity: who("d"),
             ..in_session("s2")
         };
         assert_eq!(
@@ -572,7 +595,7 @@ mod tests {
         let mut h = Harness::new(POLICY);
         let at = |now| RequestMeta {
             namespace: "wechat",
-            identity: Some("a"),
+            identity: who("a"),
             now,
             ..Default::default()
         };
@@ -705,7 +728,7 @@ mod tests {
         // "sends" is charged first (lower counter id), so the refund path runs.
         let meta = |agent| RequestMeta {
             namespace: "wechat",
-            identity: Some(agent),
+            identity: who(agent),
             session: Some("s"),
             now: NOW,
             ..Default::default()
@@ -731,7 +754,7 @@ mod tests {
             .store
             .keys()
             .into_iter()
-            .find(|k| k.ends_with("5:sends/grant=a"))
+            .find(|k| k.ends_with("5:sends/grant-of-identity=a"))
             .unwrap();
         assert_eq!(h.store.state(&sends_a).unwrap().count, 0, "refunded");
         assert_eq!(
@@ -839,7 +862,7 @@ mod tests {
         let mut h = Harness::new(POLICY);
         let with = |method, name| RequestMeta {
             namespace: "wechat",
-            identity: Some("a"),
+            identity: who("a"),
             mcp_method: method,
             mcp_name: name,
             now: NOW,
@@ -884,17 +907,67 @@ mod tests {
     fn counters_of_different_servers_never_mix() {
         let policy = load_policy(POLICY.as_bytes()).unwrap();
         let spec = policy.counters.iter().find(|c| c.name == "sends").unwrap();
-        let meta = RequestMeta {
-            identity: Some("a"),
-            ..Default::default()
-        };
+        let caller = Caller::new(&policy, who("a"));
         assert_ne!(
-            counter_key("wechat", spec, &meta),
-            counter_key("notify", spec, &meta)
+            counter_key("wechat", spec, &caller, None),
+            counter_key("notify", spec, &caller, None)
         );
         assert_eq!(
-            counter_key("wechat", spec, &meta),
-            "mcp-policy/v1/6:wechat/5:sends/grant=a"
+            counter_key("wechat", spec, &caller, None),
+            "mcp-policy/v1/6:wechat/5:sends/grant-of-identity=a"
         );
+    }
+
+    const GRANTED: &str = r#"{"version":"1","default":"deny",
+        "tools":{"wechat_mass_send":{}},
+        "grants":{
+            "marketing":{"identities":["mkt-1","mkt-2"],
+                "tools":{"wechat_mass_send":{"limits":[{"counter":"per_grant","window":"hour","max":3,"scope":"grant"},
+                                                      {"counter":"per_identity","window":"hour","max":2,"scope":"identity"}]}}},
+            "support":{"identities":["sup-*"],
+                "limits":[{"counter":"support_calls","window":"hour","max":1,"scope":"grant"}]}}}"#;
+
+    #[test]
+    fn grant_scope_is_shared_by_the_grants_identities_and_identity_scope_is_not() {
+        let mut h = Harness::new(GRANTED);
+        let forwarded = |h: &mut Harness, agent: &str| {
+            h.as_agent(agent, &call(1, "wechat_mass_send")).verdict == Verdict::Forward
+        };
+        assert!(forwarded(&mut h, "mkt-1"));
+        assert!(forwarded(&mut h, "mkt-1"));
+        // mkt-1 used its 2 (identity scope); mkt-2 still has its own 2, but the grant has 1 left.
+        let (_, body) = reply_of(&h.as_agent("mkt-1", &call(1, "wechat_mass_send")));
+        assert_eq!(body["error"]["data"]["counter"], "per_identity");
+        assert!(forwarded(&mut h, "mkt-2"));
+        let (_, body) = reply_of(&h.as_agent("mkt-2", &call(1, "wechat_mass_send")));
+        assert_eq!(body["error"]["data"]["counter"], "per_grant");
+        // Grant-level limits apply to every call of the grant; keys name the grant.
+        assert!(forwarded(&mut h, "sup-1"));
+        let (_, body) = reply_of(&h.as_agent("sup-2", &call(1, "wechat_mass_send")));
+        assert_eq!(body["error"]["data"]["counter"], "support_calls");
+        let keys = h.store.keys();
+        for expected in [
+            "/9:per_grant/grant=marketing",
+            "/12:per_identity/identity=mkt-1",
+            "/12:per_identity/identity=mkt-2",
+            "/13:support_calls/grant=support",
+        ] {
+            assert!(
+                keys.iter().any(|k| k.ends_with(expected)),
+                "{expected} not in {keys:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_identity_without_grant_is_told_which_grant_it_lacks() {
+        let mut h = Harness::new(GRANTED);
+        let (_, body) = reply_of(&h.as_agent("stranger", &call(5, "wechat_mass_send")));
+        assert_eq!(body["error"]["code"], POLICY_DENIED);
+        assert_eq!(
+            body["error"]["data"]["reason"],
+            "identity \"stranger\" holds no grant on this server (grants: marketing, support)"
+        );
+        assert_eq!(h.store.sets, 0);
     }
 }

@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::grants::{Grant, GrantTable, IdentityPattern};
+use super::identity::{IdentitySource, MissingIdentity};
 use super::policy::{
     CounterId, CounterSpec, DefaultAction, Policy, RefusalMode, Scope, ToolAction, ToolRule,
     DEFAULT_IDENTITY_HEADER, DEFAULT_MAX_BODY_BYTES,
@@ -142,9 +144,13 @@ const POLICY_FIELDS: &[&str] = &[
     "default",
     "tools",
     "identity_header",
+    "identity",
+    "grants",
     "max_body_bytes",
     "refusal_mode",
 ];
+const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
+const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
 const TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope"];
 
@@ -180,20 +186,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         },
     };
 
-    let identity_header = match root.get("identity_header") {
-        None => DEFAULT_IDENTITY_HEADER.to_owned(),
-        Some(v) => {
-            let name = as_str(v, "identity_header")?;
-            if !is_header_name(name) {
-                return err(
-                    "identity_header",
-                    format!("not a valid HTTP header name: {}", describe(v)),
-                );
-            }
-            name.to_ascii_lowercase()
-        }
-    };
-
+    let (identity_sources, missing_identity) = identity(root)?;
     let max_body_bytes = match root.get("max_body_bytes") {
         None => DEFAULT_MAX_BODY_BYTES,
         Some(v) => {
@@ -217,25 +210,215 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     };
 
     let mut counters = CounterTable::default();
-    let mut tools = HashMap::new();
-    if let Some(tools_value) = root.get("tools") {
-        for (name, rule) in as_object(tools_value, "tools")? {
-            let path = key_path("tools", name);
-            if name.is_empty() {
-                return err(&path, "a tool name must not be empty");
-            }
-            tools.insert(name.clone(), tool_rule(rule, &path, &mut counters)?);
-        }
-    }
+    let tools = match root.get("tools") {
+        Some(v) => tool_rules(v, "tools", &mut counters)?,
+        None => HashMap::new(),
+    };
+    let grants = match root.get("grants") {
+        Some(v) => grants(v, &mut counters)?,
+        None => GrantTable::default(),
+    };
 
     Ok(Policy {
         default_action,
         tools,
         counters: counters.specs,
-        identity_header,
+        identity_sources,
+        missing_identity,
+        grants,
         max_body_bytes,
         refusal_mode,
     })
+}
+
+fn tool_rules(
+    value: &Value,
+    path: &str,
+    counters: &mut CounterTable,
+) -> Result<HashMap<String, ToolRule>> {
+    let mut tools = HashMap::new();
+    for (name, rule) in as_object(value, path)? {
+        let tool_path = key_path(path, name);
+        if name.is_empty() {
+            return err(&tool_path, "a tool name must not be empty");
+        }
+        tools.insert(name.clone(), tool_rule(rule, &tool_path, counters)?);
+    }
+    Ok(tools)
+}
+
+/// `identity_header` (shorthand for one header source) or `identity: {sources, missing}`.
+fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingIdentity)> {
+    let header = |v: &Value, path: &str| -> Result<String> {
+        let name = as_str(v, path)?;
+        if !is_header_name(name) {
+            return err(
+                path,
+                format!("not a valid HTTP header name: {}", describe(v)),
+            );
+        }
+        Ok(name.to_ascii_lowercase())
+    };
+    let identity = match (root.get("identity_header"), root.get("identity")) {
+        (Some(_), Some(_)) => {
+            return err(
+                "identity_header",
+                "use either identity_header or identity.sources, not both",
+            )
+        }
+        (Some(v), None) => {
+            let name = header(v, "identity_header")?;
+            return Ok((
+                vec![IdentitySource::Header {
+                    name,
+                    secret: false,
+                }],
+                MissingIdentity::Anonymous,
+            ));
+        }
+        (None, None) => {
+            let name = DEFAULT_IDENTITY_HEADER.to_owned();
+            return Ok((
+                vec![IdentitySource::Header {
+                    name,
+                    secret: false,
+                }],
+                MissingIdentity::Anonymous,
+            ));
+        }
+        (None, Some(v)) => as_object(v, "identity")?,
+    };
+    reject_unknown_fields(identity, "identity", IDENTITY_FIELDS)?;
+    let missing = match identity.get("missing") {
+        None => MissingIdentity::Anonymous,
+        Some(v) => match one_of(v, "identity.missing", &["anonymous", "deny"])? {
+            "deny" => MissingIdentity::Deny,
+            _ => MissingIdentity::Anonymous,
+        },
+    };
+    let Some(list) = identity.get("sources") else {
+        return err(
+            "identity.sources",
+            "required: a list of identity sources, tried in order",
+        );
+    };
+    let items = list.as_array().map_or_else(
+        || {
+            err(
+                "identity.sources",
+                format!("expected an array, got {}", describe(list)),
+            )
+        },
+        Ok,
+    )?;
+    if items.is_empty() {
+        return err("identity.sources", "list at least one identity source");
+    }
+    let mut sources = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("identity.sources[{index}]");
+        let source = as_object(item, &path)?;
+        let kind = ["header", "jwt_claim", "mtls"]
+            .into_iter()
+            .find_map(|k| source.get(k).map(|v| (k, v)));
+        sources.push(match kind {
+            Some(("header", value)) => {
+                reject_unknown_fields(source, &path, &["header", "secret"])?;
+                let name = header(value, &key_path(&path, "header"))?;
+                let secret = match source.get("secret") {
+                    None => false,
+                    Some(v) => v.as_bool().map_or_else(
+                        || err(&key_path(&path, "secret"), format!("expected true or false, got {}", describe(v))),
+                        Ok,
+                    )?,
+                };
+                IdentitySource::Header { name, secret }
+            }
+            Some(("jwt_claim", value)) => {
+                reject_unknown_fields(source, &path, &["jwt_claim", "metadata_key"])?;
+                let claim_path = key_path(&path, "jwt_claim");
+                let claim = as_str(value, &claim_path)?;
+                let segments: Vec<String> = claim.split('.').map(str::to_owned).collect();
+                if segments.iter().any(String::is_empty) {
+                    return err(&claim_path, "a claim path is dot-separated names, e.g. \"sub\" or \"act.sub\"");
+                }
+                let metadata_key = match source.get("metadata_key") {
+                    None => "jwt_payload".to_owned(),
+                    Some(v) => as_str(v, &key_path(&path, "metadata_key"))?.to_owned(),
+                };
+                IdentitySource::JwtClaim { metadata_key, path: segments }
+            }
+            Some((_, value)) => {
+                reject_unknown_fields(source, &path, &["mtls"])?;
+                one_of(value, &key_path(&path, "mtls"), &["uri_san"])?;
+                IdentitySource::MtlsUriSan
+            }
+            None => {
+                return err(&path, "expected one of {\"header\": NAME}, {\"jwt_claim\": CLAIM}, {\"mtls\": \"uri_san\"}")
+            }
+        });
+    }
+    Ok((sources, missing))
+}
+
+fn grants(value: &Value, counters: &mut CounterTable) -> Result<GrantTable> {
+    let mut table = GrantTable::default();
+    for (name, grant) in as_object(value, "grants")? {
+        let path = key_path("grants", name);
+        if name.is_empty() {
+            return err(&path, "a grant name must not be empty");
+        }
+        let object = as_object(grant, &path)?;
+        reject_unknown_fields(object, &path, GRANT_FIELDS)?;
+        let identities_path = key_path(&path, "identities");
+        let Some(list) = object.get("identities") else {
+            return err(
+                &identities_path,
+                "required: the identities (or `prefix*` patterns) holding this grant",
+            );
+        };
+        let items = list.as_array().map_or_else(
+            || {
+                err(
+                    &identities_path,
+                    format!("expected an array, got {}", describe(list)),
+                )
+            },
+            Ok,
+        )?;
+        let mut patterns = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let item_path = format!("{identities_path}[{index}]");
+            let pattern =
+                IdentityPattern::parse(as_str(item, &item_path)?).map_err(|m| PolicyError {
+                    path: item_path,
+                    message: m,
+                })?;
+            patterns.push(pattern);
+        }
+        let tools = object
+            .get("tools")
+            .map(|v| tool_rules(v, &key_path(&path, "tools"), counters))
+            .transpose()?;
+        let limits = match object.get("limits") {
+            Some(v) => limit_list(v, &key_path(&path, "limits"), counters)?,
+            None => Vec::new(),
+        };
+        table
+            .add(
+                Grant {
+                    name: name.clone(),
+                    tools,
+                    limits,
+                },
+                patterns,
+            )
+            .map_err(|message| PolicyError {
+                path: identities_path,
+                message,
+            })?;
+    }
+    Ok(table)
 }
 
 fn tool_rule(value: &Value, path: &str, counters: &mut CounterTable) -> Result<ToolRule> {
@@ -254,35 +437,44 @@ fn tool_rule(value: &Value, path: &str, counters: &mut CounterTable) -> Result<T
         .map(|v| as_str(v, &key_path(path, "reason")).map(str::to_owned))
         .transpose()?;
 
-    let mut limits = Vec::new();
-    if let Some(list) = rule.get("limits") {
-        let list_path = key_path(path, "limits");
-        let items = list.as_array().map_or_else(
-            || {
-                err(
-                    &list_path,
-                    format!("expected an array, got {}", describe(list)),
-                )
-            },
-            Ok,
-        )?;
-        for (index, item) in items.iter().enumerate() {
-            let item_path = format!("{list_path}[{index}]");
-            let id = counters.define(limit(item, &item_path)?, &item_path)?;
-            if limits.contains(&id) {
-                return err(
-                    &item_path,
-                    "this tool already uses that counter; list each counter once",
-                );
-            }
-            limits.push(id);
-        }
-    }
+    let limits = match rule.get("limits") {
+        Some(list) => limit_list(list, &key_path(path, "limits"), counters)?,
+        None => Vec::new(),
+    };
     Ok(ToolRule {
         action,
         reason,
         limits,
     })
+}
+
+fn limit_list(
+    list: &Value,
+    list_path: &str,
+    counters: &mut CounterTable,
+) -> Result<Vec<CounterId>> {
+    let items = list.as_array().map_or_else(
+        || {
+            err(
+                list_path,
+                format!("expected an array, got {}", describe(list)),
+            )
+        },
+        Ok,
+    )?;
+    let mut limits = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let item_path = format!("{list_path}[{index}]");
+        let id = counters.define(limit(item, &item_path)?, &item_path)?;
+        if limits.contains(&id) {
+            return err(
+                &item_path,
+                "this list already uses that counter; list each counter once",
+            );
+        }
+        limits.push(id);
+    }
+    Ok(limits)
 }
 
 fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
@@ -306,9 +498,10 @@ fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
     let (v, p) = field("max")?;
     let max = positive_integer(v, &p)?;
     let (v, p) = field("scope")?;
-    let scope = match one_of(v, &p, &["global", "grant", "session"])? {
+    let scope = match one_of(v, &p, &["global", "grant", "identity", "session"])? {
         "global" => Scope::Global,
         "grant" => Scope::Grant,
+        "identity" => Scope::Identity,
         _ => Scope::Session,
     };
     Ok(CounterSpec {
@@ -410,7 +603,15 @@ mod tests {
             }]
         );
         assert_eq!(policy.tools["wechat_mass_send"].action, ToolAction::Allow);
-        assert_eq!(policy.identity_header, "x-agent-id");
+        assert_eq!(
+            policy.identity_sources,
+            vec![IdentitySource::Header {
+                name: "x-agent-id".into(),
+                secret: false
+            }]
+        );
+        assert_eq!(policy.missing_identity, MissingIdentity::Anonymous);
+        assert!(policy.grants.is_empty());
         assert_eq!(policy.max_body_bytes, 1024 * 1024);
         assert_eq!(policy.refusal_mode, RefusalMode::JsonRpc);
     }
@@ -430,7 +631,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(policy.default_action, DefaultAction::Allow);
-        assert_eq!(policy.identity_header, "x-api-key");
+        assert_eq!(
+            policy.identity_sources,
+            vec![IdentitySource::Header {
+                name: "x-api-key".into(),
+                secret: false
+            }]
+        );
         assert_eq!(policy.max_body_bytes, 2048);
         assert_eq!(policy.refusal_mode, RefusalMode::Http);
         assert_eq!(policy.tools["t"].reason.as_deref(), Some("no"));
@@ -484,7 +691,7 @@ mod tests {
             ),
             (
                 r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":60,"max":3,"scope":"team"}]}}}"#,
-                r#"tools.t.limits[0].scope: expected one of "global", "grant", "session", got string "team""#,
+                r#"tools.t.limits[0].scope: expected one of "global", "grant", "identity", "session", got string "team""#,
             ),
             (
                 r#"{"version":"1","tools":{"t":{"limits":[{"window":60,"max":3,"scope":"global"}]}}}"#,
@@ -564,6 +771,114 @@ mod tests {
     }
 
     #[test]
+    fn identity_sources_and_grants() {
+        let policy = load_policy(
+            br#"{"version":"1","identity":{"sources":[{"jwt_claim":"act.sub","metadata_key":"agents"},{"mtls":"uri_san"},
+                    {"header":"X-API-Key","secret":true}],"missing":"deny"},
+                 "grants":{"g":{"identities":["a","spiffe://td/ns/x/*"],"tools":{"t":{}},
+                    "limits":[{"counter":"c","window":60,"max":5,"scope":"identity"}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            policy.identity_sources,
+            vec![
+                IdentitySource::JwtClaim {
+                    metadata_key: "agents".into(),
+                    path: vec!["act".into(), "sub".into()]
+                },
+                IdentitySource::MtlsUriSan,
+                IdentitySource::Header {
+                    name: "x-api-key".into(),
+                    secret: true
+                },
+            ]
+        );
+        assert_eq!(policy.missing_identity, MissingIdentity::Deny);
+        let grant = policy.grants.find("spiffe://td/ns/x/sa/y").unwrap();
+        assert_eq!(grant.name, "g");
+        assert_eq!(policy.counters[grant.limits[0]].scope, Scope::Identity);
+        assert!(grant.tools.as_ref().unwrap().contains_key("t"));
+    }
+
+    #[test]
+    fn identity_and_grant_errors_name_the_path() {
+        let cases = [
+            (
+                r#"{"version":"1","identity_header":"x","identity":{"sources":[{"header":"y"}]}}"#,
+                "identity_header: use either",
+            ),
+            (
+                r#"{"version":"1","identity":{}}"#,
+                "identity.sources: required",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[]}}"#,
+                "identity.sources: list at least one",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"cookie":"x"}]}}"#,
+                "identity.sources[0]: expected one of",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"header":"x","secret":"yes"}]}}"#,
+                "identity.sources[0].secret: expected true or false",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"jwt_claim":"a..b"}]}}"#,
+                "identity.sources[0].jwt_claim: a claim path",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"mtls":"dns_san"}]}}"#,
+                r#"identity.sources[0].mtls: expected one of "uri_san""#,
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"header":"x","jwt_claim":"sub"}]}}"#,
+                "identity.sources[0].jwt_claim: unknown field",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"header":"x"}],"missing":"allow"}}"#,
+                "identity.missing: expected one of",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{}}}"#,
+                "grants.g.identities: required",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["a*b"]}}}"#,
+                "grants.g.identities[0]: `*` may only end a pattern",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["a"],"members":[]}}}"#,
+                "grants.g.members: unknown field",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["a"],"tools":{"t":{"action":"maybe"}}}}}"#,
+                "grants.g.tools.t.action: expected one of",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["a"],"limits":[{"counter":"c","window":60,"max":0,"scope":"grant"}]}}}"#,
+                "grants.g.limits[0].max: expected a positive integer",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["a"]},"h":{"identities":["a"]}}}"#,
+                r#"grants.h.identities: "a" is already listed by grant "g""#,
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"limits":[{"counter":"c","window":60,"max":1,"scope":"grant"}]}},
+                "grants":{"g":{"identities":["a"],"limits":[{"counter":"c","window":60,"max":2,"scope":"grant"}]}}}"#,
+                r#"grants.g.limits[0]: counter "c" is already defined at tools.t.limits[0]"#,
+            ),
+        ];
+        for (text, expected) in cases {
+            let got = error_of(text);
+            assert!(
+                got.starts_with(expected),
+                "policy {text}\n  got:      {got}\n  expected: {expected}…"
+            );
+        }
+    }
+
+    #[test]
     fn a_shared_counter_must_mean_the_same_budget_everywhere() {
         let consistent = r#"{"version":"1","tools":{
             "a":{"limits":[{"counter":"sends","window":"minute","max":30,"scope":"grant"}]},
@@ -595,7 +910,7 @@ mod tests {
         let text = r#"{"version":"1","tools":{"a":{"limits":[
             {"counter":"c","window":60,"max":3,"scope":"global"},{"counter":"c","window":60,"max":3,"scope":"global"}]}}}"#;
         assert!(
-            error_of(text).starts_with("tools.a.limits[1]: this tool already uses that counter")
+            error_of(text).starts_with("tools.a.limits[1]: this list already uses that counter")
         );
     }
 }

@@ -3,6 +3,8 @@
 pub mod counters;
 pub mod decide;
 pub mod evaluate;
+pub mod grants;
+pub mod identity;
 pub mod jsonrpc;
 pub mod load;
 pub mod policy;

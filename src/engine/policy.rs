@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use super::grants::GrantTable;
+use super::identity::{IdentitySource, MissingIdentity};
 use super::window::Window;
 
 /// What happens to a `tools/call` whose tool the policy does not list.
@@ -23,8 +25,11 @@ pub enum ToolAction {
 pub enum Scope {
     /// One counter for every caller.
     Global,
-    /// One counter per caller identity (the identity header's value).
+    /// One counter per grant, shared by every identity holding it; an identity holding no grant
+    /// (or any identity, when the policy defines no grants) is its own grant.
     Grant,
+    /// One counter per caller identity.
+    Identity,
     /// One counter per `Mcp-Session-Id`.
     Session,
 }
@@ -34,6 +39,7 @@ impl Scope {
         match self {
             Scope::Global => "global",
             Scope::Grant => "grant",
+            Scope::Identity => "identity",
             Scope::Session => "session",
         }
     }
@@ -75,8 +81,11 @@ pub struct Policy {
     pub default_action: DefaultAction,
     pub tools: HashMap<String, ToolRule>,
     pub counters: Vec<CounterSpec>,
-    /// Lower-case header name whose value identifies the caller for `grant` scope.
-    pub identity_header: String,
+    /// Tried in order; the first present one identifies the caller.
+    pub identity_sources: Vec<IdentitySource>,
+    pub missing_identity: MissingIdentity,
+    /// Empty when the policy defines no grants.
+    pub grants: GrantTable,
     pub max_body_bytes: u64,
     pub refusal_mode: RefusalMode,
 }
@@ -94,7 +103,7 @@ impl Policy {
             .filter(|t| t.action == ToolAction::Deny)
             .count();
         format!(
-            "policy ok: default {}, {} tool rule(s) ({} deny), {} counter(s), identity header {}, max body {} bytes, refusals as {}",
+            "policy ok: default {}, {} tool rule(s) ({} deny), {} counter(s), {} grant(s), identity from {}, max body {} bytes, refusals as {}",
             match self.default_action {
                 DefaultAction::Allow => "allow",
                 DefaultAction::Deny => "deny",
@@ -102,7 +111,8 @@ impl Policy {
             self.tools.len(),
             denied,
             self.counters.len(),
-            self.identity_header,
+            self.grants.grants().len(),
+            self.identity_sources.iter().map(IdentitySource::describe).collect::<Vec<_>>().join(" / "),
             self.max_body_bytes,
             match self.refusal_mode {
                 RefusalMode::JsonRpc => "jsonrpc",

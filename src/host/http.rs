@@ -10,9 +10,11 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use crate::engine::evaluate::{evaluate, Outcome, RequestMeta, Verdict};
+use crate::engine::identity::{self, Identity};
 use crate::engine::policy::Policy;
 use crate::engine::reply::{self, Reply};
 
+use super::attributes::EnvoyRequest;
 use super::root::log;
 use super::shared_data::EnvoySharedData;
 
@@ -21,7 +23,7 @@ pub struct PolicyStream {
     namespace: Rc<str>,
     inspecting: bool,
     done: bool,
-    identity: Option<String>,
+    identity: Option<Identity>,
     session: Option<String>,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
@@ -64,7 +66,7 @@ impl PolicyStream {
             .unwrap_or(0);
         let meta = RequestMeta {
             namespace: &self.namespace,
-            identity: self.identity.as_deref(),
+            identity: self.identity.as_ref(),
             session: self.session.as_deref(),
             mcp_method: self.mcp_method.as_deref(),
             mcp_name: self.mcp_name.as_deref(),
@@ -81,11 +83,15 @@ impl PolicyStream {
                 &format!("mcp-policy-filter[{}]: {problem}", self.namespace),
             );
         }
+        let caller = self
+            .identity
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), Identity::display);
         for call in calls.iter().filter(|c| c.decision != "allowed") {
             log(
                 LogLevel::Info,
                 &format!(
-                    "mcp-policy-filter[{}]: tools/call {:?} {} {}",
+                    "mcp-policy-filter[{}]: tools/call {:?} by {caller:?} {} {}",
                     self.namespace, call.tool, call.decision, call.detail
                 ),
             );
@@ -108,7 +114,7 @@ impl HttpContext for PolicyStream {
             return Action::Continue;
         }
         self.inspecting = true;
-        self.identity = self.get_http_request_header(&self.policy.identity_header);
+        self.identity = identity::resolve(&self.policy.identity_sources, &EnvoyRequest);
         self.session = self.get_http_request_header("mcp-session-id");
         self.mcp_method = self.get_http_request_header("mcp-method");
         self.mcp_name = self.get_http_request_header("mcp-name");

@@ -1,6 +1,7 @@
 //! The proxy-wasm adapter: Envoy in, engine decision out. Everything that can be decided without
 //! the host lives in `crate::engine`.
 
+mod attributes;
 mod http;
 mod root;
 mod shared_data;

@@ -1,0 +1,183 @@
+//! Named grants: which identities hold them, which tools they may call, and their own limits.
+//! An identity is matched exactly first, then by the longest `prefix*` pattern; the loader
+//! rejects an exact identity or pattern listed in two grants, so the match is never ambiguous.
+
+use std::collections::HashMap;
+
+use super::policy::{CounterId, ToolRule};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    /// `None`: the grant may call whatever the server-wide rules allow. `Some`: only these tools.
+    pub tools: Option<HashMap<String, ToolRule>>,
+    /// Apply to every tool call made under this grant.
+    pub limits: Vec<CounterId>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantTable {
+    grants: Vec<Grant>,
+    exact: HashMap<String, usize>,
+    /// (prefix, grant index), longest prefix first.
+    prefixes: Vec<(String, usize)>,
+}
+
+/// An identity pattern: exact, or a prefix ending in `*` (`spiffe://cluster.local/ns/support/*`;
+/// `*` alone matches every identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl IdentityPattern {
+    pub fn parse(text: &str) -> Result<IdentityPattern, String> {
+        match text.find('*') {
+            None if text.is_empty() => Err("an identity must not be empty".to_owned()),
+            None => Ok(IdentityPattern::Exact(text.to_owned())),
+            Some(i) if i + 1 == text.len() => Ok(IdentityPattern::Prefix(text[..i].to_owned())),
+            Some(_) => Err("`*` may only end a pattern (a prefix match)".to_owned()),
+        }
+    }
+}
+
+impl GrantTable {
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.grants.iter().map(|g| g.name.as_str()).collect()
+    }
+
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    /// Add a grant with its identity patterns; on a clash, names the grant already holding it.
+    pub fn add(&mut self, grant: Grant, patterns: Vec<IdentityPattern>) -> Result<(), String> {
+        let index = self.grants.len();
+        for pattern in &patterns {
+            let (holder, shown) = match pattern {
+                IdentityPattern::Exact(id) => (self.exact.get(id).copied(), id.clone()),
+                IdentityPattern::Prefix(p) => (
+                    self.prefixes.iter().find(|(q, _)| q == p).map(|(_, i)| *i),
+                    format!("{p}*"),
+                ),
+            };
+            if let Some(other) = holder.and_then(|i| self.grants.get(i)) {
+                return Err(format!(
+                    "\"{shown}\" is already listed by grant \"{}\"; an identity may hold one grant",
+                    other.name
+                ));
+            }
+            match pattern {
+                IdentityPattern::Exact(id) => {
+                    self.exact.insert(id.clone(), index);
+                }
+                IdentityPattern::Prefix(p) => self.prefixes.push((p.clone(), index)),
+            }
+        }
+        self.prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        self.grants.push(grant);
+        Ok(())
+    }
+
+    pub fn find(&self, identity: &str) -> Option<&Grant> {
+        let index = self.exact.get(identity).copied().or_else(|| {
+            self.prefixes
+                .iter()
+                .find(|(p, _)| identity.starts_with(p.as_str()))
+                .map(|(_, i)| *i)
+        })?;
+        self.grants.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::test_support::test;
+
+    fn grant(name: &str) -> Grant {
+        Grant {
+            name: name.into(),
+            tools: None,
+            limits: vec![],
+        }
+    }
+
+    fn patterns(list: &[&str]) -> Vec<IdentityPattern> {
+        list.iter()
+            .map(|p| IdentityPattern::parse(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn exact_beats_prefix_and_longer_prefix_beats_shorter() {
+        let mut t = GrantTable::default();
+        t.add(grant("mesh"), patterns(&["spiffe://cluster.local/*"]))
+            .unwrap();
+        t.add(
+            grant("support"),
+            patterns(&["spiffe://cluster.local/ns/support/*"]),
+        )
+        .unwrap();
+        t.add(
+            grant("vip"),
+            patterns(&["spiffe://cluster.local/ns/support/sa/lead", "agent-1"]),
+        )
+        .unwrap();
+        let name = |id: &str| t.find(id).map(|g| g.name.clone());
+        assert_eq!(
+            name("spiffe://cluster.local/ns/support/sa/lead").as_deref(),
+            Some("vip")
+        );
+        assert_eq!(
+            name("spiffe://cluster.local/ns/support/sa/bot").as_deref(),
+            Some("support")
+        );
+        assert_eq!(
+            name("spiffe://cluster.local/ns/sales/sa/bot").as_deref(),
+            Some("mesh")
+        );
+        assert_eq!(name("agent-1").as_deref(), Some("vip"));
+        assert_eq!(name("agent-2"), None);
+        assert_eq!(name("spiffe://other.domain/ns/support/sa/bot"), None);
+    }
+
+    #[test]
+    fn star_alone_matches_everyone_last() {
+        let mut t = GrantTable::default();
+        t.add(grant("everyone"), patterns(&["*"])).unwrap();
+        t.add(grant("a"), patterns(&["a"])).unwrap();
+        assert_eq!(t.find("a").map(|g| g.name.as_str()), Some("a"));
+        assert_eq!(t.find("zzz").map(|g| g.name.as_str()), Some("everyone"));
+    }
+
+    #[test]
+    fn one_identity_or_pattern_in_two_grants_is_refused() {
+        let mut t = GrantTable::default();
+        t.add(grant("a"), patterns(&["x", "p/*"])).unwrap();
+        assert!(t
+            .add(grant("b"), patterns(&["x"]))
+            .unwrap_err()
+            .contains("already listed by grant \"a\""));
+        assert!(t
+            .add(grant("c"), patterns(&["p/*"]))
+            .unwrap_err()
+            .contains("\"p/*\""));
+    }
+
+    #[test]
+    fn pattern_syntax() {
+        assert_eq!(
+            IdentityPattern::parse("a*"),
+            Ok(IdentityPattern::Prefix("a".into()))
+        );
+        assert!(IdentityPattern::parse("a*b").is_err());
+        assert!(IdentityPattern::parse("").is_err());
+    }
+}
