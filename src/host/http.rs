@@ -23,6 +23,8 @@ pub struct PolicyStream {
     namespace: Rc<str>,
     inspecting: bool,
     done: bool,
+    /// Bytes buffered so far, as last reported by the body callback.
+    body_size: usize,
     identity: Option<Identity>,
     session: Option<String>,
     mcp_method: Option<String>,
@@ -36,6 +38,7 @@ impl PolicyStream {
             namespace,
             inspecting: false,
             done: false,
+            body_size: 0,
             identity: None,
             session: None,
             mcp_method: None,
@@ -136,6 +139,7 @@ impl HttpContext for PolicyStream {
         if !self.inspecting || self.done {
             return Action::Continue;
         }
+        self.body_size = body_size;
         if body_size as u64 > self.policy.max_body_bytes {
             return self.respond(reply::too_large(self.policy.max_body_bytes));
         }
@@ -153,7 +157,7 @@ impl HttpContext for PolicyStream {
         }
         // Trailers end the request: the body is complete even though no body callback said so.
         let body = self
-            .get_http_request_body(0, usize::MAX)
+            .get_http_request_body(0, self.body_size)
             .unwrap_or_default();
         self.decide(&body)
     }

@@ -276,3 +276,49 @@ async fn an_http1_request_with_an_empty_body_is_a_parse_error() {
     assert_eq!(response.json()["error"]["code"], -32700);
     assert_eq!(d.upstream_posts("wechat"), 0);
 }
+
+/// HTTP/2 (h2c) POST whose body is followed by trailers: Envoy delivers the body without
+/// end_of_stream, then the trailers; the filter must decide at the trailers, not forward blindly.
+async fn post_h2_with_trailers(url: &str, body: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, StreamBody};
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-trailer", http::HeaderValue::from_static("end"));
+    let frames: Vec<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>> = vec![
+        Ok(http_body::Frame::data(bytes::Bytes::from(body.to_owned()))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    let stream = StreamBody::new(futures_util::stream::iter(frames));
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", e2e::http::MCP_ACCEPT)
+        .body(reqwest::Body::wrap(stream.boxed()))
+        .send()
+        .await
+        .expect("h2c POST");
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_bodies_ending_in_trailers_are_still_decided() {
+    let d = stateless(POLICY);
+    let url = d.url("wechat");
+    let (status, body) = post_h2_with_trailers(&url, &tools_call(1, "wechat_mass_delete")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("-32003"), "{body}");
+    let (status, body) = post_h2_with_trailers(&url, &tools_call(2, "wechat_get_followers")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"result\""), "{body}");
+    let stats = d.upstream_stats("wechat");
+    assert_eq!(
+        stats["tool_calls"],
+        json!({"wechat_get_followers": 1}),
+        "{stats}"
+    );
+}
