@@ -21,13 +21,14 @@ const JWT_POLICY: &str = r#"{"version":"1","default":"deny",
       "tools":{"wechat_mass_send":{"limits":[{"counter":"writer_sends","window":"hour","max":3,"scope":"grant"}]},
                "wechat_mass_delete":{}}},
     "readers":{"identities":["bob","k-reader-1"],
-      "tools":{"wechat_get_followers":{"limits":[{"counter":"reads","window":"hour","max":1,"scope":"identity"}]}}}}}"#;
+      "tools":{"wechat_get_followers":{"limits":[{"counter":"reads","window":"hour","max":1,"scope":"identity"}]},
+               "wechat_get_user_info":{"limits":[{"counter":"lookups","window":"hour","max":1,"scope":"session"}]}}}}}"#;
 
 const MTLS_POLICY: &str = r#"{"version":"1","default":"deny",
   "identity":{"sources":[{"mtls":"uri_san"}],"missing":"deny"},
   "grants":{
     "support":{"identities":["spiffe://cluster.local/ns/support/*"],
-      "tools":{"wechat_get_followers":{},
+      "tools":{"wechat_get_followers":{"limits":[{"counter":"support_reads","window":"hour","max":2,"scope":"grant"}]},
                "wechat_mass_send":{"limits":[{"counter":"support_sends","window":"hour","max":1,"scope":"identity"}]}}},
     "marketing":{"identities":["spiffe://cluster.local/ns/marketing/sa/bot"],
       "tools":{"wechat_mass_send":{}}}}}"#;
@@ -337,7 +338,29 @@ fn identities_from_jwt_authn_and_api_keys_map_to_grants() {
         assert_eq!(status, 401, "{bad}: {body}");
     }
 
-    // The upstream saw exactly what was allowed: 3 sends, 2 reads, nothing else.
+    // Session scope: one lookup per Mcp-Session-Id, whoever asks.
+    assert!(allowed(&s.jwt_call(
+        Some("bob"),
+        "wechat_get_user_info",
+        &["-H", "mcp-session-id: s-1"]
+    )));
+    assert_eq!(
+        s.jwt_call(
+            Some("bob"),
+            "wechat_get_user_info",
+            &["-H", "mcp-session-id: s-1"]
+        )
+        .1["error"]["data"]["scope"],
+        "session"
+    );
+    assert!(allowed(&s.jwt_call(
+        Some("bob"),
+        "wechat_get_user_info",
+        &["-H", "mcp-session-id: s-2"]
+    )));
+
+    // The upstream saw exactly what was allowed: 3 sends, 2 reads, 2 lookups, nothing else.
+    assert_eq!(tool_calls(&s.jwt_upstream, "wechat_get_user_info"), 2);
     assert_eq!(tool_calls(&s.jwt_upstream, "wechat_mass_send"), 3);
     assert_eq!(tool_calls(&s.jwt_upstream, "wechat_get_followers"), 2);
     assert_eq!(tool_calls(&s.jwt_upstream, "wechat_mass_delete"), 0);
@@ -347,9 +370,14 @@ fn identities_from_jwt_authn_and_api_keys_map_to_grants() {
 fn spiffe_identities_from_mtls_map_to_grants() {
     wait_for_window_room(3600, 60);
     let s = setup();
-    // Both support workloads hold the "support" grant by namespace prefix, each with its own
-    // identity-scoped send.
+    // Both support workloads hold the "support" grant by namespace prefix: they share its two
+    // reads (grant scope) but each has its own send (identity scope).
     assert!(allowed(&s.mtls_call(0, "wechat_get_followers")));
+    assert!(allowed(&s.mtls_call(1, "wechat_get_followers")));
+    assert_eq!(
+        s.mtls_call(0, "wechat_get_followers").1["error"]["data"]["counter"],
+        "support_reads"
+    );
     assert!(allowed(&s.mtls_call(0, "wechat_mass_send")));
     assert_eq!(
         s.mtls_call(0, "wechat_mass_send").1["error"]["data"]["counter"],
@@ -368,5 +396,5 @@ fn spiffe_identities_from_mtls_map_to_grants() {
         "identity \"spiffe://cluster.local/ns/sales/sa/bot\" holds no grant on this server (grants: marketing, support)"
     );
     assert_eq!(tool_calls(&s.mtls_upstream, "wechat_mass_send"), 3);
-    assert_eq!(tool_calls(&s.mtls_upstream, "wechat_get_followers"), 1);
+    assert_eq!(tool_calls(&s.mtls_upstream, "wechat_get_followers"), 2);
 }
