@@ -145,9 +145,15 @@ pub fn try_acquire(
                 },
                 CREATE_CAS,
             ),
-            // A start ahead of ours means another worker's clock already crossed the boundary:
-            // that newer window is the one to count in.
-            Some((state, cas)) if state.window_start >= current_start => (state, cas),
+            // A start just ahead of ours means another worker's clock already crossed the
+            // boundary: that newer window is the one to count in. Further ahead than one window
+            // is a clock that stepped back: the stored count is stale, not a lockout.
+            Some((state, cas))
+                if state.window_start >= current_start
+                    && state.window_start <= current_start + window.seconds() =>
+            {
+                (state, cas)
+            }
             Some((_, cas)) => (
                 CounterState {
                     window_start: current_start,
@@ -257,6 +263,32 @@ mod tests {
             Acquire::Granted {
                 window_start: 60,
                 count: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_count_from_far_in_the_future_is_stale_not_a_lockout() {
+        let mut store = MemoryStore::default();
+        let later = 10_000 * 60;
+        try_acquire(&mut store, KEY, Window::MINUTE, 1, 1, later).unwrap();
+        // The clock steps back an hour: the count kept for "later" must not block for an hour.
+        let got = try_acquire(&mut store, KEY, Window::MINUTE, 1, 1, later - 3600).unwrap();
+        assert_eq!(
+            got,
+            Acquire::Granted {
+                window_start: later - 3600,
+                count: 1
+            }
+        );
+        // One window ahead is a worker that already crossed the boundary: count in its window.
+        try_acquire(&mut store, KEY, Window::MINUTE, 2, 1, later + 60).unwrap();
+        let got = try_acquire(&mut store, KEY, Window::MINUTE, 2, 1, later + 59).unwrap();
+        assert_eq!(
+            got,
+            Acquire::Granted {
+                window_start: later + 60,
+                count: 2
             }
         );
     }

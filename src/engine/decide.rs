@@ -37,7 +37,10 @@ pub struct Caller<'a> {
 
 impl<'a> Caller<'a> {
     pub fn new(policy: &'a Policy, identity: Option<&'a Identity>) -> Self {
-        let grant = identity.and_then(|i| policy.grants.find(&i.value));
+        // Callers without identity still fall under a grant for every identity (`*`).
+        let grant = policy
+            .grants
+            .find(identity.map_or("", |i| i.value.as_str()));
         Caller { identity, grant }
     }
 }
@@ -149,6 +152,7 @@ fn server_wide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::identity::sha256_tag;
     use crate::engine::load::load_policy;
     use crate::engine::test_support::test;
 
@@ -317,11 +321,32 @@ mod tests {
         )
         .unwrap();
         let key = Identity {
-            value: "sk-live-123".into(),
+            value: sha256_tag("sk-live-123"),
             secret: true,
+            source: "header:x-api-key".into(),
         };
         let why = reason(decide_tool(&policy, &Caller::new(&policy, Some(&key)), "t"));
         assert!(why.contains("sha256:") && !why.contains("sk-live"), "{why}");
+    }
+
+    #[test]
+    fn a_grant_for_everyone_also_binds_anonymous_callers() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow","grants":{"everyone":{"identities":["*"],"tools":{"safe":{}}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            decide(&policy, None, "safe"),
+            ToolDecision::Allow { limits: vec![] }
+        );
+        assert!(matches!(
+            decide(&policy, None, "unsafe"),
+            ToolDecision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide(&policy, Some("bob"), "unsafe"),
+            ToolDecision::Deny { .. }
+        ));
     }
 
     #[test]

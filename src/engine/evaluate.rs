@@ -144,7 +144,18 @@ pub fn evaluate(
     let mut taken: Vec<(String, u64, u64)> = Vec::with_capacity(charges.len());
     for (id, cost) in &charges {
         let Some(spec) = policy.counter(*id) else {
-            continue;
+            // Unreachable for a loaded policy; if it ever happens, refuse rather than skip a limit.
+            let problem = format!("counter #{id} is not defined");
+            let refusal = Refusal::CannotEnforce {
+                tool: String::new(),
+                counter: format!("#{id}"),
+                problem: problem.clone(),
+            };
+            let mut outcome =
+                Outcome::reply(reply::single(None, &refusal, policy.refusal_mode), calls);
+            outcome.problem = Some(problem);
+            give_back(store, &taken);
+            return outcome;
         };
         let key = counter_key(meta.namespace, spec, &caller, meta.session);
         let failure = match try_acquire(store, &key, spec.window, spec.max, *cost, meta.now) {
@@ -161,7 +172,8 @@ pub fn evaluate(
                 window: spec.window,
                 scope: spec.scope,
                 used: count,
-                retry_after_seconds,
+                needed: *cost,
+                retry_after_seconds: (*cost <= spec.max).then_some(retry_after_seconds),
             }),
             Err(e) => Ok(e),
         };
@@ -287,6 +299,10 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
             return Err("Mcp-Method/Mcp-Name headers cannot describe a JSON-RPC batch".to_owned())
         }
     };
+    if matches!(message.kind, MessageKind::Invalid { .. }) {
+        // Refused anyway, with its own, more precise error.
+        return Ok(());
+    }
     if let Some(header) = meta.mcp_method {
         match message.method() {
             Some(method) if method == header => {}
@@ -321,7 +337,7 @@ pub fn counter_key(
     caller: &Caller,
     session: Option<&str>,
 ) -> String {
-    let identity = caller.identity.map(Identity::display);
+    let identity = caller.identity.map(Identity::key);
     let scope_part = match (spec.scope, caller.grant, identity, session) {
         (Scope::Global, ..) => "global".to_owned(),
         (Scope::Grant, Some(grant), ..) => format!("grant={}", grant.name),
@@ -333,11 +349,14 @@ pub fn counter_key(
         (Scope::Session, .., Some(session)) => format!("session={session}"),
         (Scope::Session, .., None) => "session-none".to_owned(),
     };
+    // The window length is part of the key: a policy edit that changes it starts a fresh count
+    // instead of misreading one kept under the old length.
     format!(
-        "mcp-policy/v1/{}:{namespace}/{}:{}/{scope_part}",
+        "mcp-policy/v1/{}:{namespace}/{}:{}/{}s/{scope_part}",
         namespace.len(),
         spec.name.len(),
-        spec.name
+        spec.name,
+        spec.window.seconds()
     )
 }
 
@@ -484,7 +503,7 @@ mod tests {
         assert_eq!(
             body["error"]["data"],
             json!({"tool":"wechat_mass_send","decision":"rate_limited","counter":"sends","limit":3,
-                   "window_seconds":60,"scope":"grant","used":3,"retry_after_seconds":18})
+                   "window_seconds":60,"scope":"grant","used":3,"needed":1,"retry_after_seconds":18})
         );
         assert!(body["error"]["message"]
             .as_str()
@@ -559,7 +578,8 @@ mod tests {
         assert_eq!(forwarded, 5);
         let keys = h.store.keys();
         assert!(
-            keys.iter().any(|k| k.ends_with("/8:previews/session=s1")),
+            keys.iter()
+                .any(|k| k.ends_with("/8:previews/10s/session=s1")),
             "{keys:?}"
         );
         let other_session = RequestMeta {
@@ -669,6 +689,48 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_that_can_never_fit_says_so_without_retry_after() {
+        let mut h = Harness::new(POLICY);
+        let four = format!(
+            "[{}]",
+            (1..=4)
+                .map(|i| call(i, "wechat_mass_send"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (reply, value) = reply_of(&h.as_agent("a", &four));
+        assert_eq!(header(&reply, "retry-after"), None);
+        let error = &value[0]["error"];
+        assert_eq!(error["data"]["retry_after_seconds"], Value::Null);
+        assert_eq!(error["data"]["needed"], 4);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("it can never pass"),
+            "{error}"
+        );
+        // Two left, three needed: says so, and when to retry.
+        h.as_agent("a", &call(9, "wechat_mass_send"));
+        let three = format!(
+            "[{}]",
+            (1..=3)
+                .map(|i| call(i, "wechat_mass_send"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let (reply, value) = reply_of(&h.as_agent("a", &three));
+        assert_eq!(header(&reply, "retry-after"), Some("18"));
+        assert!(
+            value[0]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("this batch needs 3 and 2 are left"),
+            "{value}"
+        );
+    }
+
+    #[test]
     fn allowed_batch_consumes_every_counter_it_uses() {
         let mut h = Harness::new(POLICY);
         let batch = format!(
@@ -754,7 +816,7 @@ mod tests {
             .store
             .keys()
             .into_iter()
-            .find(|k| k.ends_with("5:sends/grant-of-identity=a"))
+            .find(|k| k.ends_with("5:sends/60s/grant-of-identity=header:x-agent-id=a"))
             .unwrap();
         assert_eq!(h.store.state(&sends_a).unwrap().count, 0, "refunded");
         assert_eq!(
@@ -914,7 +976,7 @@ mod tests {
         );
         assert_eq!(
             counter_key("wechat", spec, &caller, None),
-            "mcp-policy/v1/6:wechat/5:sends/grant-of-identity=a"
+            "mcp-policy/v1/6:wechat/5:sends/60s/grant-of-identity=header:x-agent-id=a"
         );
     }
 
@@ -947,10 +1009,10 @@ mod tests {
         assert_eq!(body["error"]["data"]["counter"], "support_calls");
         let keys = h.store.keys();
         for expected in [
-            "/9:per_grant/grant=marketing",
-            "/12:per_identity/identity=mkt-1",
-            "/12:per_identity/identity=mkt-2",
-            "/13:support_calls/grant=support",
+            "/9:per_grant/3600s/grant=marketing",
+            "/12:per_identity/3600s/identity=header:x-agent-id=mkt-1",
+            "/12:per_identity/3600s/identity=header:x-agent-id=mkt-2",
+            "/13:support_calls/3600s/grant=support",
         ] {
             assert!(
                 keys.iter().any(|k| k.ends_with(expected)),

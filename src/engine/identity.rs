@@ -51,34 +51,75 @@ pub trait RequestAttributes {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The value as received; used for grant matching and counter keys, never logged if secret.
+    /// What grants are matched against: the value as received, or for a secret source
+    /// `sha256:<64 hex digits>` of it (the raw secret is not kept).
     pub value: String,
     pub secret: bool,
+    /// Which source produced it (`header:x-api-key`, `jwt`, `mtls`): part of counter keys, so equal
+    /// values from different sources never share a budget.
+    pub source: String,
 }
 
 impl Identity {
+    /// A plain identity from a header source named `x-agent-id` (tests and examples).
     pub fn new(value: impl Into<String>) -> Self {
         Identity {
             value: value.into(),
             secret: false,
+            source: "header:x-agent-id".to_owned(),
         }
     }
 
-    /// Safe to log and to show the agent.
+    fn from_source(source: &IdentitySource, value: String) -> Self {
+        match source {
+            IdentitySource::Header { name, secret: true } => Identity {
+                value: sha256_tag(&value),
+                secret: true,
+                source: format!("header:{name}"),
+            },
+            IdentitySource::Header {
+                name,
+                secret: false,
+            } => Identity {
+                value,
+                secret: false,
+                source: format!("header:{name}"),
+            },
+            IdentitySource::JwtClaim { .. } => Identity {
+                value,
+                secret: false,
+                source: "jwt".to_owned(),
+            },
+            IdentitySource::MtlsUriSan => Identity {
+                value,
+                secret: false,
+                source: "mtls".to_owned(),
+            },
+        }
+    }
+
+    /// Safe to log and to show the agent: secrets are cut to a 16-digit hash prefix.
     pub fn display(&self) -> String {
         if self.secret {
-            format!("sha256:{}", short_sha256(&self.value))
+            self.value.chars().take("sha256:".len() + 16).collect()
         } else {
             self.value.clone()
         }
     }
+
+    /// Unique per (source, value); used in counter keys.
+    pub fn key(&self) -> String {
+        format!("{}={}", self.source, self.value)
+    }
 }
 
-/// First 16 hex digits of SHA-256: enough to correlate, useless to replay.
-pub fn short_sha256(text: &str) -> String {
+/// `sha256:` and the 64 hex digits of SHA-256: how secret identities are listed in grants
+/// (`mcp-policy hash VALUE` prints it).
+pub fn sha256_tag(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    let mut out = String::with_capacity(16);
-    for byte in digest.iter().take(8) {
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in digest.iter() {
         let _ = write!(out, "{byte:02x}");
     }
     out
@@ -87,14 +128,14 @@ pub fn short_sha256(text: &str) -> String {
 /// The first source that yields a non-empty value.
 pub fn resolve(sources: &[IdentitySource], attributes: &dyn RequestAttributes) -> Option<Identity> {
     sources.iter().find_map(|source| {
-        let (value, secret) = match source {
-            IdentitySource::Header { name, secret } => (attributes.header(name)?, *secret),
+        let value = match source {
+            IdentitySource::Header { name, .. } => attributes.header(name)?,
             IdentitySource::JwtClaim { metadata_key, path } => {
-                (attributes.jwt_claim(metadata_key, path)?, false)
+                attributes.jwt_claim(metadata_key, path)?
             }
-            IdentitySource::MtlsUriSan => (attributes.peer_uri_san()?, false),
+            IdentitySource::MtlsUriSan => attributes.peer_uri_san()?,
         };
-        (!value.is_empty()).then_some(Identity { value, secret })
+        (!value.is_empty()).then(|| Identity::from_source(source, value))
     })
 }
 
@@ -146,8 +187,9 @@ pub mod tests {
         assert_eq!(
             resolve(&sources(), &a),
             Some(Identity {
-                value: "k-123".into(),
-                secret: true
+                value: sha256_tag("k-123"),
+                secret: true,
+                source: "header:x-api-key".into()
             })
         );
         a.uri_san = Some("spiffe://cluster.local/ns/a/sa/b".into());
@@ -156,7 +198,14 @@ pub mod tests {
             Some("spiffe://cluster.local/ns/a/sa/b".into())
         );
         a.claims.insert("jwt_payload/sub".into(), "agent-7".into());
-        assert_eq!(resolve(&sources(), &a), Some(Identity::new("agent-7")));
+        assert_eq!(
+            resolve(&sources(), &a),
+            Some(Identity {
+                value: "agent-7".into(),
+                secret: false,
+                source: "jwt".into()
+            })
+        );
     }
 
     #[test]
@@ -167,17 +216,29 @@ pub mod tests {
     }
 
     #[test]
-    fn secrets_are_shown_hashed() {
-        let key = Identity {
-            value: "sk-live-abc".into(),
-            secret: true,
-        };
+    fn secrets_are_kept_and_shown_only_hashed() {
+        let mut a = Attributes::default();
+        a.headers.insert("x-api-key".into(), "sk-live-abc".into());
+        let key = resolve(&sources(), &a).unwrap();
+        assert_eq!(key.value, sha256_tag("sk-live-abc"));
+        assert_eq!(key.value.len(), 7 + 64);
+        assert_eq!(key.display(), key.value[..23]);
+        assert!(!format!("{key:?}").contains("sk-live"));
         assert_eq!(
-            key.display(),
-            format!("sha256:{}", short_sha256("sk-live-abc"))
+            sha256_tag("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(!key.display().contains("sk-live"));
-        assert_eq!(short_sha256("abc"), "ba7816bf8f01cfea");
         assert_eq!(Identity::new("agent-1").display(), "agent-1");
+    }
+
+    #[test]
+    fn equal_values_from_different_sources_are_different_identities() {
+        let mut a = Attributes::default();
+        a.headers.insert("x-api-key".into(), "alice".into());
+        let from_header = resolve(&sources(), &a).unwrap();
+        a.claims.insert("jwt_payload/sub".into(), "alice".into());
+        let from_jwt = resolve(&sources(), &a).unwrap();
+        assert_ne!(from_header.key(), from_jwt.key());
+        assert_eq!(from_jwt.key(), "jwt=alice");
     }
 }

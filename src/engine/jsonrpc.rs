@@ -3,11 +3,18 @@
 
 use serde_json::{Map, Value};
 
+use super::strict_json;
+
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 pub const INVALID_PARAMS: i64 = -32602;
 
 pub const TOOLS_CALL: &str = "tools/call";
+
+/// Most messages one body may carry. MCP clients send one message per POST (batches were
+/// removed after protocol 2025-03-26); a cap keeps a hostile batch from costing a worker
+/// thread seconds of CPU and megabytes of error replies.
+pub const MAX_BATCH_LEN: usize = 64;
 
 /// One element of the body: a request, notification or response as the client sent it.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +75,7 @@ pub struct BodyError {
 }
 
 pub fn parse_body(bytes: &[u8]) -> Result<(Body, Value), BodyError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| BodyError {
+    let value: Value = strict_json::from_slice(bytes).map_err(|e| BodyError {
         code: PARSE_ERROR,
         problem: format!("body is not valid JSON: {e}"),
     })?;
@@ -80,6 +87,13 @@ pub fn parse_body(bytes: &[u8]) -> Result<(Body, Value), BodyError> {
                 problem: "empty JSON-RPC batch".to_owned(),
             })
         }
+        Value::Array(items) if items.len() > MAX_BATCH_LEN => return Err(BodyError {
+            code: INVALID_REQUEST,
+            problem: format!(
+                "a JSON-RPC batch of {} messages exceeds this endpoint's limit of {MAX_BATCH_LEN}",
+                items.len()
+            ),
+        }),
         Value::Array(items) => Body::Batch(
             items
                 .iter()
@@ -139,6 +153,16 @@ fn classify(object: &Map<String, Value>) -> Message {
     };
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return invalid(id, INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
+    }
+    // Servers whose JSON decoding ignores case would read another member than we do.
+    for scope in std::iter::once(object).chain(object.get("params").and_then(Value::as_object)) {
+        if let Some((a, b)) = strict_json::case_folding_collision(scope) {
+            return invalid(
+                id,
+                INVALID_REQUEST,
+                format!("keys {a:?} and {b:?} differ only in case"),
+            );
+        }
     }
     let method = match object.get("method") {
         Some(Value::String(m)) => m,
@@ -318,6 +342,53 @@ mod tests {
         assert_eq!(ms.len(), 3);
         assert!(matches!(ms[1].kind, MessageKind::Invalid { .. }));
         assert_eq!(ms[2].kind, MessageKind::ToolCall { name: "t".into() });
+    }
+
+    #[test]
+    fn parser_differentials_are_refused() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"b"}}"#,
+        ] {
+            assert_eq!(
+                parse_body(text.as_bytes()).unwrap_err().code,
+                PARSE_ERROR,
+                "{text}"
+            );
+        }
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call","params":{"name":"b"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","NAME":"b"}}"#,
+        ] {
+            let m = single(text);
+            assert!(
+                matches!(
+                    m.kind,
+                    MessageKind::Invalid {
+                        code: INVALID_REQUEST,
+                        ..
+                    }
+                ),
+                "{text}: {m:?}"
+            );
+        }
+        // Case-different keys deeper in the arguments are the tool's business.
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"id":1,"ID":2}}}"#,
+        );
+        assert_eq!(m.kind, MessageKind::ToolCall { name: "a".into() });
+    }
+
+    #[test]
+    fn oversized_batches_are_refused_whole() {
+        let one = r#"{"jsonrpc":"2.0","method":"notifications/x"}"#;
+        let ok = format!("[{}]", vec![one; MAX_BATCH_LEN].join(","));
+        assert!(parse_body(ok.as_bytes()).is_ok());
+        let too_many = format!("[{}]", vec![one; MAX_BATCH_LEN + 1].join(","));
+        let error = parse_body(too_many.as_bytes()).unwrap_err();
+        assert_eq!(error.code, INVALID_REQUEST);
+        assert!(error.problem.contains("exceeds"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::policy::{
     CounterId, CounterSpec, DefaultAction, Policy, RefusalMode, Scope, ToolAction, ToolRule,
     DEFAULT_IDENTITY_HEADER, DEFAULT_MAX_BODY_BYTES,
 };
+use super::strict_json;
 use super::window::Window;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +161,7 @@ pub const MAX_BODY_BYTES_CEILING: u64 = 64 * 1024 * 1024;
 /// Parse and validate a policy document. Nothing half-understood is accepted: unknown fields,
 /// wrong types, out-of-range values and inconsistent counters are all errors.
 pub fn load_policy(text: &[u8]) -> Result<Policy> {
-    let document: Value = serde_json::from_slice(text).map_err(|e| PolicyError {
+    let document: Value = strict_json::from_slice(text).map_err(|e| PolicyError {
         path: String::new(),
         message: format!("not valid JSON: {e}"),
     })?;
@@ -760,6 +761,10 @@ mod tests {
             ),
             ("[]", "(document): expected an object, got an array"),
             ("{", "(document): not valid JSON"),
+            (
+                r#"{"version":"1","tools":{"t":{"action":"deny"},"t":{}}}"#,
+                "(document): not valid JSON: duplicate key \"t\" in an object",
+            ),
         ];
         for (text, expected) in cases {
             let got = error_of(text);

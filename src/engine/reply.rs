@@ -59,7 +59,37 @@ pub struct LimitHit {
     pub window: Window,
     pub scope: Scope,
     pub used: u64,
-    pub retry_after_seconds: u64,
+    /// Calls of this counter the refused request needed (more than 1 only for batches).
+    pub needed: u64,
+    /// `None` when `needed` exceeds `max`: waiting will never help.
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl LimitHit {
+    fn explanation(&self) -> String {
+        let per = format!(
+            "{} call(s) per {} ({} scope)",
+            self.max,
+            self.window,
+            self.scope.as_str()
+        );
+        match self.retry_after_seconds {
+            None => format!(
+                "counter \"{}\" allows only {per} and this batch needs {}: it can never pass; send fewer calls per batch.",
+                self.counter, self.needed
+            ),
+            Some(wait) if self.needed > 1 => format!(
+                "counter \"{}\" allows {per}; this batch needs {} and {} are left; retry in {wait} s.",
+                self.counter,
+                self.needed,
+                self.max.saturating_sub(self.used)
+            ),
+            Some(wait) => format!(
+                "counter \"{}\" allows {per} and that budget is used up; retry in {wait} s.",
+                self.counter
+            ),
+        }
+    }
 }
 
 impl Refusal {
@@ -82,10 +112,7 @@ impl Refusal {
             }),
             Refusal::RateLimited { tool, limit } => json!({
                 "code": RATE_LIMITED,
-                "message": format!(
-                    "Tool \"{tool}\" is rate limited by policy: counter \"{}\" allows {} call(s) per {} ({} scope) and that budget is used up; retry in {} s.",
-                    limit.counter, limit.max, limit.window, limit.scope.as_str(), limit.retry_after_seconds
-                ),
+                "message": format!("Tool \"{tool}\" is rate limited by policy: {}", limit.explanation()),
                 "data": {
                     "tool": tool,
                     "decision": "rate_limited",
@@ -94,6 +121,7 @@ impl Refusal {
                     "window_seconds": limit.window.seconds(),
                     "scope": limit.scope.as_str(),
                     "used": limit.used,
+                    "needed": limit.needed,
                     "retry_after_seconds": limit.retry_after_seconds,
                 },
             }),
@@ -209,7 +237,7 @@ pub fn too_large(limit: u64) -> Reply {
 fn retry_after<'a>(refusals: impl Iterator<Item = &'a Refusal>) -> Option<u64> {
     refusals
         .filter_map(|r| match r {
-            Refusal::RateLimited { limit, .. } => Some(limit.retry_after_seconds),
+            Refusal::RateLimited { limit, .. } => limit.retry_after_seconds,
             _ => None,
         })
         .max()

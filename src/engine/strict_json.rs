@@ -1,0 +1,152 @@
+//! JSON parsing that refuses what different parsers read differently. `serde_json::Value` keeps
+//! the last of two equal keys; other parsers keep the first, and Go's `encoding/json` even matches
+//! keys case-insensitively. A filter that reads one tool name while the server reads another is
+//! bypassed, so objects with duplicate keys are refused outright.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// A `Value` parsed with every object's keys required to be unique.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "duplicate key {:?} in an object",
+                    key
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// Parse JSON, refusing duplicate keys in any object.
+pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Strict>(bytes).map(|Strict(v)| v)
+}
+
+/// Keys that differ only in case (as Go's `encoding/json` folds them, including `ſ` ~ `s` and
+/// the Kelvin sign ~ `k`) name the same field to some servers: report the first such pair.
+pub fn case_folding_collision(object: &Map<String, Value>) -> Option<(String, String)> {
+    let fold = |key: &str| -> String {
+        key.chars()
+            .flat_map(char::to_lowercase)
+            .map(|c| if c == 'ſ' { 's' } else { c })
+            .collect()
+    };
+    let mut seen: Vec<(String, &String)> = Vec::with_capacity(object.len());
+    for key in object.keys() {
+        let folded = fold(key);
+        if let Some((_, other)) = seen.iter().find(|(f, _)| *f == folded) {
+            return Some(((*other).clone(), key.clone()));
+        }
+        seen.push((folded, key));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::test_support::test;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        assert!(from_slice(br#"{"a":1,"a":2}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate key \"a\""));
+        assert!(from_slice(br#"{"x":[{"b":{"c":1,"c":1}}]}"#).is_err());
+        assert!(
+            from_slice(br#"{"na\u006de":1,"name":2}"#).is_err(),
+            "escapes are decoded first"
+        );
+    }
+
+    #[test]
+    fn ordinary_json_parses_as_serde_json_does() {
+        let text = br#"{"a":[1,-2,3.5,true,null,"s",{"b":{}}],"c":18446744073709551615}"#;
+        assert_eq!(
+            from_slice(text).unwrap(),
+            serde_json::from_slice::<Value>(text).unwrap()
+        );
+    }
+
+    #[test]
+    fn case_folding_collisions() {
+        let object = |text: &str| {
+            from_slice(text.as_bytes())
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            case_folding_collision(&object(r#"{"name":1,"Name":2}"#)),
+            Some(("Name".into(), "name".into()))
+        );
+        assert!(
+            case_folding_collision(&object(r#"{"name":1,"nam\u017f":2}"#)).is_none(),
+            "ſ folds to s only against s"
+        );
+        assert!(case_folding_collision(&object(r#"{"method":1,"METHOD":2}"#)).is_some());
+        assert!(case_folding_collision(&object(r#"{"mask":1,"ma\u017fk":2}"#)).is_some());
+        assert!(case_folding_collision(&object(r#"{"kind":1,"\u212aind":2}"#)).is_some());
+        assert!(case_folding_collision(&object(r#"{"name":1,"arguments":2}"#)).is_none());
+    }
+}
