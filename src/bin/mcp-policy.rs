@@ -1,10 +1,12 @@
 //! `mcp-policy check FILE`: validate a policy exactly as the filter would, before deploying it.
+//! `mcp-policy hash VALUE`: how a secret identity (an API key) is listed in a grant.
 
 use std::process::ExitCode;
 
+use mcp_policy_filter::engine::identity::sha256_tag;
 use mcp_policy_filter::engine::load::load_policy;
 
-const USAGE: &str = "usage: mcp-policy check FILE";
+const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,6 +17,10 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["check", file] => check(file),
+        ["hash", value] => {
+            println!("{}", sha256_tag(value));
+            ExitCode::SUCCESS
+        }
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)

@@ -44,7 +44,7 @@ pub enum MissingIdentity {
 /// The host's view of a request, for identity resolution.
 pub trait RequestAttributes {
     fn header(&self, name: &str) -> Option<String>;
-    /// A verified JWT claim as text (strings as they are, other JSON values serialised).
+    /// A verified JWT claim, when it is a string.
     fn jwt_claim(&self, metadata_key: &str, path: &[String]) -> Option<String>;
     fn peer_uri_san(&self) -> Option<String>;
 }

@@ -87,13 +87,15 @@ pub fn parse_body(bytes: &[u8]) -> Result<(Body, Value), BodyError> {
                 problem: "empty JSON-RPC batch".to_owned(),
             })
         }
-        Value::Array(items) if items.len() > MAX_BATCH_LEN => return Err(BodyError {
-            code: INVALID_REQUEST,
-            problem: format!(
+        Value::Array(items) if items.len() > MAX_BATCH_LEN => {
+            return Err(BodyError {
+                code: INVALID_REQUEST,
+                problem: format!(
                 "a JSON-RPC batch of {} messages exceeds this endpoint's limit of {MAX_BATCH_LEN}",
                 items.len()
             ),
-        }),
+            })
+        }
         Value::Array(items) => Body::Batch(
             items
                 .iter()

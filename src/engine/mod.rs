@@ -9,6 +9,7 @@ pub mod jsonrpc;
 pub mod load;
 pub mod policy;
 pub mod reply;
+pub mod request_headers;
 pub mod strict_json;
 pub mod window;
 

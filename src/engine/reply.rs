@@ -234,6 +234,17 @@ pub fn too_large(limit: u64) -> Reply {
     build(413, body.to_string(), None)
 }
 
+/// The request as a whole is not acceptable (method, headers, encoding): `status` with a JSON-RPC
+/// invalid-request error.
+pub fn refused_request(status: u16, problem: String) -> Reply {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": INVALID_REQUEST, "message": format!("Invalid request: {problem}"), "data": {"decision": "invalid"}},
+    });
+    build(status, body.to_string(), None)
+}
+
 fn retry_after<'a>(refusals: impl Iterator<Item = &'a Refusal>) -> Option<u64> {
     refusals
         .filter_map(|r| match r {

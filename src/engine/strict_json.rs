@@ -83,10 +83,15 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 /// Keys that differ only in case (as Go's `encoding/json` folds them, including `ſ` ~ `s` and
 /// the Kelvin sign ~ `k`) name the same field to some servers: report the first such pair.
 pub fn case_folding_collision(object: &Map<String, Value>) -> Option<(String, String)> {
+    // Only ASCII member names matter to MCP, and the only non-ASCII letters Go folds onto ASCII
+    // are `ſ` and the Kelvin sign; a full Unicode fold would add its tables to the .wasm.
     let fold = |key: &str| -> String {
         key.chars()
-            .flat_map(char::to_lowercase)
-            .map(|c| if c == 'ſ' { 's' } else { c })
+            .map(|c| match c {
+                'ſ' => 's',
+                '\u{212A}' => 'k',
+                c => c.to_ascii_lowercase(),
+            })
             .collect()
     };
     let mut seen: Vec<(String, &String)> = Vec::with_capacity(object.len());

@@ -13,6 +13,7 @@ use crate::engine::evaluate::{evaluate, Outcome, RequestMeta, Verdict};
 use crate::engine::identity::{self, Identity};
 use crate::engine::policy::Policy;
 use crate::engine::reply::{self, Reply};
+use crate::engine::request_headers::{screen, Screening};
 
 use super::attributes::EnvoyRequest;
 use super::root::log;
@@ -113,21 +114,25 @@ impl Context for PolicyStream {}
 
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if self.get_http_request_header(":method").as_deref() != Some("POST") {
-            return Action::Continue;
-        }
+        // Bytes, not strings: the SDK's string getters panic on values that are not UTF-8.
+        let method = self
+            .get_http_request_header_bytes(":method")
+            .and_then(|m| String::from_utf8(m).ok())
+            .unwrap_or_default();
+        let headers = self.get_http_request_headers_bytes();
+        let headers = match screen(&self.policy, &method, &headers, !end_of_stream) {
+            Screening::Pass => return Action::Continue,
+            Screening::Refuse(reply) => return self.respond(reply),
+            Screening::Inspect(headers) => headers,
+        };
         self.inspecting = true;
-        self.identity = identity::resolve(&self.policy.identity_sources, &EnvoyRequest);
-        self.session = self.get_http_request_header("mcp-session-id");
-        self.mcp_method = self.get_http_request_header("mcp-method");
-        self.mcp_name = self.get_http_request_header("mcp-name");
-
-        let declared = self
-            .get_http_request_header("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.policy.max_body_bytes) {
-            return self.respond(reply::too_large(self.policy.max_body_bytes));
-        }
+        self.identity = identity::resolve(
+            &self.policy.identity_sources,
+            &EnvoyRequest { headers: &headers },
+        );
+        self.session = headers.get("mcp-session-id").map(str::to_owned);
+        self.mcp_method = headers.get("mcp-method").map(str::to_owned);
+        self.mcp_name = headers.get("mcp-name").map(str::to_owned);
         if end_of_stream {
             return self.decide(&[]);
         }

@@ -13,6 +13,7 @@ use mcp_policy_sample::deployment::{
 };
 use serde_json::{json, Value};
 
+/// API keys are listed in grants by hash (`mcp-policy hash k-reader-1`), never in clear.
 const JWT_POLICY: &str = r#"{"version":"1","default":"deny",
   "identity":{"sources":[{"jwt_claim":"sub"},{"header":"x-api-key","secret":true}],"missing":"deny"},
   "tools":{"wechat_mass_delete":{"action":"deny","reason":"never by an agent"}},
@@ -20,7 +21,7 @@ const JWT_POLICY: &str = r#"{"version":"1","default":"deny",
     "writers":{"identities":["alice","dave"],
       "tools":{"wechat_mass_send":{"limits":[{"counter":"writer_sends","window":"hour","max":3,"scope":"grant"}]},
                "wechat_mass_delete":{}}},
-    "readers":{"identities":["bob","k-reader-1"],
+    "readers":{"identities":["bob","READER_KEY_HASH"],
       "tools":{"wechat_get_followers":{"limits":[{"counter":"reads","window":"hour","max":1,"scope":"identity"}]},
                "wechat_get_user_info":{"limits":[{"counter":"lookups","window":"hour","max":1,"scope":"session"}]}}}}}"#;
 
@@ -143,7 +144,10 @@ fn setup() -> Setup {
               rules:
               - match: {{ prefix: / }}
                 requires: {{ requires_any: {{ requirements: [{{ provider_name: agents }}, {{ allow_missing: {{}} }}] }} }}{}"#,
-        wasm_filter("jwt-wechat", JWT_POLICY),
+        wasm_filter(
+            "jwt-wechat",
+            &JWT_POLICY.replace("READER_KEY_HASH", &key_hash("k-reader-1"))
+        ),
         jwks = Value::String(jwks).to_string()
     );
     let tls = format!(
@@ -183,6 +187,17 @@ fn setup() -> Setup {
         tokens,
         _dir: dir,
     }
+}
+
+fn key_hash(key: &str) -> String {
+    let output = Command::new(e2e::policy_cli_bin())
+        .args(["hash", key])
+        .output()
+        .expect("mcp-policy hash");
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 fn call_body(tool: &str) -> String {

@@ -1,0 +1,273 @@
+//! What the request headers allow before any body is read. Only POST carries MCP messages; the
+//! headers the filter relies on must be unambiguous (one value each, valid UTF-8) and the body
+//! must be something the filter reads exactly as the server will: JSON in UTF-8, uncompressed.
+
+use super::identity::IdentitySource;
+use super::policy::Policy;
+use super::reply::{self, Reply};
+
+/// The request headers the filter uses, each present at most once, as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestHeaders {
+    values: Vec<(String, String)>,
+}
+
+impl RequestHeaders {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screening {
+    /// A POST: hold it and decide on its body, with these headers.
+    Inspect(RequestHeaders),
+    /// Not an MCP message (GET stream, DELETE, …): let it through untouched.
+    Pass,
+    /// Answer now; nothing goes upstream.
+    Refuse(Reply),
+}
+
+const MCP_HEADERS: [&str; 3] = ["mcp-session-id", "mcp-method", "mcp-name"];
+const BODY_HEADERS: [&str; 3] = ["content-type", "content-encoding", "content-length"];
+
+fn relevant(policy: &Policy, name: &str) -> bool {
+    MCP_HEADERS.contains(&name)
+        || BODY_HEADERS.contains(&name)
+        || policy
+            .identity_sources
+            .iter()
+            .any(|s| matches!(s, IdentitySource::Header { name: n, .. } if n == name))
+}
+
+/// `headers` as Envoy hands them over (lower-case names, raw values); `has_body` is false when
+/// the headers end the request.
+pub fn screen(
+    policy: &Policy,
+    method: &str,
+    headers: &[(String, Vec<u8>)],
+    has_body: bool,
+) -> Screening {
+    if method != "POST" {
+        if has_body {
+            return Screening::Refuse(reply::refused_request(
+                405,
+                format!("only POST requests carry MCP messages; a {method} request with a body is not accepted"),
+            ));
+        }
+        return Screening::Pass;
+    }
+    let mut values: Vec<(String, String)> = Vec::new();
+    for (name, raw) in headers.iter().filter(|(n, _)| relevant(policy, n)) {
+        if values.iter().any(|(n, _)| n == name) {
+            // Proxies and servers disagree on which of several values counts.
+            return Screening::Refuse(reply::refused_request(
+                400,
+                format!("header {name} appears more than once"),
+            ));
+        }
+        let Ok(text) = String::from_utf8(raw.clone()) else {
+            return Screening::Refuse(reply::refused_request(
+                400,
+                format!("header {name} is not valid UTF-8"),
+            ));
+        };
+        values.push((name.clone(), text));
+    }
+    let headers = RequestHeaders { values };
+
+    if let Some(encoding) = headers.get("content-encoding").map(str::trim) {
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return Screening::Refuse(reply::refused_request(
+                415,
+                format!("content-encoding {encoding:?} is not accepted: request bodies are inspected uncompressed"),
+            ));
+        }
+    }
+    if !is_utf8_json(headers.get("content-type")) {
+        return Screening::Refuse(reply::refused_request(
+            415,
+            format!(
+                "content-type must be application/json (UTF-8), got {:?}",
+                headers.get("content-type").unwrap_or("nothing")
+            ),
+        ));
+    }
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > policy.max_body_bytes) {
+        return Screening::Refuse(reply::too_large(policy.max_body_bytes));
+    }
+    Screening::Inspect(headers)
+}
+
+/// `application/json`, optionally with `charset=utf-8`: any other charset would let the server
+/// decode different text than the filter read (UTF-7 can hide a method name).
+fn is_utf8_json(content_type: Option<&str>) -> bool {
+    let Some(value) = content_type else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let media_type = parts.next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|param| {
+        let (key, val) = param.split_once('=').unwrap_or((param, ""));
+        !key.trim().eq_ignore_ascii_case("charset")
+            || val.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::load::load_policy;
+    use crate::engine::test_support::test;
+
+    fn policy() -> Policy {
+        load_policy(br#"{"version":"1","max_body_bytes":100,"identity":{"sources":[{"header":"x-agent-id"},{"header":"x-api-key","secret":true}]}}"#).unwrap()
+    }
+
+    fn headers(list: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect()
+    }
+
+    const JSON: (&str, &[u8]) = ("content-type", b"application/json");
+
+    fn refused_status(screening: Screening) -> u16 {
+        match screening {
+            Screening::Refuse(reply) => reply.status,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_post_is_inspected_with_its_headers() {
+        let h = headers(&[
+            JSON,
+            ("x-agent-id", b"a"),
+            ("mcp-session-id", b"s"),
+            ("user-agent", b"\xff"),
+        ]);
+        let Screening::Inspect(got) = screen(&policy(), "POST", &h, true) else {
+            panic!()
+        };
+        assert_eq!(
+            (got.get("x-agent-id"), got.get("mcp-session-id")),
+            (Some("a"), Some("s"))
+        );
+        // Headers the filter does not use are not its business, whatever their bytes.
+        assert_eq!(got.get("user-agent"), None);
+    }
+
+    #[test]
+    fn other_methods_pass_unless_they_carry_a_body() {
+        assert_eq!(screen(&policy(), "GET", &[], false), Screening::Pass);
+        assert_eq!(
+            screen(
+                &policy(),
+                "DELETE",
+                &headers(&[("mcp-session-id", b"s")]),
+                false
+            ),
+            Screening::Pass
+        );
+        for method in ["PUT", "PATCH", "GET", "DELETE"] {
+            assert_eq!(
+                refused_status(screen(&policy(), method, &headers(&[JSON]), true)),
+                405,
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn ambiguous_or_undecodable_headers_are_refused() {
+        let twice = headers(&[JSON, ("x-agent-id", b"a"), ("x-agent-id", b"b")]);
+        assert_eq!(refused_status(screen(&policy(), "POST", &twice, true)), 400);
+        let binary = headers(&[JSON, ("x-api-key", b"\xff\xfe")]);
+        assert_eq!(
+            refused_status(screen(&policy(), "POST", &binary, true)),
+            400
+        );
+        let two_methods = headers(&[
+            JSON,
+            ("mcp-method", b"tools/list"),
+            ("mcp-method", b"tools/call"),
+        ]);
+        assert_eq!(
+            refused_status(screen(&policy(), "POST", &two_methods, true)),
+            400
+        );
+    }
+
+    #[test]
+    fn only_uncompressed_utf8_json_is_accepted() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "application/json;charset=\"utf-8\"",
+            "application/json; foo=bar",
+        ] {
+            assert!(
+                matches!(
+                    screen(
+                        &policy(),
+                        "POST",
+                        &headers(&[("content-type", ok.as_bytes())]),
+                        true
+                    ),
+                    Screening::Inspect(_)
+                ),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "application/json; charset=utf-7",
+            "text/plain",
+            "application/jsonx",
+            "application/x-www-form-urlencoded",
+        ] {
+            assert_eq!(
+                refused_status(screen(
+                    &policy(),
+                    "POST",
+                    &headers(&[("content-type", bad.as_bytes())]),
+                    true
+                )),
+                415,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            refused_status(screen(&policy(), "POST", &[], true)),
+            415,
+            "missing content-type"
+        );
+        let gzip = headers(&[JSON, ("content-encoding", b"gzip")]);
+        assert_eq!(refused_status(screen(&policy(), "POST", &gzip, true)), 415);
+        let identity = headers(&[JSON, ("content-encoding", b"identity")]);
+        assert!(matches!(
+            screen(&policy(), "POST", &identity, true),
+            Screening::Inspect(_)
+        ));
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let big = headers(&[JSON, ("content-length", b"101")]);
+        assert_eq!(refused_status(screen(&policy(), "POST", &big, true)), 413);
+        let fine = headers(&[JSON, ("content-length", b"100")]);
+        assert!(matches!(
+            screen(&policy(), "POST", &fine, true),
+            Screening::Inspect(_)
+        ));
+    }
+}
