@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use mcp_policy_sample::deployment::dechunk;
 use serde_json::Value;
 
 #[derive(Debug)]
@@ -152,19 +153,4 @@ fn read_response(stream: &mut TcpStream) -> Response {
         headers,
         body,
     }
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(len) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if len == 0 || after.len() < len {
-            break;
-        }
-        out.push_str(&after[..len]);
-        rest = after[len..].trim_start_matches("\r\n");
-    }
-    out
 }

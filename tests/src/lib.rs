@@ -65,6 +65,25 @@ pub fn wait_for_window_room(window: u64, needed: u64) {
     }
 }
 
+/// One of Envoy's counters from its admin endpoint (`/stats`, plain text), by exact name.
+pub fn envoy_stat(admin_port: u16, name: &str) -> u64 {
+    let (_, body) = http_get(admin_port, &format!("/stats?filter=^{name}$")).expect("admin /stats");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An `http_filters` entry for the built filter with `policy` (flow style, so it fits at any
+/// indentation), configured as in envoy/envoy.yaml.
+pub fn wasm_filter_entry(name: &str, policy: &str) -> String {
+    format!(
+        r#"- {{ name: mcp-policy.{name}, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm, config: {{ name: {name}, vm_config: {{ vm_id: mcp-policy, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}, configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: {policy} }}, allow_on_headers_stop_iteration: true, failure_policy: FAIL_RELOAD }} }} }}"#,
+        wasm = wasm_path().display(),
+        policy = Value::String(policy.to_owned()),
+    )
+}
+
 #[derive(Debug, Clone)]
 pub struct DeploymentOptions {
     pub wechat_policy: String,
@@ -164,14 +183,9 @@ impl Deployment {
         self.upstream_stats(server)["posts"].as_u64().unwrap_or(0)
     }
 
-    /// Envoy's own counters from its admin endpoint (`/stats`, plain text), by exact name.
+    /// Envoy's own counters from its admin endpoint, by exact name.
     pub fn envoy_stat(&self, name: &str) -> u64 {
-        let (_, body) = http_get(self.envoy.admin_port, &format!("/stats?filter=^{name}$"))
-            .expect("admin /stats");
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        envoy_stat(self.envoy.admin_port, name)
     }
 
     pub fn envoy_log(&self) -> String {

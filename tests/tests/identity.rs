@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room, wasm_path};
+use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room};
 use mcp_policy_sample::deployment::{
     free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
     ServerProcess,
@@ -42,20 +42,7 @@ const CLIENTS: [&str; 4] = [
 ];
 
 fn wasm_filter(name: &str, policy: &str) -> String {
-    let policy = Value::String(policy.to_owned()).to_string();
-    format!(
-        r#"
-          - name: mcp-policy.{name}
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {name}
-                vm_config: {{ vm_id: mcp-policy, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
-                configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: {policy} }}
-                allow_on_headers_stop_iteration: true
-                failure_policy: FAIL_RELOAD"#,
-        wasm = wasm_path().display()
-    )
+    format!("\n          {}", e2e::wasm_filter_entry(name, policy))
 }
 
 fn listener(name: &str, port: u16, cluster: &str, filters: &str, tls: &str) -> String {
@@ -148,7 +135,7 @@ fn setup() -> Setup {
             "jwt-wechat",
             &JWT_POLICY.replace("READER_KEY_HASH", &key_hash("k-reader-1"))
         ),
-        jwks = Value::String(jwks).to_string()
+        jwks = Value::String(jwks)
     );
     let tls = format!(
         r#"transport_socket:

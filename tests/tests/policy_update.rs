@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use e2e::http::{post, tools_call};
 use mcp_policy_sample::deployment::{free_port, start_envoy, start_sample_server, EnvoyOptions};
-use serde_json::Value;
 
-fn listener(port: u16, wasm: &Path, policy: &str) -> String {
-    let policy = Value::String(policy.to_owned()).to_string();
+fn listener(port: u16, policy: &str) -> String {
     format!(
         r#"resources:
 - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
@@ -31,19 +29,11 @@ fn listener(port: u16, wasm: &Path, policy: &str) -> String {
             - match: {{ path: /wechat/mcp }}
               route: {{ cluster: wechat, prefix_rewrite: /mcp, timeout: 0s }}
         http_filters:
-        - name: mcp-policy.wechat
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-            config:
-              name: wechat
-              vm_config: {{ vm_id: mcp-policy, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
-              configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: {policy} }}
-              allow_on_headers_stop_iteration: true
-              failure_policy: FAIL_RELOAD
+        {filter}
         - name: envoy.filters.http.router
           typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
 "#,
-        wasm = wasm.display()
+        filter = e2e::wasm_filter_entry("wechat", policy)
     )
 }
 
@@ -75,19 +65,9 @@ fn publish(dir: &Path, content: &str) {
     std::fs::rename(&staging, dir.join("lds.yaml")).expect("rename");
 }
 
-fn stat(admin: u16, name: &str) -> u64 {
-    let (_, body) =
-        mcp_policy_sample::deployment::http_get(admin, &format!("/stats?filter=^{name}$"))
-            .expect("stats");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn wait_for_stat(admin: u16, name: &str, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while stat(admin, name) < at_least {
+    while e2e::envoy_stat(admin, name) < at_least {
         assert!(Instant::now() < deadline, "{name} never reached {at_least}");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -103,8 +83,7 @@ async fn an_invalid_update_is_rejected_and_the_previous_policy_keeps_serving() {
     let upstream = start_sample_server(&e2e::sample_server_bin(), "wechat", true).expect("server");
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, admin) = (free_port().unwrap(), free_port().unwrap());
-    let wasm = e2e::wasm_path();
-    publish(dir.path(), &listener(port, &wasm, GOOD));
+    publish(dir.path(), &listener(port, GOOD));
     let mut envoy = start_envoy(&EnvoyOptions {
         envoy_bin: e2e::envoy_bin(),
         config: bootstrap(admin, upstream.port, dir.path()),
@@ -125,7 +104,7 @@ async fn an_invalid_update_is_rejected_and_the_previous_policy_keeps_serving() {
     );
 
     // The bad update: Envoy refuses it as a whole.
-    publish(dir.path(), &listener(port, &wasm, BAD));
+    publish(dir.path(), &listener(port, BAD));
     wait_for_stat(admin, "listener_manager.lds.update_rejected", 1);
     let log = {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -151,7 +130,7 @@ async fn an_invalid_update_is_rejected_and_the_previous_policy_keeps_serving() {
         .contains("\"result\""));
 
     // A valid update is taken without a restart.
-    publish(dir.path(), &listener(port, &wasm, WIDER));
+    publish(dir.path(), &listener(port, WIDER));
     wait_for_stat(admin, "listener_manager.lds.update_success", 2);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

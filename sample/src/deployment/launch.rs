@@ -43,7 +43,8 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     ))
 }
 
-fn dechunk(mut rest: &str) -> String {
+/// Body of a `transfer-encoding: chunked` HTTP/1.1 response.
+pub fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
         let len = usize::from_str_radix(size.trim(), 16).unwrap_or(0);

@@ -8,7 +8,7 @@ pub mod process;
 
 pub use envoy_config::{render, EnvoyTemplate};
 pub use launch::{
-    free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
+    dechunk, free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
     ServerProcess,
 };
 pub use process::ChildGuard;
