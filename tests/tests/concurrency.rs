@@ -27,6 +27,11 @@ async fn burst(d: &Deployment, calls: u64, agent: &'static str) -> (u64, u64) {
             admitted += 1;
         } else {
             assert_eq!(body["error"]["code"], -32029, "{body}");
+            let retry_after: u64 = response
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .expect("retry-after header");
+            assert_eq!(body["error"]["data"]["retry_after_seconds"], retry_after);
             limited += 1;
         }
     }
