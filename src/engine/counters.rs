@@ -125,6 +125,24 @@ fn read(store: &mut dyn CasStore, key: &str) -> Result<Option<(CounterState, u32
     }
 }
 
+/// The count at `key` in the window containing `now` (0 when absent or from another window).
+pub fn current(
+    store: &mut dyn CasStore,
+    key: &str,
+    window: Window,
+    now: u64,
+) -> Result<u64, CounterError> {
+    let start = window.start_of(now);
+    Ok(match read(store, key)? {
+        Some((state, _))
+            if state.window_start >= start && state.window_start <= start + window.seconds() =>
+        {
+            state.count
+        }
+        _ => 0,
+    })
+}
+
 /// Add `cost` to the counter at `key` if that keeps it within `max` for the window containing
 /// `now`. A key left over from an earlier window counts as empty (automatic reset).
 pub fn try_acquire(

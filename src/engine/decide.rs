@@ -15,13 +15,16 @@
 
 use super::grants::Grant;
 use super::identity::{Identity, IdentitySource, MissingIdentity};
+use serde_json::Value;
+
 use super::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
+use super::rules::{self, Charge, RulesOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolDecision {
-    /// Allowed if every listed counter has room.
+    /// Allowed if every charge fits its counter.
     Allow {
-        limits: Vec<CounterId>,
+        charges: Vec<Charge>,
     },
     Deny {
         reason: String,
@@ -71,7 +74,55 @@ fn union(lists: &[&[CounterId]]) -> Vec<CounterId> {
     out
 }
 
-pub fn decide_tool(policy: &Policy, caller: &Caller, tool: &str) -> ToolDecision {
+pub const HIDDEN: &str = "this tool is hidden by policy";
+
+/// The full decision for one call: hidden tools, then access (identity, deny, grants, default),
+/// then the tool's rules and the `"*"` rules on its `arguments` and counters.
+pub fn decide_tool(
+    policy: &Policy,
+    caller: &Caller,
+    tool: &str,
+    arguments: Option<&Value>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+) -> ToolDecision {
+    if policy.is_hidden(tool) {
+        return deny(HIDDEN);
+    }
+    let limits = match decide_access(policy, caller, tool) {
+        ToolDecision::Allow { charges } => charges,
+        denied => return denied,
+    };
+    let tool_rules = policy
+        .tools
+        .get(tool)
+        .map(|t| t.rules.iter())
+        .into_iter()
+        .flatten();
+    let rule_list: Vec<&rules::Rule> = tool_rules.chain(policy.wildcard_rules.iter()).collect();
+    match rules::evaluate(&rule_list, arguments, counter_value) {
+        RulesOutcome::Deny(reason) => deny(reason),
+        RulesOutcome::Pass(mut charges) => {
+            let mut all = limits;
+            all.append(&mut charges);
+            ToolDecision::Allow { charges: all }
+        }
+    }
+}
+
+fn allow(limits: Vec<CounterId>) -> ToolDecision {
+    let charges = limits
+        .into_iter()
+        .map(|counter| Charge {
+            counter,
+            amount: 1,
+            reason: None,
+        })
+        .collect();
+    ToolDecision::Allow { charges }
+}
+
+/// Who may call what, before any rule: see the module documentation for the precedence.
+pub fn decide_access(policy: &Policy, caller: &Caller, tool: &str) -> ToolDecision {
     if caller.identity.is_none() && policy.missing_identity == MissingIdentity::Deny {
         let expected: Vec<String> = policy
             .identity_sources
@@ -125,9 +176,7 @@ pub fn decide_tool(policy: &Policy, caller: &Caller, tool: &str) -> ToolDecision
                     .clone()
                     .unwrap_or_else(|| format!("grant \"{}\" denies this tool", grant.name)),
             ),
-            Some(rule) => ToolDecision::Allow {
-                limits: union(&[server_limits, &grant.limits, &rule.limits]),
-            },
+            Some(rule) => allow(union(&[server_limits, &grant.limits, &rule.limits])),
         },
         None => server_wide(policy, server_rule, &grant.limits),
     }
@@ -139,12 +188,8 @@ fn server_wide(
     grant_limits: &[CounterId],
 ) -> ToolDecision {
     match (rule, policy.default_action) {
-        (Some(rule), _) => ToolDecision::Allow {
-            limits: union(&[&rule.limits, grant_limits]),
-        },
-        (None, DefaultAction::Allow) => ToolDecision::Allow {
-            limits: grant_limits.to_vec(),
-        },
+        (Some(rule), _) => allow(union(&[&rule.limits, grant_limits])),
+        (None, DefaultAction::Allow) => allow(grant_limits.to_vec()),
         (None, DefaultAction::Deny) => deny(UNLISTED_UNDER_DEFAULT_DENY),
     }
 }
@@ -160,7 +205,17 @@ mod tests {
 
     fn decide(policy: &Policy, identity: Option<&str>, tool: &str) -> ToolDecision {
         let identity = identity.map(Identity::new);
-        decide_tool(policy, &Caller::new(policy, identity.as_ref()), tool)
+        decide_tool(
+            policy,
+            &Caller::new(policy, identity.as_ref()),
+            tool,
+            None,
+            &mut |_| Ok(0),
+        )
+    }
+
+    fn limits(ids: &[CounterId]) -> ToolDecision {
+        allow(ids.to_vec())
     }
 
     fn reason(decision: ToolDecision) -> String {
@@ -173,14 +228,8 @@ mod tests {
     #[test]
     fn seed_allows_its_listed_tool_with_its_limit() {
         let policy = load_policy(SEED.as_bytes()).unwrap();
-        assert_eq!(
-            decide(&policy, Some("a"), "wechat_mass_send"),
-            ToolDecision::Allow { limits: vec![0] }
-        );
-        assert_eq!(
-            decide(&policy, None, "wechat_mass_send"),
-            ToolDecision::Allow { limits: vec![0] }
-        );
+        assert_eq!(decide(&policy, Some("a"), "wechat_mass_send"), limits(&[0]));
+        assert_eq!(decide(&policy, None, "wechat_mass_send"), limits(&[0]));
     }
 
     #[test]
@@ -212,10 +261,7 @@ mod tests {
             "deleting mass messages needs a human"
         );
         assert_eq!(reason(decide(&policy, None, "x")), DENIED_WITHOUT_REASON);
-        assert_eq!(
-            decide(&policy, None, "anything_else"),
-            ToolDecision::Allow { limits: vec![] }
-        );
+        assert_eq!(decide(&policy, None, "anything_else"), limits(&[]));
     }
 
     const GRANTS: &str = r#"{"version":"1","default":"deny",
@@ -239,13 +285,11 @@ mod tests {
         let id = |name: &str| policy.counters.iter().position(|c| c.name == name).unwrap();
         assert_eq!(
             decide(&policy, Some("mkt-bot"), "wechat_mass_send"),
-            ToolDecision::Allow {
-                limits: vec![
-                    id("server_sends"),
-                    id("marketing_calls"),
-                    id("marketing_sends")
-                ]
-            }
+            limits(&[
+                id("server_sends"),
+                id("marketing_calls"),
+                id("marketing_sends")
+            ])
         );
         // Listed only in the grant: the grant is what allows it under default deny.
         assert_eq!(
@@ -254,9 +298,7 @@ mod tests {
                 Some("spiffe://cluster.local/ns/marketing/sa/x"),
                 "wechat_mass_preview"
             ),
-            ToolDecision::Allow {
-                limits: vec![id("marketing_calls")]
-            }
+            limits(&[id("marketing_calls")])
         );
         assert_eq!(
             reason(decide(&policy, Some("mkt-bot"), "wechat_get_followers")),
@@ -282,7 +324,7 @@ mod tests {
         let policy = load_policy(GRANTS.as_bytes()).unwrap();
         assert_eq!(
             decide(&policy, Some("reader-7"), "wechat_get_followers"),
-            ToolDecision::Allow { limits: vec![] }
+            limits(&[])
         );
         assert_eq!(
             reason(decide(&policy, Some("reader-7"), "wechat_mass_preview")),
@@ -310,7 +352,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             decide(&open, Some("intruder"), "wechat_get_user_info"),
-            ToolDecision::Allow { limits: vec![] }
+            limits(&[])
         );
     }
 
@@ -325,7 +367,13 @@ mod tests {
             secret: true,
             source: "header:x-api-key".into(),
         };
-        let why = reason(decide_tool(&policy, &Caller::new(&policy, Some(&key)), "t"));
+        let why = reason(decide_tool(
+            &policy,
+            &Caller::new(&policy, Some(&key)),
+            "t",
+            None,
+            &mut |_| Ok(0),
+        ));
         assert!(why.contains("sha256:") && !why.contains("sk-live"), "{why}");
     }
 
@@ -335,10 +383,7 @@ mod tests {
             br#"{"version":"1","default":"allow","grants":{"everyone":{"identities":["*"],"tools":{"safe":{}}}}}"#,
         )
         .unwrap();
-        assert_eq!(
-            decide(&policy, None, "safe"),
-            ToolDecision::Allow { limits: vec![] }
-        );
+        assert_eq!(decide(&policy, None, "safe"), limits(&[]));
         assert!(matches!(
             decide(&policy, None, "unsafe"),
             ToolDecision::Deny { .. }
@@ -359,9 +404,6 @@ mod tests {
             reason(decide(&policy, None, "t")),
             "the caller has no identity (expected JWT claim sub or mTLS peer URI SAN)"
         );
-        assert_eq!(
-            decide(&policy, Some("x"), "t"),
-            ToolDecision::Allow { limits: vec![] }
-        );
+        assert_eq!(decide(&policy, Some("x"), "t"), limits(&[]));
     }
 }

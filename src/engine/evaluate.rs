@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::counters::{release, try_acquire, Acquire, CasStore, CounterError};
+use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError};
 use super::decide::{decide_tool, Caller, ToolDecision};
 use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind};
@@ -95,38 +95,64 @@ pub fn evaluate(
     // The counters each allowed tools/call must fit in (None for everything else).
     let mut call_limits: Vec<Option<Vec<CounterId>>> = Vec::with_capacity(messages.len());
     let mut calls = Vec::new();
-    let mut charges: Vec<(CounterId, u64)> = Vec::new();
+    // Per counter: total amount this request charges, and the message if it does not fit.
+    let mut charges: Vec<(CounterId, u64, Option<String>)> = Vec::new();
     for message in messages {
         let mut limits_of_this = None;
         refusals.push(match &message.kind {
-            MessageKind::ToolCall { name } => match decide_tool(policy, &caller, name) {
-                ToolDecision::Deny { reason } => {
-                    calls.push(CallRecord {
-                        tool: name.clone(),
-                        decision: "denied",
-                        detail: reason.clone(),
-                    });
-                    Some(Refusal::Denied {
-                        tool: name.clone(),
-                        reason,
-                    })
-                }
-                ToolDecision::Allow { limits } => {
-                    for id in &limits {
-                        match charges.iter_mut().find(|(c, _)| c == id) {
-                            Some((_, cost)) => *cost += 1,
-                            None => charges.push((*id, 1)),
-                        }
+            MessageKind::ToolCall { name } => {
+                // Conditions on counters read them as they stand before this request.
+                let mut read_counter = |id: CounterId| -> Result<u64, String> {
+                    let spec = policy
+                        .counter(id)
+                        .ok_or_else(|| format!("counter #{id} is not defined"))?;
+                    let key = counter_key(meta.namespace, spec, &caller, meta.session);
+                    current(store, &key, spec.window, meta.now).map_err(|e| e.to_string())
+                };
+                match decide_tool(
+                    policy,
+                    &caller,
+                    name,
+                    message.arguments.as_ref(),
+                    &mut read_counter,
+                ) {
+                    ToolDecision::Deny { reason } => {
+                        calls.push(CallRecord {
+                            tool: name.clone(),
+                            decision: "denied",
+                            detail: reason.clone(),
+                        });
+                        Some(Refusal::Denied {
+                            tool: name.clone(),
+                            reason,
+                        })
                     }
-                    limits_of_this = Some(limits);
-                    calls.push(CallRecord {
-                        tool: name.clone(),
-                        decision: "allowed",
-                        detail: String::new(),
-                    });
-                    None
+                    ToolDecision::Allow { charges: wanted } => {
+                        for charge in &wanted {
+                            match charges.iter_mut().find(|(c, _, _)| *c == charge.counter) {
+                                Some((_, amount, reason)) => {
+                                    *amount = amount.saturating_add(charge.amount);
+                                    if reason.is_none() {
+                                        reason.clone_from(&charge.reason);
+                                    }
+                                }
+                                None => charges.push((
+                                    charge.counter,
+                                    charge.amount,
+                                    charge.reason.clone(),
+                                )),
+                            }
+                        }
+                        limits_of_this = Some(wanted.iter().map(|c| c.counter).collect());
+                        calls.push(CallRecord {
+                            tool: name.clone(),
+                            decision: "allowed",
+                            detail: String::new(),
+                        });
+                        None
+                    }
                 }
-            },
+            }
             MessageKind::Invalid { code, problem } => Some(Refusal::Invalid {
                 code: *code,
                 problem: problem.clone(),
@@ -140,9 +166,9 @@ pub fn evaluate(
     }
 
     // Second pass: charge every counter the allowed calls use, all or nothing.
-    charges.sort_unstable_by_key(|(id, _)| *id);
+    charges.sort_unstable_by_key(|(id, _, _)| *id);
     let mut taken: Vec<(String, u64, u64)> = Vec::with_capacity(charges.len());
-    for (id, cost) in &charges {
+    for (id, cost, reason) in &charges {
         let Some(spec) = policy.counter(*id) else {
             // Unreachable for a loaded policy; if it ever happens, refuse rather than skip a limit.
             let problem = format!("counter #{id} is not defined");
@@ -174,6 +200,7 @@ pub fn evaluate(
                 used: count,
                 needed: *cost,
                 retry_after_seconds: (*cost <= spec.max).then_some(retry_after_seconds),
+                reason: reason.clone(),
             }),
             Err(e) => Ok(e),
         };
@@ -503,7 +530,7 @@ mod tests {
         assert_eq!(
             body["error"]["data"],
             json!({"tool":"wechat_mass_send","decision":"rate_limited","counter":"sends","limit":3,
-                   "window_seconds":60,"scope":"grant","used":3,"needed":1,"retry_after_seconds":18})
+                   "window_seconds":60,"scope":"grant","used":3,"needed":1,"retry_after_seconds":18,"reason":null})
         );
         assert!(body["error"]["message"]
             .as_str()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::policy::{CounterId, ToolRule};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Grant {
     pub name: String,
     /// `None`: the grant may call whatever the server-wide rules allow. `Some`: only these tools.
@@ -15,7 +15,7 @@ pub struct Grant {
     pub limits: Vec<CounterId>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct GrantTable {
     grants: Vec<Grant>,
     exact: HashMap<String, usize>,

@@ -23,6 +23,8 @@ pub struct Message {
     /// invalid messages whose id could not be read.
     pub id: Option<Value>,
     pub kind: MessageKind,
+    /// A tools/call's `params.arguments`, for rules on arguments.
+    pub arguments: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +135,7 @@ fn kind_of(value: &Value) -> &'static str {
 fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message {
     Message {
         id,
+        arguments: None,
         kind: MessageKind::Invalid {
             code,
             problem: problem.into(),
@@ -179,6 +182,7 @@ fn classify(object: &Map<String, Value>) -> Message {
             return Message {
                 id,
                 kind: MessageKind::Response,
+                arguments: None,
             };
         }
         None => return invalid(id, INVALID_REQUEST, "no \"method\" (and not a response)"),
@@ -195,12 +199,14 @@ fn classify(object: &Map<String, Value>) -> Message {
             kind: MessageKind::Other {
                 method: method.clone(),
             },
+            arguments: None,
         };
     }
     match params.and_then(|p| p.get("name")) {
         Some(Value::String(name)) => Message {
             id,
             kind: MessageKind::ToolCall { name: name.clone() },
+            arguments: params.and_then(|p| p.get("arguments")).cloned(),
         },
         Some(other) => invalid(
             id,

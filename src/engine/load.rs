@@ -13,6 +13,7 @@ use super::policy::{
     CounterId, CounterSpec, DefaultAction, Policy, RefusalMode, Scope, ToolAction, ToolRule,
     DEFAULT_IDENTITY_HEADER, DEFAULT_MAX_BODY_BYTES,
 };
+use super::rules_load;
 use super::strict_json;
 use super::window::Window;
 
@@ -35,16 +36,16 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
-type Result<T> = std::result::Result<T, PolicyError>;
+pub(super) type Result<T> = std::result::Result<T, PolicyError>;
 
-fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
+pub(super) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
     Err(PolicyError {
         path: path.to_owned(),
         message: message.into(),
     })
 }
 
-fn key_path(parent: &str, key: &str) -> String {
+pub(super) fn key_path(parent: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key
             .chars()
@@ -56,7 +57,7 @@ fn key_path(parent: &str, key: &str) -> String {
     }
 }
 
-fn describe(value: &Value) -> String {
+pub(super) fn describe(value: &Value) -> String {
     let text = value.to_string();
     let kind = match value {
         Value::Null => return "null".to_owned(),
@@ -74,21 +75,21 @@ fn describe(value: &Value) -> String {
     }
 }
 
-fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
+pub(super) fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
     value.as_object().map_or_else(
         || err(path, format!("expected an object, got {}", describe(value))),
         Ok,
     )
 }
 
-fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
+pub(super) fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
     value.as_str().map_or_else(
         || err(path, format!("expected a string, got {}", describe(value))),
         Ok,
     )
 }
 
-fn positive_integer(value: &Value, path: &str) -> Result<u64> {
+pub(super) fn positive_integer(value: &Value, path: &str) -> Result<u64> {
     match value.as_u64() {
         Some(n) if n > 0 => Ok(n),
         _ => err(
@@ -98,7 +99,7 @@ fn positive_integer(value: &Value, path: &str) -> Result<u64> {
     }
 }
 
-fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
+pub(super) fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
     let text = as_str(value, path)?;
     allowed.iter().copied().find(|a| *a == text).map_or_else(
         || {
@@ -115,7 +116,7 @@ fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str>
     )
 }
 
-fn quoted_list(items: &[&str]) -> String {
+pub(super) fn quoted_list(items: &[&str]) -> String {
     items
         .iter()
         .map(|i| format!("\"{i}\""))
@@ -123,7 +124,11 @@ fn quoted_list(items: &[&str]) -> String {
         .join(", ")
 }
 
-fn reject_unknown_fields(object: &Map<String, Value>, path: &str, known: &[&str]) -> Result<()> {
+pub(super) fn reject_unknown_fields(
+    object: &Map<String, Value>,
+    path: &str,
+    known: &[&str],
+) -> Result<()> {
     match object.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => err(
             &key_path(path, unknown),
@@ -149,10 +154,13 @@ const POLICY_FIELDS: &[&str] = &[
     "grants",
     "max_body_bytes",
     "refusal_mode",
+    "hide",
+    "description",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
-const TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
+const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules"];
+const GRANT_TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope"];
 
 /// Largest `max_body_bytes` accepted: Envoy must buffer the whole body, so keep it sane.
@@ -211,10 +219,33 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     };
 
     let mut counters = CounterTable::default();
-    let tools = match root.get("tools") {
-        Some(v) => tool_rules(v, "tools", &mut counters)?,
+    let mut tools = match root.get("tools") {
+        Some(v) => tool_rules(v, "tools", TOOL_FIELDS, &mut counters)?,
         None => HashMap::new(),
     };
+    // `"*"` is not a tool: it carries the rules for every call.
+    let wildcard_entry = tools.remove("*");
+    if let Some(entry) = &wildcard_entry {
+        if entry.action != ToolAction::Allow || entry.reason.is_some() || !entry.limits.is_empty() {
+            return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
+        }
+    }
+    let rules = match root.get("tools").and_then(Value::as_object) {
+        Some(tools_object) => rules_load::load(tools_object, &mut counters)?,
+        None => rules_load::LoadedRules {
+            by_tool: HashMap::new(),
+            wildcard: Vec::new(),
+        },
+    };
+    for (tool, list) in rules.by_tool {
+        if let Some(rule) = tools.get_mut(&tool) {
+            rule.rules = list;
+        }
+    }
+    let (hidden, hide_all) = hide(root.get("hide"))?;
+    if let Some(v) = root.get("description") {
+        as_str(v, "description")?;
+    }
     let grants = match root.get("grants") {
         Some(v) => grants(v, &mut counters)?,
         None => GrantTable::default(),
@@ -223,6 +254,9 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     Ok(Policy {
         default_action,
         tools,
+        wildcard_rules: rules.wildcard,
+        hidden,
+        hide_all,
         counters: counters.specs,
         identity_sources,
         missing_identity,
@@ -235,6 +269,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
 fn tool_rules(
     value: &Value,
     path: &str,
+    fields: &[&str],
     counters: &mut CounterTable,
 ) -> Result<HashMap<String, ToolRule>> {
     let mut tools = HashMap::new();
@@ -243,9 +278,39 @@ fn tool_rules(
         if name.is_empty() {
             return err(&tool_path, "a tool name must not be empty");
         }
-        tools.insert(name.clone(), tool_rule(rule, &tool_path, counters)?);
+        tools.insert(name.clone(), tool_rule(rule, &tool_path, fields, counters)?);
     }
     Ok(tools)
+}
+
+/// `hide`: tool names (or `"*"` for all) that agents are not to see or call.
+fn hide(value: Option<&Value>) -> Result<(Vec<String>, bool)> {
+    let Some(value) = value else {
+        return Ok((Vec::new(), false));
+    };
+    let items = value.as_array().map_or_else(
+        || {
+            err(
+                "hide",
+                format!("expected an array, got {}", describe(value)),
+            )
+        },
+        Ok,
+    )?;
+    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("hide[{index}]");
+        let name = as_str(item, &path)?.trim();
+        if name.is_empty() {
+            return err(&path, "entry must not be empty");
+        }
+        if names.iter().any(|n| n == name) {
+            return err(&path, format!("duplicate entry {name:?}"));
+        }
+        names.push(name.to_owned());
+    }
+    let all = names.iter().any(|n| n == "*");
+    Ok((names, all))
 }
 
 /// `identity_header` (shorthand for one header source) or `identity: {sources, missing}`.
@@ -399,7 +464,7 @@ fn grants(value: &Value, counters: &mut CounterTable) -> Result<GrantTable> {
         }
         let tools = object
             .get("tools")
-            .map(|v| tool_rules(v, &key_path(&path, "tools"), counters))
+            .map(|v| tool_rules(v, &key_path(&path, "tools"), GRANT_TOOL_FIELDS, counters))
             .transpose()?;
         let limits = match object.get("limits") {
             Some(v) => limit_list(v, &key_path(&path, "limits"), counters)?,
@@ -422,9 +487,14 @@ fn grants(value: &Value, counters: &mut CounterTable) -> Result<GrantTable> {
     Ok(table)
 }
 
-fn tool_rule(value: &Value, path: &str, counters: &mut CounterTable) -> Result<ToolRule> {
+fn tool_rule(
+    value: &Value,
+    path: &str,
+    fields: &[&str],
+    counters: &mut CounterTable,
+) -> Result<ToolRule> {
     let rule = as_object(value, path)?;
-    reject_unknown_fields(rule, path, TOOL_FIELDS)?;
+    reject_unknown_fields(rule, path, fields)?;
 
     let action = match rule.get("action") {
         None => ToolAction::Allow,
@@ -442,10 +512,12 @@ fn tool_rule(value: &Value, path: &str, counters: &mut CounterTable) -> Result<T
         Some(list) => limit_list(list, &key_path(path, "limits"), counters)?,
         None => Vec::new(),
     };
+    // `rules` are loaded for all tools at once (they may read each other's counters).
     Ok(ToolRule {
         action,
         reason,
         limits,
+        rules: Vec::new(),
     })
 }
 
@@ -513,7 +585,7 @@ fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
     })
 }
 
-fn window(value: &Value, path: &str) -> Result<Window> {
+pub(super) fn window(value: &Value, path: &str) -> Result<Window> {
     const NAMED: &[&str] = &["second", "minute", "hour", "day"];
     let invalid = || {
         err(
@@ -543,13 +615,13 @@ fn window(value: &Value, path: &str) -> Result<Window> {
 
 /// Counters by name; a name used in several places must mean the same budget everywhere.
 #[derive(Default)]
-struct CounterTable {
+pub(super) struct CounterTable {
     specs: Vec<CounterSpec>,
     first_seen_at: Vec<String>,
 }
 
 impl CounterTable {
-    fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
+    pub(super) fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
         let existing = self.specs.iter().position(|s| s.name == spec.name);
         match existing {
             None => {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use super::grants::GrantTable;
 use super::identity::{IdentitySource, MissingIdentity};
+use super::rules::Rule;
 use super::window::Window;
 
 /// What happens to a `tools/call` whose tool the policy does not list.
@@ -65,21 +66,28 @@ pub struct CounterSpec {
     pub scope: Scope,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ToolRule {
     pub action: ToolAction,
     pub reason: Option<String>,
     /// Every one of these counters must have room for the call to pass.
     pub limits: Vec<CounterId>,
+    /// Conditions on arguments and counters (Intercept's rule language), in order.
+    pub rules: Vec<Rule>,
 }
 
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-agent-id";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     pub default_action: DefaultAction,
     pub tools: HashMap<String, ToolRule>,
+    /// Rules of the `"*"` entry: they apply to every call after the tool's own rules.
+    pub wildcard_rules: Vec<Rule>,
+    /// Tools denied on call (and, later, removed from tools/list); `hide_all` for `"*"`.
+    pub hidden: Vec<String>,
+    pub hide_all: bool,
     pub counters: Vec<CounterSpec>,
     /// Tried in order; the first present one identifies the caller.
     pub identity_sources: Vec<IdentitySource>,
@@ -91,6 +99,10 @@ pub struct Policy {
 }
 
 impl Policy {
+    pub fn is_hidden(&self, tool: &str) -> bool {
+        self.hide_all || self.hidden.iter().any(|h| h == tool)
+    }
+
     pub fn counter(&self, id: CounterId) -> Option<&CounterSpec> {
         self.counters.get(id)
     }

@@ -63,10 +63,19 @@ pub struct LimitHit {
     pub needed: u64,
     /// `None` when `needed` exceeds `max`: waiting will never help.
     pub retry_after_seconds: Option<u64>,
+    /// The message of the rule that owns the counter (`on_deny`), if any.
+    pub reason: Option<String>,
 }
 
 impl LimitHit {
     fn explanation(&self) -> String {
+        match &self.reason {
+            Some(reason) => format!("{reason} ({})", self.counting()),
+            None => self.counting(),
+        }
+    }
+
+    fn counting(&self) -> String {
         let per = format!(
             "{} call(s) per {} ({} scope)",
             self.max,
@@ -123,6 +132,7 @@ impl Refusal {
                     "used": limit.used,
                     "needed": limit.needed,
                     "retry_after_seconds": limit.retry_after_seconds,
+                    "reason": limit.reason,
                 },
             }),
             Refusal::CannotEnforce {
