@@ -5,6 +5,10 @@
 
 pub mod engine;
 
+/// Converting PolicyLayer Intercept policies (YAML), for the native `mcp-policy` CLI.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod intercept_import;
+
 // Only in the real filter build: unit tests on wasm32 run under Node, which has no proxy-wasm host.
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod host;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use mcp_policy_filter::engine::identity::sha256_tag;
 use mcp_policy_filter::engine::load::load_policy;
 
-const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE";
+const USAGE: &str =
+    "usage: mcp-policy check FILE | mcp-policy hash VALUE | mcp-policy import INTERCEPT.yaml";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["check", file] => check(file),
+        ["import", file] => import(file),
         ["hash", value] => {
             println!("{}", sha256_tag(value));
             ExitCode::SUCCESS
@@ -24,6 +26,38 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Print the JSON policy equivalent to an Intercept YAML policy; warnings go to stderr.
+fn import(file: &str) -> ExitCode {
+    let yaml = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{file}: cannot read: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match mcp_policy_filter::intercept_import::import(&yaml) {
+        Ok(imported) => {
+            for warning in &imported.warnings {
+                eprintln!("{file}: warning: {warning}");
+            }
+            match serde_json::to_string_pretty(&imported.policy) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{file}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("{file}: cannot import: {e}");
+            ExitCode::FAILURE
         }
     }
 }

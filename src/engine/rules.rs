@@ -151,7 +151,12 @@ pub fn evaluate(
         let Some(charge) = &rule.charge else { continue };
         let amount = match &charge.amount {
             Amount::Fixed(n) => *n,
-            Amount::FromArgument(path) => match lookup(arguments, path).and_then(Value::as_f64) {
+            // A number is charged as is (decimals truncated); a list by its length, e.g. the
+            // recipients of a mass send (an extension: Intercept accepts numbers only).
+            Amount::FromArgument(path) => match lookup(arguments, path).and_then(|v| match v {
+                Value::Array(items) => Some(items.len() as f64),
+                other => other.as_f64(),
+            }) {
                 Some(n) if n >= 0.0 => n.trunc() as u64,
                 // Intercept lets a negative amount lower the counter; that would be a way to
                 // buy back budget, so it is refused here, as is a missing or non-numeric one.
@@ -175,4 +180,271 @@ pub fn evaluate(
         });
     }
     RulesOutcome::Pass(charges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::decide::{decide_tool, Caller, ToolDecision};
+    use crate::engine::load::load_policy;
+    use crate::engine::test_support::test;
+    use serde_json::json;
+
+    /// Decide `tool` with `arguments` under a policy whose tool `t` has one condition.
+    fn check(op: &str, value: Value, arguments: Value) -> bool {
+        let policy = load_policy(
+            json!({"version":"1","default":"allow","tools":{"t":{"rules":[
+                {"name":"r","conditions":[{"path":"args.a.b","op":op,"value":value}],"on_deny":"no"}]}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let caller = Caller::new(&policy, None);
+        matches!(
+            decide_tool(&policy, &caller, "t", Some(&arguments), &mut |_| Ok(0)),
+            ToolDecision::Allow { .. }
+        )
+    }
+
+    fn with_b(b: Value) -> Value {
+        json!({"a": {"b": b}})
+    }
+
+    #[test]
+    fn eq_and_neq_compare_numbers_as_numbers_and_the_rest_as_text() {
+        assert!(check("eq", json!(5), with_b(json!(5.0))));
+        assert!(
+            check("eq", json!(5), with_b(json!("5"))),
+            "Intercept's loose equality"
+        );
+        assert!(check("eq", json!("true"), with_b(json!(true))));
+        assert!(
+            !check("eq", json!("Main"), with_b(json!("main"))),
+            "case-sensitive"
+        );
+        assert!(check("neq", json!("draft"), with_b(json!("final"))));
+        assert!(
+            !check("neq", json!("draft"), json!({})),
+            "missing value: every op but exists fails"
+        );
+    }
+
+    #[test]
+    fn in_and_not_in() {
+        assert!(check("in", json!(["usd", "eur"]), with_b(json!("eur"))));
+        assert!(!check("in", json!(["usd", "eur"]), with_b(json!("gbp"))));
+        assert!(check("in", json!([1, 2]), with_b(json!("2"))));
+        assert!(check("not_in", json!(["prod"]), with_b(json!("dev"))));
+        assert!(!check("not_in", json!(["prod"]), json!({"a": {}})));
+    }
+
+    #[test]
+    fn numeric_comparisons_never_parse_strings() {
+        assert!(check("lt", json!(10), with_b(json!(9.5))));
+        assert!(!check("lt", json!(10), with_b(json!(10))));
+        assert!(check("lte", json!(10), with_b(json!(10))));
+        assert!(check("gt", json!(0), with_b(json!(1))));
+        assert!(check("gte", json!(1), with_b(json!(1))));
+        assert!(
+            !check("lte", json!(10), with_b(json!("5"))),
+            "a string is not a number"
+        );
+        assert!(!check("gte", json!(0), with_b(json!(null))));
+    }
+
+    #[test]
+    fn regex_is_unanchored_and_needs_a_string() {
+        assert!(check("regex", json!("^feat/"), with_b(json!("feat/x"))));
+        assert!(
+            check("regex", json!("fix"), with_b(json!("a-fix-b"))),
+            "unanchored"
+        );
+        assert!(!check("regex", json!("^feat/"), with_b(json!("main"))));
+        assert!(
+            !check("regex", json!("1"), with_b(json!(1))),
+            "numbers are not stringified"
+        );
+        assert!(check("regex", json!("(?i)^MAIN$"), with_b(json!("main"))));
+    }
+
+    #[test]
+    fn contains_on_strings_and_lists() {
+        assert!(check(
+            "contains",
+            json!("secret"),
+            with_b(json!("top-secret-plan"))
+        ));
+        assert!(!check(
+            "contains",
+            json!("Secret"),
+            with_b(json!("top-secret"))
+        ));
+        assert!(check(
+            "contains",
+            json!("admin"),
+            with_b(json!(["user", "admin"]))
+        ));
+        assert!(check("contains", json!(3), with_b(json!([1, 2, 3]))));
+        assert!(!check("contains", json!("x"), with_b(json!({"x": 1}))));
+    }
+
+    #[test]
+    fn exists_treats_null_as_absent() {
+        assert!(check("exists", json!(true), with_b(json!(0))));
+        assert!(!check("exists", json!(true), with_b(json!(null))));
+        assert!(check("exists", json!(false), json!({})));
+        assert!(check("exists", json!(false), json!({"a": "not an object"})));
+    }
+
+    fn counter_policy(extra_rule: Value) -> crate::engine::policy::Policy {
+        load_policy(
+            json!({"version":"1","default":"allow","tools":{
+                "send":{"rules":[{"name":"recipients per hour","on_deny":"too many recipients",
+                    "conditions":[{"path":"state.send.recipients","op":"lt","value":6}],
+                    "state":{"counter":"recipients","window":"hour","increment_from":"args.openids"}}]},
+                "report":{"rules":[extra_rule]}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn weighted_counters_charge_an_argument_and_lt_keeps_intercepts_meaning() {
+        let policy = counter_policy(
+            json!({"name":"x","conditions":[{"path":"state.send.recipients","op":"gt","value":2}]}),
+        );
+        let spec = &policy.counters[0];
+        assert_eq!(
+            (spec.name.as_str(), spec.max),
+            ("send.recipients", 5),
+            "lt 6 allows 5 after adding the call"
+        );
+        let caller = Caller::new(&policy, None);
+        let decide = |tool: &str, args: Value, current: u64| {
+            decide_tool(&policy, &caller, tool, Some(&args), &mut |_| Ok(current))
+        };
+        match decide("send", json!({"openids": ["a", "b", "c"]}), 0) {
+            ToolDecision::Allow { charges } => assert_eq!(
+                (charges[0].amount, charges[0].reason.as_deref()),
+                (3, Some("too many recipients"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide("send", json!({"openids": 2}), 0),
+            ToolDecision::Allow { .. }
+        ));
+        assert!(matches!(
+            decide("send", json!({"openids": "many"}), 0),
+            ToolDecision::Deny { .. }
+        ));
+        // Another tool's rule reads the counter as it stands.
+        assert!(matches!(
+            decide("report", json!({}), 3),
+            ToolDecision::Allow { .. }
+        ));
+        assert!(matches!(
+            decide("report", json!({}), 2),
+            ToolDecision::Deny { .. }
+        ));
+        // A counter that cannot be read fails the condition: closed.
+        let failing = decide_tool(&policy, &caller, "report", Some(&json!({})), &mut |_| {
+            Err("store down".into())
+        });
+        assert!(matches!(failing, ToolDecision::Deny { .. }));
+    }
+
+    #[test]
+    fn wildcard_rules_follow_tool_rules_and_do_not_rescue_unlisted_tools() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"deny","tools":{
+                "a":{"rules":[{"name":"first","conditions":[{"path":"args.x","op":"exists","value":true}],"on_deny":"tool rule"}]},
+                "b":{},
+                "*":{"rules":[{"name":"everyone","conditions":[{"path":"args.ok","op":"eq","value":true}],"on_deny":"wildcard rule"}]}}}"#,
+        )
+        .unwrap();
+        let caller = Caller::new(&policy, None);
+        let reason = |tool: &str, args: Value| match decide_tool(
+            &policy,
+            &caller,
+            tool,
+            Some(&args),
+            &mut |_| Ok(0),
+        ) {
+            ToolDecision::Deny { reason } => reason,
+            ToolDecision::Allow { .. } => "allowed".into(),
+        };
+        assert_eq!(reason("a", json!({})), "tool rule");
+        assert_eq!(reason("a", json!({"x": 1})), "wildcard rule");
+        assert_eq!(reason("a", json!({"x": 1, "ok": true})), "allowed");
+        assert_eq!(reason("b", json!({"ok": true})), "allowed");
+        assert_eq!(
+            reason("c", json!({"ok": true})),
+            crate::engine::decide::UNLISTED_UNDER_DEFAULT_DENY
+        );
+    }
+
+    #[test]
+    fn rule_errors_name_the_path() {
+        let cases = [
+            (json!({"name":"r"}), "tools.t.rules[0]: evaluate rules must have at least one condition"),
+            (json!({"action":"deny","conditions":[{"path":"args.x","op":"exists","value":true}],"name":"r"}), "tools.t.rules[0].conditions: deny rules must not have conditions"),
+            (json!({"conditions":[{"path":"args.x","op":"exists","value":true}]}), "tools.t.rules[0].name: required"),
+            (json!({"name":"r","conditions":[{"path":"x","op":"eq","value":1}]}), "tools.t.rules[0].conditions[0].path: must start with \"args.\" or \"state.\""),
+            (json!({"name":"r","conditions":[{"path":"state.t.nope","op":"lt","value":1}]}), "tools.t.rules[0].conditions[0].path: condition references state.t.nope but no rule defines"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"like","value":1}]}), "tools.t.rules[0].conditions[0].op: expected one of"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"in","value":"usd"}]}), "tools.t.rules[0].conditions[0].value: operator \"in\" requires a list"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"lt","value":"5"}]}), "tools.t.rules[0].conditions[0].value: operator \"lt\" requires a number"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"regex","value":"(unclosed"}]}), "tools.t.rules[0].conditions[0].value: invalid regex"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"exists","value":"yes"}]}), "tools.t.rules[0].conditions[0].value: operator \"exists\" requires true or false"),
+            (json!({"name":"r","rate_limit":"5/fortnight"}), "tools.t.rules[0].rate_limit: the window must be"),
+            (json!({"name":"r","rate_limit":"0/hour"}), "tools.t.rules[0].rate_limit: the count must be a positive integer"),
+            (json!({"name":"r","rate_limit":"5/hour","conditions":[{"path":"args.x","op":"exists","value":true}]}), "tools.t.rules[0].rate_limit: rate_limit cannot be combined"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"exists","value":true}],"state":{"counter":"c","window":"hour","increment_from":"amount"}}), "tools.t.rules[0].state.increment_from: must start with \"args.\""),
+            (json!({"name":"r","when":"always","conditions":[]}), "tools.t.rules[0].when: unknown field"),
+        ];
+        for (rule, expected) in cases {
+            let text = json!({"version":"1","tools":{"t":{"rules":[rule]}}}).to_string();
+            let got = load_policy(text.as_bytes()).unwrap_err().to_string();
+            assert!(
+                got.starts_with(expected),
+                "rule {rule}\n  got:      {got}\n  expected: {expected}…"
+            );
+        }
+        let star = json!({"version":"1","tools":{"*":{"action":"deny"}}}).to_string();
+        assert!(load_policy(star.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("the \"*\" entry takes only \"rules\""));
+        let hidden = json!({"version":"1","hide":["a","a"]}).to_string();
+        assert!(load_policy(hidden.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .starts_with("hide[1]: duplicate entry"));
+    }
+
+    #[test]
+    fn hidden_tools_are_denied_first() {
+        let policy = load_policy(br#"{"version":"1","default":"allow","hide":["secret_tool"],"tools":{"secret_tool":{}}}"#).unwrap();
+        let caller = Caller::new(&policy, None);
+        let decision = decide_tool(&policy, &caller, "secret_tool", None, &mut |_| Ok(0));
+        assert_eq!(
+            decision,
+            ToolDecision::Deny {
+                reason: crate::engine::decide::HIDDEN.into()
+            }
+        );
+        let all = load_policy(br#"{"version":"1","default":"allow","hide":["*"]}"#).unwrap();
+        assert!(matches!(
+            decide_tool(
+                &all,
+                &Caller::new(&all, None),
+                "anything",
+                None,
+                &mut |_| Ok(0)
+            ),
+            ToolDecision::Deny { .. }
+        ));
+    }
 }
