@@ -45,6 +45,8 @@ pub struct Outcome {
     pub calls: Vec<CallRecord>,
     /// Set when something went wrong that an operator should see (counter store failures).
     pub problem: Option<String>,
+    /// Ids of forwarded `tools/list` requests, whose answers are to be filtered.
+    pub tools_list_ids: Vec<Value>,
 }
 
 impl Outcome {
@@ -53,6 +55,7 @@ impl Outcome {
             verdict: Verdict::Reply(reply),
             calls,
             problem: None,
+            tools_list_ids: Vec::new(),
         }
     }
 }
@@ -217,6 +220,12 @@ pub fn evaluate(
         verdict: Verdict::Forward,
         calls,
         problem: None,
+        tools_list_ids: body
+            .messages()
+            .iter()
+            .filter(|m| m.method() == Some("tools/list"))
+            .filter_map(|m| m.id.clone())
+            .collect(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod request_headers;
 pub mod rules;
 pub mod rules_load;
 pub mod strict_json;
+pub mod tools_list;
 pub mod window;
 
 #[cfg(test)]

@@ -9,11 +9,13 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
+use crate::engine::decide::Caller;
 use crate::engine::evaluate::{evaluate, Outcome, RequestMeta, Verdict};
 use crate::engine::identity::{self, Identity};
 use crate::engine::policy::Policy;
 use crate::engine::reply::{self, Reply};
 use crate::engine::request_headers::{screen, Screening};
+use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
 
 use super::attributes::EnvoyRequest;
 use super::root::log;
@@ -30,6 +32,18 @@ pub struct PolicyStream {
     session: Option<String>,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
+    /// Ids of forwarded tools/list requests: their answers lose the tools this caller may not call.
+    tools_list_ids: Vec<serde_json::Value>,
+    listing: Listing,
+}
+
+/// How a tools/list answer is being rewritten.
+enum Listing {
+    Untouched,
+    /// `application/json`: buffered whole, rewritten at its end.
+    Json,
+    /// `text/event-stream`: rewritten event by event as it streams.
+    Sse(SseRewriter),
 }
 
 impl PolicyStream {
@@ -44,6 +58,8 @@ impl PolicyStream {
             session: None,
             mcp_method: None,
             mcp_name: None,
+            tools_list_ids: Vec::new(),
+            listing: Listing::Untouched,
         }
     }
 
@@ -80,6 +96,7 @@ impl PolicyStream {
             verdict,
             calls,
             problem,
+            tools_list_ids,
         } = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
         if let Some(problem) = problem {
             log(
@@ -103,6 +120,7 @@ impl PolicyStream {
         match verdict {
             Verdict::Forward => {
                 self.done = true;
+                self.tools_list_ids = tools_list_ids;
                 Action::Continue
             }
             Verdict::Reply(reply) => self.respond(reply),
@@ -165,5 +183,78 @@ impl HttpContext for PolicyStream {
             .get_http_request_body(0, self.body_size)
             .unwrap_or_default();
         self.decide(&body)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.tools_list_ids.is_empty() {
+            return Action::Continue;
+        }
+        let content_type = self
+            .get_http_response_header_bytes("content-type")
+            .and_then(|v| String::from_utf8(v).ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        self.listing = if content_type.starts_with("application/json") {
+            Listing::Json
+        } else if content_type.starts_with("text/event-stream") {
+            Listing::Sse(SseRewriter::default())
+        } else {
+            Listing::Untouched
+        };
+        if !matches!(self.listing, Listing::Untouched) {
+            // The body is about to change length.
+            self.set_http_response_header("content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // Taken out for the call so the rewriter and the host calls on `self` do not overlap.
+        let mut listing = std::mem::replace(&mut self.listing, Listing::Untouched);
+        let action = self.rewrite_listing(&mut listing, body_size, end_of_stream);
+        self.listing = listing;
+        action
+    }
+}
+
+impl PolicyStream {
+    fn rewrite_listing(
+        &self,
+        listing: &mut Listing,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let caller = Caller::new(&self.policy, self.identity.as_ref());
+        match listing {
+            Listing::Untouched => Action::Continue,
+            Listing::Json => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let body = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                if let Some(filtered) =
+                    filter_json_body(&self.policy, &caller, &self.tools_list_ids, &body)
+                {
+                    self.set_http_response_body(0, body_size, &filtered);
+                }
+                Action::Continue
+            }
+            Listing::Sse(rewriter) => {
+                let chunk = self
+                    .get_http_response_body(0, body_size)
+                    .unwrap_or_default();
+                let rewrite = |m: &serde_json::Value| {
+                    filter_message(&self.policy, &caller, &self.tools_list_ids, m)
+                };
+                let mut out = rewriter.feed(&chunk, &rewrite);
+                if end_of_stream {
+                    out.extend(rewriter.finish());
+                }
+                self.set_http_response_body(0, body_size, &out);
+                Action::Continue
+            }
+        }
     }
 }

@@ -1,0 +1,270 @@
+//! Hiding tools from `tools/list` answers: tools the caller could never call (hidden, denied,
+//! unlisted under default deny, outside its grant) are removed, so agents do not spend turns and
+//! context on them. Tools whose rules depend on arguments stay listed. Works on a JSON body and,
+//! event by event as it streams, on an SSE body.
+
+use serde_json::Value;
+
+use super::decide::{decide_access, Caller, ToolDecision};
+use super::policy::Policy;
+
+/// Could this caller ever call `tool`? (Rules on arguments are not judged here.)
+pub fn may_call(policy: &Policy, caller: &Caller, tool: &str) -> bool {
+    !policy.is_hidden(tool)
+        && matches!(
+            decide_access(policy, caller, tool),
+            ToolDecision::Allow { .. }
+        )
+}
+
+/// If `message` is a JSON-RPC result whose id is one of `ids` and it lists tools, drop the tools
+/// the caller may not call. Returns the rewritten message, or `None` when nothing changes.
+pub fn filter_message(
+    policy: &Policy,
+    caller: &Caller,
+    ids: &[Value],
+    message: &Value,
+) -> Option<Value> {
+    if !message.get("id").is_some_and(|id| ids.contains(id)) {
+        return None;
+    }
+    let tools = message.get("result")?.get("tools")?.as_array()?;
+    let kept: Vec<Value> = tools
+        .iter()
+        .filter(|tool| {
+            tool.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|name| may_call(policy, caller, name))
+        })
+        .cloned()
+        .collect();
+    if kept.len() == tools.len() {
+        return None;
+    }
+    let mut rewritten = message.clone();
+    if let Some(result) = rewritten.get_mut("result").and_then(Value::as_object_mut) {
+        result.insert("tools".to_owned(), Value::Array(kept));
+    }
+    Some(rewritten)
+}
+
+/// Filter a whole JSON body (one message or a batch). `None` when nothing changes.
+pub fn filter_json_body(
+    policy: &Policy,
+    caller: &Caller,
+    ids: &[Value],
+    body: &[u8],
+) -> Option<Vec<u8>> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let rewritten = match &value {
+        Value::Array(items) => {
+            let mut changed = false;
+            let items: Vec<Value> = items
+                .iter()
+                .map(|m| match filter_message(policy, caller, ids, m) {
+                    Some(new) => {
+                        changed = true;
+                        new
+                    }
+                    None => m.clone(),
+                })
+                .collect();
+            changed.then_some(Value::Array(items))?
+        }
+        single => filter_message(policy, caller, ids, single)?,
+    };
+    Some(rewritten.to_string().into_bytes())
+}
+
+/// Rewrites an SSE stream event by event: complete events go out as soon as they are complete
+/// (rewritten if they carry a matching tools/list result); an incomplete tail waits for the
+/// next chunk. Nothing is buffered beyond one event.
+#[derive(Debug, Default)]
+pub struct SseRewriter {
+    pending: Vec<u8>,
+}
+
+impl SseRewriter {
+    /// Feed the next chunk; returns what may be sent on now.
+    pub fn feed(&mut self, chunk: &[u8], rewrite: &dyn Fn(&Value) -> Option<Value>) -> Vec<u8> {
+        self.pending.extend_from_slice(chunk);
+        let Some(end) = last_event_end(&self.pending) else {
+            return Vec::new();
+        };
+        let complete: Vec<u8> = self.pending.drain(..end).collect();
+        rewrite_events(&complete, rewrite)
+    }
+
+    /// End of stream: whatever is left (an unterminated last event) goes out as is.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// Index just past the last blank line (event terminator) in `data`.
+fn last_event_end(data: &[u8]) -> Option<usize> {
+    let mut end = None;
+    let mut i = 0;
+    while i + 1 < data.len() {
+        let two = data.get(i..i + 2);
+        if two == Some(b"\n\n") {
+            end = Some(i + 2);
+            i += 2;
+        } else if data.get(i..i + 4) == Some(b"\r\n\r\n") {
+            end = Some(i + 4);
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+    end
+}
+
+fn rewrite_events(events: &[u8], rewrite: &dyn Fn(&Value) -> Option<Value>) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(events) else {
+        return events.to_vec();
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\r', '\n']);
+        let ending = &line[content.len()..];
+        let rewritten = content
+            .strip_prefix("data:")
+            .map(|data| data.strip_prefix(' ').unwrap_or(data))
+            .and_then(|data| serde_json::from_str::<Value>(data).ok())
+            .and_then(|message| rewrite(&message));
+        match rewritten {
+            Some(message) => {
+                out.push_str("data: ");
+                out.push_str(&message.to_string());
+                out.push_str(ending);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::identity::Identity;
+    use crate::engine::load::load_policy;
+    use crate::engine::test_support::test;
+    use serde_json::json;
+
+    const POLICY: &str = r#"{"version":"1","default":"deny","hide":["wechat_mass_delete"],
+        "tools":{"wechat_mass_send":{},"wechat_mass_delete":{},"wechat_get_user_info":{"action":"deny"},
+                 "wechat_mass_preview":{"rules":[{"name":"r","conditions":[{"path":"args.x","op":"exists","value":true}]}]}},
+        "grants":{"readers":{"identities":["reader"],"tools":{"wechat_get_followers":{}}}}}"#;
+
+    fn listing(id: Value) -> Value {
+        let tools: Vec<Value> = [
+            "wechat_mass_send",
+            "wechat_mass_delete",
+            "wechat_mass_preview",
+            "wechat_get_followers",
+            "wechat_get_user_info",
+        ]
+        .iter()
+        .map(|n| json!({"name": n, "inputSchema": {"type": "object"}}))
+        .collect();
+        json!({"jsonrpc":"2.0","id":id,"result":{"tools":tools,"nextCursor":"c2"}})
+    }
+
+    fn names(message: &Value) -> Vec<String> {
+        message["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn only_callable_tools_stay_listed() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let stranger = Identity::new("stranger");
+        let caller = Caller::new(&policy, Some(&stranger));
+        // No grant under default deny: nothing is callable.
+        let out = filter_message(&policy, &caller, &[json!(1)], &listing(json!(1))).unwrap();
+        assert!(names(&out).is_empty());
+        let reader = Identity::new("reader");
+        let caller = Caller::new(&policy, Some(&reader));
+        let out = filter_message(&policy, &caller, &[json!(1)], &listing(json!(1))).unwrap();
+        assert_eq!(names(&out), vec!["wechat_get_followers"]);
+        assert_eq!(out["result"]["nextCursor"], "c2", "other members are kept");
+        // Other ids and non-listing messages are left alone.
+        assert!(filter_message(&policy, &caller, &[json!(2)], &listing(json!(1))).is_none());
+    }
+
+    #[test]
+    fn rules_on_arguments_keep_a_tool_listed() {
+        let policy = load_policy(br#"{"version":"1","default":"deny","tools":{"a":{"rules":[{"name":"r","conditions":[{"path":"args.x","op":"exists","value":true}]}]}}}"#).unwrap();
+        let caller = Caller::new(&policy, None);
+        let message =
+            json!({"jsonrpc":"2.0","id":"l","result":{"tools":[{"name":"a"},{"name":"b"}]}});
+        assert_eq!(
+            names(&filter_message(&policy, &caller, &[json!("l")], &message).unwrap()),
+            vec!["a"]
+        );
+    }
+
+    #[test]
+    fn sse_events_are_rewritten_as_they_complete() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let reader = Identity::new("reader");
+        let caller = Caller::new(&policy, Some(&reader));
+        let ids = [json!(7)];
+        let rewrite = |m: &Value| filter_message(&policy, &caller, &ids, m);
+        let stream = format!(
+            "id: 1\nevent: message\ndata: \n\n: comment\nevent: message\ndata: {}\n\nevent: message\ndata: {}\n\n",
+            json!({"jsonrpc":"2.0","method":"notifications/progress","params":{}}),
+            listing(json!(7))
+        );
+        // Fed one byte at a time, the output only ever holds complete events.
+        let mut sse = SseRewriter::default();
+        let mut out = Vec::new();
+        for byte in stream.as_bytes() {
+            let piece = sse.feed(std::slice::from_ref(byte), &rewrite);
+            assert!(piece.is_empty() || piece.ends_with(b"\n\n"));
+            out.extend(piece);
+        }
+        out.extend(sse.finish());
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("id: 1\nevent: message\ndata: \n\n: comment\n"),
+            "{text}"
+        );
+        assert!(text.contains("notifications/progress"));
+        let last = text
+            .lines()
+            .filter(|l| l.starts_with("data: {"))
+            .last()
+            .unwrap();
+        let message: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
+        assert_eq!(names(&message), vec!["wechat_get_followers"]);
+    }
+
+    #[test]
+    fn json_bodies_and_batches() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let caller = Caller::new(&policy, None);
+        let body = listing(json!(3)).to_string();
+        let out: Value = serde_json::from_slice(
+            &filter_json_body(&policy, &caller, &[json!(3)], body.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            names(&out).is_empty(),
+            "anonymous holds no grant under default deny"
+        );
+        let batch = json!([listing(json!(3)), {"jsonrpc":"2.0","id":4,"result":{}}]).to_string();
+        let out: Value = serde_json::from_slice(
+            &filter_json_body(&policy, &caller, &[json!(3)], batch.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out[1]["id"], 4);
+        assert!(filter_json_body(&policy, &caller, &[json!(9)], body.as_bytes()).is_none());
+    }
+}
