@@ -84,9 +84,10 @@ async fn agent_session_allowed_denied_and_rate_limited() {
     });
     let client = connect(&d.url("wechat"), "agent-007").await;
 
-    // tools/list passes the filter untouched (hiding tools is a later feature).
+    // tools/list shows only what this agent may call: under the seed's default deny, one tool.
     let tools = client.list_all_tools().await.expect("tools/list");
-    assert_eq!(tools.len(), 5);
+    let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names, vec!["wechat_mass_send"]);
 
     // Allowed, and the answer streams back (the stateful server answers with SSE).
     for _ in 0..3 {
