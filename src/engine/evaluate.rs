@@ -8,6 +8,8 @@ use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind};
 use super::policy::{CounterId, CounterSpec, Policy, Scope};
 use super::reply::{self, LimitHit, Refusal, Reply};
+use super::reservations::{Hold, Reservation};
+use super::rules::Charge;
 
 /// What the filter knows about the request besides its body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,6 +49,8 @@ pub struct Outcome {
     pub problem: Option<String>,
     /// Ids of forwarded `tools/list` requests, whose answers are to be filtered.
     pub tools_list_ids: Vec<Value>,
+    /// What each forwarded tools/call with an id has taken: refunded if it fails upstream.
+    pub reservations: Vec<Reservation>,
 }
 
 impl Outcome {
@@ -56,6 +60,7 @@ impl Outcome {
             calls,
             problem: None,
             tools_list_ids: Vec::new(),
+            reservations: Vec::new(),
         }
     }
 }
@@ -96,7 +101,7 @@ pub fn evaluate(
     // First pass: policy decisions and malformed messages, without touching any counter.
     let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(messages.len());
     // The counters each allowed tools/call must fit in (None for everything else).
-    let mut call_limits: Vec<Option<Vec<CounterId>>> = Vec::with_capacity(messages.len());
+    let mut call_limits: Vec<Option<Vec<Charge>>> = Vec::with_capacity(messages.len());
     let mut calls = Vec::new();
     // Per counter: total amount this request charges, and the message if it does not fit.
     let mut charges: Vec<(CounterId, u64, Option<String>)> = Vec::new();
@@ -146,7 +151,7 @@ pub fn evaluate(
                                 )),
                             }
                         }
-                        limits_of_this = Some(wanted.iter().map(|c| c.counter).collect());
+                        limits_of_this = Some(wanted);
                         calls.push(CallRecord {
                             tool: name.clone(),
                             decision: "allowed",
@@ -171,6 +176,7 @@ pub fn evaluate(
     // Second pass: charge every counter the allowed calls use, all or nothing.
     charges.sort_unstable_by_key(|(id, _, _)| *id);
     let mut taken: Vec<(String, u64, u64)> = Vec::with_capacity(charges.len());
+    let mut taken_ids: Vec<CounterId> = Vec::with_capacity(charges.len());
     for (id, cost, reason) in &charges {
         let Some(spec) = policy.counter(*id) else {
             // Unreachable for a loaded policy; if it ever happens, refuse rather than skip a limit.
@@ -190,6 +196,7 @@ pub fn evaluate(
         let failure = match try_acquire(store, &key, spec.window, spec.max, *cost, meta.now) {
             Ok(Acquire::Granted { window_start, .. }) => {
                 taken.push((key, window_start, *cost));
+                taken_ids.push(*id);
                 continue;
             }
             Ok(Acquire::Exhausted {
@@ -216,10 +223,33 @@ pub fn evaluate(
         };
         return outcome;
     }
+    // Per call, what it holds of each counter taken above, for a refund if it fails upstream.
+    let reservations = messages
+        .iter()
+        .zip(&call_limits)
+        .filter_map(|(message, charges)| {
+            let id = message.id.clone()?;
+            let holds = charges
+                .as_ref()?
+                .iter()
+                .filter_map(|charge| {
+                    let index = taken_ids.iter().position(|t| *t == charge.counter)?;
+                    let (key, window_start, _) = taken.get(index)?;
+                    Some(Hold {
+                        key: key.clone(),
+                        window_start: *window_start,
+                        amount: charge.amount,
+                    })
+                })
+                .collect::<Vec<_>>();
+            (!holds.is_empty()).then_some(Reservation { id, holds })
+        })
+        .collect();
     Outcome {
         verdict: Verdict::Forward,
         calls,
         problem: None,
+        reservations,
         tools_list_ids: body
             .messages()
             .iter()
@@ -246,7 +276,7 @@ fn give_back(store: &mut dyn CasStore, taken: &[(String, u64, u64)]) -> Option<S
 fn refuse_for_counter(
     body: &Body,
     policy: &Policy,
-    call_limits: &[Option<Vec<CounterId>>],
+    call_limits: &[Option<Vec<Charge>>],
     counter: CounterId,
     spec: &CounterSpec,
     failure: Result<CounterError, LimitHit>,
@@ -264,7 +294,9 @@ fn refuse_for_counter(
             let MessageKind::ToolCall { name } = &message.kind else {
                 return None;
             };
-            let uses_counter = limits.as_ref().is_some_and(|l| l.contains(&counter));
+            let uses_counter = limits
+                .as_ref()
+                .is_some_and(|l| l.iter().any(|c| c.counter == counter));
             uses_counter.then(|| match &failure {
                 Err(hit) => Refusal::RateLimited {
                     tool: name.clone(),
@@ -764,6 +796,39 @@ mod tests {
                 .contains("this batch needs 3 and 2 are left"),
             "{value}"
         );
+    }
+
+    #[test]
+    fn forwarded_calls_carry_what_they_reserved() {
+        let mut h = Harness::new(POLICY);
+        let batch = format!(
+            "[{},{},{}]",
+            call(1, "wechat_mass_send"),
+            call(2, "wechat_mass_preview"),
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"wechat_mass_send"}}"#
+        );
+        let out = h.as_agent("a", &batch);
+        assert_eq!(out.verdict, Verdict::Forward);
+        let ids: Vec<Value> = out.reservations.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(
+            ids,
+            vec![json!(1), json!(2)],
+            "the notification has no id to be answered by"
+        );
+        assert_eq!(
+            out.reservations[1].holds.len(),
+            2,
+            "preview holds sends and previews"
+        );
+        assert!(out
+            .reservations
+            .iter()
+            .flat_map(|r| &r.holds)
+            .all(|h| h.amount == 1));
+        // Refunding call 1 gives back its unit of "sends" (3 were taken: two calls and the notification).
+        let sends = out.reservations[0].holds[0].key.clone();
+        crate::engine::reservations::refund(&mut h.store, &out.reservations[0]).unwrap();
+        assert_eq!(h.store.state(&sends).unwrap().count, 2);
     }
 
     #[test]

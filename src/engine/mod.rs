@@ -10,6 +10,7 @@ pub mod load;
 pub mod policy;
 pub mod reply;
 pub mod request_headers;
+pub mod reservations;
 pub mod rules;
 pub mod rules_load;
 pub mod strict_json;

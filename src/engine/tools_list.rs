@@ -76,7 +76,7 @@ pub fn filter_json_body(
     Some(rewritten.to_string().into_bytes())
 }
 
-/// Rewrites an SSE stream event by event: complete events go out as soon as they are complete
+/// Rewrites (and lets a caller observe) an SSE stream event by event: complete events go out as soon as they are complete
 /// (rewritten if they carry a matching tools/list result); an incomplete tail waits for the
 /// next chunk. Nothing is buffered beyond one event.
 #[derive(Debug, Default)]
@@ -86,7 +86,11 @@ pub struct SseRewriter {
 
 impl SseRewriter {
     /// Feed the next chunk; returns what may be sent on now.
-    pub fn feed(&mut self, chunk: &[u8], rewrite: &dyn Fn(&Value) -> Option<Value>) -> Vec<u8> {
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        rewrite: &mut dyn FnMut(&Value) -> Option<Value>,
+    ) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let Some(end) = last_event_end(&self.pending) else {
             return Vec::new();
@@ -120,7 +124,7 @@ fn last_event_end(data: &[u8]) -> Option<usize> {
     end
 }
 
-fn rewrite_events(events: &[u8], rewrite: &dyn Fn(&Value) -> Option<Value>) -> Vec<u8> {
+fn rewrite_events(events: &[u8], rewrite: &mut dyn FnMut(&Value) -> Option<Value>) -> Vec<u8> {
     let Ok(text) = std::str::from_utf8(events) else {
         return events.to_vec();
     };
@@ -216,7 +220,7 @@ mod tests {
         let reader = Identity::new("reader");
         let caller = Caller::new(&policy, Some(&reader));
         let ids = [json!(7)];
-        let rewrite = |m: &Value| filter_message(&policy, &caller, &ids, m);
+        let mut rewrite = |m: &Value| filter_message(&policy, &caller, &ids, m);
         let stream = format!(
             "id: 1\nevent: message\ndata: \n\n: comment\nevent: message\ndata: {}\n\nevent: message\ndata: {}\n\n",
             json!({"jsonrpc":"2.0","method":"notifications/progress","params":{}}),
@@ -226,7 +230,7 @@ mod tests {
         let mut sse = SseRewriter::default();
         let mut out = Vec::new();
         for byte in stream.as_bytes() {
-            let piece = sse.feed(std::slice::from_ref(byte), &rewrite);
+            let piece = sse.feed(std::slice::from_ref(byte), &mut rewrite);
             assert!(piece.is_empty() || piece.ends_with(b"\n\n"));
             out.extend(piece);
         }

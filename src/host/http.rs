@@ -15,6 +15,7 @@ use crate::engine::identity::{self, Identity};
 use crate::engine::policy::Policy;
 use crate::engine::reply::{self, Reply};
 use crate::engine::request_headers::{screen, Screening};
+use crate::engine::reservations::{refund, settle, Reservation};
 use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
 
 use super::attributes::EnvoyRequest;
@@ -34,15 +35,17 @@ pub struct PolicyStream {
     mcp_name: Option<String>,
     /// Ids of forwarded tools/list requests: their answers lose the tools this caller may not call.
     tools_list_ids: Vec<serde_json::Value>,
-    listing: Listing,
+    /// What each forwarded tools/call took: refunded if the upstream fails it.
+    reservations: Vec<Reservation>,
+    inspection: Inspection,
 }
 
-/// How a tools/list answer is being rewritten.
-enum Listing {
-    Untouched,
-    /// `application/json`: buffered whole, rewritten at its end.
+/// How an answer is being read (to settle reservations) and rewritten (tools/list).
+enum Inspection {
+    None,
+    /// `application/json`: buffered whole, read and rewritten at its end.
     Json,
-    /// `text/event-stream`: rewritten event by event as it streams.
+    /// `text/event-stream`: read and rewritten event by event as it streams.
     Sse(SseRewriter),
 }
 
@@ -59,7 +62,8 @@ impl PolicyStream {
             mcp_method: None,
             mcp_name: None,
             tools_list_ids: Vec::new(),
-            listing: Listing::Untouched,
+            reservations: Vec::new(),
+            inspection: Inspection::None,
         }
     }
 
@@ -97,6 +101,7 @@ impl PolicyStream {
             calls,
             problem,
             tools_list_ids,
+            reservations,
         } = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
         if let Some(problem) = problem {
             log(
@@ -121,6 +126,7 @@ impl PolicyStream {
             Verdict::Forward => {
                 self.done = true;
                 self.tools_list_ids = tools_list_ids;
+                self.reservations = reservations;
                 Action::Continue
             }
             Verdict::Reply(reply) => self.respond(reply),
@@ -186,23 +192,32 @@ impl HttpContext for PolicyStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.tools_list_ids.is_empty() {
+        if self.tools_list_ids.is_empty() && self.reservations.is_empty() {
             return Action::Continue;
+        }
+        let status = self
+            .get_http_response_header_bytes(":status")
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u16>().ok())
+            .unwrap_or(0);
+        if status >= 400 {
+            // The request failed as a whole: nothing it reserved was used.
+            self.refund_pending("HTTP error");
         }
         let content_type = self
             .get_http_response_header_bytes("content-type")
             .and_then(|v| String::from_utf8(v).ok())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        self.listing = if content_type.starts_with("application/json") {
-            Listing::Json
+        self.inspection = if content_type.starts_with("application/json") {
+            Inspection::Json
         } else if content_type.starts_with("text/event-stream") {
-            Listing::Sse(SseRewriter::default())
+            Inspection::Sse(SseRewriter::default())
         } else {
-            Listing::Untouched
+            Inspection::None
         };
-        if !matches!(self.listing, Listing::Untouched) {
-            // The body is about to change length.
+        if !self.tools_list_ids.is_empty() && !matches!(self.inspection, Inspection::None) {
+            // A tools/list answer may be rewritten: its length will change.
             self.set_http_response_header("content-length", None);
         }
         Action::Continue
@@ -210,30 +225,87 @@ impl HttpContext for PolicyStream {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         // Taken out for the call so the rewriter and the host calls on `self` do not overlap.
-        let mut listing = std::mem::replace(&mut self.listing, Listing::Untouched);
-        let action = self.rewrite_listing(&mut listing, body_size, end_of_stream);
-        self.listing = listing;
+        let mut inspection = std::mem::replace(&mut self.inspection, Inspection::None);
+        let mut pending = std::mem::take(&mut self.reservations);
+        let action = self.inspect_response(&mut inspection, &mut pending, body_size, end_of_stream);
+        self.inspection = inspection;
+        self.reservations = pending;
         action
+    }
+
+    fn on_log(&mut self) {
+        // The stream is over: calls that were never answered give their reservations back.
+        self.refund_pending("no answer");
     }
 }
 
 impl PolicyStream {
-    fn rewrite_listing(
+    fn refund_pending(&mut self, why: &str) {
+        for reservation in std::mem::take(&mut self.reservations) {
+            self.refund(&reservation, why);
+        }
+    }
+
+    fn refund(&self, reservation: &Reservation, why: &str) {
+        if let Err(problem) = refund(&mut EnvoySharedData, reservation) {
+            log(
+                LogLevel::Error,
+                &format!("mcp-policy-filter[{}]: {problem}", self.namespace),
+            );
+        } else {
+            log(
+                LogLevel::Debug,
+                &format!(
+                    "mcp-policy-filter[{}]: refunded tools/call id {} ({why})",
+                    self.namespace, reservation.id
+                ),
+            );
+        }
+    }
+
+    /// Settle reservations answered by `message`, and filter it if it answers a tools/list.
+    fn observe(
         &self,
-        listing: &mut Listing,
+        caller: &Caller,
+        pending: &mut Vec<Reservation>,
+        message: &serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        if let Some(failed) = settle(pending, message) {
+            self.refund(&failed, "JSON-RPC error");
+        }
+        filter_message(&self.policy, caller, &self.tools_list_ids, message)
+    }
+
+    fn inspect_response(
+        &self,
+        inspection: &mut Inspection,
+        pending: &mut Vec<Reservation>,
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
         let caller = Caller::new(&self.policy, self.identity.as_ref());
-        match listing {
-            Listing::Untouched => Action::Continue,
-            Listing::Json => {
+        match inspection {
+            Inspection::None => Action::Continue,
+            Inspection::Json => {
                 if !end_of_stream {
                     return Action::Pause;
                 }
                 let body = self
                     .get_http_response_body(0, body_size)
                     .unwrap_or_default();
+                let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                    // Not a JSON-RPC answer: pending calls count as unanswered (refunded at the end).
+                    return Action::Continue;
+                };
+                let messages = match &value {
+                    serde_json::Value::Array(items) => items.iter().collect::<Vec<_>>(),
+                    single => vec![single],
+                };
+                for message in messages {
+                    if let Some(failed) = settle(pending, message) {
+                        self.refund(&failed, "JSON-RPC error");
+                    }
+                }
                 if let Some(filtered) =
                     filter_json_body(&self.policy, &caller, &self.tools_list_ids, &body)
                 {
@@ -241,14 +313,12 @@ impl PolicyStream {
                 }
                 Action::Continue
             }
-            Listing::Sse(rewriter) => {
+            Inspection::Sse(rewriter) => {
                 let chunk = self
                     .get_http_response_body(0, body_size)
                     .unwrap_or_default();
-                let rewrite = |m: &serde_json::Value| {
-                    filter_message(&self.policy, &caller, &self.tools_list_ids, m)
-                };
-                let mut out = rewriter.feed(&chunk, &rewrite);
+                let mut observe = |m: &serde_json::Value| self.observe(&caller, pending, m);
+                let mut out = rewriter.feed(&chunk, &mut observe);
                 if end_of_stream {
                     out.extend(rewriter.finish());
                 }

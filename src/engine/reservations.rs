@@ -1,0 +1,134 @@
+//! Reserve, then commit or refund. An allowed call's counter increments are taken before it is
+//! forwarded; when the upstream answers that call (matched by JSON-RPC id) with a JSON-RPC error,
+//! answers the request with an HTTP error, or never answers, they are given back, so a failed
+//! call does not use up budget. A result — including an MCP tool result with `isError: true`,
+//! which is the tool's answer, not a protocol failure — commits them.
+
+use serde_json::Value;
+
+use super::counters::{release, CasStore};
+
+/// One counter increment held for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub key: String,
+    pub window_start: u64,
+    pub amount: u64,
+}
+
+/// What one forwarded tools/call (identified by its JSON-RPC id) has taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: Value,
+    pub holds: Vec<Hold>,
+}
+
+/// Settle the reservation `message` answers, if any: it is removed from `pending`, and returned
+/// when it must be refunded (the answer is a JSON-RPC error).
+pub fn settle(pending: &mut Vec<Reservation>, message: &Value) -> Option<Reservation> {
+    let id = message.get("id")?;
+    let index = pending.iter().position(|r| &r.id == id)?;
+    let reservation = pending.swap_remove(index);
+    message
+        .get("error")
+        .filter(|e| !e.is_null())
+        .map(|_| reservation)
+}
+
+/// Give a reservation back. Failures only over-count (the safe direction); they are reported.
+pub fn refund(store: &mut dyn CasStore, reservation: &Reservation) -> Result<(), String> {
+    let failures: Vec<String> = reservation
+        .holds
+        .iter()
+        .filter_map(|h| {
+            release(store, &h.key, h.window_start, h.amount)
+                .err()
+                .map(|e| format!("refund of {}: {e}", h.key))
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::counters::CounterState;
+    use crate::engine::test_support::{test, MemoryStore};
+    use serde_json::json;
+
+    fn reservation(id: Value) -> Reservation {
+        Reservation {
+            id,
+            holds: vec![Hold {
+                key: "k".into(),
+                window_start: 60,
+                amount: 3,
+            }],
+        }
+    }
+
+    #[test]
+    fn an_error_answer_refunds_and_a_result_commits() {
+        let mut pending = vec![reservation(json!(1)), reservation(json!("b"))];
+        let refunded = settle(
+            &mut pending,
+            &json!({"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"boom"}}),
+        );
+        assert_eq!(refunded, Some(reservation(json!(1))));
+        assert_eq!(
+            settle(
+                &mut pending,
+                &json!({"jsonrpc":"2.0","id":"b","result":{"isError":true,"content":[]}})
+            ),
+            None
+        );
+        assert!(pending.is_empty(), "both settled");
+        // Notifications and unknown ids settle nothing.
+        let mut pending = vec![reservation(json!(2))];
+        assert_eq!(
+            settle(
+                &mut pending,
+                &json!({"jsonrpc":"2.0","method":"notifications/progress"})
+            ),
+            None
+        );
+        assert_eq!(
+            settle(&mut pending, &json!({"jsonrpc":"2.0","id":3,"error":{}})),
+            None
+        );
+        assert_eq!(pending.len(), 1);
+    }
+
+    #[test]
+    fn a_refund_gives_the_amount_back_within_its_window() {
+        let mut store = MemoryStore::default();
+        store.raw_set(
+            "k",
+            &CounterState {
+                window_start: 60,
+                count: 5,
+            }
+            .encode(),
+        );
+        refund(&mut store, &reservation(json!(1))).unwrap();
+        assert_eq!(store.state("k").unwrap().count, 2);
+        store.raw_set(
+            "k",
+            &CounterState {
+                window_start: 120,
+                count: 5,
+            }
+            .encode(),
+        );
+        refund(&mut store, &reservation(json!(1))).unwrap();
+        assert_eq!(
+            store.state("k").unwrap().count,
+            5,
+            "a new window is not touched"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Reserve, then commit or refund, through the real Envoy: a call the upstream answers with a
+//! JSON-RPC error (in a JSON or an SSE answer) or an HTTP error gives its counter back.
+//! `max: 2` per hour: with refunds, valid-failed-valid leaves room for exactly one more.
+
+use std::collections::HashMap;
+
+use e2e::http::post;
+use e2e::{wait_for_window_room, Deployment, DeploymentOptions};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::ServiceError;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+
+/// `wechat_mass_send_v0` shares the budget but the server no longer has it: calling it gets a
+/// JSON-RPC error from the server. (A call with bad arguments is not one: the server answers
+/// with a tool result flagged `isError`, which is the tool's answer and commits, as in Intercept.)
+const POLICY: &str = r#"{"version":"1","default":"deny","tools":{
+    "wechat_mass_send":{"limits":[{"counter":"sends","window":"hour","max":2,"scope":"global"}]},
+    "wechat_mass_send_v0":{"limits":[{"counter":"sends","window":"hour","max":2,"scope":"global"}]}}}"#;
+
+fn send(id: u64, arguments: Value) -> String {
+    call_body(id, "wechat_mass_send", arguments)
+}
+
+fn call_body(id: u64, tool: &str, arguments: Value) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":arguments}}).to_string()
+}
+
+fn valid() -> Value {
+    json!({"openids": ["o1"], "msg_type": "text", "content": "hi"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_errors_in_json_answers_are_refunded() {
+    wait_for_window_room(3600, 60);
+    let d = Deployment::start(DeploymentOptions {
+        wechat_policy: POLICY.into(),
+        stateless: true,
+        ..Default::default()
+    });
+    let url = d.url("wechat");
+    assert!(post(&url, send(1, valid()), &[])
+        .await
+        .json()
+        .get("result")
+        .is_some());
+    let failed = post(&url, call_body(2, "wechat_mass_send_v0", valid()), &[])
+        .await
+        .json();
+    assert!(failed.get("error").is_some(), "{failed}");
+    assert_ne!(
+        failed["error"]["code"], -32029,
+        "the server's error, not the filter's"
+    );
+    assert!(
+        post(&url, send(3, valid()), &[])
+            .await
+            .json()
+            .get("result")
+            .is_some(),
+        "refunded, so room for this one"
+    );
+    assert_eq!(
+        post(&url, send(4, valid()), &[]).await.json()["error"]["code"],
+        -32029
+    );
+    assert_eq!(d.upstream_posts("wechat"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_errors_in_sse_answers_and_http_errors_are_refunded() {
+    wait_for_window_room(3600, 60);
+    let d = Deployment::start(DeploymentOptions {
+        wechat_policy: POLICY.into(),
+        ..Default::default()
+    });
+    // HTTP error: an unknown session is refused by the server before the tool runs.
+    let refused = post(
+        &d.url("wechat"),
+        send(9, valid()),
+        &[("mcp-session-id", "no-such-session")],
+    )
+    .await;
+    assert!(refused.status >= 400, "{refused:?}");
+
+    let mut headers = HashMap::new();
+    headers.insert(
+        reqwest::header::HeaderName::from_static("x-agent-id"),
+        reqwest::header::HeaderValue::from_static("a"),
+    );
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(d.url("wechat")).custom_headers(headers),
+    );
+    let client = ().serve(transport).await.expect("initialize");
+    let call_tool = |tool: &'static str, args: Value| {
+        let params = CallToolRequestParams::new(tool)
+            .with_arguments(args.as_object().cloned().unwrap_or_default());
+        client.call_tool(params)
+    };
+    let call = |args: Value| call_tool("wechat_mass_send", args);
+    call(valid()).await.expect("first send");
+    // The stateful server answers over SSE; this answer is a JSON-RPC error.
+    match call_tool("wechat_mass_send_v0", valid()).await {
+        Err(ServiceError::McpError(e)) => {
+            assert_ne!(e.code.0, -32029, "an upstream error, not the filter's")
+        }
+        other => panic!("expected an upstream JSON-RPC error, got {other:?}"),
+    }
+    call(valid())
+        .await
+        .expect("refunded twice over, so room for this one");
+    match call(valid()).await {
+        Err(ServiceError::McpError(e)) => assert_eq!(e.code.0, -32029),
+        other => panic!("expected the limit, got {other:?}"),
+    }
+    client.cancel().await.expect("close");
+}
