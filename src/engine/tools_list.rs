@@ -241,11 +241,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("notifications/progress"));
-        let last = text
-            .lines()
-            .filter(|l| l.starts_with("data: {"))
-            .last()
-            .unwrap();
+        let last = text.lines().rfind(|l| l.starts_with("data: {")).unwrap();
         let message: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
         assert_eq!(names(&message), vec!["wechat_get_followers"]);
     }
