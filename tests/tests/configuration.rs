@@ -90,3 +90,50 @@ fn check_cli_agrees_with_the_filter() {
         format!("{}: invalid policy: {EXPECTED}", bad.display())
     );
 }
+
+#[test]
+fn import_cli_converts_intercept_policies_the_filter_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = e2e::repo_root().join("tests/fixtures/intercept/stripe.yaml");
+    let imported = Command::new(policy_cli_bin())
+        .arg("import")
+        .arg(&yaml)
+        .output()
+        .unwrap();
+    assert_eq!(
+        imported.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&imported.stdout).expect("JSON on stdout");
+    assert_eq!(json["default"], "allow", "Intercept's default, written out");
+    let out = dir.path().join("stripe.json");
+    std::fs::write(&out, &imported.stdout).unwrap();
+    let checked = Command::new(policy_cli_bin())
+        .arg("check")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "version: \"1\"\ntools:\n  t:\n    rules:\n      - name: r\n        action: maybe\n",
+    )
+    .unwrap();
+    let refused = Command::new(policy_cli_bin())
+        .arg("import")
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("tools.t.rules[0].action: expected one of \"evaluate\", \"deny\""));
+}

@@ -68,6 +68,16 @@ pub struct GetUserInfoArgs {
     pub openid: String,
 }
 
+/// Arguments of `wechat_mass_status`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct MassStatusArgs {
+    /// msg_id returned by wechat_mass_send.
+    pub msg_id: String,
+    /// Wait up to this many seconds for the send to finish (0-30) before answering.
+    #[serde(default)]
+    pub wait_seconds: u64,
+}
+
 /// The `wechat` sample server.
 #[derive(Debug, Clone)]
 pub struct WechatServer {
@@ -91,7 +101,7 @@ fn invalid_msg_type(msg_type: &str) -> Option<CallToolResult> {
 
 #[tool_router(router = tool_router)]
 impl WechatServer {
-    /// A server with all five WeChat tools.
+    /// A server with all six WeChat tools.
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
@@ -183,6 +193,21 @@ impl WechatServer {
             "data": {"openid": page},
             "next_openid": next,
         })))
+    }
+
+    #[tool(
+        name = "wechat_mass_status",
+        description = "Get the delivery status of a mass message, optionally waiting for the send to finish."
+    )]
+    async fn wechat_mass_status(
+        &self,
+        Parameters(args): Parameters<MassStatusArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        // Stands in for a slow upstream API: tests use it to give up on a call mid-way.
+        tokio::time::sleep(std::time::Duration::from_secs(args.wait_seconds.min(30))).await;
+        Ok(ok_json(
+            json!({"msg_id": args.msg_id, "msg_status": "SEND_SUCCESS"}),
+        ))
     }
 
     #[tool(
