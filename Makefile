@@ -17,7 +17,7 @@ WASM                 := dist/mcp_policy_filter.wasm
 TEST_RUNNER          := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
 POLICY_DIR           ?= envoy/policies
 
-.PHONY: build run test lint unit-test wasm-test e2e-test tools wasm-target envoy python-mcp wasm-bindgen sample-bins clean
+.PHONY: build run test lint unit-test wasm-test sample-test e2e-test tools wasm-target envoy python-mcp wasm-bindgen sample-bins clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -33,7 +33,7 @@ run: build envoy sample-bins
 	  --server-bin target/debug/sample-mcp-server
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy
-test: lint unit-test wasm-test e2e-test
+test: lint unit-test wasm-test sample-test e2e-test
 
 lint: wasm-target
 	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
@@ -55,6 +55,10 @@ e2e-test: build envoy python-mcp sample-bins
 
 sample-bins:
 	cargo build -p mcp-policy-sample --bins
+
+# The sample MCP servers on their own, driven by the rmcp client (no Envoy).
+sample-test:
+	cargo test -p mcp-policy-sample
 
 tools: wasm-target envoy wasm-bindgen
 
