@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     {
         ["check", file] => check(file),
         ["import", file] => import(file),
+        ["explain", file, rest @ ..] => explain(file, rest),
         ["hash", value] => {
             println!("{}", sha256_tag(value));
             ExitCode::SUCCESS
@@ -57,6 +58,60 @@ fn import(file: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{file}: cannot import: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The decision for one call and the rule path that produced it, as JSON on stdout.
+fn explain(file: &str, options: &[&str]) -> ExitCode {
+    let (mut tool, mut identity, mut arguments) = (None, None, None);
+    let mut it = options.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().copied();
+        match (*flag, value) {
+            ("--tool", Some(v)) => tool = Some(v),
+            ("--identity", Some(v)) => identity = Some(v),
+            ("--args", Some(v)) => match serde_json::from_str::<serde_json::Value>(v) {
+                Ok(args) => arguments = Some(args),
+                Err(e) => {
+                    eprintln!("--args: not JSON: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(tool) = tool else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let text = match std::fs::read(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{file}: cannot read: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let policy = match load_policy(&text) {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("{file}: invalid policy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let explanation =
+        mcp_policy_filter::engine::explain::explain(&policy, tool, identity, arguments.as_ref());
+    match serde_json::to_string_pretty(&explanation) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

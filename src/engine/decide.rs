@@ -85,27 +85,62 @@ pub fn decide_tool(
     arguments: Option<&Value>,
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
 ) -> ToolDecision {
+    decide_with_rule(policy, caller, tool, arguments, counter_value).0
+}
+
+/// `decide_tool`, plus the policy element that decided, as a JSON path (`tools.x.rules[1]`,
+/// `grants.g.tools`, `default`, ...): for `mcp-policy explain` and audit records.
+pub fn decide_with_rule(
+    policy: &Policy,
+    caller: &Caller,
+    tool: &str,
+    arguments: Option<&Value>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+) -> (ToolDecision, String) {
     if policy.is_hidden(tool) {
-        return deny(HIDDEN);
+        return (deny(HIDDEN), "hide".to_owned());
     }
-    let limits = match decide_access(policy, caller, tool) {
-        ToolDecision::Allow { charges } => charges,
+    let (limits, access_rule) = match access(policy, caller, tool) {
+        (ToolDecision::Allow { charges }, rule) => (charges, rule),
         denied => return denied,
     };
+    let tool_path = key_path("tools", tool);
     let tool_rules = policy
         .tools
         .get(tool)
         .map(|t| t.rules.iter())
         .into_iter()
         .flatten();
-    let rule_list: Vec<&rules::Rule> = tool_rules.chain(policy.wildcard_rules.iter()).collect();
+    let tool_rules = tool_rules
+        .enumerate()
+        .map(|(i, r)| (r, format!("{tool_path}.rules[{i}]")));
+    let wildcard = policy
+        .wildcard_rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r, format!("tools[\"*\"].rules[{i}]")));
+    let (rule_list, paths): (Vec<&rules::Rule>, Vec<String>) = tool_rules.chain(wildcard).unzip();
     match rules::evaluate(&rule_list, arguments, counter_value) {
-        RulesOutcome::Deny(reason) => deny(reason),
+        RulesOutcome::Deny { reason, rule } => {
+            (deny(reason), paths.get(rule).cloned().unwrap_or_default())
+        }
         RulesOutcome::Pass(mut charges) => {
             let mut all = limits;
             all.append(&mut charges);
-            ToolDecision::Allow { charges: all }
+            (ToolDecision::Allow { charges: all }, access_rule)
         }
+    }
+}
+
+fn key_path(parent: &str, key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        format!("{parent}.{key}")
+    } else {
+        format!("{parent}[{}]", Value::String(key.to_owned()))
     }
 }
 
@@ -123,17 +158,23 @@ fn allow(limits: Vec<CounterId>) -> ToolDecision {
 
 /// Who may call what, before any rule: see the module documentation for the precedence.
 pub fn decide_access(policy: &Policy, caller: &Caller, tool: &str) -> ToolDecision {
+    access(policy, caller, tool).0
+}
+
+fn access(policy: &Policy, caller: &Caller, tool: &str) -> (ToolDecision, String) {
     if caller.identity.is_none() && policy.missing_identity == MissingIdentity::Deny {
         let expected: Vec<String> = policy
             .identity_sources
             .iter()
             .map(IdentitySource::describe)
             .collect();
-        return deny(format!(
+        let why = format!(
             "the caller has no identity (expected {})",
             expected.join(" or ")
-        ));
+        );
+        return (deny(why), "identity.missing".to_owned());
     }
+    let tool_path = key_path("tools", tool);
     let server_rule = policy.tools.get(tool);
     if let Some(ToolRule {
         action: ToolAction::Deny,
@@ -141,44 +182,55 @@ pub fn decide_access(policy: &Policy, caller: &Caller, tool: &str) -> ToolDecisi
         ..
     }) = server_rule
     {
-        return deny(
-            reason
-                .clone()
-                .unwrap_or_else(|| DENIED_WITHOUT_REASON.to_owned()),
-        );
+        let why = reason
+            .clone()
+            .unwrap_or_else(|| DENIED_WITHOUT_REASON.to_owned());
+        return (deny(why), format!("{tool_path}.action"));
     }
     let server_limits: &[CounterId] = server_rule.map_or(&[], |r| &r.limits);
 
     let grant = match caller.grant {
         Some(grant) => grant,
         None if !policy.grants.is_empty() && policy.default_action == DefaultAction::Deny => {
-            return deny(format!(
+            let why = format!(
                 "identity \"{}\" holds no grant on this server (grants: {})",
                 shown(caller),
                 policy.grants.names().join(", ")
-            ));
+            );
+            return (deny(why), "grants".to_owned());
         }
-        None => return server_wide(policy, server_rule, &[]),
+        None => return server_wide(policy, server_rule, &[], tool_path),
     };
+    let grant_path = key_path("grants", &grant.name);
     match &grant.tools {
         Some(tools) => match tools.get(tool) {
-            None => deny(format!(
-                "grant \"{}\" (held by identity \"{}\") does not include this tool",
-                grant.name,
-                shown(caller)
-            )),
+            None => {
+                let why = format!(
+                    "grant \"{}\" (held by identity \"{}\") does not include this tool",
+                    grant.name,
+                    shown(caller)
+                );
+                (deny(why), format!("{grant_path}.tools"))
+            }
             Some(ToolRule {
                 action: ToolAction::Deny,
                 reason,
                 ..
-            }) => deny(
-                reason
+            }) => {
+                let why = reason
                     .clone()
-                    .unwrap_or_else(|| format!("grant \"{}\" denies this tool", grant.name)),
+                    .unwrap_or_else(|| format!("grant \"{}\" denies this tool", grant.name));
+                (
+                    deny(why),
+                    key_path(&format!("{grant_path}.tools"), tool) + ".action",
+                )
+            }
+            Some(rule) => (
+                allow(union(&[server_limits, &grant.limits, &rule.limits])),
+                key_path(&format!("{grant_path}.tools"), tool),
             ),
-            Some(rule) => allow(union(&[server_limits, &grant.limits, &rule.limits])),
         },
-        None => server_wide(policy, server_rule, &grant.limits),
+        None => server_wide(policy, server_rule, &grant.limits, tool_path),
     }
 }
 
@@ -186,11 +238,12 @@ fn server_wide(
     policy: &Policy,
     rule: Option<&ToolRule>,
     grant_limits: &[CounterId],
-) -> ToolDecision {
+    tool_path: String,
+) -> (ToolDecision, String) {
     match (rule, policy.default_action) {
-        (Some(rule), _) => allow(union(&[&rule.limits, grant_limits])),
-        (None, DefaultAction::Allow) => allow(grant_limits.to_vec()),
-        (None, DefaultAction::Deny) => deny(UNLISTED_UNDER_DEFAULT_DENY),
+        (Some(rule), _) => (allow(union(&[&rule.limits, grant_limits])), tool_path),
+        (None, DefaultAction::Allow) => (allow(grant_limits.to_vec()), "default".to_owned()),
+        (None, DefaultAction::Deny) => (deny(UNLISTED_UNDER_DEFAULT_DENY), "default".to_owned()),
     }
 }
 

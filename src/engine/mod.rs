@@ -3,6 +3,7 @@
 pub mod counters;
 pub mod decide;
 pub mod evaluate;
+pub mod explain;
 pub mod grants;
 pub mod identity;
 pub mod jsonrpc;

@@ -71,7 +71,11 @@ pub struct Charge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RulesOutcome {
     Pass(Vec<Charge>),
-    Deny(String),
+    /// `rule`: index of the deciding rule in the list evaluated.
+    Deny {
+        reason: String,
+        rule: usize,
+    },
 }
 
 fn lookup<'v>(arguments: Option<&'v Value>, path: &[String]) -> Option<&'v Value> {
@@ -127,7 +131,7 @@ pub fn evaluate(
     arguments: Option<&Value>,
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
 ) -> RulesOutcome {
-    for rule in rules {
+    for (index, rule) in rules.iter().enumerate() {
         let denied = rule.deny
             || !rule
                 .conditions
@@ -139,15 +143,18 @@ pub fn evaluate(
                         .is_ok_and(|n| holds(&condition.op, Some(&Value::from(n)))),
                 });
         if denied {
-            return RulesOutcome::Deny(
-                rule.on_deny
-                    .clone()
-                    .unwrap_or_else(|| format!("Denied by rule \"{}\"", rule.name)),
-            );
+            let reason = rule
+                .on_deny
+                .clone()
+                .unwrap_or_else(|| format!("Denied by rule \"{}\"", rule.name));
+            return RulesOutcome::Deny {
+                reason,
+                rule: index,
+            };
         }
     }
     let mut charges = Vec::new();
-    for rule in rules {
+    for (index, rule) in rules.iter().enumerate() {
         let Some(charge) = &rule.charge else { continue };
         let amount = match &charge.amount {
             Amount::Fixed(n) => *n,
@@ -161,11 +168,15 @@ pub fn evaluate(
                 // Intercept lets a negative amount lower the counter; that would be a way to
                 // buy back budget, so it is refused here, as is a missing or non-numeric one.
                 _ => {
-                    return RulesOutcome::Deny(format!(
+                    let reason = format!(
                         "rule \"{}\" charges its counter by args.{}, which must be a number of at least 0",
                         rule.name,
                         path.join(".")
-                    ))
+                    );
+                    return RulesOutcome::Deny {
+                        reason,
+                        rule: index,
+                    };
                 }
             },
         };

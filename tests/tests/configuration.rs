@@ -137,3 +137,51 @@ fn import_cli_converts_intercept_policies_the_filter_accepts() {
     assert!(String::from_utf8_lossy(&refused.stderr)
         .contains("tools.t.rules[0].action: expected one of \"evaluate\", \"deny\""));
 }
+
+#[test]
+fn explain_cli_names_the_deciding_rule() {
+    let policy = e2e::repo_root().join("envoy/examples/two-agents/wechat.json");
+    let run = |args: &[&str]| {
+        let out = Command::new(policy_cli_bin())
+            .arg("explain")
+            .arg(&policy)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let denied = run(&["--tool", "wechat_mass_send", "--identity", "support-agent"]);
+    assert_eq!(
+        (denied["decision"].as_str(), denied["rule"].as_str()),
+        (Some("denied"), Some("grants.support.tools"))
+    );
+    let allowed = run(&[
+        "--tool",
+        "wechat_mass_send",
+        "--identity",
+        "campaign-agent",
+        "--args",
+        r#"{"openids":["o1"]}"#,
+    ]);
+    assert_eq!(allowed["decision"], "allowed");
+    assert_eq!(allowed["charges"][0]["counter"], "wechat_mass_send_rate");
+    assert_eq!(
+        run(&[
+            "--tool",
+            "wechat_mass_delete",
+            "--identity",
+            "campaign-agent"
+        ])["rule"],
+        "tools.wechat_mass_delete.action"
+    );
+    assert_eq!(
+        run(&["--tool", "wechat_get_followers"])["rule"],
+        "identity.missing"
+    );
+}

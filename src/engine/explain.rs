@@ -1,0 +1,134 @@
+//! `mcp-policy explain`: what the filter would decide for one call, and which element of the
+//! policy decided it, computed by the same decision code the filter runs. Counters are taken as
+//! empty (a fresh window), since the CLI has no view of a running Envoy's shared data.
+
+use serde_json::{json, Value};
+
+use super::decide::{decide_with_rule, Caller, ToolDecision};
+use super::identity::{self, RequestAttributes};
+use super::policy::Policy;
+
+struct GivenIdentity<'a>(&'a str);
+
+impl RequestAttributes for GivenIdentity<'_> {
+    fn header(&self, _name: &str) -> Option<String> {
+        Some(self.0.to_owned())
+    }
+    fn jwt_claim(&self, _metadata_key: &str, _path: &[String]) -> Option<String> {
+        Some(self.0.to_owned())
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        Some(self.0.to_owned())
+    }
+}
+
+/// The decision for `tool` called with `arguments` by `identity` (as the policy's first
+/// identity source would report it; `None`: no identity), as a JSON document.
+pub fn explain(
+    policy: &Policy,
+    tool: &str,
+    identity_value: Option<&str>,
+    arguments: Option<&Value>,
+) -> Value {
+    let first_source = policy.identity_sources.get(..1).unwrap_or(&[]);
+    let identity = identity_value.and_then(|v| identity::resolve(first_source, &GivenIdentity(v)));
+    let caller = Caller::new(policy, identity.as_ref());
+    let (decision, rule) = decide_with_rule(policy, &caller, tool, arguments, &mut |_| Ok(0));
+    let mut out = json!({
+        "tool": tool,
+        "identity": identity.as_ref().map(|i| i.display()),
+        "grant": caller.grant.map(|g| g.name.clone()),
+        "rule": rule,
+    });
+    match decision {
+        ToolDecision::Deny { reason } => {
+            out["decision"] = json!("denied");
+            out["message"] = json!(format!(
+                "Tool \"{tool}\" is not allowed by policy: {reason}"
+            ));
+        }
+        ToolDecision::Allow { charges } => {
+            out["decision"] = json!("allowed");
+            out["charges"] = charges
+                .iter()
+                .filter_map(|c| {
+                    let spec = policy.counter(c.counter)?;
+                    Some(json!({
+                        "counter": spec.name, "amount": c.amount, "max": spec.max,
+                        "window_seconds": spec.window.seconds(), "scope": spec.scope.as_str(),
+                        "fits_in_an_empty_window": c.amount <= spec.max,
+                    }))
+                })
+                .collect();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::load::load_policy;
+    use crate::engine::test_support::test;
+
+    const POLICY: &str = r#"{"version":"1","default":"deny",
+        "tools":{"wechat_mass_delete":{"action":"deny","reason":"needs a human"},
+                 "wechat_mass_send":{"rules":[{"name":"types","conditions":[{"path":"args.msg_type","op":"in","value":["text"]}]}]}},
+        "grants":{"campaigns":{"identities":["campaign-agent"],"tools":{"wechat_mass_send":{"limits":[
+            {"counter":"sends","window":"minute","max":30,"scope":"grant"}]}}}}}"#;
+
+    #[test]
+    fn explains_the_deciding_rule() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let allowed = explain(
+            &policy,
+            "wechat_mass_send",
+            Some("campaign-agent"),
+            Some(&json!({"msg_type": "text"})),
+        );
+        assert_eq!(allowed["decision"], "allowed");
+        assert_eq!(allowed["rule"], "grants.campaigns.tools.wechat_mass_send");
+        assert_eq!(allowed["grant"], "campaigns");
+        assert_eq!(allowed["charges"][0]["counter"], "sends");
+
+        let by_rule = explain(
+            &policy,
+            "wechat_mass_send",
+            Some("campaign-agent"),
+            Some(&json!({"msg_type": "image"})),
+        );
+        assert_eq!(
+            (by_rule["decision"].clone(), by_rule["rule"].clone()),
+            (json!("denied"), json!("tools.wechat_mass_send.rules[0]"))
+        );
+
+        let explicit = explain(&policy, "wechat_mass_delete", Some("campaign-agent"), None);
+        assert_eq!(explicit["rule"], "tools.wechat_mass_delete.action");
+        assert_eq!(
+            explicit["message"],
+            "Tool \"wechat_mass_delete\" is not allowed by policy: needs a human"
+        );
+
+        assert_eq!(
+            explain(&policy, "wechat_mass_send", Some("stranger"), None)["rule"],
+            "grants"
+        );
+        assert_eq!(
+            explain(
+                &policy,
+                "wechat_get_followers",
+                Some("campaign-agent"),
+                None
+            )["rule"],
+            "grants.campaigns.tools"
+        );
+    }
+
+    #[test]
+    fn secret_identities_are_hashed_like_the_filter_does() {
+        let policy = load_policy(br#"{"version":"1","default":"allow","identity":{"sources":[{"header":"x-api-key","secret":true}]}}"#).unwrap();
+        let out = explain(&policy, "t", Some("sk-live-1"), None);
+        assert!(out["identity"].as_str().unwrap().starts_with("sha256:"));
+        assert_eq!(out["rule"], "default");
+    }
+}
