@@ -2,7 +2,7 @@
 //! policy decided it, computed by the same decision code the filter runs. Counters are taken as
 //! empty (a fresh window), since the CLI has no view of a running Envoy's shared data.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::{self, RequestAttributes};
@@ -34,22 +34,26 @@ pub fn explain(
     let identity = identity_value.and_then(|v| identity::resolve(first_source, &GivenIdentity(v)));
     let caller = Caller::new(policy, identity.as_ref());
     let (decision, rule) = decide_with_rule(policy, &caller, tool, arguments, &mut |_| Ok(0));
-    let mut out = json!({
-        "tool": tool,
-        "identity": identity.as_ref().map(|i| i.display()),
-        "grant": caller.grant.map(|g| g.name.clone()),
-        "rule": rule,
-    });
+    let mut out = Map::new();
+    out.insert("tool".into(), json!(tool));
+    out.insert(
+        "identity".into(),
+        json!(identity.as_ref().map(|i| i.display())),
+    );
+    out.insert("grant".into(), json!(caller.grant.map(|g| g.name.clone())));
+    out.insert("rule".into(), json!(rule));
     match decision {
         ToolDecision::Deny { reason } => {
-            out["decision"] = json!("denied");
-            out["message"] = json!(format!(
-                "Tool \"{tool}\" is not allowed by policy: {reason}"
-            ));
+            out.insert("decision".into(), json!("denied"));
+            out.insert(
+                "message".into(),
+                json!(format!(
+                    "Tool \"{tool}\" is not allowed by policy: {reason}"
+                )),
+            );
         }
         ToolDecision::Allow { charges } => {
-            out["decision"] = json!("allowed");
-            out["charges"] = charges
+            let charges: Vec<Value> = charges
                 .iter()
                 .filter_map(|c| {
                     let spec = policy.counter(c.counter)?;
@@ -60,9 +64,11 @@ pub fn explain(
                     }))
                 })
                 .collect();
+            out.insert("decision".into(), json!("allowed"));
+            out.insert("charges".into(), Value::Array(charges));
         }
     }
-    out
+    Value::Object(out)
 }
 
 #[cfg(test)]
