@@ -22,9 +22,11 @@ use super::rules::{self, Charge, RulesOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolDecision {
-    /// Allowed if every charge fits its counter.
+    /// Allowed if every charge fits its counter. `shadow_denials`: (reason, rule path) of the
+    /// shadowed refusals it passed, reported as "would deny".
     Allow {
         charges: Vec<Charge>,
+        shadow_denials: Vec<(String, String)>,
     },
     Deny {
         reason: String,
@@ -100,8 +102,19 @@ pub fn decide_with_rule(
     if policy.is_hidden(tool) {
         return (deny(HIDDEN), "hide".to_owned());
     }
+    let shadow = policy.shadow || policy.tools.get(tool).is_some_and(|t| t.shadow);
     let (limits, access_rule) = match access(policy, caller, tool) {
-        (ToolDecision::Allow { charges }, rule) => (charges, rule),
+        (ToolDecision::Allow { charges, .. }, rule) => (charges, rule),
+        (ToolDecision::Deny { reason }, rule) if shadow => {
+            let shadow_denials = vec![(reason, rule.clone())];
+            return (
+                ToolDecision::Allow {
+                    charges: Vec::new(),
+                    shadow_denials,
+                },
+                rule,
+            );
+        }
         denied => return denied,
     };
     let tool_path = key_path("tools", tool);
@@ -122,12 +135,36 @@ pub fn decide_with_rule(
     let (rule_list, paths): (Vec<&rules::Rule>, Vec<String>) = tool_rules.chain(wildcard).unzip();
     match rules::evaluate(&rule_list, arguments, counter_value) {
         RulesOutcome::Deny { reason, rule } => {
-            (deny(reason), paths.get(rule).cloned().unwrap_or_default())
+            let path = paths.get(rule).cloned().unwrap_or_default();
+            if shadow {
+                let shadow_denials = vec![(reason, path.clone())];
+                return (
+                    ToolDecision::Allow {
+                        charges: limits,
+                        shadow_denials,
+                    },
+                    path,
+                );
+            }
+            (deny(reason), path)
         }
-        RulesOutcome::Pass(mut charges) => {
+        RulesOutcome::Pass {
+            mut charges,
+            shadow_denials,
+        } => {
             let mut all = limits;
             all.append(&mut charges);
-            (ToolDecision::Allow { charges: all }, access_rule)
+            let shadow_denials: Vec<(String, String)> = shadow_denials
+                .into_iter()
+                .map(|(reason, index)| (reason, paths.get(index).cloned().unwrap_or_default()))
+                .collect();
+            (
+                ToolDecision::Allow {
+                    charges: all,
+                    shadow_denials,
+                },
+                access_rule,
+            )
         }
     }
 }
@@ -153,7 +190,10 @@ fn allow(limits: Vec<CounterId>) -> ToolDecision {
             reason: None,
         })
         .collect();
-    ToolDecision::Allow { charges }
+    ToolDecision::Allow {
+        charges,
+        shadow_denials: Vec::new(),
+    }
 }
 
 /// Who may call what, before any rule: see the module documentation for the precedence.

@@ -135,7 +135,10 @@ pub fn evaluate(
                             reason,
                         })
                     }
-                    ToolDecision::Allow { charges: wanted } => {
+                    ToolDecision::Allow {
+                        charges: wanted,
+                        shadow_denials,
+                    } => {
                         for charge in &wanted {
                             match charges.iter_mut().find(|(c, _, _)| *c == charge.counter) {
                                 Some((_, amount, reason)) => {
@@ -152,10 +155,20 @@ pub fn evaluate(
                             }
                         }
                         limits_of_this = Some(wanted);
+                        // Shadowed refusals are reported, and the call goes on.
+                        let (decision, detail) = if shadow_denials.is_empty() {
+                            ("allowed", String::new())
+                        } else {
+                            let what: Vec<String> = shadow_denials
+                                .iter()
+                                .map(|(r, p)| format!("{r} ({p})"))
+                                .collect();
+                            ("would_deny", what.join("; "))
+                        };
                         calls.push(CallRecord {
                             tool: name.clone(),
-                            decision: "allowed",
-                            detail: String::new(),
+                            decision,
+                            detail,
                         });
                         None
                     }
@@ -214,6 +227,11 @@ pub fn evaluate(
             }),
             Err(e) => Ok(e),
         };
+        if failure.is_err() && shadowed_counter(policy, &body, &call_limits, *id) {
+            // In shadow mode a used-up counter is reported, not enforced: skip it.
+            mark_would_deny(&body, &call_limits, *id, spec, &mut calls);
+            continue;
+        }
         let release_problem = give_back(store, &taken);
         let mut outcome =
             refuse_for_counter(&body, policy, &call_limits, *id, spec, failure, &mut calls);
@@ -256,6 +274,56 @@ pub fn evaluate(
             .filter(|m| m.method() == Some("tools/list"))
             .filter_map(|m| m.id.clone())
             .collect(),
+    }
+}
+
+/// Whether running out of `counter` is only to be reported: the policy is in shadow mode, or
+/// every call using the counter is of a tool in shadow mode.
+fn shadowed_counter(
+    policy: &Policy,
+    body: &Body,
+    call_limits: &[Option<Vec<Charge>>],
+    counter: CounterId,
+) -> bool {
+    policy.shadow
+        || body
+            .messages()
+            .iter()
+            .zip(call_limits)
+            .all(|(message, charges)| {
+                let uses = charges
+                    .as_ref()
+                    .is_some_and(|c| c.iter().any(|c| c.counter == counter));
+                let shadow_tool = match &message.kind {
+                    MessageKind::ToolCall { name } => {
+                        policy.tools.get(name).is_some_and(|t| t.shadow)
+                    }
+                    _ => false,
+                };
+                !uses || shadow_tool
+            })
+}
+
+fn mark_would_deny(
+    body: &Body,
+    call_limits: &[Option<Vec<Charge>>],
+    counter: CounterId,
+    spec: &CounterSpec,
+    calls: &mut [CallRecord],
+) {
+    let per_call = body
+        .messages()
+        .iter()
+        .zip(call_limits)
+        .filter(|(m, _)| matches!(m.kind, MessageKind::ToolCall { .. }));
+    for (record, (_, charges)) in calls.iter_mut().zip(per_call) {
+        if charges
+            .as_ref()
+            .is_some_and(|c| c.iter().any(|c| c.counter == counter))
+        {
+            record.decision = "would_deny";
+            record.detail = format!("rate limited: counter {} is used up", spec.name);
+        }
     }
 }
 
@@ -1132,5 +1200,104 @@ mod tests {
             "identity \"stranger\" holds no grant on this server (grants: marketing, support)"
         );
         assert_eq!(h.store.sets, 0);
+    }
+}
+
+#[cfg(test)]
+mod shadow_tests {
+    use super::*;
+    use crate::engine::load::load_policy;
+    use crate::engine::test_support::{test, MemoryStore};
+
+    fn run(policy: &Policy, store: &mut MemoryStore, tool: &str, args: &str) -> Outcome {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
+        );
+        evaluate(
+            policy,
+            body.as_bytes(),
+            &RequestMeta {
+                namespace: "s",
+                now: 1_000_000_000,
+                ..Default::default()
+            },
+            store,
+        )
+    }
+
+    #[test]
+    fn a_shadow_policy_reports_what_it_would_deny_and_forwards_everything() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"deny","shadow":true,"tools":{
+            "limited":{"limits":[{"counter":"c","window":"hour","max":1,"scope":"global"}]}}}"#,
+        )
+        .unwrap();
+        let mut store = MemoryStore::default();
+        let out = run(&policy, &mut store, "unlisted", "{}");
+        assert_eq!(out.verdict, Verdict::Forward);
+        assert_eq!(out.calls[0].decision, "would_deny");
+        assert!(
+            out.calls[0].detail.contains("(default)"),
+            "{}",
+            out.calls[0].detail
+        );
+        assert_eq!(
+            run(&policy, &mut store, "limited", "{}").calls[0].decision,
+            "allowed"
+        );
+        let over = run(&policy, &mut store, "limited", "{}");
+        assert_eq!(over.verdict, Verdict::Forward);
+        assert_eq!(
+            (over.calls[0].decision, over.calls[0].detail.as_str()),
+            ("would_deny", "rate limited: counter c is used up")
+        );
+    }
+
+    #[test]
+    fn shadow_tools_and_rules_only_report_while_the_rest_is_enforced() {
+        let policy = load_policy(br#"{"version":"1","default":"allow","tools":{
+            "new_rule":{"rules":[
+                {"name":"trial","shadow":true,"conditions":[{"path":"args.n","op":"lte","value":5}],"on_deny":"n too big"},
+                {"name":"enforced","conditions":[{"path":"args.n","op":"gte","value":0}],"on_deny":"n negative"}]},
+            "trial_tool":{"shadow":true,"action":"deny","reason":"about to be removed"}}}"#)
+        .unwrap();
+        let mut store = MemoryStore::default();
+        let out = run(&policy, &mut store, "new_rule", r#"{"n":9}"#);
+        assert_eq!(out.verdict, Verdict::Forward);
+        assert_eq!(out.calls[0].decision, "would_deny");
+        assert!(out.calls[0]
+            .detail
+            .starts_with("n too big (tools.new_rule.rules[0])"));
+        // A later, enforced rule still denies.
+        assert!(matches!(
+            run(&policy, &mut store, "new_rule", r#"{"n":-1}"#).verdict,
+            Verdict::Reply(_)
+        ));
+        let trial = run(&policy, &mut store, "trial_tool", "{}");
+        assert_eq!(
+            (trial.verdict, trial.calls[0].decision),
+            (Verdict::Forward, "would_deny")
+        );
+    }
+
+    #[test]
+    fn shadow_flags_must_be_booleans() {
+        for (text, path) in [
+            (
+                r#"{"version":"1","shadow":"yes"}"#,
+                "shadow: expected true or false",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"shadow":1}}}"#,
+                "tools.t.shadow: expected true or false",
+            ),
+            (
+                r#"{"version":"1","tools":{"t":{"rules":[{"name":"r","shadow":0,"conditions":[{"path":"args.x","op":"exists","value":true}]}]}}}"#,
+                "tools.t.rules[0].shadow: expected true or false",
+            ),
+        ] {
+            let got = load_policy(text.as_bytes()).unwrap_err().to_string();
+            assert!(got.starts_with(path), "{got}");
+        }
     }
 }

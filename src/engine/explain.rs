@@ -52,7 +52,15 @@ pub fn explain(
                 )),
             );
         }
-        ToolDecision::Allow { charges } => {
+        ToolDecision::Allow {
+            charges,
+            shadow_denials,
+        } => {
+            let would_deny: Vec<Value> = shadow_denials
+                .iter()
+                .map(|(reason, rule)| json!({"reason": reason, "rule": rule}))
+                .collect();
+            out.insert("would_deny".into(), Value::Array(would_deny));
             let charges: Vec<Value> = charges
                 .iter()
                 .filter_map(|c| {

@@ -156,10 +156,11 @@ const POLICY_FIELDS: &[&str] = &[
     "refusal_mode",
     "hide",
     "description",
+    "shadow",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
-const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules"];
+const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules", "shadow"];
 const GRANT_TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope"];
 
@@ -251,7 +252,13 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         None => GrantTable::default(),
     };
 
+    let shadow = flag(root.get("shadow"), "shadow")?;
+    if wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
+        return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
+    }
+
     Ok(Policy {
+        shadow,
         default_action,
         tools,
         wildcard_rules: rules.wildcard,
@@ -281,6 +288,16 @@ fn tool_rules(
         tools.insert(name.clone(), tool_rule(rule, &tool_path, fields, counters)?);
     }
     Ok(tools)
+}
+
+fn flag(value: Option<&Value>, path: &str) -> Result<bool> {
+    match value {
+        None => Ok(false),
+        Some(v) => v.as_bool().map_or_else(
+            || err(path, format!("expected true or false, got {}", describe(v))),
+            Ok,
+        ),
+    }
 }
 
 /// `hide`: tool names (or `"*"` for all) that agents are not to see or call.
@@ -513,11 +530,13 @@ fn tool_rule(
         None => Vec::new(),
     };
     // `rules` are loaded for all tools at once (they may read each other's counters).
+    let shadow = flag(rule.get("shadow"), &key_path(path, "shadow"))?;
     Ok(ToolRule {
         action,
         reason,
         limits,
         rules: Vec::new(),
+        shadow,
     })
 }
 

@@ -74,6 +74,8 @@ pub struct ToolRule {
     pub limits: Vec<CounterId>,
     /// Conditions on arguments and counters (Intercept's rule language), in order.
     pub rules: Vec<Rule>,
+    /// Refusals of this tool are only reported ("would deny"), never enforced.
+    pub shadow: bool,
 }
 
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-agent-id";
@@ -96,6 +98,8 @@ pub struct Policy {
     pub grants: GrantTable,
     pub max_body_bytes: u64,
     pub refusal_mode: RefusalMode,
+    /// The whole policy only reports what it would refuse ("would deny") and blocks nothing.
+    pub shadow: bool,
 }
 
 impl Policy {

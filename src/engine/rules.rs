@@ -13,6 +13,8 @@ pub struct Rule {
     pub deny: bool,
     pub conditions: Vec<Condition>,
     pub on_deny: Option<String>,
+    /// A shadow rule that fails is reported as "would deny" and does not stop the call.
+    pub shadow: bool,
     /// The counter this rule charges when the call goes through (absent, or inert because the
     /// rule has no `lt`/`lte` limit on it, as in Intercept).
     pub charge: Option<RuleCharge>,
@@ -70,12 +72,13 @@ pub struct Charge {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RulesOutcome {
-    Pass(Vec<Charge>),
-    /// `rule`: index of the deciding rule in the list evaluated.
-    Deny {
-        reason: String,
-        rule: usize,
+    /// The call may go on; `shadow_denials` are (reason, rule index) of failing shadow rules.
+    Pass {
+        charges: Vec<Charge>,
+        shadow_denials: Vec<(String, usize)>,
     },
+    /// `rule`: index of the deciding rule in the list evaluated.
+    Deny { reason: String, rule: usize },
 }
 
 fn lookup<'v>(arguments: Option<&'v Value>, path: &[String]) -> Option<&'v Value> {
@@ -131,6 +134,7 @@ pub fn evaluate(
     arguments: Option<&Value>,
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
 ) -> RulesOutcome {
+    let mut shadow_denials = Vec::new();
     for (index, rule) in rules.iter().enumerate() {
         let denied = rule.deny
             || !rule
@@ -147,6 +151,10 @@ pub fn evaluate(
                 .on_deny
                 .clone()
                 .unwrap_or_else(|| format!("Denied by rule \"{}\"", rule.name));
+            if rule.shadow {
+                shadow_denials.push((reason, index));
+                continue;
+            }
             return RulesOutcome::Deny {
                 reason,
                 rule: index,
@@ -190,7 +198,10 @@ pub fn evaluate(
             ),
         });
     }
-    RulesOutcome::Pass(charges)
+    RulesOutcome::Pass {
+        charges,
+        shadow_denials,
+    }
 }
 
 #[cfg(test)]
@@ -336,7 +347,7 @@ mod tests {
             decide_tool(&policy, &caller, tool, Some(&args), &mut |_| Ok(current))
         };
         match decide("send", json!({"openids": ["a", "b", "c"]}), 0) {
-            ToolDecision::Allow { charges } => assert_eq!(
+            ToolDecision::Allow { charges, .. } => assert_eq!(
                 (charges[0].amount, charges[0].reason.as_deref()),
                 (3, Some("too many recipients"))
             ),

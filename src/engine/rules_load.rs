@@ -15,6 +15,7 @@ use super::rules::{Amount, Condition, Op, Rule, RuleCharge, Subject};
 use super::window::Window;
 
 const RULE_FIELDS: &[&str] = &[
+    "shadow",
     "name",
     "action",
     "on_deny",
@@ -396,7 +397,20 @@ pub(super) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
                     amount: state.amount.clone(),
                 })
             });
+            let shadow = match rule.object.get("shadow") {
+                None => false,
+                Some(v) => v.as_bool().map_or_else(
+                    || {
+                        err(
+                            &key_path(&path, "shadow"),
+                            format!("expected true or false, got {}", describe(v)),
+                        )
+                    },
+                    Ok,
+                )?,
+            };
             rules.push(Rule {
+                shadow,
                 name,
                 deny,
                 conditions,
