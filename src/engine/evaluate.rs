@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError};
-use super::decide::{decide_tool, Caller, ToolDecision};
+use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind};
 use super::policy::{CounterId, CounterSpec, Policy, Scope};
@@ -33,6 +33,20 @@ pub struct CallRecord {
     pub tool: String,
     pub decision: &'static str,
     pub detail: String,
+    /// The policy element that decided (JSON path), for audit records.
+    pub rule: String,
+    /// The JSON-RPC id of the call, if it has one.
+    pub id: Option<Value>,
+    /// The call's `arguments`, for the audit record (which hashes them unless told otherwise).
+    pub arguments: Option<Value>,
+}
+
+/// A counter this request touched: its value after the request (or when it refused it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterReading {
+    pub counter: String,
+    pub value: u64,
+    pub max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +65,8 @@ pub struct Outcome {
     pub tools_list_ids: Vec<Value>,
     /// What each forwarded tools/call with an id has taken: refunded if it fails upstream.
     pub reservations: Vec<Reservation>,
+    /// Counters charged (or found used up), for the audit record.
+    pub counters: Vec<CounterReading>,
 }
 
 impl Outcome {
@@ -61,6 +77,7 @@ impl Outcome {
             problem: None,
             tools_list_ids: Vec::new(),
             reservations: Vec::new(),
+            counters: Vec::new(),
         }
     }
 }
@@ -117,18 +134,22 @@ pub fn evaluate(
                     let key = counter_key(meta.namespace, spec, &caller, meta.session);
                     current(store, &key, spec.window, meta.now).map_err(|e| e.to_string())
                 };
-                match decide_tool(
+                let (decision, rule) = decide_with_rule(
                     policy,
                     &caller,
                     name,
                     message.arguments.as_ref(),
                     &mut read_counter,
-                ) {
+                );
+                match decision {
                     ToolDecision::Deny { reason } => {
                         calls.push(CallRecord {
                             tool: name.clone(),
                             decision: "denied",
                             detail: reason.clone(),
+                            rule,
+                            id: message.id.clone(),
+                            arguments: message.arguments.clone(),
                         });
                         Some(Refusal::Denied {
                             tool: name.clone(),
@@ -169,6 +190,9 @@ pub fn evaluate(
                             tool: name.clone(),
                             decision,
                             detail,
+                            rule,
+                            id: message.id.clone(),
+                            arguments: message.arguments.clone(),
                         });
                         None
                     }
@@ -190,6 +214,7 @@ pub fn evaluate(
     charges.sort_unstable_by_key(|(id, _, _)| *id);
     let mut taken: Vec<(String, u64, u64)> = Vec::with_capacity(charges.len());
     let mut taken_ids: Vec<CounterId> = Vec::with_capacity(charges.len());
+    let mut readings: Vec<CounterReading> = Vec::with_capacity(charges.len());
     for (id, cost, reason) in &charges {
         let Some(spec) = policy.counter(*id) else {
             // Unreachable for a loaded policy; if it ever happens, refuse rather than skip a limit.
@@ -207,9 +232,17 @@ pub fn evaluate(
         };
         let key = counter_key(meta.namespace, spec, &caller, meta.session);
         let failure = match try_acquire(store, &key, spec.window, spec.max, *cost, meta.now) {
-            Ok(Acquire::Granted { window_start, .. }) => {
+            Ok(Acquire::Granted {
+                window_start,
+                count,
+            }) => {
                 taken.push((key, window_start, *cost));
                 taken_ids.push(*id);
+                readings.push(CounterReading {
+                    counter: spec.name.clone(),
+                    value: count,
+                    max: spec.max,
+                });
                 continue;
             }
             Ok(Acquire::Exhausted {
@@ -232,9 +265,17 @@ pub fn evaluate(
             mark_would_deny(&body, &call_limits, *id, spec, &mut calls);
             continue;
         }
+        if let Err(hit) = &failure {
+            readings.push(CounterReading {
+                counter: spec.name.clone(),
+                value: hit.used,
+                max: spec.max,
+            });
+        }
         let release_problem = give_back(store, &taken);
         let mut outcome =
             refuse_for_counter(&body, policy, &call_limits, *id, spec, failure, &mut calls);
+        outcome.counters = readings;
         outcome.problem = match (outcome.problem, release_problem) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
             (a, b) => a.or(b),
@@ -268,6 +309,7 @@ pub fn evaluate(
         calls,
         problem: None,
         reservations,
+        counters: readings,
         tools_list_ids: body
             .messages()
             .iter()
@@ -582,7 +624,10 @@ mod tests {
             vec![CallRecord {
                 tool: "wechat_mass_send".into(),
                 decision: "allowed",
-                detail: String::new()
+                detail: String::new(),
+                rule: "tools.wechat_mass_send".into(),
+                id: Some(json!(1)),
+                arguments: Some(json!({})),
             }]
         );
     }

@@ -157,6 +157,7 @@ const POLICY_FIELDS: &[&str] = &[
     "hide",
     "description",
     "shadow",
+    "audit",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
@@ -253,12 +254,21 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     };
 
     let shadow = flag(root.get("shadow"), "shadow")?;
+    let audit_arguments = match root.get("audit") {
+        None => false,
+        Some(v) => {
+            let audit = as_object(v, "audit")?;
+            reject_unknown_fields(audit, "audit", &["include_arguments"])?;
+            flag(audit.get("include_arguments"), "audit.include_arguments")?
+        }
+    };
     if wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
         return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
     }
 
     Ok(Policy {
         shadow,
+        audit_arguments,
         default_action,
         tools,
         wildcard_rules: rules.wildcard,

@@ -100,6 +100,8 @@ pub struct Policy {
     pub refusal_mode: RefusalMode,
     /// The whole policy only reports what it would refuse ("would deny") and blocks nothing.
     pub shadow: bool,
+    /// Audit records carry the calls' raw arguments (not only their SHA-256).
+    pub audit_arguments: bool,
 }
 
 impl Policy {

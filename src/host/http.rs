@@ -6,9 +6,11 @@
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
+use crate::engine::audit::{self, AuditContext};
 use crate::engine::decide::Caller;
 use crate::engine::evaluate::{evaluate, Outcome, RequestMeta, Verdict};
 use crate::engine::identity::{self, Identity};
@@ -33,6 +35,7 @@ pub struct PolicyStream {
     session: Option<String>,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
+    request_id: Option<String>,
     /// Ids of forwarded tools/list requests: their answers lose the tools this caller may not call.
     tools_list_ids: Vec<serde_json::Value>,
     /// What each forwarded tools/call took: refunded if the upstream fails it.
@@ -61,6 +64,7 @@ impl PolicyStream {
             session: None,
             mcp_method: None,
             mcp_name: None,
+            request_id: None,
             tools_list_ids: Vec::new(),
             reservations: Vec::new(),
             inspection: Inspection::None,
@@ -96,13 +100,36 @@ impl PolicyStream {
             mcp_name: self.mcp_name.as_deref(),
             now,
         };
+        let outcome = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
+        let audit_context = AuditContext {
+            time: now,
+            request_id: self.request_id.as_deref(),
+            server: &self.namespace,
+            identity: self.identity.as_ref(),
+            session: self.session.as_deref(),
+        };
+        if let Some(record) = audit::record(&self.policy, &audit_context, &outcome) {
+            // Envoy keeps it as filter state `wasm.mcp_policy_audit`, for the access log.
+            if let Err(status) =
+                hostcalls::set_property(vec!["mcp_policy_audit"], Some(record.as_bytes()))
+            {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "mcp-policy-filter[{}]: audit record not stored: {status:?}",
+                        self.namespace
+                    ),
+                );
+            }
+        }
         let Outcome {
             verdict,
             calls,
             problem,
             tools_list_ids,
             reservations,
-        } = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
+            ..
+        } = outcome;
         if let Some(problem) = problem {
             log(
                 LogLevel::Error,
@@ -157,6 +184,9 @@ impl HttpContext for PolicyStream {
         self.session = headers.get("mcp-session-id").map(str::to_owned);
         self.mcp_method = headers.get("mcp-method").map(str::to_owned);
         self.mcp_name = headers.get("mcp-name").map(str::to_owned);
+        self.request_id = self
+            .get_http_request_header_bytes("x-request-id")
+            .and_then(|v| String::from_utf8(v).ok());
         if end_of_stream {
             return self.decide(&[]);
         }

@@ -133,6 +133,7 @@ impl Deployment {
             .set("WECHAT_PORT", wechat.port)
             .set("NOTIFY_PORT", notify.port)
             .set("WASM_PATH", wasm_path().display())
+            .set("ACCESS_LOG", dir.path().join("access.log").display())
             .set_policy("WECHAT_POLICY", &options.wechat_policy)
             .set_policy("NOTIFY_POLICY", &options.notify_policy)
             .render(&template)?;
@@ -186,6 +187,31 @@ impl Deployment {
     /// Envoy's own counters from its admin endpoint, by exact name.
     pub fn envoy_stat(&self, name: &str) -> u64 {
         envoy_stat(self.envoy.admin_port, name)
+    }
+
+    /// The access log's JSON lines, parsed, with each `mcp_policy` audit record parsed too.
+    /// Waits up to 5 s for at least `at_least` lines (Envoy flushes every 200 ms here).
+    pub fn audit_records(&self, at_least: usize) -> Vec<Value> {
+        let path = self._dir.path().join("access.log");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<Value> = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|mut line| {
+                    let record = line["mcp_policy"]
+                        .as_str()
+                        .and_then(|r| serde_json::from_str::<Value>(r).ok());
+                    line["mcp_policy"] = record.unwrap_or(Value::Null);
+                    line
+                })
+                .collect();
+            if lines.len() >= at_least || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn envoy_log(&self) -> String {

@@ -110,6 +110,12 @@ fn run() -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", args.wasm.display()))?
                 .display(),
         )
+        .set(
+            "ACCESS_LOG",
+            std::path::absolute(args.work_dir.join("audit.log"))
+                .map_err(|e| e.to_string())?
+                .display(),
+        )
         .set_policy("WECHAT_POLICY", &wechat_policy)
         .set_policy("NOTIFY_POLICY", &notify_policy)
         .render(&template)?;
@@ -131,6 +137,7 @@ mcp-policy-filter sample deployment is up (policies from {dir}/, rendered config
   notify MCP server  {base}/notify/mcp   (policy {dir}/notify.json, upstream 127.0.0.1:{np})
   upstream call counts (what really arrived): http://127.0.0.1:{wp}/stats  http://127.0.0.1:{np}/stats
   Envoy admin        http://127.0.0.1:{admin}/
+  audit log          {work}/audit.log (Envoy access log; one JSON line per request)
 
 Point any MCP client (Streamable HTTP) at one of the endpoints, with header x-agent-id: <your agent>.
 Or try a denied call by hand; the filter answers and the server never sees it:
