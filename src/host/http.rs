@@ -21,6 +21,7 @@ use crate::engine::reservations::{refund, settle, Reservation};
 use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
 
 use super::attributes::EnvoyRequest;
+use super::metrics::{count_call, tool_label};
 use super::root::log;
 use super::shared_data::EnvoySharedData;
 
@@ -121,6 +122,16 @@ impl PolicyStream {
                     ),
                 );
             }
+        }
+        for call in &outcome.calls {
+            count_call(
+                &self.namespace,
+                tool_label(&self.policy, &call.tool),
+                call.decision,
+            );
+        }
+        if outcome.calls.is_empty() && matches!(outcome.verdict, Verdict::Reply(_)) {
+            count_call(&self.namespace, "none", "invalid");
         }
         let Outcome {
             verdict,

@@ -3,6 +3,7 @@
 
 mod attributes;
 mod http;
+mod metrics;
 mod root;
 mod shared_data;
 

@@ -42,6 +42,7 @@ impl RootContext for PolicyRoot {
                     LogLevel::Critical,
                     &format!("mcp-policy-filter[{name}]: invalid policy: {e}"),
                 );
+                super::metrics::count_config_failure(&name);
                 false
             }
         }

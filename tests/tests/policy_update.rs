@@ -106,6 +106,16 @@ async fn an_invalid_update_is_rejected_and_the_previous_policy_keeps_serving() {
     // The bad update: Envoy refuses it as a whole.
     publish(dir.path(), &listener(port, BAD));
     wait_for_stat(admin, "listener_manager.lds.update_rejected", 1);
+    // The filter counts it too (`mcp_policy_config_failures_total` in Prometheus).
+    let (_, stats) = mcp_policy_sample::deployment::http_get(
+        admin,
+        "/stats?filter=mcp_policy_config_failures_total",
+    )
+    .expect("stats");
+    assert!(
+        stats.contains("server=.=wechat;.;mcp_policy_config_failures_total: 1"),
+        "{stats}"
+    );
     let log = {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

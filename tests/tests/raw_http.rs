@@ -322,3 +322,46 @@ async fn http2_bodies_ending_in_trailers_are_still_decided() {
         "{stats}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decisions_are_counted_on_envoys_prometheus_endpoint_with_bounded_labels() {
+    let d = stateless(POLICY);
+    let url = d.url("wechat");
+    post(&url, tools_call(1, "wechat_get_followers"), &[]).await;
+    post(&url, tools_call(2, "wechat_get_followers"), &[]).await;
+    post(&url, tools_call(3, "wechat_mass_delete"), &[]).await;
+    // Made-up names are all counted as "other": clients cannot create series at will.
+    for (i, name) in ["made_up_1", "made_up_2", "made up 3"].iter().enumerate() {
+        post(&url, tools_call(10 + i as u64, name), &[]).await;
+    }
+    post(&url, "{oops", &[]).await;
+    let (_, text) =
+        mcp_policy_sample::deployment::http_get(d.envoy.admin_port, "/stats/prometheus").unwrap();
+    let sample = |labels: &str| -> Option<u64> {
+        let prefix = format!("mcp_policy_tool_calls_total{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    assert_eq!(
+        sample(r#"mcp_server="wechat",mcp_tool="wechat_get_followers",mcp_decision="allowed""#),
+        Some(2),
+        "{text}"
+    );
+    assert_eq!(
+        sample(r#"mcp_server="wechat",mcp_tool="wechat_mass_delete",mcp_decision="denied""#),
+        Some(1)
+    );
+    assert_eq!(
+        sample(r#"mcp_server="wechat",mcp_tool="other",mcp_decision="denied""#),
+        Some(3)
+    );
+    assert_eq!(
+        sample(r#"mcp_server="wechat",mcp_tool="none",mcp_decision="invalid""#),
+        Some(1)
+    );
+    assert!(
+        !text.contains("made_up"),
+        "unknown tool names never become labels"
+    );
+}
