@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcp_policy_sample::deployment::{
-    free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
-    EnvoyTemplate, ServerProcess,
+    free_port, http_get, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
+    EnvoyProcess, EnvoyTemplate, ServerProcess,
 };
 use serde_json::Value;
 
@@ -42,6 +42,11 @@ pub fn sample_server_bin() -> PathBuf {
 }
 pub fn policy_cli_bin() -> PathBuf {
     artifact("MCP_POLICY_BIN", "target/debug/mcp-policy")
+}
+
+fn filter_template() -> String {
+    std::fs::read_to_string(repo_root().join("envoy/policy-filter.yaml"))
+        .expect("envoy/policy-filter.yaml")
 }
 
 pub fn sample_policy(name: &str) -> String {
@@ -127,15 +132,28 @@ impl Deployment {
         let admin_port = free_port().map_err(|e| e.to_string())?;
         let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml"))
             .map_err(|e| e.to_string())?;
+        let filter_dir = dir.path().join("filters");
+        write_filter_config(
+            &filter_template(),
+            &filter_dir,
+            "wechat",
+            &wasm_path(),
+            &options.wechat_policy,
+        )?;
+        write_filter_config(
+            &filter_template(),
+            &filter_dir,
+            "notify",
+            &wasm_path(),
+            &options.notify_policy,
+        )?;
         let config = EnvoyTemplate::default()
             .set("LISTENER_PORT", port)
             .set("ADMIN_PORT", admin_port)
             .set("WECHAT_PORT", wechat.port)
             .set("NOTIFY_PORT", notify.port)
-            .set("WASM_PATH", wasm_path().display())
+            .set("FILTER_CONFIG_DIR", filter_dir.display())
             .set("ACCESS_LOG", dir.path().join("access.log").display())
-            .set_policy("WECHAT_POLICY", &options.wechat_policy)
-            .set_policy("NOTIFY_POLICY", &options.notify_policy)
             .render(&template)?;
         let envoy = start_envoy(&EnvoyOptions {
             envoy_bin: envoy_bin(),
@@ -152,6 +170,19 @@ impl Deployment {
             port,
             _dir: dir,
         })
+    }
+
+    /// Deliver a new policy to the running Envoy for `server`, as `make run` does when a policy
+    /// file changes (but without checking it first: Envoy and the filter decide).
+    pub fn replace_policy(&self, server: &str, policy: &str) {
+        write_filter_config(
+            &filter_template(),
+            &self._dir.path().join("filters"),
+            server,
+            &wasm_path(),
+            policy,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The MCP endpoint Envoy serves for `server` ("wechat" or "notify").

@@ -4,16 +4,47 @@
 use std::process::Command;
 
 use e2e::{policy_cli_bin, Deployment, DeploymentOptions};
+use mcp_policy_sample::deployment::{free_port, start_envoy, EnvoyOptions};
 
 const BAD_WINDOW: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[{"counter":"wechat_mass_send_rate","window":"fortnight","max":30,"scope":"grant"}]}}}"#;
 const EXPECTED: &str = r#"tools.wechat_mass_send.limits[0].window: expected "second", "minute", "hour", "day" or a positive integer number of seconds, got string "fortnight""#;
 
+/// The filter configured inline in a static listener (the README's `http_filters` snippet).
+fn start_static(policy: &str) -> Result<mcp_policy_sample::deployment::EnvoyProcess, String> {
+    let (port, admin) = (free_port().unwrap(), free_port().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mcp
+          route_config: {{ virtual_hosts: [{{ name: mcp, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200 }} }}] }}] }}
+          http_filters:
+          {filter}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#,
+        filter = e2e::wasm_filter_entry("wechat", policy)
+    );
+    start_envoy(&EnvoyOptions {
+        envoy_bin: e2e::envoy_bin(),
+        config,
+        work_dir: dir.path().to_path_buf(),
+        concurrency: 1,
+        admin_port: admin,
+        log_to_stderr: false,
+    })
+}
+
 #[test]
-fn envoy_refuses_to_start_with_an_invalid_policy_and_logs_the_path() {
-    let error = match Deployment::try_start(DeploymentOptions {
-        wechat_policy: BAD_WINDOW.to_owned(),
-        ..Default::default()
-    }) {
+fn with_static_configuration_envoy_refuses_to_start_and_logs_the_path() {
+    let error = match start_static(BAD_WINDOW) {
         Ok(_) => panic!("Envoy started with an invalid policy"),
         Err(e) => e,
     };
@@ -35,13 +66,50 @@ fn inconsistent_counters_are_refused_too() {
     let policy = r#"{"version":"1","tools":{
         "a":{"limits":[{"counter":"shared","window":"minute","max":30,"scope":"grant"}]},
         "b":{"limits":[{"counter":"shared","window":"minute","max":10,"scope":"grant"}]}}}"#;
-    let error = Deployment::try_start(DeploymentOptions {
-        notify_policy: policy.to_owned(),
+    let error = start_static(policy).err().expect("must not start");
+    assert!(error.contains("mcp-policy-filter[wechat]: invalid policy: tools.b.limits[0]: counter \"shared\" is already defined at tools.a.limits[0]"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_ecds_an_invalid_policy_fails_closed_for_its_server_only() {
+    // The sample deployment delivers each policy by ECDS: Envoy starts, the server whose policy
+    // the filter refused has no filter configuration, and Envoy answers its requests with 500.
+    let d = Deployment::start(DeploymentOptions {
+        wechat_policy: BAD_WINDOW.to_owned(),
+        stateless: true,
         ..Default::default()
-    })
-    .err()
-    .expect("must not start");
-    assert!(error.contains("mcp-policy-filter[notify]: invalid policy: tools.b.limits[0]: counter \"shared\" is already defined at tools.a.limits[0]"), "{error}");
+    });
+    let refused = e2e::http::post(
+        &d.url("wechat"),
+        e2e::http::tools_call(1, "wechat_mass_send"),
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status, 500);
+    assert_eq!(
+        d.upstream_posts("wechat"),
+        0,
+        "nothing reaches the server without a policy"
+    );
+    assert_eq!(
+        d.envoy_stat("extension_config_discovery.http_filter.mcp-policy.wechat.config_fail"),
+        1
+    );
+    let log = d.wait_for_log("invalid policy");
+    assert!(
+        log.contains(&format!(
+            "mcp-policy-filter[wechat]: invalid policy: {EXPECTED}"
+        )),
+        "{log}"
+    );
+    // The other server, with a valid policy, serves.
+    let fine = e2e::http::post(
+        &d.url("notify"),
+        e2e::http::tools_call(2, "ding_send_text"),
+        &[],
+    )
+    .await;
+    assert!(fine.body.contains("\"result\""), "{fine:?}");
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
         let line = line.expect("launcher output");
         banner.push_str(&line);
         banner.push('\n');
-        if line.starts_with("Ctrl-C stops everything") {
+        if line.contains("Ctrl-C stops everything") {
             break;
         }
     }
@@ -146,4 +146,41 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
     let (_, stats) = http_get(notify_upstream, "/stats").expect("stats");
     let stats: Value = serde_json::from_str(&stats).expect("stats JSON");
     assert_eq!(stats["tool_calls"], json!({"ding_send_text": 3}), "{stats}");
+
+    // Hot reload: editing a policy file in POLICY_DIR takes effect without a restart...
+    let wework = |id: u64| {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"wework_send_text","arguments":{{"text":"x"}}}}}}"#
+        );
+        let request = format!(
+            "POST /notify/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nX-Agent-Id: py-agent\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        e2e::http::raw_exchange(port, request.as_bytes())
+    };
+    assert!(wework(1).body.contains("not allowed by policy"));
+    std::fs::write(
+        policies.path().join("notify.json"),
+        r#"{"version":"1","default":"deny","tools":{"ding_send_text":{},"wework_send_text":{}}}"#,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wework(2).body.contains("not allowed by policy") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edited policy never took effect"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ...and a broken edit is refused by the launcher: the previous policy keeps serving.
+    std::fs::write(
+        policies.path().join("notify.json"),
+        r#"{"version":"1","default":"dney"}"#,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !wework(3).body.contains("not allowed by policy"),
+        "still the edited policy"
+    );
 }

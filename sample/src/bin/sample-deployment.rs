@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use mcp_policy_filter::engine::load::load_policy;
 use mcp_policy_sample::deployment::{
-    start_envoy, start_sample_server, EnvoyOptions, EnvoyTemplate,
+    start_envoy, start_sample_server, write_filter_config, EnvoyOptions, EnvoyTemplate,
 };
 
 struct Args {
@@ -99,25 +99,39 @@ fn run() -> Result<(), String> {
 
     let template = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("{}: {e}", args.template.display()))?;
+    let wasm =
+        std::fs::canonicalize(&args.wasm).map_err(|e| format!("{}: {e}", args.wasm.display()))?;
+    let filter_template_path = args.template.with_file_name("policy-filter.yaml");
+    let filter_template = std::fs::read_to_string(&filter_template_path)
+        .map_err(|e| format!("{}: {e}", filter_template_path.display()))?;
+    let filter_dir =
+        std::path::absolute(args.work_dir.join("filters")).map_err(|e| e.to_string())?;
+    write_filter_config(
+        &filter_template,
+        &filter_dir,
+        "wechat",
+        &wasm,
+        &wechat_policy,
+    )?;
+    write_filter_config(
+        &filter_template,
+        &filter_dir,
+        "notify",
+        &wasm,
+        &notify_policy,
+    )?;
     let config = EnvoyTemplate::default()
         .set("LISTENER_PORT", args.listener_port)
         .set("ADMIN_PORT", args.admin_port)
         .set("WECHAT_PORT", wechat.port)
         .set("NOTIFY_PORT", notify.port)
-        .set(
-            "WASM_PATH",
-            std::fs::canonicalize(&args.wasm)
-                .map_err(|e| format!("{}: {e}", args.wasm.display()))?
-                .display(),
-        )
+        .set("FILTER_CONFIG_DIR", filter_dir.display())
         .set(
             "ACCESS_LOG",
             std::path::absolute(args.work_dir.join("audit.log"))
                 .map_err(|e| e.to_string())?
                 .display(),
         )
-        .set_policy("WECHAT_POLICY", &wechat_policy)
-        .set_policy("NOTIFY_POLICY", &notify_policy)
         .render(&template)?;
     let mut envoy = start_envoy(&EnvoyOptions {
         envoy_bin: args.envoy.clone(),
@@ -145,7 +159,7 @@ Or try a denied call by hand; the filter answers and the server never sees it:
   curl -s {base}/wechat/mcp -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
     -d '{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"wechat_mass_delete","arguments":{{"msg_id":"1"}}}}}}'
 
-Ctrl-C stops everything.
+Edit a policy file and it takes effect within a second, without a restart. Ctrl-C stops everything.
 "#,
         dir = args.policy_dir.display(),
         work = args.work_dir.display(),
@@ -162,11 +176,47 @@ Ctrl-C stops everything.
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(|e| e.to_string())?;
+        let mut watched: Vec<(&str, PathBuf, Option<std::time::SystemTime>)> = ["wechat", "notify"]
+            .into_iter()
+            .map(|server| {
+                let path = args.policy_dir.join(format!("{server}.json"));
+                let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                (server, path, modified)
+            })
+            .collect();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            // Hot reload: a changed policy file that validates is handed to Envoy (ECDS); one
+            // that does not is reported and the running policy stays.
+            for (server, path, seen) in &mut watched {
+                let modified = std::fs::metadata(&*path).and_then(|m| m.modified()).ok();
+                if modified == *seen {
+                    continue;
+                }
+                *seen = modified;
+                let file = format!("{server}.json");
+                match read_policy(&args.policy_dir, &file) {
+                    Ok(text) => match write_filter_config(
+                        &filter_template,
+                        &filter_dir,
+                        server,
+                        &wasm,
+                        &text,
+                    ) {
+                        Ok(()) => println!(
+                            "sample-deployment: {} changed: new policy handed to Envoy",
+                            path.display()
+                        ),
+                        Err(e) => eprintln!("sample-deployment: {e}"),
+                    },
+                    Err(e) => {
+                        eprintln!("sample-deployment: {e}; the previous policy keeps serving")
+                    }
+                }
             }
             for guard in [&mut envoy.guard, &mut wechat.guard, &mut notify.guard] {
                 if let Some(status) = guard.try_exit_status() {

@@ -6,7 +6,7 @@ pub mod envoy_config;
 pub mod launch;
 pub mod process;
 
-pub use envoy_config::{render, EnvoyTemplate};
+pub use envoy_config::{render, write_filter_config, EnvoyTemplate};
 pub use launch::{
     dechunk, free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
     ServerProcess,
