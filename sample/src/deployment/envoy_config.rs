@@ -70,6 +70,28 @@ fn render_line(
     Ok(())
 }
 
+/// Render the per-server filter configuration (`envoy/policy-filter.yaml`) into
+/// `dir/<server>.yaml`. Written to a temporary file and renamed into place: Envoy watches the
+/// directory and reloads on the rename, never seeing a half-written file.
+pub fn write_filter_config(
+    template: &str,
+    dir: &Path,
+    server: &str,
+    wasm: &Path,
+    policy_text: &str,
+) -> Result<(), String> {
+    let rendered = EnvoyTemplate::default()
+        .set("SERVER", server)
+        .set("WASM_PATH", wasm.display())
+        .set_policy("POLICY", policy_text)
+        .render(template)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let staging = dir.join(format!(".{server}.yaml.next"));
+    std::fs::write(&staging, rendered).map_err(|e| format!("{}: {e}", staging.display()))?;
+    let target = dir.join(format!("{server}.yaml"));
+    std::fs::rename(&staging, &target).map_err(|e| format!("{}: {e}", target.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,26 +125,4 @@ mod tests {
             .unwrap_err()
             .contains("NOPE"));
     }
-}
-
-/// Render the per-server filter configuration (`envoy/policy-filter.yaml`) into
-/// `dir/<server>.yaml`. Written to a temporary file and renamed into place: Envoy watches the
-/// directory and reloads on the rename, never seeing a half-written file.
-pub fn write_filter_config(
-    template: &str,
-    dir: &Path,
-    server: &str,
-    wasm: &Path,
-    policy_text: &str,
-) -> Result<(), String> {
-    let rendered = EnvoyTemplate::default()
-        .set("SERVER", server)
-        .set("WASM_PATH", wasm.display())
-        .set_policy("POLICY", policy_text)
-        .render(template)?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let staging = dir.join(format!(".{server}.yaml.next"));
-    std::fs::write(&staging, rendered).map_err(|e| format!("{}: {e}", staging.display()))?;
-    let target = dir.join(format!("{server}.yaml"));
-    std::fs::rename(&staging, &target).map_err(|e| format!("{}: {e}", target.display()))
 }
