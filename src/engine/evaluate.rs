@@ -215,6 +215,7 @@ pub fn evaluate(
     let mut taken: Vec<(String, u64, u64)> = Vec::with_capacity(charges.len());
     let mut taken_ids: Vec<CounterId> = Vec::with_capacity(charges.len());
     let mut readings: Vec<CounterReading> = Vec::with_capacity(charges.len());
+    let mut open_problems: Vec<String> = Vec::new();
     for (id, cost, reason) in &charges {
         let Some(spec) = policy.counter(*id) else {
             // Unreachable for a loaded policy; if it ever happens, refuse rather than skip a limit.
@@ -260,6 +261,16 @@ pub fn evaluate(
             }),
             Err(e) => Ok(e),
         };
+        if let (Ok(error), true) = (&failure, policy.fail_open) {
+            // `failure_mode: open`: the operator prefers availability; the call goes on
+            // uncounted and the problem is reported.
+            let note = format!(
+                "counter \"{}\": {error} (failure_mode open: call let through uncounted)",
+                spec.name
+            );
+            open_problems.push(note);
+            continue;
+        }
         if failure.is_err() && shadowed_counter(policy, &body, &call_limits, *id) {
             // In shadow mode a used-up counter is reported, not enforced: skip it.
             mark_would_deny(&body, &call_limits, *id, spec, &mut calls);
@@ -307,7 +318,7 @@ pub fn evaluate(
     Outcome {
         verdict: Verdict::Forward,
         calls,
-        problem: None,
+        problem: (!open_problems.is_empty()).then(|| open_problems.join("; ")),
         reservations,
         counters: readings,
         tools_list_ids: body
@@ -1130,6 +1141,39 @@ mod tests {
         assert_eq!(
             h.as_agent("a", &call(1, "wechat_get_followers")).verdict,
             Verdict::Forward
+        );
+    }
+
+    #[test]
+    fn failure_mode_open_lets_calls_through_uncounted_and_reports_it() {
+        let policy = POLICY.replacen(
+            r#""default":"deny""#,
+            r#""default":"deny","failure_mode":"open""#,
+            1,
+        );
+        let mut h = Harness::new(&policy);
+        h.store.fail = true;
+        let out = h.as_agent("a", &call(3, "wechat_mass_send"));
+        assert_eq!(out.verdict, Verdict::Forward);
+        assert!(
+            out.problem
+                .as_deref()
+                .unwrap()
+                .contains("failure_mode open"),
+            "{:?}",
+            out.problem
+        );
+        // Policy decisions themselves still apply.
+        assert!(matches!(
+            h.as_agent("a", &call(4, "wechat_mass_delete")).verdict,
+            Verdict::Reply(_)
+        ));
+        let invalid = load_policy(br#"{"version":"1","failure_mode":"ajar"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            invalid.starts_with("failure_mode: expected one of \"closed\", \"open\""),
+            "{invalid}"
         );
     }
 

@@ -158,6 +158,7 @@ const POLICY_FIELDS: &[&str] = &[
     "description",
     "shadow",
     "audit",
+    "failure_mode",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
@@ -266,7 +267,13 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
     }
 
+    let fail_open = match root.get("failure_mode") {
+        None => false,
+        Some(v) => one_of(v, "failure_mode", &["closed", "open"])? == "open",
+    };
+
     Ok(Policy {
+        fail_open,
         shadow,
         audit_arguments,
         default_action,

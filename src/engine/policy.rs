@@ -102,6 +102,9 @@ pub struct Policy {
     pub shadow: bool,
     /// Audit records carry the calls' raw arguments (not only their SHA-256).
     pub audit_arguments: bool,
+    /// When counters cannot be consulted (shared-data errors, CAS exhaustion): refuse the call
+    /// (`false`, the default) or let it through uncounted (`"failure_mode": "open"`).
+    pub fail_open: bool,
 }
 
 impl Policy {
