@@ -17,6 +17,7 @@ use super::grants::Grant;
 use super::identity::{Identity, IdentitySource, MissingIdentity};
 use serde_json::Value;
 
+use super::load::key_path;
 use super::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
 use super::rules::{self, Charge, RulesOutcome};
 
@@ -117,25 +118,19 @@ pub fn decide_with_rule(
         }
         denied => return denied,
     };
-    let tool_path = key_path("tools", tool);
-    let tool_rules = policy
-        .tools
-        .get(tool)
-        .map(|t| t.rules.iter())
-        .into_iter()
-        .flatten();
-    let tool_rules = tool_rules
-        .enumerate()
-        .map(|(i, r)| (r, format!("{tool_path}.rules[{i}]")));
-    let wildcard = policy
-        .wildcard_rules
+    let own_rules: &[rules::Rule] = policy.tools.get(tool).map_or(&[], |t| &t.rules);
+    let rule_list: Vec<&rules::Rule> = own_rules
         .iter()
-        .enumerate()
-        .map(|(i, r)| (r, format!("tools[\"*\"].rules[{i}]")));
-    let (rule_list, paths): (Vec<&rules::Rule>, Vec<String>) = tool_rules.chain(wildcard).unzip();
+        .chain(policy.wildcard_rules.iter())
+        .collect();
+    // Built only for a rule that decided: most calls never need one.
+    let rule_path = |index: usize| match index.checked_sub(own_rules.len()) {
+        None => format!("{}.rules[{index}]", key_path("tools", tool)),
+        Some(wildcard) => format!("tools[\"*\"].rules[{wildcard}]"),
+    };
     match rules::evaluate(&rule_list, arguments, counter_value) {
         RulesOutcome::Deny { reason, rule } => {
-            let path = paths.get(rule).cloned().unwrap_or_default();
+            let path = rule_path(rule);
             if shadow {
                 let shadow_denials = vec![(reason, path.clone())];
                 return (
@@ -156,7 +151,7 @@ pub fn decide_with_rule(
             all.append(&mut charges);
             let shadow_denials: Vec<(String, String)> = shadow_denials
                 .into_iter()
-                .map(|(reason, index)| (reason, paths.get(index).cloned().unwrap_or_default()))
+                .map(|(reason, index)| (reason, rule_path(index)))
                 .collect();
             (
                 ToolDecision::Allow {
@@ -166,18 +161,6 @@ pub fn decide_with_rule(
                 access_rule,
             )
         }
-    }
-}
-
-fn key_path(parent: &str, key: &str) -> String {
-    if !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        format!("{parent}.{key}")
-    } else {
-        format!("{parent}[{}]", Value::String(key.to_owned()))
     }
 }
 
