@@ -1,0 +1,164 @@
+//! Micro-benchmarks of the engine's per-request decision path (`evaluate`) and of policy
+//! loading, natively: `cargo bench -p mcp-policy-filter --bench engine`.
+//!
+//! Policies are generated: `tool_0` .. `tool_{n-1}` under `default: deny`, all without limits
+//! except the last, which has a global per-minute counter that never trips. Counters live in an
+//! in-memory CAS store like the engine's test `MemoryStore` (which is `cfg(test)` only).
+//! A whole run stays well under two minutes (see `config`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mcp_policy_filter::engine::counters::{CasStore, SetOutcome, StoreError};
+use mcp_policy_filter::engine::evaluate::{evaluate, RequestMeta, Verdict};
+use mcp_policy_filter::engine::identity::Identity;
+use mcp_policy_filter::engine::load::load_policy;
+
+/// Policy sizes benchmarked: number of listed tools.
+const SIZES: [usize; 2] = [10, 1_000];
+/// Fixed request time (42 s into a minute), so the counter window never rolls over mid-run.
+const NOW: u64 = 1_795_342_542;
+
+/// A policy listing `tools` tools: all plain allows but the last, which has a limit that never
+/// trips (a billion per minute, global).
+fn policy_text(tools: usize) -> String {
+    let entries: Vec<String> = (0..tools)
+        .map(|i| {
+            if i + 1 == tools {
+                format!(
+                    r#""tool_{i}":{{"limits":[{{"counter":"c","window":"minute","max":1000000000,"scope":"global"}}]}}"#
+                )
+            } else {
+                format!(r#""tool_{i}":{{}}"#)
+            }
+        })
+        .collect();
+    format!(
+        r#"{{"version":"1","default":"deny","tools":{{{}}}}}"#,
+        entries.join(",")
+    )
+}
+
+/// A `tools/call` of `tool`, its `arguments` padded with a string field to exactly `size` bytes
+/// (or as small as it gets, if `size` is below that).
+fn call_body(tool: &str, size: usize) -> Vec<u8> {
+    let with_pad = |pad: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"to":"all_followers","pad":"{pad}"}}}}}}"#
+        )
+    };
+    let bare = with_pad("").len();
+    with_pad(&"x".repeat(size.saturating_sub(bare))).into_bytes()
+}
+
+const TOOLS_LIST: &[u8] = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
+const INITIALIZED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+
+/// A `CasStore` with Envoy shared-data semantics: CAS tokens from 1 upwards, 0 = unconditional,
+/// a write to an absent key always succeeds.
+#[derive(Default)]
+struct BenchStore {
+    entries: HashMap<String, (Vec<u8>, u32)>,
+    next_cas: u32,
+}
+
+impl CasStore for BenchStore {
+    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(self.entries.get(key).cloned())
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, StoreError> {
+        if let Some((_, current)) = self.entries.get(key) {
+            if cas != 0 && cas != *current {
+                return Ok(SetOutcome::CasMismatch);
+            }
+        }
+        self.next_cas = self.next_cas.wrapping_add(1).max(1);
+        self.entries
+            .insert(key.to_owned(), (value.to_vec(), self.next_cas));
+        Ok(SetOutcome::Stored)
+    }
+}
+
+fn bench_evaluate(c: &mut Criterion) {
+    let identity = Identity::new("bench-agent");
+    let meta = RequestMeta {
+        namespace: "bench",
+        identity: Some(&identity),
+        session: Some("bench-session"),
+        now: NOW,
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("evaluate");
+    for tools in SIZES {
+        let policy = load_policy(policy_text(tools).as_bytes()).expect("generated policy loads");
+        let limited = format!("tool_{}", tools - 1);
+        // (case, body, expected to be forwarded, expected counter readings)
+        let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
+            ("allow", call_body("tool_0", 200), true, 0),
+            ("allow_1KB", call_body("tool_0", 1024), true, 0),
+            ("allow_10KB", call_body("tool_0", 10 * 1024), true, 0),
+            ("allow_limited", call_body(&limited, 200), true, 1),
+            ("deny", call_body("not_listed", 200), false, 0),
+            ("tools_list", TOOLS_LIST.to_vec(), true, 0),
+            ("notification", INITIALIZED.to_vec(), true, 0),
+        ];
+        for (case, body, forwarded, counters) in &cases {
+            let mut store = BenchStore::default();
+            // Check that the case exercises the path it is named after before timing it.
+            let outcome = evaluate(&policy, body, &meta, &mut store);
+            assert_eq!(
+                matches!(outcome.verdict, Verdict::Forward),
+                *forwarded,
+                "{tools} tools, {case}: unexpected verdict {:?}",
+                outcome.verdict
+            );
+            assert_eq!(outcome.counters.len(), *counters, "{tools} tools, {case}");
+            assert!(outcome.problem.is_none(), "{tools} tools, {case}");
+
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_function(format!("{tools}_tools/{case}"), |b| {
+                b.iter(|| evaluate(&policy, black_box(body), black_box(&meta), &mut store));
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_load(c: &mut Criterion) {
+    let mut group = c.benchmark_group("load");
+    for tools in SIZES {
+        let text = policy_text(tools);
+        let policy = load_policy(text.as_bytes()).expect("generated policy loads");
+        assert_eq!(policy.tools.len(), tools);
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(format!("{tools}_tools"), |b| {
+            b.iter(|| load_policy(black_box(text.as_bytes())));
+        });
+    }
+    group.finish();
+}
+
+/// 16 benchmarks × (0.5 s warm-up + 2 s measurement + analysis): about 45 s in all.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_evaluate, bench_load
+}
+criterion_main!(benches);
