@@ -17,7 +17,10 @@ WASM                 := dist/mcp_policy_filter.wasm
 TEST_RUNNER          := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
 POLICY_DIR           ?= envoy/policies
 
-.PHONY: build run test lint unit-test wasm-test sample-test e2e-test tools wasm-target envoy python-mcp wasm-bindgen sample-bins clean
+OHA_VERSION          := 1.16.0
+BENCH_ARGS           ?=
+
+.PHONY: build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -33,7 +36,7 @@ run: build envoy sample-bins
 	  --server-bin target/debug/sample-mcp-server
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy
-test: lint unit-test wasm-test sample-test e2e-test
+test: lint unit-test wasm-test sample-test e2e-test bench-smoke
 
 lint: wasm-target
 	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
@@ -55,6 +58,29 @@ e2e-test: build envoy python-mcp sample-bins
 
 sample-bins:
 	cargo build -p mcp-policy-sample --bins
+
+# Every benchmark arm (passthrough, our filter twice, Lua, native MCP + RBAC) starts on the real
+# Envoy, forwards an allowed call and refuses the blocked one: the bench cannot rot unnoticed.
+bench-smoke: build envoy sample-bins
+	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" \
+	  --upstream target/debug/bench-upstream
+
+## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
+## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
+bench: build envoy load-tools
+	cargo build --release -p mcp-policy-sample --bin bench-upstream
+	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" \
+	  --upstream target/release/bench-upstream $(BENCH_ARGS)
+
+## bench-engine: criterion micro-benchmarks of the engine (10 and 1,000 tools)
+bench-engine:
+	cargo bench -p mcp-policy-filter --bench engine
+
+# wrk (Debian) for throughput, oha for open-loop latency percentiles.
+load-tools:
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	@$(CARGO_HOME)/bin/oha --version 2>/dev/null | grep -q " $(OHA_VERSION)$$" \
+	  || cargo install oha --version $(OHA_VERSION) --locked
 
 # The sample MCP servers on their own, driven by the rmcp client (no Envoy).
 sample-test:

@@ -3,7 +3,8 @@
 //! if the policy says `"audit": {"include_arguments": true}`). The filter hands it to Envoy as
 //! filter state, so it leaves through the operator's own access log.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::evaluate::{Outcome, Verdict};
 use super::identity::{sha256_tag, Identity};
@@ -19,6 +20,40 @@ pub struct AuditContext<'a> {
     pub session: Option<&'a str>,
 }
 
+#[derive(Serialize)]
+struct Record<'a> {
+    time: u64,
+    request_id: Option<&'a str>,
+    server: &'a str,
+    identity: Option<String>,
+    identity_source: Option<&'a str>,
+    session: Option<&'a str>,
+    outcome: &'static str,
+    status: Option<u16>,
+    calls: Vec<CallEntry<'a>>,
+    counters: Vec<CounterEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct CallEntry<'a> {
+    id: &'a Value,
+    tool: &'a str,
+    decision: &'static str,
+    rule: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    arguments_sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+struct CounterEntry<'a> {
+    counter: &'a str,
+    value: u64,
+    limit: u64,
+}
+
 /// `None` for requests without a decision to record (no tools/call, nothing refused).
 pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Option<String> {
     let refused = match &outcome.verdict {
@@ -28,53 +63,51 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
     if outcome.calls.is_empty() && refused.is_none() {
         return None;
     }
-    let calls: Vec<Value> = outcome
+    let calls = outcome
         .calls
         .iter()
         .map(|call| {
-            let mut entry = Map::new();
-            entry.insert("id".into(), call.id.clone().unwrap_or(Value::Null));
-            entry.insert("tool".into(), json!(call.tool));
-            entry.insert("decision".into(), json!(call.decision));
-            entry.insert("rule".into(), json!(call.rule));
-            if !call.detail.is_empty() {
-                entry.insert("reason".into(), json!(call.detail));
+            let arguments = call.arguments.as_ref().unwrap_or(&Value::Null);
+            CallEntry {
+                id: call.id.as_ref().unwrap_or(&Value::Null),
+                tool: &call.tool,
+                decision: call.decision,
+                rule: &call.rule,
+                reason: &call.detail,
+                // serde_json keeps object keys sorted: the hash does not depend on key order.
+                arguments_sha256: sha256_tag(&arguments.to_string()),
+                arguments: policy.audit_arguments.then_some(arguments),
             }
-            let arguments = call.arguments.clone().unwrap_or(Value::Null);
-            // serde_json keeps object keys sorted: the hash does not depend on key order.
-            entry.insert(
-                "arguments_sha256".into(),
-                json!(sha256_tag(&arguments.to_string())),
-            );
-            if policy.audit_arguments {
-                entry.insert("arguments".into(), arguments);
-            }
-            Value::Object(entry)
         })
         .collect();
-    let counters: Vec<Value> = outcome
+    let counters = outcome
         .counters
         .iter()
-        .map(|c| json!({"counter": c.counter, "value": c.value, "limit": c.max}))
+        .map(|c| CounterEntry {
+            counter: &c.counter,
+            value: c.value,
+            limit: c.max,
+        })
         .collect();
-    let record = json!({
-        "time": context.time,
-        "request_id": context.request_id,
-        "server": context.server,
-        "identity": context.identity.map(Identity::display),
-        "identity_source": context.identity.map(|i| i.source.clone()),
-        "session": context.session,
-        "outcome": if refused.is_some() { "refused" } else { "forwarded" },
-        "status": refused,
-        "calls": calls,
-        "counters": counters,
-    });
-    Some(record.to_string())
+    let record = Record {
+        time: context.time,
+        request_id: context.request_id,
+        server: context.server,
+        identity: context.identity.map(Identity::display),
+        identity_source: context.identity.map(|i| i.source.as_str()),
+        session: context.session,
+        outcome: if refused.is_some() { "refused" } else { "forwarded" },
+        status: refused,
+        calls,
+        counters,
+    };
+    serde_json::to_string(&record).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::engine::evaluate::{evaluate, RequestMeta};
     use crate::engine::load::load_policy;
     use crate::engine::test_support::{test, MemoryStore};

@@ -92,7 +92,7 @@ pub fn evaluate(
         return Outcome::reply(reply::too_large(policy.max_body_bytes), Vec::new());
     }
     let body = match parse_body(body) {
-        Ok((body, _)) => body,
+        Ok(body) => body,
         Err(e) => {
             let refusal = Refusal::Invalid {
                 code: e.code,
@@ -113,16 +113,18 @@ pub fn evaluate(
         return Outcome::reply(reply::single(id, &refusal, policy.refusal_mode), Vec::new());
     }
 
-    let messages = body.messages();
+    let mut body = body;
+    let message_count = body.messages().len();
     let caller = Caller::new(policy, meta.identity);
     // First pass: policy decisions and malformed messages, without touching any counter.
-    let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(messages.len());
+    let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(message_count);
     // The counters each allowed tools/call must fit in (None for everything else).
-    let mut call_limits: Vec<Option<Vec<Charge>>> = Vec::with_capacity(messages.len());
+    let mut call_limits: Vec<Option<Vec<Charge>>> = Vec::with_capacity(message_count);
     let mut calls = Vec::new();
     // Per counter: total amount this request charges, and the message if it does not fit.
     let mut charges: Vec<(CounterId, u64, Option<String>)> = Vec::new();
-    for message in messages {
+    // Arguments are only read here: each call's record takes them, rather than a copy.
+    for message in body.messages_mut() {
         let mut limits_of_this = None;
         refusals.push(match &message.kind {
             MessageKind::ToolCall { name } => {
@@ -149,7 +151,7 @@ pub fn evaluate(
                             detail: reason.clone(),
                             rule,
                             id: message.id.clone(),
-                            arguments: message.arguments.clone(),
+                            arguments: message.arguments.take(),
                         });
                         Some(Refusal::Denied {
                             tool: name.clone(),
@@ -192,7 +194,7 @@ pub fn evaluate(
                             detail,
                             rule,
                             id: message.id.clone(),
-                            arguments: message.arguments.clone(),
+                            arguments: message.arguments.take(),
                         });
                         None
                     }
@@ -294,7 +296,8 @@ pub fn evaluate(
         return outcome;
     }
     // Per call, what it holds of each counter taken above, for a refund if it fails upstream.
-    let reservations = messages
+    let reservations = body
+        .messages()
         .iter()
         .zip(&call_limits)
         .filter_map(|(message, charges)| {
@@ -526,27 +529,46 @@ pub fn counter_key(
     caller: &Caller,
     session: Option<&str>,
 ) -> String {
-    let identity = caller.identity.map(Identity::key);
-    let scope_part = match (spec.scope, caller.grant, identity, session) {
-        (Scope::Global, ..) => "global".to_owned(),
-        (Scope::Grant, Some(grant), ..) => format!("grant={}", grant.name),
-        // No grant held (or none defined): the identity is its own grant.
-        (Scope::Grant, None, Some(identity), _) => format!("grant-of-identity={identity}"),
-        (Scope::Grant, None, None, _) => "grant-anonymous".to_owned(),
-        (Scope::Identity, _, Some(identity), _) => format!("identity={identity}"),
-        (Scope::Identity, _, None, _) => "identity-anonymous".to_owned(),
-        (Scope::Session, .., Some(session)) => format!("session={session}"),
-        (Scope::Session, .., None) => "session-none".to_owned(),
-    };
+    use std::fmt::Write;
+    // One buffer, written once: this runs for every counter of every call.
+    let mut key = String::with_capacity(96 + namespace.len() + spec.name.len());
     // The window length is part of the key: a policy edit that changes it starts a fresh count
     // instead of misreading one kept under the old length.
-    format!(
-        "mcp-policy/v1/{}:{namespace}/{}:{}/{}s/{scope_part}",
+    let _ = write!(
+        key,
+        "mcp-policy/v1/{}:{namespace}/{}:{}/{}s/",
         namespace.len(),
         spec.name.len(),
         spec.name,
         spec.window.seconds()
-    )
+    );
+    let identity = caller.identity;
+    let push_identity = |key: &mut String, prefix: &str, identity: &Identity| {
+        key.push_str(prefix);
+        key.push_str(&identity.source);
+        key.push('=');
+        key.push_str(&identity.value);
+    };
+    match (spec.scope, caller.grant, identity, session) {
+        (Scope::Global, ..) => key.push_str("global"),
+        (Scope::Grant, Some(grant), ..) => {
+            key.push_str("grant=");
+            key.push_str(&grant.name);
+        }
+        // No grant held (or none defined): the identity is its own grant.
+        (Scope::Grant, None, Some(identity), _) => {
+            push_identity(&mut key, "grant-of-identity=", identity);
+        }
+        (Scope::Grant, None, None, _) => key.push_str("grant-anonymous"),
+        (Scope::Identity, _, Some(identity), _) => push_identity(&mut key, "identity=", identity),
+        (Scope::Identity, _, None, _) => key.push_str("identity-anonymous"),
+        (Scope::Session, .., Some(session)) => {
+            key.push_str("session=");
+            key.push_str(session);
+        }
+        (Scope::Session, .., None) => key.push_str("session-none"),
+    }
+    key
 }
 
 #[cfg(test)]
@@ -641,6 +663,21 @@ mod tests {
                 arguments: Some(json!({})),
             }]
         );
+    }
+
+    #[test]
+    fn an_allowed_call_costs_at_most_two_shared_data_operations_per_limit() {
+        // One read and one compare-and-swap write per counter; an unlimited tool costs none.
+        let mut h = Harness::new(POLICY);
+        for n in 1..=3 {
+            let (gets, sets) = (h.store.gets, h.store.sets);
+            let out = h.as_agent("a", &call(n, "wechat_mass_send"));
+            assert_eq!(out.verdict, Verdict::Forward);
+            assert_eq!((h.store.gets - gets, h.store.sets - sets), (1, 1), "call {n}");
+        }
+        let (gets, sets) = (h.store.gets, h.store.sets);
+        h.as_agent("a", &call(9, "wechat_get_followers"));
+        assert_eq!((h.store.gets, h.store.sets), (gets, sets));
     }
 
     #[test]

@@ -67,6 +67,13 @@ impl Body {
             Body::Batch(ms) => ms,
         }
     }
+
+    pub fn messages_mut(&mut self) -> &mut [Message] {
+        match self {
+            Body::Single(m) => std::slice::from_mut(m),
+            Body::Batch(ms) => ms,
+        }
+    }
 }
 
 /// The body as a whole could not be used.
@@ -76,12 +83,14 @@ pub struct BodyError {
     pub problem: String,
 }
 
-pub fn parse_body(bytes: &[u8]) -> Result<(Body, Value), BodyError> {
+/// The parsed document is taken apart, not copied: what a message keeps (its id, name and
+/// arguments) moves out of it.
+pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
     let value: Value = strict_json::from_slice(bytes).map_err(|e| BodyError {
         code: PARSE_ERROR,
         problem: format!("body is not valid JSON: {e}"),
     })?;
-    let body = match &value {
+    let body = match value {
         Value::Object(object) => Body::Single(classify(object)),
         Value::Array(items) if items.is_empty() => {
             return Err(BodyError {
@@ -100,13 +109,13 @@ pub fn parse_body(bytes: &[u8]) -> Result<(Body, Value), BodyError> {
         }
         Value::Array(items) => Body::Batch(
             items
-                .iter()
+                .into_iter()
                 .map(|item| match item {
                     Value::Object(object) => classify(object),
                     other => invalid(
                         None,
                         INVALID_REQUEST,
-                        format!("batch element is {}, not an object", kind_of(other)),
+                        format!("batch element is {}, not an object", kind_of(&other)),
                     ),
                 })
                 .collect(),
@@ -114,11 +123,11 @@ pub fn parse_body(bytes: &[u8]) -> Result<(Body, Value), BodyError> {
         other => {
             return Err(BodyError {
                 code: INVALID_REQUEST,
-                problem: format!("body is {}, not a JSON-RPC object or batch", kind_of(other)),
+                problem: format!("body is {}, not a JSON-RPC object or batch", kind_of(&other)),
             })
         }
     };
-    Ok((body, value))
+    Ok(body)
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -143,16 +152,16 @@ fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message 
     }
 }
 
-fn classify(object: &Map<String, Value>) -> Message {
+fn classify(mut object: Map<String, Value>) -> Message {
     // An id we can echo: JSON-RPC allows strings, numbers and null.
-    let id = match object.get("id") {
+    let id = match object.remove("id") {
         None => None,
-        Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(v.clone()),
+        Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(v),
         Some(other) => {
             return invalid(
                 None,
                 INVALID_REQUEST,
-                format!("\"id\" is {}", kind_of(other)),
+                format!("\"id\" is {}", kind_of(&other)),
             )
         }
     };
@@ -160,7 +169,7 @@ fn classify(object: &Map<String, Value>) -> Message {
         return invalid(id, INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
     }
     // Servers whose JSON decoding ignores case would read another member than we do.
-    for scope in std::iter::once(object).chain(object.get("params").and_then(Value::as_object)) {
+    for scope in std::iter::once(&object).chain(object.get("params").and_then(Value::as_object)) {
         if let Some((a, b)) = strict_json::case_folding_collision(scope) {
             return invalid(
                 id,
@@ -169,13 +178,13 @@ fn classify(object: &Map<String, Value>) -> Message {
             );
         }
     }
-    let method = match object.get("method") {
+    let method = match object.remove("method") {
         Some(Value::String(m)) => m,
         Some(other) => {
             return invalid(
                 id,
                 INVALID_REQUEST,
-                format!("\"method\" is {}, not a string", kind_of(other)),
+                format!("\"method\" is {}, not a string", kind_of(&other)),
             )
         }
         None if (object.contains_key("result") || object.contains_key("error")) && id.is_some() => {
@@ -187,8 +196,8 @@ fn classify(object: &Map<String, Value>) -> Message {
         }
         None => return invalid(id, INVALID_REQUEST, "no \"method\" (and not a response)"),
     };
-    let params = object.get("params");
-    if let Some(p) = params {
+    let mut params = object.remove("params");
+    if let Some(p) = &params {
         if !matches!(p, Value::Object(_) | Value::Array(_)) {
             return invalid(id, INVALID_REQUEST, format!("\"params\" is {}", kind_of(p)));
         }
@@ -197,17 +206,27 @@ fn classify(object: &Map<String, Value>) -> Message {
         return Message {
             id,
             kind: MessageKind::Other {
-                method: method.clone(),
+                method,
             },
             arguments: None,
         };
     }
-    match params.and_then(|p| p.get("name")) {
-        Some(Value::String(name)) => Message {
-            id,
-            kind: MessageKind::ToolCall { name: name.clone() },
-            arguments: params.and_then(|p| p.get("arguments")).cloned(),
-        },
+    let params = params.as_mut().and_then(Value::as_object_mut);
+    match params.as_ref().and_then(|p| p.get("name")) {
+        Some(Value::String(_)) => {
+            let (name, arguments) = match params {
+                Some(p) => (p.remove("name"), p.remove("arguments")),
+                None => (None, None),
+            };
+            match name {
+                Some(Value::String(name)) => Message {
+                    id,
+                    kind: MessageKind::ToolCall { name },
+                    arguments,
+                },
+                _ => invalid(id, INVALID_PARAMS, "tools/call without \"params.name\""),
+            }
+        }
         Some(other) => invalid(
             id,
             INVALID_PARAMS,
@@ -228,7 +247,7 @@ mod tests {
 
     fn single(text: &str) -> Message {
         match parse_body(text.as_bytes()) {
-            Ok((Body::Single(m), _)) => m,
+            Ok(Body::Single(m)) => m,
             other => panic!("expected a single message, got {other:?}"),
         }
     }
@@ -342,7 +361,7 @@ mod tests {
 
     #[test]
     fn batches_classify_every_element() {
-        let (body, _) = parse_body(
+        let body = parse_body(
             br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},5,{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t"}}]"#,
         )
         .unwrap();

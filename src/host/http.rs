@@ -176,13 +176,18 @@ impl Context for PolicyStream {}
 
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        // One host call for every header (each call into Envoy costs more than the lookups).
         // Bytes, not strings: the SDK's string getters panic on values that are not UTF-8.
-        let method = self
-            .get_http_request_header_bytes(":method")
-            .and_then(|m| String::from_utf8(m).ok())
-            .unwrap_or_default();
-        let headers = self.get_http_request_headers_bytes();
-        let headers = match screen(&self.policy, &method, &headers, !end_of_stream) {
+        let all_headers = self.get_http_request_headers_bytes();
+        let header_text = |name: &str| {
+            all_headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let method = header_text(":method").unwrap_or_default();
+        let request_id = header_text("x-request-id").map(str::to_owned);
+        let headers = match screen(&self.policy, method, &all_headers, !end_of_stream) {
             Screening::Pass => return Action::Continue,
             Screening::Refuse(reply) => return self.respond(reply),
             Screening::Inspect(headers) => headers,
@@ -195,9 +200,7 @@ impl HttpContext for PolicyStream {
         self.session = headers.get("mcp-session-id").map(str::to_owned);
         self.mcp_method = headers.get("mcp-method").map(str::to_owned);
         self.mcp_name = headers.get("mcp-name").map(str::to_owned);
-        self.request_id = self
-            .get_http_request_header_bytes("x-request-id")
-            .and_then(|v| String::from_utf8(v).ok());
+        self.request_id = request_id;
         if end_of_stream {
             return self.decide(&[]);
         }
@@ -334,6 +337,13 @@ impl PolicyStream {
                 let body = self
                     .get_http_response_body(0, body_size)
                     .unwrap_or_default();
+                if self.tools_list_ids.is_empty() && !contains(&body, b"\"error\"") {
+                    // Nothing to rewrite and no JSON-RPC error: every reservation stands, and a
+                    // large tool result is not parsed for nothing. (An error spelled with escapes
+                    // is then not refunded: the caller is charged, never undercharged.)
+                    pending.clear();
+                    return Action::Continue;
+                }
                 let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
                     // Not a JSON-RPC answer: pending calls count as unanswered (refunded at the end).
                     return Action::Continue;
@@ -368,4 +378,8 @@ impl PolicyStream {
             }
         }
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -18,30 +18,29 @@ thread_local! {
 
 /// Count one decision.
 pub fn count_call(server: &str, tool: &str, decision: &str) {
-    METRICS.with(|m| m.borrow_mut().call(&label(server), tool, decision));
+    METRICS.with(|m| m.borrow_mut().call(server, tool, decision));
 }
 
 pub fn count_config_failure(server: &str) {
-    METRICS.with(|m| m.borrow_mut().config_failure(&label(server)));
+    METRICS.with(|m| m.borrow_mut().config_failure(server));
 }
 
-/// Stat-name-safe label value.
-fn label(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// Append `value` as a stat-name-safe label value.
+fn push_label(name: &mut String, value: &str) {
+    name.extend(value.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    }));
 }
 
 #[derive(Default)]
 pub struct Metrics {
     ids: HashMap<String, u32>,
+    /// The stat name being looked up, reused: no allocation per request once warm.
+    scratch: String,
 }
 
 /// The label value for `tool`: its name if the policy knows it, else `other`.
@@ -64,12 +63,13 @@ pub fn tool_label<'a>(policy: &Policy, tool: &'a str) -> &'a str {
 }
 
 impl Metrics {
-    fn increment(&mut self, name: String) {
-        let id = match self.ids.get(&name) {
+    /// Increment the counter named by `self.scratch`, defining it on first use.
+    fn increment_scratch(&mut self) {
+        let id = match self.ids.get(self.scratch.as_str()) {
             Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, &name) {
+            None => match hostcalls::define_metric(MetricType::Counter, &self.scratch) {
                 Ok(id) => {
-                    self.ids.insert(name, id);
+                    self.ids.insert(self.scratch.clone(), id);
                     id
                 }
                 Err(_) => return,
@@ -78,14 +78,29 @@ impl Metrics {
         let _ = hostcalls::increment_metric(id, 1);
     }
 
-    pub fn call(&mut self, server: &str, tool: &str, decision: &str) {
+    fn start_name(&mut self, server: &str) {
+        self.scratch.clear();
         // Tags first: what remains once Envoy extracts them is the clean metric name.
-        self.increment(format!("server=.={server};.;tool=.={tool};.;decision=.={decision};.;mcp_policy_tool_calls_total"));
+        self.scratch.push_str("server=.=");
+        push_label(&mut self.scratch, server);
+        self.scratch.push_str(";.;");
+    }
+
+    pub fn call(&mut self, server: &str, tool: &str, decision: &str) {
+        self.start_name(server);
+        for (tag, value) in [("tool", tool), ("decision", decision)] {
+            self.scratch.push_str(tag);
+            self.scratch.push_str("=.=");
+            push_label(&mut self.scratch, value);
+            self.scratch.push_str(";.;");
+        }
+        self.scratch.push_str("mcp_policy_tool_calls_total");
+        self.increment_scratch();
     }
 
     pub fn config_failure(&mut self, server: &str) {
-        self.increment(format!(
-            "server=.={server};.;mcp_policy_config_failures_total"
-        ));
+        self.start_name(server);
+        self.scratch.push_str("mcp_policy_config_failures_total");
+        self.increment_scratch();
     }
 }
