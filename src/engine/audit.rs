@@ -4,6 +4,7 @@
 //! filter state, so it leaves through the operator's own access log.
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::evaluate::{Outcome, Verdict};
@@ -42,9 +43,10 @@ struct CallEntry<'a> {
     rule: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     reason: &'a str,
-    arguments_sha256: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<&'a Value>,
+    arguments_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
@@ -67,16 +69,20 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         .calls
         .iter()
         .map(|call| {
-            let arguments = call.arguments.as_ref().unwrap_or(&Value::Null);
+            // Raw JSON as the client sent it (validated when the body was read).
+            let arguments = call.arguments.as_deref().unwrap_or("null");
             CallEntry {
                 id: call.id.as_ref().unwrap_or(&Value::Null),
                 tool: &call.tool,
                 decision: call.decision,
                 rule: &call.rule,
                 reason: &call.detail,
-                // serde_json keeps object keys sorted: the hash does not depend on key order.
-                arguments_sha256: sha256_tag(&arguments.to_string()),
-                arguments: policy.audit_arguments.then_some(arguments),
+                // Of the text as sent: what the server received, byte for byte.
+                arguments_sha256: policy.audit_hash.then(|| sha256_tag(arguments)),
+                arguments: policy
+                    .audit_arguments
+                    .then(|| serde_json::from_str::<&RawValue>(arguments).ok())
+                    .flatten(),
             }
         })
         .collect();
@@ -165,7 +171,8 @@ mod tests {
         );
         assert_eq!(
             call["arguments_sha256"],
-            sha256_tag(r#"{"text":"secret plan","to":"o1"}"#)
+            sha256_tag(r#"{"to":"o1","text":"secret plan"}"#),
+            "the arguments exactly as sent"
         );
         assert!(
             !record.to_string().contains("secret plan"),
@@ -189,6 +196,10 @@ mod tests {
         assert_eq!(record["calls"][0]["decision"], "denied");
         assert_eq!(record["calls"][0]["rule"], "default");
         assert_eq!(record["calls"][0]["arguments"]["text"], "secret plan");
+        let unhashed = r#"{"version":"1","default":"allow","audit":{"hash_arguments":false}}"#;
+        let record = audit(unhashed, CALL, None);
+        assert_eq!(record["calls"][0]["decision"], "allowed");
+        assert!(record["calls"][0].get("arguments_sha256").is_none());
         let invalid = audit(policy, "{not json", None);
         assert_eq!(
             (invalid["status"].clone(), invalid["calls"].clone()),

@@ -37,8 +37,9 @@ pub struct CallRecord {
     pub rule: String,
     /// The JSON-RPC id of the call, if it has one.
     pub id: Option<Value>,
-    /// The call's `arguments`, for the audit record (which hashes them unless told otherwise).
-    pub arguments: Option<Value>,
+    /// The call's `arguments` as sent (raw JSON), for the audit record (which hashes them
+    /// unless told otherwise).
+    pub arguments: Option<String>,
 }
 
 /// A counter this request touched: its value after the request (or when it refused it).
@@ -136,11 +137,20 @@ pub fn evaluate(
                     let key = counter_key(meta.namespace, spec, &caller, meta.session);
                     current(store, &key, spec.window, meta.now).map_err(|e| e.to_string())
                 };
+                // Only rules read arguments: without any, they stay unparsed text.
+                let arguments = if policy.reads_arguments(name) {
+                    message
+                        .arguments
+                        .as_deref()
+                        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                } else {
+                    None
+                };
                 let (decision, rule) = decide_with_rule(
                     policy,
                     &caller,
                     name,
-                    message.arguments.as_ref(),
+                    arguments.as_ref(),
                     &mut read_counter,
                 );
                 match decision {
@@ -660,7 +670,7 @@ mod tests {
                 detail: String::new(),
                 rule: "tools.wechat_mass_send".into(),
                 id: Some(json!(1)),
-                arguments: Some(json!({})),
+                arguments: Some("{}".into()),
             }]
         );
     }

@@ -1,7 +1,11 @@
 //! What a POSTed MCP body contains, as far as policy is concerned. Parsing is strict: anything
 //! that is not clearly a JSON-RPC 2.0 message is classified as invalid and never forwarded.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::strict_json;
 
@@ -23,8 +27,9 @@ pub struct Message {
     /// invalid messages whose id could not be read.
     pub id: Option<Value>,
     pub kind: MessageKind,
-    /// A tools/call's `params.arguments`, for rules on arguments.
-    pub arguments: Option<Value>,
+    /// A tools/call's `params.arguments` as sent (raw JSON text): parsed only for rules on
+    /// arguments, hashed as is for the audit record.
+    pub arguments: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,62 +88,117 @@ pub struct BodyError {
     pub problem: String,
 }
 
-/// The parsed document is taken apart, not copied: what a message keeps (its id, name and
-/// arguments) moves out of it.
+/// The body is checked whole (syntax, duplicate keys) without building a document, then only
+/// the members the policy needs are read: a tool call's `arguments` stay raw JSON text.
 pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
-    let value: Value = strict_json::from_slice(bytes).map_err(|e| BodyError {
+    let parse_error = |e: &dyn std::fmt::Display| BodyError {
         code: PARSE_ERROR,
         problem: format!("body is not valid JSON: {e}"),
-    })?;
-    let body = match value {
-        Value::Object(object) => Body::Single(classify(object)),
-        Value::Array(items) if items.is_empty() => {
-            return Err(BodyError {
-                code: INVALID_REQUEST,
-                problem: "empty JSON-RPC batch".to_owned(),
-            })
-        }
-        Value::Array(items) if items.len() > MAX_BATCH_LEN => {
-            return Err(BodyError {
-                code: INVALID_REQUEST,
-                problem: format!(
-                "a JSON-RPC batch of {} messages exceeds this endpoint's limit of {MAX_BATCH_LEN}",
-                items.len()
-            ),
-            })
-        }
-        Value::Array(items) => Body::Batch(
-            items
-                .into_iter()
-                .map(|item| match item {
-                    Value::Object(object) => classify(object),
-                    other => invalid(
-                        None,
-                        INVALID_REQUEST,
-                        format!("batch element is {}, not an object", kind_of(&other)),
-                    ),
-                })
-                .collect(),
-        ),
-        other => {
-            return Err(BodyError {
-                code: INVALID_REQUEST,
-                problem: format!("body is {}, not a JSON-RPC object or batch", kind_of(&other)),
-            })
-        }
     };
-    Ok(body)
+    strict_json::validate(bytes).map_err(|e| parse_error(&e))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| parse_error(&e))?;
+    let top: &RawValue = serde_json::from_str(text).map_err(|e| parse_error(&e))?;
+    match first_byte(top) {
+        b'{' => Ok(Body::Single(classify(top))),
+        b'[' => {
+            let items: Vec<&RawValue> =
+                serde_json::from_str(top.get()).map_err(|e| parse_error(&e))?;
+            if items.is_empty() {
+                return Err(BodyError {
+                    code: INVALID_REQUEST,
+                    problem: "empty JSON-RPC batch".to_owned(),
+                });
+            }
+            if items.len() > MAX_BATCH_LEN {
+                return Err(BodyError {
+                    code: INVALID_REQUEST,
+                    problem: format!(
+                        "a JSON-RPC batch of {} messages exceeds this endpoint's limit of {MAX_BATCH_LEN}",
+                        items.len()
+                    ),
+                });
+            }
+            Ok(Body::Batch(
+                items
+                    .into_iter()
+                    .map(|item| match first_byte(item) {
+                        b'{' => classify(item),
+                        _ => invalid(
+                            None,
+                            INVALID_REQUEST,
+                            format!("batch element is {}, not an object", kind_of(item)),
+                        ),
+                    })
+                    .collect(),
+            ))
+        }
+        _ => Err(BodyError {
+            code: INVALID_REQUEST,
+            problem: format!("body is {}, not a JSON-RPC object or batch", kind_of(top)),
+        }),
+    }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+fn first_byte(value: &RawValue) -> u8 {
+    value.get().trim_start().bytes().next().unwrap_or(b' ')
+}
+
+/// What a (valid) JSON value is, from its first character.
+fn kind_of(value: &RawValue) -> &'static str {
+    match first_byte(value) {
+        b'n' => "null",
+        b't' | b'f' => "a boolean",
+        b'"' => "a string",
+        b'[' => "an array",
+        b'{' => "an object",
+        _ => "a number",
     }
+}
+
+/// An object's members in document order, values left as raw JSON.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> RawObject<'a> {
+    fn parse(value: &'a RawValue) -> Option<RawObject<'a>> {
+        serde_json::from_str(value.get()).ok()
+    }
+
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+
+    fn colliding_keys(&self) -> Option<(String, String)> {
+        strict_json::colliding_keys(self.0.iter().map(|(k, _)| k.as_ref()))
+    }
+}
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RawObjectVisitor)
+    }
+}
+
+struct RawObjectVisitor;
+
+impl<'de> Visitor<'de> for RawObjectVisitor {
+    type Value = RawObject<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(key) = map.next_key_seed(strict_json::Key)? {
+            let value: &'de RawValue = map.next_value()?;
+            members.push((key, value));
+        }
+        Ok(RawObject(members))
+    }
+}
+
+fn string(value: &RawValue) -> Option<String> {
+    serde_json::from_str(value.get()).ok()
 }
 
 fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message {
@@ -152,25 +212,32 @@ fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message 
     }
 }
 
-fn classify(mut object: Map<String, Value>) -> Message {
+fn classify(raw: &RawValue) -> Message {
+    let Some(object) = RawObject::parse(raw) else {
+        return invalid(None, INVALID_REQUEST, "not a JSON object");
+    };
     // An id we can echo: JSON-RPC allows strings, numbers and null.
-    let id = match object.remove("id") {
+    let id = match object.get("id") {
         None => None,
-        Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(v),
+        Some(v) if matches!(first_byte(v), b'"' | b'n' | b'-' | b'0'..=b'9') => {
+            serde_json::from_str::<Value>(v.get()).ok()
+        }
         Some(other) => {
             return invalid(
                 None,
                 INVALID_REQUEST,
-                format!("\"id\" is {}", kind_of(&other)),
+                format!("\"id\" is {}", kind_of(other)),
             )
         }
     };
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if object.get("jsonrpc").and_then(string).as_deref() != Some("2.0") {
         return invalid(id, INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
     }
+    let params = object.get("params");
+    let params_object = params.filter(|p| first_byte(p) == b'{').and_then(RawObject::parse);
     // Servers whose JSON decoding ignores case would read another member than we do.
-    for scope in std::iter::once(&object).chain(object.get("params").and_then(Value::as_object)) {
-        if let Some((a, b)) = strict_json::case_folding_collision(scope) {
+    for scope in std::iter::once(&object).chain(params_object.as_ref()) {
+        if let Some((a, b)) = scope.colliding_keys() {
             return invalid(
                 id,
                 INVALID_REQUEST,
@@ -178,16 +245,18 @@ fn classify(mut object: Map<String, Value>) -> Message {
             );
         }
     }
-    let method = match object.remove("method") {
-        Some(Value::String(m)) => m,
+    let method = match object.get("method") {
+        Some(m) if first_byte(m) == b'"' => string(m).unwrap_or_default(),
         Some(other) => {
             return invalid(
                 id,
                 INVALID_REQUEST,
-                format!("\"method\" is {}, not a string", kind_of(&other)),
+                format!("\"method\" is {}, not a string", kind_of(other)),
             )
         }
-        None if (object.contains_key("result") || object.contains_key("error")) && id.is_some() => {
+        None if (object.get("result").is_some() || object.get("error").is_some())
+            && id.is_some() =>
+        {
             return Message {
                 id,
                 kind: MessageKind::Response,
@@ -196,37 +265,29 @@ fn classify(mut object: Map<String, Value>) -> Message {
         }
         None => return invalid(id, INVALID_REQUEST, "no \"method\" (and not a response)"),
     };
-    let mut params = object.remove("params");
-    if let Some(p) = &params {
-        if !matches!(p, Value::Object(_) | Value::Array(_)) {
+    if let Some(p) = params {
+        if !matches!(first_byte(p), b'{' | b'[') {
             return invalid(id, INVALID_REQUEST, format!("\"params\" is {}", kind_of(p)));
         }
     }
     if method != TOOLS_CALL {
         return Message {
             id,
-            kind: MessageKind::Other {
-                method,
-            },
+            kind: MessageKind::Other { method },
             arguments: None,
         };
     }
-    let params = params.as_mut().and_then(Value::as_object_mut);
-    match params.as_ref().and_then(|p| p.get("name")) {
-        Some(Value::String(_)) => {
-            let (name, arguments) = match params {
-                Some(p) => (p.remove("name"), p.remove("arguments")),
-                None => (None, None),
-            };
-            match name {
-                Some(Value::String(name)) => Message {
-                    id,
-                    kind: MessageKind::ToolCall { name },
-                    arguments,
-                },
-                _ => invalid(id, INVALID_PARAMS, "tools/call without \"params.name\""),
-            }
-        }
+    match params_object.as_ref().and_then(|p| p.get("name")) {
+        Some(name) if first_byte(name) == b'"' => Message {
+            id,
+            kind: MessageKind::ToolCall {
+                name: string(name).unwrap_or_default(),
+            },
+            arguments: params_object
+                .as_ref()
+                .and_then(|p| p.get("arguments"))
+                .map(|a| a.get().to_owned()),
+        },
         Some(other) => invalid(
             id,
             INVALID_PARAMS,

@@ -255,12 +255,18 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     };
 
     let shadow = flag(root.get("shadow"), "shadow")?;
-    let audit_arguments = match root.get("audit") {
-        None => false,
+    let (audit_arguments, audit_hash) = match root.get("audit") {
+        None => (false, true),
         Some(v) => {
             let audit = as_object(v, "audit")?;
-            reject_unknown_fields(audit, "audit", &["include_arguments"])?;
-            flag(audit.get("include_arguments"), "audit.include_arguments")?
+            reject_unknown_fields(audit, "audit", &["include_arguments", "hash_arguments"])?;
+            (
+                flag(audit.get("include_arguments"), "audit.include_arguments")?,
+                match audit.get("hash_arguments") {
+                    None => true,
+                    hash => flag(hash, "audit.hash_arguments")?,
+                },
+            )
         }
     };
     if wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
@@ -276,6 +282,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         fail_open,
         shadow,
         audit_arguments,
+        audit_hash,
         default_action,
         tools,
         wildcard_rules: rules.wildcard,

@@ -3,9 +3,10 @@
 //! keys case-insensitively. A filter that reads one tool name while the server reads another is
 //! bypassed, so objects with duplicate keys are refused outright.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// A `Value` parsed with every object's keys required to be unique.
@@ -83,6 +84,11 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 /// Keys that differ only in case (as Go's `encoding/json` folds them, including `ſ` ~ `s` and
 /// the Kelvin sign ~ `k`) name the same field to some servers: report the first such pair.
 pub fn case_folding_collision(object: &Map<String, Value>) -> Option<(String, String)> {
+    colliding_keys(object.keys().map(String::as_str))
+}
+
+/// `case_folding_collision` over any list of keys, in the order given.
+pub fn colliding_keys<'k>(keys: impl Iterator<Item = &'k str>) -> Option<(String, String)> {
     // Only ASCII member names matter to MCP, and the only non-ASCII letters Go folds onto ASCII
     // are `ſ` and the Kelvin sign; a full Unicode fold would add its tables to the .wasm.
     let fold = |key: &str| -> String {
@@ -94,15 +100,110 @@ pub fn case_folding_collision(object: &Map<String, Value>) -> Option<(String, St
             })
             .collect()
     };
-    let mut seen: Vec<(String, &String)> = Vec::with_capacity(object.len());
-    for key in object.keys() {
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for key in keys {
         let folded = fold(key);
         if let Some((_, other)) = seen.iter().find(|(f, _)| *f == folded) {
-            return Some(((*other).clone(), key.clone()));
+            return Some(((*other).to_owned(), key.to_owned()));
         }
         seen.push((folded, key));
     }
     None
+}
+
+/// Check `bytes` exactly as `from_slice` would (syntax, duplicate keys at any depth) without
+/// building anything: the request path only needs a few members, taken out afterwards.
+pub fn validate(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    Check.deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+#[derive(Clone, Copy)]
+struct Check;
+
+impl<'de> DeserializeSeed<'de> for Check {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Check {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Check)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if keys.contains(&key) {
+                return Err(de::Error::custom(format!(
+                    "duplicate key {:?} in an object",
+                    key
+                )));
+            }
+            map.next_value_seed(Check)?;
+            keys.push(key);
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the input unless it had escapes to decode.
+pub struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +222,34 @@ mod tests {
             from_slice(br#"{"na\u006de":1,"name":2}"#).is_err(),
             "escapes are decoded first"
         );
+    }
+
+    #[test]
+    fn validate_accepts_and_refuses_what_from_slice_does() {
+        for text in [
+            &br#"{"a":1,"a":2}"#[..],
+            br#"{"x":[{"b":{"c":1,"c":1}}]}"#,
+            br#"{"na\u006de":1,"name":2}"#,
+            br#"{"a":1"#,
+            br#"{"a":1} x"#,
+            b"\xef\xbb\xbf{}",
+            br#"{"a":"\ud800"}"#,
+            br#"[1,]"#,
+            b"",
+            br#"{"a":1e999}"#,
+            br#"{"a":{"b":1},"b":{"a":1},"c":[{"c":1},{"c":2}]}"#,
+            br#"  [ {"jsonrpc":"2.0"} , 5 , "x" ]  "#,
+            br#"{"a":"\u005f","\u005f":true,"_b":null}"#,
+        ] {
+            assert_eq!(
+                validate(text).is_ok(),
+                from_slice(text).is_ok(),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(validate(deep.as_bytes()).is_err() && from_slice(deep.as_bytes()).is_err());
     }
 
     #[test]
