@@ -4,6 +4,8 @@
 //! bypassed, so objects with duplicate keys are refused outright.
 
 use std::borrow::Cow;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -100,13 +102,15 @@ pub fn colliding_keys<'k>(keys: impl Iterator<Item = &'k str>) -> Option<(String
             })
             .collect()
     };
-    let mut seen: Vec<(String, &str)> = Vec::new();
+    // A map, not a list: params with 100,000 keys must not cost 10^10 comparisons.
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for key in keys {
-        let folded = fold(key);
-        if let Some((_, other)) = seen.iter().find(|(f, _)| *f == folded) {
-            return Some(((*other).to_owned(), key.to_owned()));
+        match seen.entry(fold(key)) {
+            Entry::Occupied(first) => return Some(((*first.get()).to_owned(), key.to_owned())),
+            Entry::Vacant(slot) => {
+                slot.insert(key);
+            }
         }
-        seen.push((folded, key));
     }
     None
 }
@@ -162,16 +166,30 @@ impl<'de> Visitor<'de> for Check {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        // Most objects are small and a linear scan beats allocating a set; past a few keys a
+        // sorted set keeps a hostile object of 100,000 keys from costing 10^10 comparisons.
+        const LINEAR_SCAN_KEYS: usize = 16;
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: BTreeSet<Cow<'de, str>> = BTreeSet::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            if keys.contains(&key) {
+            let duplicate = if many.is_empty() && few.len() < LINEAR_SCAN_KEYS {
+                few.contains(&key)
+            } else {
+                many.extend(few.drain(..));
+                many.contains(&key)
+            };
+            if duplicate {
                 return Err(de::Error::custom(format!(
                     "duplicate key {:?} in an object",
                     key
                 )));
             }
             map.next_value_seed(Check)?;
-            keys.push(key);
+            if many.is_empty() {
+                few.push(key);
+            } else {
+                many.insert(key);
+            }
         }
         Ok(())
     }
@@ -250,6 +268,23 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(validate(deep.as_bytes()).is_err() && from_slice(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn objects_with_many_keys_are_checked_in_n_log_n() {
+        let keys = |n: usize, last: &str| {
+            let mut text: String = (0..n).map(|i| format!("\"k{i}\":0,")).collect();
+            text.push_str(&format!("\"{last}\":0"));
+            format!("{{{text}}}")
+        };
+        assert!(validate(keys(20, "k3").as_bytes()).is_err());
+        assert!(validate(keys(20, "k19x").as_bytes()).is_ok());
+        assert!(colliding_keys(["a", "b", "c", "d", "B"].into_iter()).is_some());
+        // Quadratic checking would take minutes here (10^10 comparisons); this takes milliseconds.
+        let huge = keys(100_000, "last");
+        assert!(validate(huge.as_bytes()).is_ok());
+        let names: Vec<String> = (0..100_000).map(|i| format!("k{i}")).collect();
+        assert!(colliding_keys(names.iter().map(String::as_str)).is_none());
     }
 
     #[test]
