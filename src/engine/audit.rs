@@ -102,7 +102,11 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         identity: context.identity.map(Identity::display),
         identity_source: context.identity.map(|i| i.source.as_str()),
         session: context.session,
-        outcome: if refused.is_some() { "refused" } else { "forwarded" },
+        outcome: if refused.is_some() {
+            "refused"
+        } else {
+            "forwarded"
+        },
         status: refused,
         calls,
         counters,
@@ -113,10 +117,10 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::engine::evaluate::{evaluate, RequestMeta};
     use crate::engine::load::load_policy;
     use crate::engine::test_support::{test, MemoryStore};
+    use serde_json::json;
 
     fn audit(policy_text: &str, body: &str, identity: Option<&Identity>) -> Value {
         let policy = load_policy(policy_text.as_bytes()).unwrap();

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError};
+use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind};
@@ -10,6 +10,7 @@ use super::policy::{CounterId, CounterSpec, Policy, Scope};
 use super::reply::{self, LimitHit, Refusal, Reply};
 use super::reservations::{Hold, Reservation};
 use super::rules::Charge;
+use sha2::{Digest, Sha256};
 
 /// What the filter knows about the request besides its body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -134,8 +135,8 @@ pub fn evaluate(
                     let spec = policy
                         .counter(id)
                         .ok_or_else(|| format!("counter #{id} is not defined"))?;
-                    let key = counter_key(meta.namespace, spec, &caller, meta.session);
-                    current(store, &key, spec.window, meta.now).map_err(|e| e.to_string())
+                    let slot = counter_slot(policy, meta.namespace, spec, &caller, meta.session);
+                    current(store, &slot, spec.window, meta.now).map_err(|e| e.to_string())
                 };
                 // Only rules read arguments: without any, they stay unparsed text.
                 let arguments = if policy.reads_arguments(name) {
@@ -146,13 +147,8 @@ pub fn evaluate(
                 } else {
                     None
                 };
-                let (decision, rule) = decide_with_rule(
-                    policy,
-                    &caller,
-                    name,
-                    arguments.as_ref(),
-                    &mut read_counter,
-                );
+                let (decision, rule) =
+                    decide_with_rule(policy, &caller, name, arguments.as_ref(), &mut read_counter);
                 match decision {
                     ToolDecision::Deny { reason } => {
                         calls.push(CallRecord {
@@ -224,7 +220,7 @@ pub fn evaluate(
 
     // Second pass: charge every counter the allowed calls use, all or nothing.
     charges.sort_unstable_by_key(|(id, _, _)| *id);
-    let mut taken: Vec<(String, u64, u64)> = Vec::with_capacity(charges.len());
+    let mut taken: Vec<(Slot, u64, u64)> = Vec::with_capacity(charges.len());
     let mut taken_ids: Vec<CounterId> = Vec::with_capacity(charges.len());
     let mut readings: Vec<CounterReading> = Vec::with_capacity(charges.len());
     let mut open_problems: Vec<String> = Vec::new();
@@ -243,13 +239,13 @@ pub fn evaluate(
             give_back(store, &taken);
             return outcome;
         };
-        let key = counter_key(meta.namespace, spec, &caller, meta.session);
-        let failure = match try_acquire(store, &key, spec.window, spec.max, *cost, meta.now) {
+        let slot = counter_slot(policy, meta.namespace, spec, &caller, meta.session);
+        let failure = match try_acquire(store, &slot, spec.window, spec.max, *cost, meta.now) {
             Ok(Acquire::Granted {
                 window_start,
                 count,
             }) => {
-                taken.push((key, window_start, *cost));
+                taken.push((slot, window_start, *cost));
                 taken_ids.push(*id);
                 readings.push(CounterReading {
                     counter: spec.name.clone(),
@@ -317,9 +313,9 @@ pub fn evaluate(
                 .iter()
                 .filter_map(|charge| {
                     let index = taken_ids.iter().position(|t| *t == charge.counter)?;
-                    let (key, window_start, _) = taken.get(index)?;
+                    let (slot, window_start, _) = taken.get(index)?;
                     Some(Hold {
-                        key: key.clone(),
+                        slot: slot.clone(),
                         window_start: *window_start,
                         amount: charge.amount,
                     })
@@ -395,13 +391,13 @@ fn mark_would_deny(
 
 /// Refunds counters taken for a request that is refused after all. A failure here only
 /// over-counts (the safe direction), so it is reported, not fatal.
-fn give_back(store: &mut dyn CasStore, taken: &[(String, u64, u64)]) -> Option<String> {
+fn give_back(store: &mut dyn CasStore, taken: &[(Slot, u64, u64)]) -> Option<String> {
     let failures: Vec<String> = taken
         .iter()
-        .filter_map(|(key, start, cost)| {
-            release(store, key, *start, *cost)
+        .filter_map(|(slot, start, cost)| {
+            release(store, slot, *start, *cost)
                 .err()
-                .map(|e| format!("refund of {key} failed: {e}"))
+                .map(|e| format!("refund of {} failed: {e}", slot.key))
         })
         .collect();
     (!failures.is_empty()).then(|| failures.join("; "))
@@ -530,55 +526,73 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
     Ok(())
 }
 
-/// Shared-data key for one counter as seen by this caller. Lengths prefix the free-form parts
-/// so that no choice of names can make two different counters share a key. Secret identities
-/// appear only as their hash.
-pub fn counter_key(
+/// Where this caller's count of one counter lives. The key names the filter instance, the
+/// counter and its window length, with lengths prefixing the free-form parts so that no choice of
+/// names can make two counters share a key; then one of the counter's `policy.counter_buckets`
+/// buckets, picked by the caller's fingerprint (a salted SHA-256 of its scope value, so secret
+/// identities never appear and nobody can aim at a chosen caller's bucket).
+pub fn counter_slot(
+    policy: &Policy,
     namespace: &str,
     spec: &CounterSpec,
     caller: &Caller,
     session: Option<&str>,
-) -> String {
+) -> Slot {
     use std::fmt::Write;
     // One buffer, written once: this runs for every counter of every call.
-    let mut key = String::with_capacity(96 + namespace.len() + spec.name.len());
+    let mut key = String::with_capacity(64 + namespace.len() + spec.name.len());
     // The window length is part of the key: a policy edit that changes it starts a fresh count
     // instead of misreading one kept under the old length.
     let _ = write!(
         key,
-        "mcp-policy/v1/{}:{namespace}/{}:{}/{}s/",
+        "mcp-policy/v2/{}:{namespace}/{}:{}/{}s/",
         namespace.len(),
         spec.name.len(),
         spec.name,
         spec.window.seconds()
     );
     let identity = caller.identity;
-    let push_identity = |key: &mut String, prefix: &str, identity: &Identity| {
-        key.push_str(prefix);
-        key.push_str(&identity.source);
-        key.push('=');
-        key.push_str(&identity.value);
+    let mut hasher = Sha256::new();
+    hasher.update(policy.counter_salt.to_le_bytes());
+    let mut scope_value = |parts: &[&str]| {
+        for part in parts {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
     };
     match (spec.scope, caller.grant, identity, session) {
-        (Scope::Global, ..) => key.push_str("global"),
-        (Scope::Grant, Some(grant), ..) => {
-            key.push_str("grant=");
-            key.push_str(&grant.name);
+        (Scope::Global, ..) => {
+            key.push_str("global");
+            return Slot { key, owner: 1 };
         }
+        (Scope::Grant, Some(grant), ..) => scope_value(&["grant", &grant.name]),
         // No grant held (or none defined): the identity is its own grant.
         (Scope::Grant, None, Some(identity), _) => {
-            push_identity(&mut key, "grant-of-identity=", identity);
+            scope_value(&["grant-of-identity", &identity.source, &identity.value])
         }
-        (Scope::Grant, None, None, _) => key.push_str("grant-anonymous"),
-        (Scope::Identity, _, Some(identity), _) => push_identity(&mut key, "identity=", identity),
-        (Scope::Identity, _, None, _) => key.push_str("identity-anonymous"),
-        (Scope::Session, .., Some(session)) => {
-            key.push_str("session=");
-            key.push_str(session);
+        (Scope::Grant, None, None, _) => scope_value(&["grant-anonymous"]),
+        (Scope::Identity, _, Some(identity), _) => {
+            scope_value(&["identity", &identity.source, &identity.value])
         }
-        (Scope::Session, .., None) => key.push_str("session-none"),
+        (Scope::Identity, _, None, _) => scope_value(&["identity-anonymous"]),
+        (Scope::Session, .., Some(session)) => scope_value(&["session", session]),
+        (Scope::Session, .., None) => scope_value(&["session-none"]),
     }
-    key
+    let digest = hasher.finalize();
+    let word = |at: usize| {
+        let mut raw = [0u8; 8];
+        if let Some(bytes) = digest.get(at..at + 8) {
+            raw.copy_from_slice(bytes);
+        }
+        u64::from_le_bytes(raw)
+    };
+    let bucket = word(8) % policy.counter_buckets.max(1);
+    let _ = write!(key, "b{bucket}");
+    // 0 is the overflow entry's owner; a fingerprint of 0 (one chance in 2^64) becomes 1.
+    Slot {
+        key,
+        owner: word(0).max(1),
+    }
 }
 
 #[cfg(test)]
@@ -627,6 +641,14 @@ mod tests {
 
         fn run(&mut self, body: &str, meta: RequestMeta) -> Outcome {
             evaluate(&self.policy, body.as_bytes(), &meta, &mut self.store)
+        }
+
+        /// What `agent` (in `session`) has used of `counter` on the "wechat" server.
+        fn used(&self, counter: &str, agent: &str, session: Option<&str>) -> Option<u64> {
+            let spec = self.policy.counters.iter().find(|c| c.name == counter)?;
+            let caller = Caller::new(&self.policy, who(agent));
+            let slot = counter_slot(&self.policy, "wechat", spec, &caller, session);
+            self.store.count(&slot)
         }
 
         fn as_agent(&mut self, agent: &str, body: &str) -> Outcome {
@@ -683,7 +705,11 @@ mod tests {
             let (gets, sets) = (h.store.gets, h.store.sets);
             let out = h.as_agent("a", &call(n, "wechat_mass_send"));
             assert_eq!(out.verdict, Verdict::Forward);
-            assert_eq!((h.store.gets - gets, h.store.sets - sets), (1, 1), "call {n}");
+            assert_eq!(
+                (h.store.gets - gets, h.store.sets - sets),
+                (1, 1),
+                "call {n}"
+            );
         }
         let (gets, sets) = (h.store.gets, h.store.sets);
         h.as_agent("a", &call(9, "wechat_get_followers"));
@@ -815,12 +841,13 @@ mod tests {
             }
         }
         assert_eq!(forwarded, 5);
-        let keys = h.store.keys();
-        assert!(
-            keys.iter()
-                .any(|k| k.ends_with("/8:previews/10s/session=s1")),
-            "{keys:?}"
+        assert_eq!(h.used("previews", "a", Some("s1")), Some(5));
+        assert_eq!(
+            h.used("previews", "b", Some("s1")),
+            Some(5),
+            "any agent, same session"
         );
+        assert_eq!(h.used("previews", "a", Some("s2")).unwrap_or(0), 0);
         let other_session = RequestMeta {
             identity: who("d"),
             ..in_session("s2")
@@ -997,9 +1024,9 @@ mod tests {
             .flat_map(|r| &r.holds)
             .all(|h| h.amount == 1));
         // Refunding call 1 gives back its unit of "sends" (3 were taken: two calls and the notification).
-        let sends = out.reservations[0].holds[0].key.clone();
+        let sends = out.reservations[0].holds[0].slot.clone();
         crate::engine::reservations::refund(&mut h.store, &out.reservations[0]).unwrap();
-        assert_eq!(h.store.state(&sends).unwrap().count, 2);
+        assert_eq!(h.store.count(&sends), Some(2));
     }
 
     #[test]
@@ -1012,13 +1039,16 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"notifications/x"}"#
         );
         assert_eq!(h.as_agent("a", &batch).verdict, Verdict::Forward);
-        let sends = h
-            .store
-            .keys()
-            .into_iter()
-            .find(|k| k.contains("5:sends"))
-            .unwrap();
-        assert_eq!(h.store.state(&sends).unwrap().count, 2);
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let spec = policy.counters.iter().find(|c| c.name == "sends").unwrap();
+        let sends = counter_slot(
+            &policy,
+            "wechat",
+            spec,
+            &Caller::new(&policy, who("a")),
+            None,
+        );
+        assert_eq!(h.store.count(&sends), Some(2));
     }
 
     #[test]
@@ -1084,13 +1114,16 @@ mod tests {
         assert_eq!(value[0]["error"]["code"], BATCH_REFUSED);
         assert_eq!(value[1]["error"]["code"], RATE_LIMITED);
         assert_eq!(value[1]["error"]["data"]["counter"], "previews");
-        let sends_a = h
-            .store
-            .keys()
-            .into_iter()
-            .find(|k| k.ends_with("5:sends/60s/grant-of-identity=header:x-agent-id=a"))
-            .unwrap();
-        assert_eq!(h.store.state(&sends_a).unwrap().count, 0, "refunded");
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let spec = policy.counters.iter().find(|c| c.name == "sends").unwrap();
+        let sends_a = counter_slot(
+            &policy,
+            "wechat",
+            spec,
+            &Caller::new(&policy, who("a")),
+            None,
+        );
+        assert_eq!(h.store.count(&sends_a), Some(0), "refunded");
         assert_eq!(
             out.calls.iter().map(|c| c.decision).collect::<Vec<_>>(),
             vec!["allowed", "rate_limited"]
@@ -1275,14 +1308,48 @@ mod tests {
         let policy = load_policy(POLICY.as_bytes()).unwrap();
         let spec = policy.counters.iter().find(|c| c.name == "sends").unwrap();
         let caller = Caller::new(&policy, who("a"));
-        assert_ne!(
-            counter_key("wechat", spec, &caller, None),
-            counter_key("notify", spec, &caller, None)
+        let slot = |namespace| counter_slot(&policy, namespace, spec, &caller, None);
+        assert_ne!(slot("wechat").key, slot("notify").key);
+        assert!(
+            slot("wechat")
+                .key
+                .starts_with("mcp-policy/v2/6:wechat/5:sends/60s/b"),
+            "{:?}",
+            slot("wechat")
         );
+    }
+
+    #[test]
+    fn counter_keys_stay_bounded_however_many_callers_come() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow","counter_slots":64,"tools":{"t":{"limits":[
+                {"counter":"c","window":"minute","max":5,"scope":"session"}]}}}"#,
+        )
+        .unwrap();
+        let spec = &policy.counters[0];
+        let caller = Caller::new(&policy, None);
+        let mut keys = std::collections::BTreeSet::new();
+        let mut owners = std::collections::BTreeSet::new();
+        for i in 0..10_000 {
+            let session = format!("session-{i}");
+            let slot = counter_slot(&policy, "s", spec, &caller, Some(&session));
+            keys.insert(slot.key);
+            owners.insert(slot.owner);
+        }
+        assert_eq!(keys.len(), 8, "64 slots are 8 buckets of 8");
         assert_eq!(
-            counter_key("wechat", spec, &caller, None),
-            "mcp-policy/v1/6:wechat/5:sends/60s/grant-of-identity=header:x-agent-id=a"
+            owners.len(),
+            10_000,
+            "every caller keeps its own fingerprint"
         );
+        // The salt moves callers between buckets: nobody outside can aim at one.
+        let mut salted = policy.clone();
+        salted.counter_salt = 0x5eed;
+        let bucket_of = |p: &Policy, s: &str| counter_slot(p, "s", spec, &caller, Some(s)).key;
+        assert!((0..50).any(|i| {
+            let s = format!("session-{i}");
+            bucket_of(&policy, &s) != bucket_of(&salted, &s)
+        }));
     }
 
     const GRANTED: &str = r#"{"version":"1","default":"deny",
@@ -1312,16 +1379,18 @@ mod tests {
         assert!(forwarded(&mut h, "sup-1"));
         let (_, body) = reply_of(&h.as_agent("sup-2", &call(1, "wechat_mass_send")));
         assert_eq!(body["error"]["data"]["counter"], "support_calls");
-        let keys = h.store.keys();
-        for expected in [
-            "/9:per_grant/3600s/grant=marketing",
-            "/12:per_identity/3600s/identity=header:x-agent-id=mkt-1",
-            "/12:per_identity/3600s/identity=header:x-agent-id=mkt-2",
-            "/13:support_calls/3600s/grant=support",
+        for (counter, agent, used) in [
+            ("per_grant", "mkt-1", 3),
+            ("per_grant", "mkt-2", 3),
+            ("per_identity", "mkt-1", 2),
+            ("per_identity", "mkt-2", 1),
+            ("support_calls", "sup-1", 1),
+            ("support_calls", "sup-9", 1),
         ] {
-            assert!(
-                keys.iter().any(|k| k.ends_with(expected)),
-                "{expected} not in {keys:?}"
+            assert_eq!(
+                h.used(counter, agent, None),
+                Some(used),
+                "{counter} of {agent}"
             );
         }
     }

@@ -234,7 +234,9 @@ fn classify(raw: &RawValue) -> Message {
         return invalid(id, INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
     }
     let params = object.get("params");
-    let params_object = params.filter(|p| first_byte(p) == b'{').and_then(RawObject::parse);
+    let params_object = params
+        .filter(|p| first_byte(p) == b'{')
+        .and_then(RawObject::parse);
     // Servers whose JSON decoding ignores case would read another member than we do.
     for scope in std::iter::once(&object).chain(params_object.as_ref()) {
         if let Some((a, b)) = scope.colliding_keys() {

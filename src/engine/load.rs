@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::counters::ENTRIES_PER_BUCKET;
 use super::grants::{Grant, GrantTable, IdentityPattern};
 use super::identity::{IdentitySource, MissingIdentity};
 use super::policy::{
@@ -159,12 +160,20 @@ const POLICY_FIELDS: &[&str] = &[
     "shadow",
     "audit",
     "failure_mode",
+    "counter_slots",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
 const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules", "shadow"];
 const GRANT_TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope"];
+
+/// Callers each scoped counter tracks at once, unless the policy says otherwise.
+pub const DEFAULT_COUNTER_SLOTS: u64 = 65_536;
+/// Bounds on `counter_slots`: at least one bucket; at most about 300 MB of shared data per
+/// scoped counter.
+pub const MIN_COUNTER_SLOTS: u64 = ENTRIES_PER_BUCKET as u64;
+pub const MAX_COUNTER_SLOTS: u64 = 1 << 24;
 
 /// Largest `max_body_bytes` accepted: Envoy must buffer the whole body, so keep it sane.
 pub const MAX_BODY_BYTES_CEILING: u64 = 64 * 1024 * 1024;
@@ -207,6 +216,20 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
                 return err(
                     "max_body_bytes",
                     format!("at most {MAX_BODY_BYTES_CEILING} bytes, got {n}"),
+                );
+            }
+            n
+        }
+    };
+
+    let counter_slots = match root.get("counter_slots") {
+        None => DEFAULT_COUNTER_SLOTS,
+        Some(v) => {
+            let n = positive_integer(v, "counter_slots")?;
+            if !(MIN_COUNTER_SLOTS..=MAX_COUNTER_SLOTS).contains(&n) {
+                return err(
+                    "counter_slots",
+                    format!("between {MIN_COUNTER_SLOTS} and {MAX_COUNTER_SLOTS}, got {n}"),
                 );
             }
             n
@@ -280,6 +303,8 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
 
     Ok(Policy {
         fail_open,
+        counter_buckets: counter_slots.div_ceil(ENTRIES_PER_BUCKET as u64),
+        counter_salt: 0,
         shadow,
         audit_arguments,
         audit_hash,

@@ -108,6 +108,13 @@ pub struct Policy {
     /// When counters cannot be consulted (shared-data errors, CAS exhaustion): refuse the call
     /// (`false`, the default) or let it through uncounted (`"failure_mode": "open"`).
     pub fail_open: bool,
+    /// Buckets per scoped counter (`counter_slots` / `ENTRIES_PER_BUCKET`): the bound on the
+    /// shared-data keys a counter can ever use, however many sessions and identities come.
+    pub counter_buckets: u64,
+    /// Mixed into callers' fingerprints so that nobody outside can pick session ids or
+    /// identities that crowd a chosen caller's bucket. The filter sets it from a random value
+    /// kept in shared data (the same for every worker); 0 until then.
+    pub counter_salt: u64,
 }
 
 impl Policy {

@@ -6,12 +6,12 @@
 
 use serde_json::Value;
 
-use super::counters::{release, CasStore};
+use super::counters::{release, CasStore, Slot};
 
 /// One counter increment held for a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
-    pub key: String,
+    pub slot: Slot,
     pub window_start: u64,
     pub amount: u64,
 }
@@ -41,9 +41,9 @@ pub fn refund(store: &mut dyn CasStore, reservation: &Reservation) -> Result<(),
         .holds
         .iter()
         .filter_map(|h| {
-            release(store, &h.key, h.window_start, h.amount)
+            release(store, &h.slot, h.window_start, h.amount)
                 .err()
-                .map(|e| format!("refund of {}: {e}", h.key))
+                .map(|e| format!("refund of {}: {e}", h.slot.key))
         })
         .collect();
     if failures.is_empty() {
@@ -56,15 +56,22 @@ pub fn refund(store: &mut dyn CasStore, reservation: &Reservation) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::counters::CounterState;
+    use crate::engine::counters::Bucket;
     use crate::engine::test_support::{test, MemoryStore};
     use serde_json::json;
+
+    fn slot() -> Slot {
+        Slot {
+            key: "k".into(),
+            owner: 7,
+        }
+    }
 
     fn reservation(id: Value) -> Reservation {
         Reservation {
             id,
             holds: vec![Hold {
-                key: "k".into(),
+                slot: slot(),
                 window_start: 60,
                 amount: 3,
             }],
@@ -108,25 +115,25 @@ mod tests {
         let mut store = MemoryStore::default();
         store.raw_set(
             "k",
-            &CounterState {
+            &Bucket {
                 window_start: 60,
-                count: 5,
+                entries: vec![(7, 5)],
             }
             .encode(),
         );
         refund(&mut store, &reservation(json!(1))).unwrap();
-        assert_eq!(store.state("k").unwrap().count, 2);
+        assert_eq!(store.count(&slot()).unwrap(), 2);
         store.raw_set(
             "k",
-            &CounterState {
+            &Bucket {
                 window_start: 120,
-                count: 5,
+                entries: vec![(7, 5)],
             }
             .encode(),
         );
         refund(&mut store, &reservation(json!(1))).unwrap();
         assert_eq!(
-            store.state("k").unwrap().count,
+            store.count(&slot()).unwrap(),
             5,
             "a new window is not touched"
         );

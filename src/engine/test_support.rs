@@ -8,7 +8,7 @@ pub use core::prelude::v1::test;
 #[cfg(target_arch = "wasm32")]
 pub use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use super::counters::{CasStore, CounterState, SetOutcome, StoreError};
+use super::counters::{Bucket, CasStore, SetOutcome, Slot, StoreError};
 
 /// A `CasStore` with Envoy shared-data semantics (tokens from 1 upwards, 0 = unconditional,
 /// any CAS accepted on an absent key), plus knobs to inject another worker's writes and
@@ -36,10 +36,13 @@ impl MemoryStore {
         self.entries.insert(key.to_owned(), (value.to_vec(), cas));
     }
 
-    pub fn state(&self, key: &str) -> Option<CounterState> {
-        self.entries
-            .get(key)
-            .and_then(|(v, _)| CounterState::decode(v))
+    pub fn bucket(&self, key: &str) -> Option<Bucket> {
+        self.entries.get(key).and_then(|(v, _)| Bucket::decode(v))
+    }
+
+    /// The count `slot` is held to, if its bucket exists.
+    pub fn count(&self, slot: &Slot) -> Option<u64> {
+        self.bucket(&slot.key).map(|b| b.count_of(slot.owner))
     }
 
     pub fn keys(&self) -> Vec<String> {
@@ -48,18 +51,26 @@ impl MemoryStore {
         keys
     }
 
+    /// Another worker adds 1 for the caller our write is about to add to (the entry whose count
+    /// differs between what is stored and what we are writing).
     fn foreign_increment(&mut self, key: &str, ours: &[u8]) {
-        let window_start = CounterState::decode(ours).map_or(0, |s| s.window_start);
-        let next = match self.state(key) {
-            Some(s) => CounterState {
-                window_start: s.window_start,
-                count: s.count + 1,
-            },
-            None => CounterState {
-                window_start,
-                count: 1,
+        let Some(ours) = Bucket::decode(ours) else {
+            return;
+        };
+        let mut next = match self.bucket(key) {
+            Some(stored) if stored.window_start == ours.window_start => stored,
+            _ => Bucket {
+                window_start: ours.window_start,
+                entries: Vec::new(),
             },
         };
+        for (owner, count) in &ours.entries {
+            match next.entries.iter_mut().find(|(o, _)| o == owner) {
+                Some(entry) if entry.1 != *count => entry.1 += 1,
+                Some(_) => {}
+                None => next.entries.push((*owner, 1)),
+            }
+        }
         self.raw_set(key, &next.encode());
     }
 }

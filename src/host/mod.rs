@@ -2,6 +2,7 @@
 //! the host lives in `crate::engine`.
 
 mod attributes;
+mod entropy;
 mod http;
 mod metrics;
 mod root;

@@ -7,10 +7,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
+use crate::engine::counters::shared_salt;
 use crate::engine::load::load_policy;
 use crate::engine::policy::Policy;
 
+use super::entropy::random_u64;
 use super::http::PolicyStream;
+use super::shared_data::EnvoySharedData;
 
 #[derive(Default)]
 pub struct PolicyRoot {
@@ -25,8 +28,22 @@ impl RootContext for PolicyRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let name = plugin_name();
         let text = self.get_plugin_configuration().unwrap_or_default();
+        // Every worker's VM must mix the same salt into callers' fingerprints: the first one to
+        // configure stores it in shared data, the others adopt it.
+        let salt = match shared_salt(&mut EnvoySharedData, random_u64()) {
+            Ok(salt) => salt,
+            Err(e) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("mcp-policy-filter[{name}]: cannot set up counters: {e}"),
+                );
+                super::metrics::count_config_failure(&name);
+                return false;
+            }
+        };
         match load_policy(&text) {
-            Ok(policy) => {
+            Ok(mut policy) => {
+                policy.counter_salt = salt;
                 log(
                     LogLevel::Info,
                     &format!("mcp-policy-filter[{name}]: {}", policy.summary()),
