@@ -20,7 +20,10 @@ POLICY_DIR           ?= envoy/policies
 OHA_VERSION          := 1.16.0
 BENCH_ARGS           ?=
 
-.PHONY: build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools clean
+CARGO_FUZZ_VERSION   := 0.13.2
+FUZZ_SECONDS         ?= 300
+
+.PHONY: build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -59,6 +62,12 @@ e2e-test: build envoy python-mcp sample-bins
 sample-bins:
 	cargo build -p mcp-policy-sample --bins
 
+## soak: the soak tests with 100,000 new sessions and identities per phase (make test runs 10,000)
+soak: build envoy sample-bins
+	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
+	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" SOAK_CALLERS=$${SOAK_CALLERS:-100000} \
+	  cargo test -p e2e --test soak -- --test-threads=1 --nocapture
+
 # Every benchmark arm (passthrough, our filter twice, Lua, native MCP + RBAC) starts on the real
 # Envoy, forwards an allowed call and refuses the blocked one: the bench cannot rot unnoticed.
 bench-smoke: build envoy sample-bins
@@ -75,6 +84,24 @@ bench: build envoy load-tools
 ## bench-engine: criterion micro-benchmarks of the engine (10 and 1,000 tools)
 bench-engine:
 	cargo bench -p mcp-policy-filter --bench engine
+
+## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (default 300) each, one at a time;
+## prints libFuzzer's final stats per target, fails on a crash (input in fuzz/artifacts/TARGET/)
+fuzz: fuzz-tools
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
+
+## fuzz-smoke: every fuzz target for 15 s: seeds and a short run still pass
+fuzz-smoke: fuzz-tools
+	FUZZ_SECONDS=15 fuzz/run.sh
+
+# Nightly if rustup can have it (else fuzz/run.sh uses the default toolchain with
+# RUSTC_BOOTSTRAP=1), and cargo-fuzz.
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' \
+	  || rustup toolchain install nightly --profile minimal \
+	  || echo "fuzz-tools: no nightly toolchain; fuzzing on the default one with RUSTC_BOOTSTRAP=1"
+	@$(CARGO_HOME)/bin/cargo-fuzz --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$" \
+	  || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 
 # wrk (Debian) for throughput, oha for open-loop latency percentiles.
 load-tools:

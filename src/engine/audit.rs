@@ -54,6 +54,7 @@ struct CounterEntry<'a> {
     counter: &'a str,
     value: u64,
     limit: u64,
+    window_start: u64,
 }
 
 /// `None` for requests without a decision to record (no tools/call, nothing refused).
@@ -93,6 +94,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
             counter: &c.counter,
             value: c.value,
             limit: c.max,
+            window_start: c.window_start,
         })
         .collect();
     let record = Record {
@@ -184,7 +186,7 @@ mod tests {
         );
         assert_eq!(
             record["counters"],
-            json!([{"counter":"sends","value":1,"limit":5}])
+            json!([{"counter":"sends","value":1,"limit":5,"window_start":960}])
         );
     }
 

@@ -200,6 +200,7 @@ pub enum Acquire {
     Granted { window_start: u64, count: u64 },
     /// Not enough room left in this window; nothing was changed.
     Exhausted {
+        window_start: u64,
         count: u64,
         retry_after_seconds: u64,
     },
@@ -265,6 +266,7 @@ pub fn try_acquire(
                 .saturating_sub(now)
                 .max(1);
             return Ok(Acquire::Exhausted {
+                window_start: bucket.window_start,
                 count,
                 retry_after_seconds,
             });
@@ -363,6 +365,7 @@ mod tests {
         assert_eq!(
             refused,
             Acquire::Exhausted {
+                window_start: 120,
                 count: 3,
                 retry_after_seconds: 45
             }

@@ -49,6 +49,8 @@ pub struct CounterReading {
     pub counter: String,
     pub value: u64,
     pub max: u64,
+    /// Start (Unix seconds) of the window `value` counts in.
+    pub window_start: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,13 +253,16 @@ pub fn evaluate(
                     counter: spec.name.clone(),
                     value: count,
                     max: spec.max,
+                    window_start,
                 });
                 continue;
             }
             Ok(Acquire::Exhausted {
+                window_start,
                 count,
                 retry_after_seconds,
             }) => Err(LimitHit {
+                window_start,
                 counter: spec.name.clone(),
                 max: spec.max,
                 window: spec.window,
@@ -289,6 +294,7 @@ pub fn evaluate(
                 counter: spec.name.clone(),
                 value: hit.used,
                 max: spec.max,
+                window_start: hit.window_start,
             });
         }
         let release_problem = give_back(store, &taken);

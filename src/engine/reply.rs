@@ -59,6 +59,8 @@ pub struct LimitHit {
     pub window: Window,
     pub scope: Scope,
     pub used: u64,
+    /// Start (Unix seconds) of the window that is used up.
+    pub window_start: u64,
     /// Calls of this counter the refused request needed (more than 1 only for batches).
     pub needed: u64,
     /// `None` when `needed` exceeds `max`: waiting will never help.

@@ -74,14 +74,16 @@ async fn every_decision_is_audited_through_the_access_log() {
         (call(0)["decision"].clone(), call(0)["rule"].clone()),
         (json!("allowed"), json!("tools.wechat_mass_send"))
     );
+    let window_start = records[0]["counters"][0]["window_start"].clone();
+    assert!(window_start.as_u64().is_some_and(|t| t % 60 == 0), "{window_start}");
     assert_eq!(
         records[0]["counters"],
-        json!([{"counter":"sends","value":1,"limit":1}])
+        json!([{"counter":"sends","value":1,"limit":1,"window_start":window_start}])
     );
     assert_eq!(call(1)["decision"], "rate_limited");
     assert_eq!(
         records[1]["counters"],
-        json!([{"counter":"sends","value":1,"limit":1}])
+        json!([{"counter":"sends","value":1,"limit":1,"window_start":window_start}])
     );
     assert_eq!(
         (

@@ -23,7 +23,9 @@ fn port_from_args() -> Result<u16, String> {
     match (args.next().as_deref(), args.next()) {
         (None, _) => Ok(0),
         (Some("--port"), Some(port)) => port.parse().map_err(|_| format!("not a port: {port}")),
-        (Some(other), _) => Err(format!("unexpected argument {other}; usage: bench-upstream [--port N]")),
+        (Some(other), _) => Err(format!(
+            "unexpected argument {other}; usage: bench-upstream [--port N]"
+        )),
     }
 }
 
@@ -35,7 +37,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("bench-upstream: cannot start the tokio runtime: {error}");
