@@ -6,7 +6,7 @@ use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterE
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind};
-use super::policy::{CounterId, CounterSpec, Policy, Scope};
+use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope};
 use super::reply::{self, LimitHit, Refusal, Reply};
 use super::reservations::{Hold, Reservation};
 use super::rules::Charge;
@@ -26,6 +26,10 @@ pub struct RequestMeta<'a> {
     pub mcp_name: Option<&'a str>,
     /// Unix time, seconds.
     pub now: u64,
+    /// A POST to the legacy HTTP+SSE transport's message endpoint: its answer travels on the
+    /// session's SSE stream and clients read only the status of this response, so refusals use
+    /// HTTP error statuses (as `refusal_mode: http`) whatever the policy's refusal mode.
+    pub legacy_sse: bool,
 }
 
 /// What happened to one `tools/call` (for logs).
@@ -92,6 +96,11 @@ pub fn evaluate(
     meta: &RequestMeta,
     store: &mut dyn CasStore,
 ) -> Outcome {
+    let refusal_mode = if meta.legacy_sse {
+        RefusalMode::Http
+    } else {
+        policy.refusal_mode
+    };
     if body.len() as u64 > policy.max_body_bytes {
         return Outcome::reply(reply::too_large(policy.max_body_bytes), Vec::new());
     }
@@ -102,10 +111,7 @@ pub fn evaluate(
                 code: e.code,
                 problem: e.problem,
             };
-            return Outcome::reply(
-                reply::single(None, &refusal, policy.refusal_mode),
-                Vec::new(),
-            );
+            return Outcome::reply(reply::single(None, &refusal, refusal_mode), Vec::new());
         }
     };
     if let Err(problem) = headers_agree(&body, meta) {
@@ -114,7 +120,7 @@ pub fn evaluate(
             Body::Batch(_) => None,
         };
         let refusal = Refusal::HeaderMismatch { problem };
-        return Outcome::reply(reply::single(id, &refusal, policy.refusal_mode), Vec::new());
+        return Outcome::reply(reply::single(id, &refusal, refusal_mode), Vec::new());
     }
 
     let mut body = body;
@@ -217,7 +223,7 @@ pub fn evaluate(
         call_limits.push(limits_of_this);
     }
     if refusals.iter().any(Option::is_some) {
-        return Outcome::reply(refuse(&body, refusals, policy), calls);
+        return Outcome::reply(refuse(&body, refusals, refusal_mode), calls);
     }
 
     // Second pass: charge every counter the allowed calls use, all or nothing.
@@ -235,8 +241,7 @@ pub fn evaluate(
                 counter: format!("#{id}"),
                 problem: problem.clone(),
             };
-            let mut outcome =
-                Outcome::reply(reply::single(None, &refusal, policy.refusal_mode), calls);
+            let mut outcome = Outcome::reply(reply::single(None, &refusal, refusal_mode), calls);
             outcome.problem = Some(problem);
             give_back(store, &taken);
             return outcome;
@@ -298,8 +303,15 @@ pub fn evaluate(
             });
         }
         let release_problem = give_back(store, &taken);
-        let mut outcome =
-            refuse_for_counter(&body, policy, &call_limits, *id, spec, failure, &mut calls);
+        let mut outcome = refuse_for_counter(
+            &body,
+            refusal_mode,
+            &call_limits,
+            *id,
+            spec,
+            failure,
+            &mut calls,
+        );
         outcome.counters = readings;
         outcome.problem = match (outcome.problem, release_problem) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
@@ -411,7 +423,7 @@ fn give_back(store: &mut dyn CasStore, taken: &[(Slot, u64, u64)]) -> Option<Str
 
 fn refuse_for_counter(
     body: &Body,
-    policy: &Policy,
+    refusal_mode: RefusalMode,
     call_limits: &[Option<Vec<Charge>>],
     counter: CounterId,
     spec: &CounterSpec,
@@ -458,12 +470,12 @@ fn refuse_for_counter(
             record.detail = format!("counter {}", spec.name);
         }
     }
-    let mut outcome = Outcome::reply(refuse(body, refusals, policy), calls.to_vec());
+    let mut outcome = Outcome::reply(refuse(body, refusals, refusal_mode), calls.to_vec());
     outcome.problem = problem;
     outcome
 }
 
-fn refuse(body: &Body, refusals: Vec<Option<Refusal>>, policy: &Policy) -> Reply {
+fn refuse(body: &Body, refusals: Vec<Option<Refusal>>, refusal_mode: RefusalMode) -> Reply {
     match body {
         Body::Single(message) => {
             let refusal = refusals
@@ -471,7 +483,7 @@ fn refuse(body: &Body, refusals: Vec<Option<Refusal>>, policy: &Policy) -> Reply
                 .flatten()
                 .next()
                 .unwrap_or(Refusal::BatchRefused);
-            reply::single(message.id.as_ref(), &refusal, policy.refusal_mode)
+            reply::single(message.id.as_ref(), &refusal, refusal_mode)
         }
         Body::Batch(messages) => {
             let entries: Vec<(Option<&Value>, Refusal, bool)> = messages
@@ -485,7 +497,7 @@ fn refuse(body: &Body, refusals: Vec<Option<Refusal>>, policy: &Policy) -> Reply
                     )
                 })
                 .collect();
-            reply::batch(&entries, policy.refusal_mode)
+            reply::batch(&entries, refusal_mode)
         }
     }
 }
@@ -1170,6 +1182,33 @@ mod tests {
         ));
         assert_eq!(value["id"], Value::Null);
         assert_eq!(value["error"]["code"], POLICY_DENIED);
+    }
+
+    #[test]
+    fn legacy_sse_posts_are_refused_with_http_statuses() {
+        let mut h = Harness::new(POLICY);
+        let legacy = |agent| RequestMeta {
+            namespace: "wechat",
+            identity: who(agent),
+            legacy_sse: true,
+            now: NOW,
+            ..Default::default()
+        };
+        let (reply, value) = reply_of(&h.run(&call(4, "wechat_mass_delete"), legacy("a")));
+        assert_eq!((reply.status, value["id"].clone()), (403, json!(4)));
+        assert_eq!(value["error"]["code"], POLICY_DENIED);
+        for _ in 0..2 {
+            h.run(&call(1, "wechat_everyone"), legacy("a"));
+        }
+        let (reply, _) = reply_of(&h.run(&call(1, "wechat_everyone"), legacy("a")));
+        assert_eq!(reply.status, 429);
+        assert_eq!(
+            reply_of(&h.as_agent("a", &call(4, "wechat_mass_delete")))
+                .0
+                .status,
+            200,
+            "Streamable HTTP keeps the policy's jsonrpc mode"
+        );
     }
 
     #[test]

@@ -19,6 +19,40 @@ impl RequestHeaders {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The session of a POST to the legacy HTTP+SSE transport's message endpoint
+    /// (`/messages?sessionId=…`, or `session_id` as the Python SDK names it): the call's answer
+    /// goes to that session's SSE stream, not to this response.
+    pub fn legacy_session(&self) -> Option<&str> {
+        self.get(LEGACY_SESSION)
+    }
+}
+
+/// Where `RequestHeaders` keeps the legacy transport's session id; a client cannot send a header
+/// with this name (names starting with `:` are HTTP/2 pseudo-headers).
+const LEGACY_SESSION: &str = ":legacy-session";
+const LEGACY_SESSION_PARAMS: [&str; 2] = ["sessionId", "session_id"];
+
+/// The legacy session id in a request path's query; an error if it is given more than once.
+fn legacy_session_of(path: &str) -> Result<Option<String>, String> {
+    let Some((_, query)) = path.split_once('?') else {
+        return Ok(None);
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    let mut found: Option<String> = None;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if LEGACY_SESSION_PARAMS.contains(&key) {
+            if found.is_some() {
+                return Err(format!(
+                    "the session id is given more than once in the query ({})",
+                    LEGACY_SESSION_PARAMS.join(" / ")
+                ));
+            }
+            found = Some(value.to_owned());
+        }
+    }
+    Ok(found)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +110,23 @@ pub fn screen(
             ));
         };
         values.push((name.clone(), text));
+    }
+    let path = headers
+        .iter()
+        .find(|(n, _)| n == ":path")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        .unwrap_or_default();
+    match legacy_session_of(path) {
+        Err(problem) => return Screening::Refuse(reply::refused_request(400, problem)),
+        Ok(Some(_)) if values.iter().any(|(n, _)| n == "mcp-session-id") => {
+            return Screening::Refuse(reply::refused_request(
+                400,
+                "a request to the legacy message endpoint must not also carry Mcp-Session-Id"
+                    .into(),
+            ))
+        }
+        Ok(Some(session)) => values.push((LEGACY_SESSION.to_owned(), session)),
+        Ok(None) => {}
     }
     let headers = RequestHeaders { values };
 
@@ -258,6 +309,40 @@ mod tests {
             screen(&policy(), "POST", &identity, true),
             Screening::Inspect(_)
         ));
+    }
+
+    #[test]
+    fn the_legacy_transport_session_comes_from_the_query() {
+        let post = |path: &str, extra: &[(&str, &[u8])]| {
+            let mut list = vec![JSON, (":path", path.as_bytes())];
+            list.extend_from_slice(extra);
+            screen(&policy(), "POST", &headers(&list), true)
+        };
+        for (path, session) in [
+            ("/messages?sessionId=abc", Some("abc")),
+            ("/messages/?session_id=0f9e&x=1", Some("0f9e")),
+            ("/mcp", None),
+            ("/mcp?sessionIdx=1", None),
+        ] {
+            let Screening::Inspect(got) = post(path, &[]) else {
+                panic!("{path}")
+            };
+            assert_eq!(got.legacy_session(), session, "{path}");
+        }
+        assert_eq!(
+            refused_status(post("/messages?sessionId=a&session_id=b", &[])),
+            400
+        );
+        assert_eq!(
+            refused_status(post("/messages?sessionId=a", &[("mcp-session-id", b"a")])),
+            400
+        );
+        // A client cannot smuggle the legacy session in as a header of that name.
+        let smuggled = headers(&[JSON, (":legacy-session", b"x")]);
+        let Screening::Inspect(got) = screen(&policy(), "POST", &smuggled, true) else {
+            panic!()
+        };
+        assert_eq!(got.legacy_session(), None);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct PolicyStream {
     body_size: usize,
     identity: Option<Identity>,
     session: Option<String>,
+    /// A POST to the legacy HTTP+SSE transport's message endpoint.
+    legacy_sse: bool,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
     request_id: Option<String>,
@@ -63,6 +65,7 @@ impl PolicyStream {
             body_size: 0,
             identity: None,
             session: None,
+            legacy_sse: false,
             mcp_method: None,
             mcp_name: None,
             request_id: None,
@@ -100,6 +103,7 @@ impl PolicyStream {
             mcp_method: self.mcp_method.as_deref(),
             mcp_name: self.mcp_name.as_deref(),
             now,
+            legacy_sse: self.legacy_sse,
         };
         let outcome = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
         let audit_context = AuditContext {
@@ -161,6 +165,14 @@ impl PolicyStream {
             );
         }
         match verdict {
+            Verdict::Forward if self.legacy_sse => {
+                // Legacy HTTP+SSE: this response is only "202 Accepted"; the answers travel on
+                // the session's SSE stream. Nothing to read here, and what the calls took is
+                // committed now: refunding when this response carries no answer would let every
+                // legacy call through uncounted.
+                self.done = true;
+                Action::Continue
+            }
             Verdict::Forward => {
                 self.done = true;
                 self.tools_list_ids = tools_list_ids;
@@ -197,7 +209,12 @@ impl HttpContext for PolicyStream {
             &self.policy.identity_sources,
             &EnvoyRequest { headers: &headers },
         );
-        self.session = headers.get("mcp-session-id").map(str::to_owned);
+        // The legacy HTTP+SSE transport names its session in the message endpoint's query.
+        self.legacy_sse = headers.legacy_session().is_some();
+        self.session = headers
+            .get("mcp-session-id")
+            .or(headers.legacy_session())
+            .map(str::to_owned);
         self.mcp_method = headers.get("mcp-method").map(str::to_owned);
         self.mcp_name = headers.get("mcp-name").map(str::to_owned);
         self.request_id = request_id;

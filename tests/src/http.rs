@@ -126,8 +126,16 @@ pub fn raw_exchange(port: u16, request: &[u8]) -> Response {
 }
 
 fn read_response(stream: &mut TcpStream) -> Response {
+    // Read until the response is complete rather than until the connection closes: after a
+    // local reply Envoy holds the connection open for its delayed-close timeout (1 s).
     let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
+    let mut buffer = [0u8; 16 * 1024];
+    while !response_complete(&raw) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buffer[..n]),
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -152,5 +160,29 @@ fn read_response(stream: &mut TcpStream) -> Response {
         status,
         headers,
         body,
+    }
+}
+
+/// Whether `raw` holds a whole HTTP/1.1 response: headers, then `content-length` bytes or the
+/// last chunk. Without either, only the connection's end says it is complete.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    if head
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"))
+    {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    match head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        Some(length) => body.len() >= length,
+        None => false,
     }
 }

@@ -75,7 +75,10 @@ async fn every_decision_is_audited_through_the_access_log() {
         (json!("allowed"), json!("tools.wechat_mass_send"))
     );
     let window_start = records[0]["counters"][0]["window_start"].clone();
-    assert!(window_start.as_u64().is_some_and(|t| t % 60 == 0), "{window_start}");
+    assert!(
+        window_start.as_u64().is_some_and(|t| t % 60 == 0),
+        "{window_start}"
+    );
     assert_eq!(
         records[0]["counters"],
         json!([{"counter":"sends","value":1,"limit":1,"window_start":window_start}])

@@ -68,7 +68,8 @@ async fn every_window_admits_exactly_max_under_sustained_load() {
             let (mut sent, mut admitted) = (0u64, 0u64);
             while Instant::now() < deadline {
                 let agent = [("x-agent-id", "soak-agent".to_string())];
-                admitted += u64::from(call(&client, &url, client_id * 1_000_000 + sent, &agent).await);
+                admitted +=
+                    u64::from(call(&client, &url, client_id * 1_000_000 + sent, &agent).await);
                 sent += 1;
             }
             (sent, admitted)
@@ -99,7 +100,10 @@ async fn every_window_admits_exactly_max_under_sustained_load() {
                 .push(counter["value"].as_u64().expect("value"));
         }
     }
-    assert_eq!(per_window.values().map(Vec::len).sum::<usize>() as u64, admitted);
+    assert_eq!(
+        per_window.values().map(Vec::len).sum::<usize>() as u64,
+        admitted
+    );
     let windows: Vec<_> = per_window.keys().copied().collect();
     assert!(windows.len() >= 4, "load spanned windows {windows:?}");
     for (n, (start, values)) in per_window.iter_mut().enumerate() {
@@ -110,7 +114,10 @@ async fn every_window_admits_exactly_max_under_sustained_load() {
             assert_eq!(values.len() as u64, MAX, "window {start}: {values:?}");
         }
         let expected: Vec<u64> = (1..=values.len() as u64).collect();
-        assert_eq!(*values, expected, "window {start}: each count handed out once");
+        assert_eq!(
+            *values, expected,
+            "window {start}: each count handed out once"
+        );
         assert!(values.len() as u64 <= MAX, "window {start}: {values:?}");
     }
     eprintln!(
@@ -197,7 +204,10 @@ async fn counter_memory_stays_bounded_while_sessions_and_identities_churn() {
     // Every newcomer has a budget: no caller is refused while buckets have room, and when one
     // is full the newcomer shares the overflow entry (max 5) with at most a few others.
     assert!(warm >= WARM_UP * 99 / 100, "{warm} admitted");
-    assert!(first + second >= 2 * callers * 99 / 100, "{first} + {second} admitted");
+    assert!(
+        first + second >= 2 * callers * 99 / 100,
+        "{first} + {second} admitted"
+    );
     assert_eq!(
         d.upstream_tool_calls("wechat", "wechat_mass_send"),
         warm + first + second
