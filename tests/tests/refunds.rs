@@ -169,3 +169,41 @@ async fn a_call_that_is_never_answered_is_refunded() {
         "and the answered one was not"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_the_upstream_resets_or_never_takes_are_refunded_and_policy_still_applies() {
+    wait_for_window_room(3600, 60);
+    let policy = r#"{"version":"1","default":"deny","tools":{
+        "wechat_mass_status":{"limits":[{"counter":"status_checks","window":"hour","max":1,"scope":"global"}]},
+        "wechat_mass_delete":{"action":"deny","reason":"never"}}}"#;
+    let mut d = Deployment::start(DeploymentOptions {
+        wechat_policy: policy.into(),
+        stateless: true,
+        ..Default::default()
+    });
+    let url = d.url("wechat");
+    // The server dies while it holds the call: Envoy sees the connection reset.
+    let slow = call_body(1, "wechat_mass_status", json!({"msg_id": "m1", "wait_seconds": 5}));
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move { post(&url, slow, &[]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    d.wechat.guard.stop();
+    let reset = in_flight.await.expect("task");
+    assert_eq!(reset.status, 503, "{reset:?}");
+    // Now nothing listens: every call fails upstream and gives its unit back, so none is ever
+    // refused as rate limited (max is 1).
+    for id in 2..5 {
+        let refused = post(
+            &url,
+            call_body(id, "wechat_mass_status", json!({"msg_id": "m1"})),
+            &[],
+        )
+        .await;
+        assert_eq!(refused.status, 503, "call {id}: {refused:?}");
+    }
+    // The filter keeps deciding on its own while the upstream is down.
+    let denied = post(&url, call_body(5, "wechat_mass_delete", json!({})), &[]).await;
+    assert_eq!(denied.json()["error"]["code"], -32003);
+}
