@@ -38,8 +38,8 @@ run: build envoy sample-bins
 	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --wasm "$(WASM)" \
 	  --server-bin target/debug/sample-mcp-server
 
-## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy
-test: lint unit-test wasm-test sample-test e2e-test bench-smoke
+## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
+test: lint unit-test wasm-test sample-test e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings

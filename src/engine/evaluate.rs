@@ -5,11 +5,12 @@ use serde_json::Value;
 use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
-use super::jsonrpc::{parse_body, Body, Message, MessageKind};
+use super::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
 use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope};
 use super::reply::{self, LimitHit, Refusal, Reply};
 use super::reservations::{Hold, Reservation};
 use super::rules::Charge;
+use super::strict_json;
 use sha2::{Digest, Sha256};
 
 /// What the filter knows about the request besides its body.
@@ -137,7 +138,7 @@ pub fn evaluate(
     for message in body.messages_mut() {
         let mut limits_of_this = None;
         refusals.push(match &message.kind {
-            MessageKind::ToolCall { name } => {
+            MessageKind::ToolCall { name } => 'call: {
                 // Conditions on counters read them as they stand before this request.
                 let mut read_counter = |id: CounterId| -> Result<u64, String> {
                     let spec = policy
@@ -148,10 +149,15 @@ pub fn evaluate(
                 };
                 // Only rules read arguments: without any, they stay unparsed text.
                 let arguments = if policy.reads_arguments(name) {
-                    message
-                        .arguments
-                        .as_deref()
-                        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                    match message.arguments.as_deref().map(rule_arguments).transpose() {
+                        Ok(arguments) => arguments,
+                        Err(problem) => {
+                            break 'call Some(Refusal::Invalid {
+                                code: INVALID_REQUEST,
+                                problem,
+                            })
+                        }
+                    }
                 } else {
                     None
                 };
@@ -404,6 +410,30 @@ fn mark_would_deny(
             record.decision = "would_deny";
             record.detail = format!("rate limited: counter {} is used up", spec.name);
         }
+    }
+}
+
+/// The arguments as rules read them. Parsed by our own reader: `serde_json::Value` (with the
+/// `raw_value` feature this crate needs) reads an object whose only key is
+/// `$serde_json::private::RawValue` as the JSON inside its string, which the server would not.
+/// Keys differing only in case are refused at any depth, as in the message and its params:
+/// a server that folds case (Go) would read another value than the rule checked.
+fn rule_arguments(text: &str) -> Result<Value, String> {
+    let value = strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?;
+    match first_case_collision(&value) {
+        Some((a, b)) => Err(format!(
+            "argument keys \"{a}\" and \"{b}\" differ only in case"
+        )),
+        None => Ok(value),
+    }
+}
+
+fn first_case_collision(value: &Value) -> Option<(String, String)> {
+    match value {
+        Value::Object(map) => strict_json::case_folding_collision(map)
+            .or_else(|| map.values().find_map(first_case_collision)),
+        Value::Array(items) => items.iter().find_map(first_case_collision),
+        _ => None,
     }
 }
 
@@ -1182,6 +1212,41 @@ mod tests {
         ));
         assert_eq!(value["id"], Value::Null);
         assert_eq!(value["error"]["code"], POLICY_DENIED);
+    }
+
+    #[test]
+    fn rules_read_arguments_as_the_server_will() {
+        let mut h = Harness::new(
+            r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"rules":[
+                {"name":"types","conditions":[{"path":"args.msg_type","op":"in","value":["text"]}]}]}}}"#,
+        );
+        let send = |arguments: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"wechat_mass_send","arguments":{arguments}}}}}"#
+            )
+        };
+        assert_eq!(
+            h.as_agent("a", &send(r#"{"msg_type":"text"}"#)).verdict,
+            Verdict::Forward
+        );
+        // serde_json's Value would read the string as the arguments; the server reads an object
+        // with one odd key and no msg_type (found by the body_parser fuzz target).
+        let magic = send(r#"{"$serde_json::private::RawValue":"{\"msg_type\":\"text\"}"}"#);
+        let (_, value) = reply_of(&h.as_agent("a", &magic));
+        assert_eq!(value["error"]["code"], POLICY_DENIED, "{value}");
+        // A Go server folds case and reads the last of msg_type / MSG_TYPE.
+        for folded in [
+            r#"{"msg_type":"text","MSG_TYPE":"image"}"#,
+            r#"{"msg_type":"text","nested":{"a":1,"A":2}}"#,
+            r#"{"msg_type":"text","list":[{"k":1,"K":2}]}"#,
+        ] {
+            let (reply, value) = reply_of(&h.as_agent("a", &send(folded)));
+            assert_eq!(
+                (reply.status, value["error"]["code"].clone()),
+                (400, json!(INVALID_REQUEST)),
+                "{folded}: {value}"
+            );
+        }
     }
 
     #[test]
