@@ -84,11 +84,15 @@ async fn edits_apply_live_counters_survive_and_broken_edits_are_refused() {
         -32029
     );
 
-    assert_eq!(
-        d.envoy_stat("http.mcp.downstream_cx_total"),
-        1,
-        "no connection was dropped or re-made"
-    );
+    // Envoy closed no connection (a client may still open a second one when it sends before
+    // hyper's pool has the first back: that is not Envoy's doing).
+    for closed_by_envoy in [
+        "http.mcp.downstream_cx_destroy_local",
+        "http.mcp.downstream_cx_drain_close",
+        "http.mcp.downstream_cx_destroy_local_active_rq",
+    ] {
+        assert_eq!(d.envoy_stat(closed_by_envoy), 0, "{closed_by_envoy}");
+    }
     assert_eq!(d.envoy_stat("server.envoy_bug_failures"), 0);
     assert_eq!(d.upstream_tool_calls("wechat", "wechat_mass_send"), 2);
 }
