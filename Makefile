@@ -18,12 +18,18 @@ TEST_RUNNER          := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
 POLICY_DIR           ?= envoy/policies
 
 OHA_VERSION          := 1.16.0
+K8S_VALIDATE_VERSION := 1.37.0
+K8S_VALIDATE_STAMP   := $(VENV)/.kubernetes-validate-$(K8S_VALIDATE_VERSION)
+# Kubernetes version the manifests are validated against.
+K8S_VERSION          := 1.34
+OCI_TAG              := 0.1.0
 BENCH_ARGS           ?=
 
 CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
-.PHONY: build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
+
+.PHONY: oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -39,7 +45,7 @@ run: build envoy sample-bins
 	  --server-bin target/debug/sample-mcp-server
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
-test: lint unit-test wasm-test sample-test e2e-test bench-smoke fuzz-smoke
+test: lint unit-test wasm-test sample-test validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
@@ -61,6 +67,24 @@ e2e-test: build envoy python-mcp sample-bins
 
 sample-bins:
 	cargo build -p mcp-policy-sample --bins
+
+## oci: the filter as an OCI image layout in dist/oci (one layer: plugin.wasm), for Istio's
+## WasmPlugin and Kubernetes image volumes; push it with e.g.
+## `skopeo copy oci:dist/oci:$(OCI_TAG) docker://REGISTRY/mcp-policy-filter:$(OCI_TAG)`
+oci: build
+	rm -rf dist/oci
+	python3 deploy/oci/build_layout.py $(WASM) dist/oci $(OCI_TAG)
+	python3 deploy/oci/build_layout.py --verify $(WASM) dist/oci $(OCI_TAG)
+
+## validate-deploy: every shipped Envoy config (`envoy --mode validate`, with the built .wasm),
+## Kubernetes object (schemas of Kubernetes $(K8S_VERSION)) and embedded policy, offline
+validate-deploy: oci envoy $(K8S_VALIDATE_STAMP)
+	cargo build -q -p mcp-policy-filter --bin mcp-policy
+	$(VENV)/bin/python deploy/validate.py $(ENVOY) $(WASM) target/debug/mcp-policy $(K8S_VERSION)
+
+$(K8S_VALIDATE_STAMP): $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(K8S_VALIDATE_VERSION)
+	@touch $@
 
 ## soak: the soak tests with 100,000 new sessions and identities per phase (make test runs 10,000)
 soak: build envoy sample-bins
