@@ -183,7 +183,11 @@ async fn calls_the_upstream_resets_or_never_takes_are_refunded_and_policy_still_
     });
     let url = d.url("wechat");
     // The server dies while it holds the call: Envoy sees the connection reset.
-    let slow = call_body(1, "wechat_mass_status", json!({"msg_id": "m1", "wait_seconds": 5}));
+    let slow = call_body(
+        1,
+        "wechat_mass_status",
+        json!({"msg_id": "m1", "wait_seconds": 5}),
+    );
     let in_flight = tokio::spawn({
         let url = url.clone();
         async move { post(&url, slow, &[]).await }
