@@ -68,8 +68,8 @@ e2e-test: build envoy python-mcp sample-bins
 sample-bins:
 	cargo build -p mcp-policy-sample --bins
 
-## oci: the filter as an OCI image layout in dist/oci (one layer: plugin.wasm), for Istio's
-## WasmPlugin and Kubernetes image volumes; push it with e.g.
+## oci: the filter as an OCI image layout in dist/oci (one layer: plugin.wasm), for Istio
+## (deploy/istio) and Kubernetes image volumes; push it with e.g.
 ## `skopeo copy oci:dist/oci:$(OCI_TAG) docker://REGISTRY/mcp-policy-filter:$(OCI_TAG)`
 oci: build
 	rm -rf dist/oci

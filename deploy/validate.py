@@ -132,6 +132,11 @@ def validate_manifests(envoy, wasm, policy_bin, k8s_version):
                     problems += policy_check(policy_bin, value, f"{label} (patch policy)")
                     if not config.get("allow_on_headers_stop_iteration"):
                         problems.append(f"{label}: the Wasm filter lacks allow_on_headers_stop_iteration: true")
+                    with tempfile.TemporaryDirectory() as tmp:
+                        path = os.path.join(tmp, "envoy.json")
+                        with open(path, "w") as f:
+                            json.dump(minimal_envoy_with(patch["patch"]["value"]["typed_config"], wasm), f)
+                        problems += envoy_validate(envoy, path, f"{label}: its Wasm filter configuration")
         # An Envoy configuration in a ConfigMap, with the ECDS files of the pod's other ConfigMaps.
         for cm_name, data in config_maps.items():
             if "envoy.yaml" not in data:
@@ -160,6 +165,35 @@ def validate_manifests(envoy, wasm, policy_bin, k8s_version):
                         json.dump(inline_ecds(yaml.safe_load(envoy_text), ecds), f)
                     problems += envoy_validate(envoy, inlined, f"{rel}: ConfigMap/{cm_name} envoy.yaml with the filter inlined")
     return problems
+
+
+def minimal_envoy_with(http_filter_typed_config, wasm):
+    """A one-listener Envoy configuration running this Wasm filter configuration from the built
+    .wasm: what istio-agent hands Envoy once it has fetched the module."""
+    typed = json.loads(json.dumps(http_filter_typed_config))
+    typed["config"]["vm_config"]["code"] = {"local": {"filename": wasm}}
+    return {
+        "static_resources": {
+            "listeners": [{
+                "name": "check",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "check",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                            {"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]},
+                        "http_filters": [
+                            {"name": "mcp-policy", "typed_config": typed},
+                            {"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+                        ],
+                    },
+                }]}],
+            }],
+        },
+    }
 
 
 def render(template, values):

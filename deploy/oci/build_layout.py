@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Package the filter as an OCI image layout directory, from files in this repository only.
 
-The image has one layer holding `plugin.wasm`: the "compat" Wasm image variant that Istio's
-WasmPlugin pulls (`url: oci://…`), and an image Kubernetes can mount as an `image` volume
-(sidecar example). Nothing is pushed: copy the layout to a registry with any OCI tool, e.g.
+The image has one layer holding `plugin.wasm`: the "compat" Wasm image variant istio-agent pulls
+for an `oci://` Wasm module (deploy/istio/envoyfilter.yaml), and an image Kubernetes can mount as
+an `image` volume (deploy/kubernetes/sidecar.yaml). Nothing is pushed: copy the layout to a registry with any OCI tool, e.g.
 
     skopeo copy oci:dist/oci:0.1.0 docker://registry.example.com/mcp-policy-filter:0.1.0
 
@@ -173,7 +173,7 @@ def main() -> int:
     write(files, out)
     manifest_digest = json.loads(files["index.json"])["manifests"][0]["digest"]
     print(f"{out}: OCI image layout, tag {tag}")
-    print(f"  image digest (WasmPlugin `sha256` for an oci:// url): {manifest_digest}")
+    print(f"  image digest (the `sha256` pin for an oci:// module): {manifest_digest}")
     print(f"  module sha256 (for an http(s):// url to the .wasm): {hashlib.sha256(wasm).hexdigest()}")
     return 0
 
