@@ -133,10 +133,10 @@ def validate_manifests(envoy, wasm, policy_bin, k8s_version):
                     if not config.get("allow_on_headers_stop_iteration"):
                         problems.append(f"{label}: the Wasm filter lacks allow_on_headers_stop_iteration: true")
                     with tempfile.TemporaryDirectory() as tmp:
-                        path = os.path.join(tmp, "envoy.json")
-                        with open(path, "w") as f:
+                        config_path = os.path.join(tmp, "envoy.json")
+                        with open(config_path, "w") as f:
                             json.dump(minimal_envoy_with(patch["patch"]["value"]["typed_config"], wasm), f)
-                        problems += envoy_validate(envoy, path, f"{label}: its Wasm filter configuration")
+                        problems += envoy_validate(envoy, config_path, f"{label}: its Wasm filter configuration")
         # An Envoy configuration in a ConfigMap, with the ECDS files of the pod's other ConfigMaps.
         for cm_name, data in config_maps.items():
             if "envoy.yaml" not in data:
