@@ -42,17 +42,44 @@ fn legacy_session_of(path: &str) -> Result<Option<String>, String> {
     let mut found: Option<String> = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if LEGACY_SESSION_PARAMS.contains(&key) {
+        // Servers decode the query (`session%5Fid=%61bc` is `session_id=abc`): so must we, or
+        // one session could be counted under several spellings of its id.
+        let key = form_decode(key)?;
+        if LEGACY_SESSION_PARAMS.contains(&key.as_str()) {
             if found.is_some() {
                 return Err(format!(
                     "the session id is given more than once in the query ({})",
                     LEGACY_SESSION_PARAMS.join(" / ")
                 ));
             }
-            found = Some(value.to_owned());
+            found = Some(form_decode(value)?);
         }
     }
     Ok(found)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one query component, as servers' query
+/// parsers do it: `+` is a space, `%XX` a byte; the result must be UTF-8.
+fn form_decode(text: &str) -> Result<String, String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        rest = tail;
+        match first {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = rest
+                    .get(..2)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("the query holds a malformed escape in {text:?}"))?;
+                bytes.push(hex);
+                rest = rest.get(2..).unwrap_or_default();
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| format!("the query component {text:?} is not UTF-8"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,6 +360,24 @@ mod tests {
             refused_status(post("/messages?sessionId=a&session_id=b", &[])),
             400
         );
+        // Spelled with escapes, it is the same session (and the same parameter) to the server.
+        for path in [
+            "/messages?session_id=%61bc",
+            "/messages?session%5Fid=abc",
+            "/m?sessionId=a%62c",
+        ] {
+            let Screening::Inspect(got) = post(path, &[]) else {
+                panic!("{path}")
+            };
+            assert_eq!(got.legacy_session(), Some("abc"), "{path}");
+        }
+        assert_eq!(
+            refused_status(post("/messages?session_id=a&session%5Fid=b", &[])),
+            400
+        );
+        for malformed in ["/m?session_id=%zz", "/m?session_id=%6", "/m?session_id=%ff"] {
+            assert_eq!(refused_status(post(malformed, &[])), 400, "{malformed}");
+        }
         assert_eq!(
             refused_status(post("/messages?sessionId=a", &[("mcp-session-id", b"a")])),
             400
