@@ -104,10 +104,18 @@ impl Bucket {
         let entries = (0..pairs / 16)
             .map(|i| Some((word(8 + 16 * i)?, word(16 + 16 * i)?)))
             .collect::<Option<Vec<_>>>()?;
-        Some(Bucket {
+        // Only what `add` can produce: unique owners, at most ENTRIES_PER_BUCKET callers, one
+        // overflow entry.
+        let bucket = Bucket {
             window_start: word(0)?,
             entries,
-        })
+        };
+        let unique = bucket
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(i, (owner, _))| !bucket.entries.iter().skip(i + 1).any(|(o, _)| o == owner));
+        (unique && bucket.callers() <= ENTRIES_PER_BUCKET).then_some(bucket)
     }
 
     fn callers(&self) -> usize {

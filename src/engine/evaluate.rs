@@ -634,8 +634,10 @@ pub fn counter_slot(
         }
         u64::from_le_bytes(raw)
     };
-    let bucket = word(8) % policy.counter_buckets.max(1);
-    let _ = write!(key, "b{bucket}");
+    // The table size is part of the key too: changing `counter_slots` starts fresh counts
+    // rather than reading callers' counts in other callers' buckets.
+    let buckets = policy.counter_buckets.max(1);
+    let _ = write!(key, "{buckets}x/b{}", word(8) % buckets);
     // 0 is the overflow entry's owner; a fingerprint of 0 (one chance in 2^64) becomes 1.
     Slot {
         key,
@@ -1423,7 +1425,7 @@ mod tests {
         assert!(
             slot("wechat")
                 .key
-                .starts_with("mcp-policy/v2/6:wechat/5:sends/60s/b"),
+                .starts_with("mcp-policy/v2/6:wechat/5:sends/60s/8192x/b"),
             "{:?}",
             slot("wechat")
         );

@@ -31,7 +31,9 @@ impl RequestHeaders {
 /// Where `RequestHeaders` keeps the legacy transport's session id; a client cannot send a header
 /// with this name (names starting with `:` are HTTP/2 pseudo-headers).
 const LEGACY_SESSION: &str = ":legacy-session";
-const LEGACY_SESSION_PARAMS: [&str; 2] = ["sessionId", "session_id"];
+/// Compared without regard to case: the TypeScript SDK writes `sessionId`, the Python SDK
+/// `session_id`, the Go SDK `sessionid`.
+const LEGACY_SESSION_PARAMS: [&str; 2] = ["sessionid", "session_id"];
 
 /// The legacy session id in a request path's query; an error if it is given more than once.
 fn legacy_session_of(path: &str) -> Result<Option<String>, String> {
@@ -44,13 +46,16 @@ fn legacy_session_of(path: &str) -> Result<Option<String>, String> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         // Servers decode the query (`session%5Fid=%61bc` is `session_id=abc`): so must we, or
         // one session could be counted under several spellings of its id.
-        let key = form_decode(key)?;
-        if LEGACY_SESSION_PARAMS.contains(&key.as_str()) {
+        // A key that does not decode cannot name the session parameter.
+        let Ok(key) = form_decode(key) else {
+            continue;
+        };
+        if LEGACY_SESSION_PARAMS.contains(&key.to_ascii_lowercase().as_str()) {
             if found.is_some() {
-                return Err(format!(
-                    "the session id is given more than once in the query ({})",
-                    LEGACY_SESSION_PARAMS.join(" / ")
-                ));
+                return Err(
+                    "the session id is given more than once in the query (sessionId / session_id, in any case)"
+                        .to_owned(),
+                );
             }
             found = Some(form_decode(value)?);
         }
@@ -371,10 +376,12 @@ mod tests {
             };
             assert_eq!(got.legacy_session(), Some("abc"), "{path}");
         }
-        assert_eq!(
-            refused_status(post("/messages?session_id=a&session%5Fid=b", &[])),
-            400
-        );
+        for twice in [
+            "/messages?session_id=a&session%5Fid=b",
+            "/messages?sessionId=a&sessionid=b",
+        ] {
+            assert_eq!(refused_status(post(twice, &[])), 400, "{twice}");
+        }
         for malformed in ["/m?session_id=%zz", "/m?session_id=%6", "/m?session_id=%ff"] {
             assert_eq!(refused_status(post(malformed, &[])), 400, "{malformed}");
         }

@@ -1,8 +1,9 @@
 //! Reserve, then commit or refund. An allowed call's counter increments are taken before it is
-//! forwarded; when the upstream answers that call (matched by JSON-RPC id) with a JSON-RPC error,
-//! answers the request with an HTTP error, or never answers, they are given back, so a failed
-//! call does not use up budget. A result — including an MCP tool result with `isError: true`,
-//! which is the tool's answer, not a protocol failure — commits them.
+//! forwarded; when the upstream answers that call (matched by JSON-RPC id) with a JSON-RPC error
+//! or answers the request with an HTTP error, they are given back, so a failed call does not use
+//! up budget. Anything else commits: a result — including an MCP tool result with `isError:
+//! true`, which is the tool's answer, not a protocol failure — and a stream that ends without an
+//! answer we could match (refunds need evidence of failure).
 
 use serde_json::Value;
 

@@ -295,8 +295,11 @@ impl HttpContext for PolicyStream {
     }
 
     fn on_log(&mut self) {
-        // The stream is over: calls that were never answered give their reservations back.
-        self.refund_pending("no answer");
+        // The stream is over. Calls still pending were forwarded and got no error we could see:
+        // the client hung up (a disconnect is not a cancellation in MCP: the tool may still
+        // run), the answer's id was spelled differently, or it came in a form we don't read.
+        // Refunds need positive evidence of failure, so what they took stays taken.
+        self.reservations.clear();
     }
 }
 

@@ -119,7 +119,7 @@ async fn json_rpc_errors_in_sse_answers_and_http_errors_are_refunded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_that_is_never_answered_is_refunded() {
+async fn a_call_the_client_gives_up_on_stays_charged() {
     wait_for_window_room(3600, 60);
     let policy = r#"{"version":"1","default":"deny","tools":{"wechat_mass_status":{"limits":[
         {"counter":"status_checks","window":"hour","max":1,"scope":"global"}]}}}"#;
@@ -133,7 +133,9 @@ async fn a_call_that_is_never_answered_is_refunded() {
         "wechat_mass_status",
         json!({"msg_id": "m1", "wait_seconds": 5}),
     );
-    // The agent gives up after a second: the stream is reset before any answer.
+    // The agent gives up after a second: the stream is reset before any answer. The tool still
+    // runs (a disconnect is not a cancellation), so the call stays charged: refunds need
+    // evidence of failure, or hanging up would make every call free.
     let gave_up = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(1))
         .build()
@@ -146,27 +148,16 @@ async fn a_call_that_is_never_answered_is_refunded() {
         .await;
     assert!(gave_up.is_err(), "the client timed out");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let answered = post(
+    let limited = post(
         &d.url("wechat"),
         call_body(2, "wechat_mass_status", json!({"msg_id": "m1"})),
         &[],
     )
     .await
     .json();
-    assert!(
-        answered.get("result").is_some(),
-        "the unanswered call was refunded: {answered}"
-    );
-    let limited = post(
-        &d.url("wechat"),
-        call_body(3, "wechat_mass_status", json!({"msg_id": "m1"})),
-        &[],
-    )
-    .await
-    .json();
     assert_eq!(
         limited["error"]["code"], -32029,
-        "and the answered one was not"
+        "the abandoned call used the budget: {limited}"
     );
 }
 
