@@ -155,6 +155,10 @@ fn kind_of(value: &RawValue) -> &'static str {
     }
 }
 
+/// The members a JSON-RPC message and a `tools/call`'s params are read by.
+const MESSAGE_MEMBERS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+const PARAMS_MEMBERS: [&str; 3] = ["name", "arguments", "_meta"];
+
 /// An object's members in document order, values left as raw JSON.
 struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
@@ -169,6 +173,19 @@ impl<'a> RawObject<'a> {
 
     fn colliding_keys(&self) -> Option<(String, String)> {
         strict_json::colliding_keys(self.0.iter().map(|(k, _)| k.as_ref()))
+    }
+
+    /// A key that is not one of `members` but differs from one only in case.
+    fn member_in_another_case(&self, members: &[&'static str]) -> Option<(String, &'static str)> {
+        self.0.iter().find_map(|(key, _)| {
+            members
+                .iter()
+                .find(|m| {
+                    **m != key.as_ref()
+                        && strict_json::colliding_keys([key.as_ref(), **m].into_iter()).is_some()
+                })
+                .map(|m| (key.to_string(), *m))
+        })
     }
 }
 
@@ -237,13 +254,24 @@ fn classify(raw: &RawValue) -> Message {
     let params_object = params
         .filter(|p| first_byte(p) == b'{')
         .and_then(RawObject::parse);
-    // Servers whose JSON decoding ignores case would read another member than we do.
-    for scope in std::iter::once(&object).chain(params_object.as_ref()) {
+    // Servers whose JSON decoding ignores case would read another member than we do: two keys
+    // differing only in case, or one spelled in another case than the member we look for
+    // (`METHOD` alone is `method` to them, and absent to us).
+    for (scope, members) in std::iter::once((&object, &MESSAGE_MEMBERS[..]))
+        .chain(params_object.as_ref().map(|p| (p, &PARAMS_MEMBERS[..])))
+    {
         if let Some((a, b)) = scope.colliding_keys() {
             return invalid(
                 id,
                 INVALID_REQUEST,
                 format!("keys {a:?} and {b:?} differ only in case"),
+            );
+        }
+        if let Some((key, member)) = scope.member_in_another_case(members) {
+            return invalid(
+                id,
+                INVALID_REQUEST,
+                format!("key {key:?} differs only in case from {member:?}"),
             );
         }
     }
@@ -313,6 +341,35 @@ mod tests {
             Ok(Body::Single(m)) => m,
             other => panic!("expected a single message, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_member_spelled_in_another_case_is_invalid() {
+        for text in [
+            // A response to us; a tools/call to a server that folds case.
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"METHOD":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","ARGUMENTS":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","PARAMS":{"name":"x"}}"#,
+        ] {
+            assert!(
+                matches!(
+                    single(text).kind,
+                    MessageKind::Invalid {
+                        code: INVALID_REQUEST,
+                        ..
+                    }
+                ),
+                "{text}"
+            );
+        }
+        let ok = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"Name":1}}}"#,
+        );
+        assert!(
+            matches!(ok.kind, MessageKind::ToolCall { .. }),
+            "arguments are the tool's business"
+        );
     }
 
     #[test]

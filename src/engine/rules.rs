@@ -86,6 +86,28 @@ fn lookup<'v>(arguments: Option<&'v Value>, path: &[String]) -> Option<&'v Value
         .try_fold(arguments?, |value, key| value.as_object()?.get(key))
 }
 
+/// Whether the path is missing only in this spelling: some level lacks the exact key but holds
+/// one differing only in case (`Bcc` for `bcc`), which a server that folds case (Go) binds. A
+/// rule must not count such a value as absent (`exists: false` would pass).
+fn present_in_another_case(arguments: Option<&Value>, path: &[String]) -> bool {
+    let mut value = arguments;
+    for key in path {
+        let Some(object) = value.and_then(Value::as_object) else {
+            return false;
+        };
+        match object.get(key) {
+            Some(next) => value = Some(next),
+            None => {
+                return object.keys().any(|other| {
+                    super::strict_json::colliding_keys([other.as_str(), key.as_str()].into_iter())
+                        .is_some()
+                })
+            }
+        }
+    }
+    false
+}
+
 /// Intercept compares numbers as numbers and everything else by its text (`"5"` equals `5`).
 fn loosely_equal(actual: &Value, expected: &Value) -> bool {
     match (actual.as_f64(), expected.as_f64()) {
@@ -141,7 +163,10 @@ pub fn evaluate(
                 .conditions
                 .iter()
                 .all(|condition| match &condition.subject {
-                    Subject::Argument(path) => holds(&condition.op, lookup(arguments, path)),
+                    Subject::Argument(path) => {
+                        !present_in_another_case(arguments, path)
+                            && holds(&condition.op, lookup(arguments, path))
+                    }
                     Subject::Counter(None) => holds(&condition.op, Some(&Value::from(0))),
                     Subject::Counter(Some(id)) => counter_value(*id)
                         .is_ok_and(|n| holds(&condition.op, Some(&Value::from(n)))),
@@ -316,6 +341,16 @@ mod tests {
         assert!(!check("exists", json!(true), with_b(json!(null))));
         assert!(check("exists", json!(false), json!({})));
         assert!(check("exists", json!(false), json!({"a": "not an object"})));
+    }
+
+    #[test]
+    fn a_key_in_another_case_is_not_absent() {
+        // A Go server binds `B` (or `A`) to the field the rule names `b` (`a`).
+        assert!(!check("exists", json!(false), json!({"a": {"B": 1}})));
+        assert!(!check("exists", json!(false), json!({"A": {"b": 1}})));
+        assert!(!check("neq", json!(1), json!({"a": {"B": 1}})));
+        assert!(check("exists", json!(false), json!({"a": {"c": 1}})));
+        assert!(check("eq", json!(1), json!({"a": {"b": 1, "c": 2}})));
     }
 
     fn counter_policy(extra_rule: Value) -> crate::engine::policy::Policy {
