@@ -61,7 +61,8 @@ struct CounterEntry<'a> {
 pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Option<String> {
     let refused = match &outcome.verdict {
         Verdict::Reply(reply) => Some(reply.status),
-        Verdict::Forward => None,
+        // Not decided yet: recorded once the rate-limit services have answered.
+        Verdict::Forward | Verdict::AwaitServices(_) => None,
     };
     if outcome.calls.is_empty() && refused.is_none() {
         return None;

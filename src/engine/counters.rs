@@ -180,6 +180,11 @@ pub enum CounterError {
     Corrupt {
         len: usize,
     },
+    /// A rate-limit service gave no usable answer.
+    Service {
+        service: String,
+        problem: String,
+    },
 }
 
 impl fmt::Display for CounterError {
@@ -191,6 +196,9 @@ impl fmt::Display for CounterError {
             }
             CounterError::Corrupt { len } => {
                 write!(f, "counter value of {len} bytes is not a counter bucket")
+            }
+            CounterError::Service { service, problem } => {
+                write!(f, "rate-limit service \"{service}\": {problem}")
             }
         }
     }

@@ -7,6 +7,7 @@ use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
 use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope};
+use super::remote_limits;
 use super::reply::{self, LimitHit, Refusal, Reply};
 use super::reservations::{Hold, Reservation};
 use super::rules::Charge;
@@ -58,13 +59,16 @@ pub struct CounterReading {
     pub window_start: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Forward,
     Reply(Reply),
+    /// Some counters are kept by rate-limit services: send their queries, then decide with
+    /// `remote_limits::finish`.
+    AwaitServices(Box<AwaitingServices>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub verdict: Verdict,
     pub calls: Vec<CallRecord>,
@@ -232,14 +236,24 @@ pub fn evaluate(
         return Outcome::reply(refuse(&body, refusals, refusal_mode), calls);
     }
 
-    // Second pass: charge every counter the allowed calls use, all or nothing.
+    // Second pass: charge every counter the allowed calls use, all or nothing. Counters kept
+    // by a rate-limit service are asked for last (the host sends the queries): what is taken
+    // locally can be given back if a service refuses, what a service counted cannot.
     charges.sort_unstable_by_key(|(id, _, _)| *id);
-    let mut taken: Vec<(Slot, u64, u64)> = Vec::with_capacity(charges.len());
-    let mut taken_ids: Vec<CounterId> = Vec::with_capacity(charges.len());
-    let mut readings: Vec<CounterReading> = Vec::with_capacity(charges.len());
-    let mut open_problems: Vec<String> = Vec::new();
-    for (id, cost, reason) in &charges {
-        let Some(spec) = policy.counter(*id) else {
+    let mut charging = Charging {
+        body,
+        call_limits,
+        taken: Vec::with_capacity(charges.len()),
+        taken_ids: Vec::with_capacity(charges.len()),
+        readings: Vec::with_capacity(charges.len()),
+        open_problems: Vec::new(),
+        calls,
+        refusal_mode,
+        now: meta.now,
+    };
+    let mut remote: Vec<(usize, RemoteCharge)> = Vec::new();
+    for (id, cost, reason) in charges {
+        let Some(spec) = policy.counter(id) else {
             // Unreachable for a loaded policy; if it ever happens, refuse rather than skip a limit.
             let problem = format!("counter #{id} is not defined");
             let refusal = Refusal::CannotEnforce {
@@ -247,26 +261,116 @@ pub fn evaluate(
                 counter: format!("#{id}"),
                 problem: problem.clone(),
             };
-            let mut outcome = Outcome::reply(reply::single(None, &refusal, refusal_mode), calls);
+            let mut outcome =
+                Outcome::reply(reply::single(None, &refusal, refusal_mode), charging.calls);
             outcome.problem = Some(problem);
-            give_back(store, &taken);
+            give_back(store, &charging.taken);
             return outcome;
         };
-        let slot = counter_slot(policy, meta.namespace, spec, &caller, meta.session);
-        let failure = match try_acquire(store, &slot, spec.window, spec.max, *cost, meta.now) {
+        let charge = RemoteCharge {
+            id,
+            cost,
+            reason,
+            slot: counter_slot(policy, meta.namespace, spec, &caller, meta.session),
+        };
+        match spec.service {
+            Some(service) => remote.push((service, charge)),
+            None => {
+                if let Err(refused) = charging.take_locally(policy, store, charge) {
+                    return *refused;
+                }
+            }
+        }
+    }
+    if !remote.is_empty() {
+        let queries = remote_limits::queries(policy, meta, &caller, remote);
+        return Outcome {
+            verdict: Verdict::AwaitServices(Box::new(AwaitingServices { queries, charging })),
+            calls: Vec::new(),
+            problem: None,
+            tools_list_ids: Vec::new(),
+            reservations: Vec::new(),
+            counters: Vec::new(),
+        };
+    }
+    charging.forward()
+}
+
+/// A counter one request charges, with where this Envoy keeps it (used for local counters, and
+/// for service-kept ones when their service fails with `failure_mode: local`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteCharge {
+    pub id: CounterId,
+    pub cost: u64,
+    pub reason: Option<String>,
+    pub slot: Slot,
+}
+
+/// A request waiting for rate-limit services: its local counters are taken; `queries` are to
+/// be sent, and `remote_limits::finish` completes the decision with their answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwaitingServices {
+    pub queries: Vec<ServiceQuery>,
+    pub(super) charging: Charging,
+}
+
+/// What one rate-limit service is asked for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceQuery {
+    /// Index into `Policy::rate_limit_services`.
+    pub service: usize,
+    /// Serialized `RateLimitRequest`.
+    pub request: Vec<u8>,
+    /// One per descriptor, in the same order.
+    pub(super) charges: Vec<RemoteCharge>,
+}
+
+/// Everything the second pass carries from counter to counter.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Charging {
+    pub(super) body: Body,
+    pub(super) call_limits: Vec<Option<Vec<Charge>>>,
+    taken: Vec<(Slot, u64, u64)>,
+    taken_ids: Vec<CounterId>,
+    pub(super) readings: Vec<CounterReading>,
+    pub(super) open_problems: Vec<String>,
+    pub(super) calls: Vec<CallRecord>,
+    pub(super) refusal_mode: RefusalMode,
+    pub(super) now: u64,
+}
+
+impl Charging {
+    /// Take `charge` from this Envoy's shared data. `Err` is the request's final outcome: it is
+    /// refused (and everything taken before is given back).
+    pub(super) fn take_locally(
+        &mut self,
+        policy: &Policy,
+        store: &mut dyn CasStore,
+        charge: RemoteCharge,
+    ) -> Result<(), Box<Outcome>> {
+        let RemoteCharge {
+            id,
+            cost,
+            reason,
+            slot,
+        } = charge;
+        let Some(spec) = policy.counter(id) else {
+            return Ok(());
+        };
+        let failure = match try_acquire(store, &slot, spec.window, spec.max, cost, self.now) {
             Ok(Acquire::Granted {
                 window_start,
                 count,
             }) => {
-                taken.push((slot, window_start, *cost));
-                taken_ids.push(*id);
-                readings.push(CounterReading {
+                self.taken.push((slot, window_start, cost));
+                self.taken_ids.push(id);
+                self.readings.push(CounterReading {
                     counter: spec.name.clone(),
                     value: count,
                     max: spec.max,
                     window_start,
                 });
-                continue;
+                return Ok(());
             }
             Ok(Acquire::Exhausted {
                 window_start,
@@ -279,87 +383,115 @@ pub fn evaluate(
                 window: spec.window,
                 scope: spec.scope,
                 used: count,
-                needed: *cost,
-                retry_after_seconds: (*cost <= spec.max).then_some(retry_after_seconds),
-                reason: reason.clone(),
+                needed: cost,
+                retry_after_seconds: (cost <= spec.max).then_some(retry_after_seconds),
+                reason,
             }),
             Err(e) => Ok(e),
         };
         if let (Ok(error), true) = (&failure, policy.fail_open) {
             // `failure_mode: open`: the operator prefers availability; the call goes on
             // uncounted and the problem is reported.
-            let note = format!(
+            self.open_problems.push(format!(
                 "counter \"{}\": {error} (failure_mode open: call let through uncounted)",
                 spec.name
-            );
-            open_problems.push(note);
-            continue;
+            ));
+            return Ok(());
         }
-        if failure.is_err() && shadowed_counter(policy, &body, &call_limits, *id) {
+        self.refuse(policy, store, id, failure)
+    }
+
+    /// Refuse the calls using counter `id` for `failure` (or, in shadow mode, only report it
+    /// and go on: `Ok`).
+    pub(super) fn refuse(
+        &mut self,
+        policy: &Policy,
+        store: &mut dyn CasStore,
+        id: CounterId,
+        failure: Result<CounterError, LimitHit>,
+    ) -> Result<(), Box<Outcome>> {
+        let Some(spec) = policy.counter(id) else {
+            return Ok(());
+        };
+        if failure.is_err() && shadowed_counter(policy, &self.body, &self.call_limits, id) {
             // In shadow mode a used-up counter is reported, not enforced: skip it.
-            mark_would_deny(&body, &call_limits, *id, spec, &mut calls);
-            continue;
+            mark_would_deny(&self.body, &self.call_limits, id, spec, &mut self.calls);
+            return Ok(());
         }
         if let Err(hit) = &failure {
-            readings.push(CounterReading {
+            self.readings.push(CounterReading {
                 counter: spec.name.clone(),
                 value: hit.used,
                 max: spec.max,
                 window_start: hit.window_start,
             });
         }
-        let release_problem = give_back(store, &taken);
+        let release_problem = give_back(store, &self.taken);
+        self.taken.clear();
         let mut outcome = refuse_for_counter(
-            &body,
-            refusal_mode,
-            &call_limits,
-            *id,
+            &self.body,
+            self.refusal_mode,
+            &self.call_limits,
+            id,
             spec,
             failure,
-            &mut calls,
+            &mut self.calls,
         );
-        outcome.counters = readings;
+        outcome.counters = std::mem::take(&mut self.readings);
         outcome.problem = match (outcome.problem, release_problem) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
             (a, b) => a.or(b),
         };
-        return outcome;
+        Err(Box::new(outcome))
     }
-    // Per call, what it holds of each counter taken above, for a refund if it fails upstream.
-    let reservations = body
-        .messages()
-        .iter()
-        .zip(&call_limits)
-        .filter_map(|(message, charges)| {
-            let id = message.id.clone()?;
-            let holds = charges
-                .as_ref()?
-                .iter()
-                .filter_map(|charge| {
-                    let index = taken_ids.iter().position(|t| *t == charge.counter)?;
-                    let (slot, window_start, _) = taken.get(index)?;
-                    Some(Hold {
-                        slot: slot.clone(),
-                        window_start: *window_start,
-                        amount: charge.amount,
-                    })
-                })
-                .collect::<Vec<_>>();
-            (!holds.is_empty()).then_some(Reservation { id, holds })
-        })
-        .collect();
-    Outcome {
-        verdict: Verdict::Forward,
-        calls,
-        problem: (!open_problems.is_empty()).then(|| open_problems.join("; ")),
-        reservations,
-        counters: readings,
-        tools_list_ids: body
+
+    /// Every counter fits: the request goes on, with what each call holds for a refund.
+    pub(super) fn forward(self) -> Outcome {
+        let Charging {
+            body,
+            call_limits,
+            taken,
+            taken_ids,
+            readings,
+            open_problems,
+            calls,
+            ..
+        } = self;
+        let reservations = body
             .messages()
             .iter()
-            .filter(|m| m.method() == Some("tools/list"))
-            .filter_map(|m| m.id.clone())
-            .collect(),
+            .zip(&call_limits)
+            .filter_map(|(message, charges)| {
+                let id = message.id.clone()?;
+                let holds = charges
+                    .as_ref()?
+                    .iter()
+                    .filter_map(|charge| {
+                        let index = taken_ids.iter().position(|t| *t == charge.counter)?;
+                        let (slot, window_start, _) = taken.get(index)?;
+                        Some(Hold {
+                            slot: slot.clone(),
+                            window_start: *window_start,
+                            amount: charge.amount,
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                (!holds.is_empty()).then_some(Reservation { id, holds })
+            })
+            .collect();
+        Outcome {
+            verdict: Verdict::Forward,
+            calls,
+            problem: (!open_problems.is_empty()).then(|| open_problems.join("; ")),
+            reservations,
+            counters: readings,
+            tools_list_ids: body
+                .messages()
+                .iter()
+                .filter(|m| m.method() == Some("tools/list"))
+                .filter_map(|m| m.id.clone())
+                .collect(),
+        }
     }
 }
 
@@ -717,7 +849,7 @@ mod tests {
     fn reply_of(outcome: &Outcome) -> (Reply, Value) {
         match &outcome.verdict {
             Verdict::Reply(reply) => (reply.clone(), serde_json::from_str(&reply.body).unwrap()),
-            Verdict::Forward => panic!("expected a reply, the request was forwarded"),
+            other => panic!("expected a reply, got {other:?}"),
         }
     }
 

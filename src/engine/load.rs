@@ -11,9 +11,10 @@ use super::counters::ENTRIES_PER_BUCKET;
 use super::grants::{Grant, GrantTable, IdentityPattern};
 use super::identity::{IdentitySource, MissingIdentity};
 use super::policy::{
-    CounterId, CounterSpec, DefaultAction, Policy, RefusalMode, Scope, ToolAction, ToolRule,
-    DEFAULT_IDENTITY_HEADER, DEFAULT_MAX_BODY_BYTES,
+    CounterId, CounterSpec, DefaultAction, Policy, RateLimitService, RefusalMode, Scope,
+    ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER, DEFAULT_MAX_BODY_BYTES,
 };
+use super::ratelimit_proto::Unit;
 use super::rules_load;
 use super::strict_json;
 use super::window::Window;
@@ -161,12 +162,20 @@ const POLICY_FIELDS: &[&str] = &[
     "audit",
     "failure_mode",
     "counter_slots",
+    "rate_limit_services",
+    "rate_limit_service",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
 const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules", "shadow"];
 const GRANT_TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
-const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope"];
+const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "rate_limit_service"];
+const SERVICE_FIELDS: &[&str] = &["cluster", "domain", "timeout_ms", "failure_mode"];
+/// `rate_limit_service` value naming Envoy's shared data (this Envoy only).
+pub const LOCAL_COUNTING: &str = "local";
+pub const DEFAULT_SERVICE_DOMAIN: &str = "mcp-policy";
+pub const DEFAULT_SERVICE_TIMEOUT_MS: u64 = 200;
+pub const MAX_SERVICE_TIMEOUT_MS: u64 = 60_000;
 
 /// Callers each scoped counter tracks at once, unless the policy says otherwise.
 pub const DEFAULT_COUNTER_SLOTS: u64 = 65_536;
@@ -245,6 +254,14 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     };
 
     let mut counters = CounterTable::default();
+    counters.services = match root.get("rate_limit_services") {
+        Some(v) => rate_limit_services(v)?,
+        None => Vec::new(),
+    };
+    counters.default_service = match root.get("rate_limit_service") {
+        Some(v) => counters.service_named(v, "rate_limit_service")?,
+        None => None,
+    };
     let mut tools = match root.get("tools") {
         Some(v) => tool_rules(v, "tools", TOOL_FIELDS, &mut counters)?,
         None => HashMap::new(),
@@ -305,6 +322,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         fail_open,
         counter_buckets: counter_slots.div_ceil(ENTRIES_PER_BUCKET as u64),
         counter_salt: 0,
+        rate_limit_services: std::mem::take(&mut counters.services),
         shadow,
         audit_arguments,
         audit_hash,
@@ -606,7 +624,7 @@ fn limit_list(
     let mut limits = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{list_path}[{index}]");
-        let id = counters.define(limit(item, &item_path)?, &item_path)?;
+        let id = counters.define(limit(item, &item_path, counters)?, &item_path)?;
         if limits.contains(&id) {
             return err(
                 &item_path,
@@ -618,7 +636,7 @@ fn limit_list(
     Ok(limits)
 }
 
-fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
+fn limit(value: &Value, path: &str, counters: &CounterTable) -> Result<CounterSpec> {
     let object = as_object(value, path)?;
     reject_unknown_fields(object, path, LIMIT_FIELDS)?;
     let field = |name: &str| -> Result<(&Value, String)> {
@@ -645,12 +663,104 @@ fn limit(value: &Value, path: &str) -> Result<CounterSpec> {
         "identity" => Scope::Identity,
         _ => Scope::Session,
     };
+    let service = match object.get("rate_limit_service") {
+        Some(v) => counters.service_named(v, &key_path(path, "rate_limit_service"))?,
+        None => counters.default_service,
+    };
+    if let Some(service) = service.and_then(|i| counters.services.get(i)) {
+        // The protocol states a limit as requests per unit: only windows that are a unit fit.
+        if Unit::for_window(window.seconds()).is_none() {
+            return err(
+                &key_path(path, "window"),
+                format!(
+                    "counted by rate-limit service \"{}\", so the window must be one the rate-limit protocol has a unit for: \"second\", \"minute\", \"hour\", \"day\" or 604800 (a week); got {} s",
+                    service.name,
+                    window.seconds()
+                ),
+            );
+        }
+        if u32::try_from(max).is_err() {
+            return err(
+                &key_path(path, "max"),
+                format!(
+                    "counted by rate-limit service \"{}\": at most {}",
+                    service.name,
+                    u32::MAX
+                ),
+            );
+        }
+    }
     Ok(CounterSpec {
         name: name.to_owned(),
         window,
         max,
         scope,
+        service,
     })
+}
+
+fn rate_limit_services(value: &Value) -> Result<Vec<RateLimitService>> {
+    const PATH: &str = "rate_limit_services";
+    let services = as_object(value, PATH)?;
+    let mut list = Vec::with_capacity(services.len());
+    for (name, settings) in services {
+        let path = key_path(PATH, name);
+        if name.is_empty() || name == LOCAL_COUNTING {
+            return err(&path, format!("a service name must not be empty or \"{LOCAL_COUNTING}\" (which names Envoy's shared data)"));
+        }
+        let object = as_object(settings, &path)?;
+        reject_unknown_fields(object, &path, SERVICE_FIELDS)?;
+        let cluster = match object.get("cluster") {
+            Some(v) => as_str(v, &key_path(&path, "cluster"))?,
+            None => {
+                return err(
+                    &key_path(&path, "cluster"),
+                    "required: the Envoy cluster of the rate-limit service (HTTP/2)",
+                )
+            }
+        };
+        if cluster.is_empty() {
+            return err(&key_path(&path, "cluster"), "must not be empty");
+        }
+        let domain = match object.get("domain") {
+            Some(v) => as_str(v, &key_path(&path, "domain"))?,
+            None => DEFAULT_SERVICE_DOMAIN,
+        };
+        if domain.is_empty() {
+            return err(&key_path(&path, "domain"), "must not be empty");
+        }
+        let timeout_ms = match object.get("timeout_ms") {
+            Some(v) => {
+                let p = key_path(&path, "timeout_ms");
+                let n = positive_integer(v, &p)?;
+                if n > MAX_SERVICE_TIMEOUT_MS {
+                    return err(&p, format!("at most {MAX_SERVICE_TIMEOUT_MS}, got {n}"));
+                }
+                n
+            }
+            None => DEFAULT_SERVICE_TIMEOUT_MS,
+        };
+        let failure_mode = match object.get("failure_mode") {
+            None => ServiceFailureMode::Closed,
+            Some(v) => match one_of(
+                v,
+                &key_path(&path, "failure_mode"),
+                &["closed", "open", "local"],
+            )? {
+                "open" => ServiceFailureMode::Open,
+                "local" => ServiceFailureMode::Local,
+                _ => ServiceFailureMode::Closed,
+            },
+        };
+        list.push(RateLimitService {
+            name: name.clone(),
+            cluster: cluster.to_owned(),
+            domain: domain.to_owned(),
+            timeout_ms,
+            failure_mode,
+        });
+    }
+    Ok(list)
 }
 
 pub(super) fn window(value: &Value, path: &str) -> Result<Window> {
@@ -686,9 +796,34 @@ pub(super) fn window(value: &Value, path: &str) -> Result<Window> {
 pub(super) struct CounterTable {
     specs: Vec<CounterSpec>,
     first_seen_at: Vec<String>,
+    services: Vec<RateLimitService>,
+    /// What `limits` without `rate_limit_service` use (the policy's `rate_limit_service`).
+    default_service: Option<usize>,
 }
 
 impl CounterTable {
+    /// `"local"` or the name of a declared rate-limit service.
+    fn service_named(&self, value: &Value, path: &str) -> Result<Option<usize>> {
+        let name = as_str(value, path)?;
+        if name == LOCAL_COUNTING {
+            return Ok(None);
+        }
+        match self.services.iter().position(|s| s.name == name) {
+            Some(index) => Ok(Some(index)),
+            None => {
+                let mut known: Vec<&str> = vec![LOCAL_COUNTING];
+                known.extend(self.services.iter().map(|s| s.name.as_str()));
+                err(
+                    path,
+                    format!(
+                        "no rate-limit service named \"{name}\"; expected one of {} (declare services under \"rate_limit_services\")",
+                        quoted_list(&known)
+                    ),
+                )
+            }
+        }
+    }
+
     pub(super) fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
         let existing = self.specs.iter().position(|s| s.name == spec.name);
         match existing {
@@ -740,7 +875,8 @@ mod tests {
                 name: "wechat_mass_send_rate".into(),
                 window: Window::MINUTE,
                 max: 30,
-                scope: Scope::Grant
+                scope: Scope::Grant,
+                service: None,
             }]
         );
         assert_eq!(policy.tools["wechat_mass_send"].action, ToolAction::Allow);

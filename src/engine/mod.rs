@@ -10,6 +10,8 @@ pub mod identity;
 pub mod jsonrpc;
 pub mod load;
 pub mod policy;
+pub mod ratelimit_proto;
+pub mod remote_limits;
 pub mod reply;
 pub mod request_headers;
 pub mod reservations;

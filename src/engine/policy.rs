@@ -64,6 +64,31 @@ pub struct CounterSpec {
     pub window: Window,
     pub max: u64,
     pub scope: Scope,
+    /// Index into `Policy::rate_limit_services` when a rate-limit service counts this counter
+    /// (shared by every Envoy); `None`: Envoy's shared data (this Envoy only).
+    pub service: Option<usize>,
+}
+
+/// What a call needing a rate-limit service's answer gets when the service cannot give one
+/// (unreachable, timed out, answered nonsense).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceFailureMode {
+    /// Refused as "cannot enforce" (the default).
+    Closed,
+    /// Let through uncounted, reported.
+    Open,
+    /// Counted in this Envoy's shared data against the same `max` instead.
+    Local,
+}
+
+/// A service speaking `envoy.service.ratelimit.v3`, reached through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitService {
+    pub name: String,
+    pub cluster: String,
+    pub domain: String,
+    pub timeout_ms: u64,
+    pub failure_mode: ServiceFailureMode,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +140,8 @@ pub struct Policy {
     /// identities that crowd a chosen caller's bucket. The filter sets it from a random value
     /// kept in shared data (the same for every worker); 0 until then.
     pub counter_salt: u64,
+    /// Named in `"rate_limit_services"`; counters refer to them by index.
+    pub rate_limit_services: Vec<RateLimitService>,
 }
 
 impl Policy {

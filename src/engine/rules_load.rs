@@ -219,6 +219,9 @@ fn state_counter(
                 window,
                 max,
                 scope: counter_scope,
+                // Conditions read these counters before the call: only shared data can be
+                // read then, so rule counters stay local whatever the policy's service.
+                service: None,
             },
             path,
         )?),

@@ -4,24 +4,26 @@
 //! through without being touched.
 
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel};
+use proxy_wasm::types::{Action, BufferType, LogLevel};
 
 use crate::engine::audit::{self, AuditContext};
 use crate::engine::decide::Caller;
-use crate::engine::evaluate::{evaluate, Outcome, RequestMeta, Verdict};
+use crate::engine::evaluate::{evaluate, AwaitingServices, Outcome, RequestMeta, Verdict};
 use crate::engine::identity::{self, Identity};
 use crate::engine::policy::Policy;
-use crate::engine::reply::{self, Reply};
+use crate::engine::ratelimit_proto::{decode_response, Code};
+use crate::engine::remote_limits;
+use crate::engine::reply::{self, Refusal, Reply};
 use crate::engine::request_headers::{screen, Screening};
 use crate::engine::reservations::{refund, settle, Reservation};
 use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
 
 use super::attributes::EnvoyRequest;
-use super::metrics::{count_call, tool_label};
+use super::metrics::{count_call, count_service_answer, tool_label};
 use super::root::log;
 use super::shared_data::EnvoySharedData;
 
@@ -44,7 +46,17 @@ pub struct PolicyStream {
     /// What each forwarded tools/call took: refunded if the upstream fails it.
     reservations: Vec<Reservation>,
     inspection: Inspection,
+    /// A request held for rate-limit services' answers, and those answers as they come.
+    awaiting: Option<Box<AwaitingServices>>,
+    /// gRPC call token and the query (index) it carries.
+    service_calls: Vec<(u32, usize)>,
+    service_answers: Vec<Option<Result<Vec<u8>, String>>>,
+    /// Seconds (Unix) when the request was evaluated, for its audit record.
+    decided_at: u64,
 }
+
+const RATE_LIMIT_SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
+const SHOULD_RATE_LIMIT: &str = "ShouldRateLimit";
 
 /// How an answer is being read (to settle reservations) and rewritten (tools/list).
 enum Inspection {
@@ -72,6 +84,10 @@ impl PolicyStream {
             tools_list_ids: Vec::new(),
             reservations: Vec::new(),
             inspection: Inspection::None,
+            awaiting: None,
+            service_calls: Vec::new(),
+            service_answers: Vec::new(),
+            decided_at: 0,
         }
     }
 
@@ -105,7 +121,22 @@ impl PolicyStream {
             now,
             legacy_sse: self.legacy_sse,
         };
+        self.decided_at = now;
         let outcome = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
+        self.conclude(outcome)
+    }
+
+    /// Act on an outcome: ask rate-limit services (and hold the request), or record the decision
+    /// and forward or answer.
+    fn conclude(&mut self, outcome: Outcome) -> Action {
+        let outcome = match outcome.verdict {
+            Verdict::AwaitServices(awaiting) => match self.ask_services(awaiting) {
+                Some(outcome) => outcome,
+                None => return Action::Pause,
+            },
+            _ => outcome,
+        };
+        let now = self.decided_at;
         let audit_context = AuditContext {
             time: now,
             request_id: self.request_id.as_deref(),
@@ -180,11 +211,115 @@ impl PolicyStream {
                 Action::Continue
             }
             Verdict::Reply(reply) => self.respond(reply),
+            // `conclude` resolves this before getting here; refusing is the safe answer anyway.
+            Verdict::AwaitServices(_) => {
+                let refusal = Refusal::CannotEnforce {
+                    tool: String::new(),
+                    counter: String::new(),
+                    problem: "rate-limit services were not asked".to_owned(),
+                };
+                self.respond(reply::single(None, &refusal, self.policy.refusal_mode))
+            }
         }
+    }
+
+    /// Send each query. `None`: the request waits for the answers; `Some`: every query failed to
+    /// go out and the decision is already made.
+    fn ask_services(&mut self, awaiting: Box<AwaitingServices>) -> Option<Outcome> {
+        self.service_answers = vec![None; awaiting.queries.len()];
+        self.service_calls.clear();
+        for (index, query) in awaiting.queries.iter().enumerate() {
+            let Some(service) = self.policy.rate_limit_services.get(query.service) else {
+                continue;
+            };
+            match hostcalls::dispatch_grpc_call(
+                &service.cluster,
+                RATE_LIMIT_SERVICE,
+                SHOULD_RATE_LIMIT,
+                Vec::new(),
+                Some(&query.request),
+                Duration::from_millis(service.timeout_ms),
+            ) {
+                Ok(token) => self.service_calls.push((token, index)),
+                Err(status) => {
+                    count_service_answer(&self.namespace, &service.name, "error");
+                    if let Some(slot) = self.service_answers.get_mut(index) {
+                        *slot = Some(Err(format!(
+                            "cannot call cluster \"{}\": {status:?}",
+                            service.cluster
+                        )));
+                    }
+                }
+            }
+        }
+        self.awaiting = Some(awaiting);
+        self.finish_if_answered()
+    }
+
+    /// Once every query has its answer: the decision.
+    fn finish_if_answered(&mut self) -> Option<Outcome> {
+        if self.service_answers.iter().any(Option::is_none) {
+            return None;
+        }
+        let awaiting = self.awaiting.take()?;
+        let answers = std::mem::take(&mut self.service_answers)
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err("no answer".to_owned())))
+            .collect();
+        Some(remote_limits::finish(
+            &self.policy,
+            *awaiting,
+            answers,
+            &mut EnvoySharedData,
+        ))
     }
 }
 
-impl Context for PolicyStream {}
+impl Context for PolicyStream {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(position) = self.service_calls.iter().position(|(t, _)| *t == token_id) else {
+            return;
+        };
+        let (_, index) = self.service_calls.swap_remove(position);
+        let service = self
+            .awaiting
+            .as_ref()
+            .and_then(|a| a.queries.get(index))
+            .and_then(|q| self.policy.rate_limit_services.get(q.service))
+            .map_or_else(String::new, |s| s.name.clone());
+        let answer = if status_code == 0 {
+            // Read through hostcalls: the SDK's getter panics on a host error.
+            match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, response_size) {
+                Ok(bytes) => Ok(bytes.unwrap_or_default()),
+                Err(status) => Err(format!("answer unreadable: {status:?}")),
+            }
+        } else {
+            let message = hostcalls::get_grpc_status()
+                .ok()
+                .and_then(|(_, message)| message)
+                .unwrap_or_default();
+            // 4 = DEADLINE_EXCEEDED (our timeout), 14 = UNAVAILABLE (nobody listening).
+            Err(format!("gRPC status {status_code} {message}")
+                .trim_end()
+                .to_owned())
+        };
+        let result = match answer.as_deref().map(decode_response) {
+            Ok(Ok(response)) if response.overall_code == Code::OverLimit => "over_limit",
+            Ok(Ok(response)) if response.overall_code == Code::Ok => "ok",
+            _ => "error",
+        };
+        count_service_answer(&self.namespace, &service, result);
+        if let Some(slot) = self.service_answers.get_mut(index) {
+            *slot = Some(answer);
+        }
+        let Some(outcome) = self.finish_if_answered() else {
+            return;
+        };
+        if let Action::Continue = self.conclude(outcome) {
+            self.resume_http_request();
+        }
+    }
+}
 
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -21,6 +21,11 @@ pub fn count_call(server: &str, tool: &str, decision: &str) {
     METRICS.with(|m| m.borrow_mut().call(server, tool, decision));
 }
 
+/// Count one answer (or failure) of a rate-limit service.
+pub fn count_service_answer(server: &str, service: &str, result: &str) {
+    METRICS.with(|m| m.borrow_mut().service_answer(server, service, result));
+}
+
 pub fn count_config_failure(server: &str) {
     METRICS.with(|m| m.borrow_mut().config_failure(server));
 }
@@ -95,6 +100,18 @@ impl Metrics {
             self.scratch.push_str(";.;");
         }
         self.scratch.push_str("mcp_policy_tool_calls_total");
+        self.increment_scratch();
+    }
+
+    pub fn service_answer(&mut self, server: &str, service: &str, result: &str) {
+        self.start_name(server);
+        for (tag, value) in [("service", service), ("result", result)] {
+            self.scratch.push_str(tag);
+            self.scratch.push_str("=.=");
+            push_label(&mut self.scratch, value);
+            self.scratch.push_str(";.;");
+        }
+        self.scratch.push_str("mcp_policy_rate_limit_service_total");
         self.increment_scratch();
     }
 

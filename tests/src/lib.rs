@@ -4,6 +4,7 @@
 //! Artifacts come from the environment (`make e2e-test` sets them) or default to the paths the
 //! Makefile builds: ENVOY_BIN, MCP_POLICY_WASM, SAMPLE_SERVER_BIN, MCP_POLICY_BIN.
 
+pub mod gateway;
 pub mod http;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn artifact(var: &str, default: &str) -> PathBuf {
+pub(crate) fn artifact(var: &str, default: &str) -> PathBuf {
     let path = std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(default));
