@@ -29,7 +29,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
+.PHONY: redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -45,7 +45,7 @@ run: build envoy sample-bins
 	  --server-bin target/debug/sample-mcp-server
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
-test: lint unit-test wasm-test sample-test validate-deploy e2e-test bench-smoke fuzz-smoke
+test: lint unit-test wasm-test sample-test ratelimit-test validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
@@ -58,10 +58,12 @@ wasm-test: wasm-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
 	  cargo test -p mcp-policy-filter --target wasm32-unknown-unknown --lib
 
-e2e-test: build envoy python-mcp sample-bins
+e2e-test: build envoy python-mcp sample-bins redis
 	cargo build -p mcp-policy-filter --bin mcp-policy
+	cargo build -p ratelimit-redis
 	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
+	  RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
 	  MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python" \
 	  cargo test -p e2e -- --test-threads=2
 
@@ -128,6 +130,15 @@ fuzz-tools:
 	  || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 
 # wrk (Debian) for throughput, oha for open-loop latency percentiles.
+## redis: Debian's redis-server, which the tests start themselves on free loopback ports (the
+## package's own service is not used)
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+
+## ratelimit-test: the rate-limit service (ratelimit-redis) against a real Redis
+ratelimit-test: redis
+	cargo test -p ratelimit-redis
+
 load-tools:
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	@$(CARGO_HOME)/bin/oha --version 2>/dev/null | grep -q " $(OHA_VERSION)$$" \

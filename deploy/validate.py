@@ -237,6 +237,29 @@ def validate_sample(envoy, wasm, policy_bin):
     return problems
 
 
+GATEWAY_POLICY = """{"version": "1", "default": "deny",
+ "rate_limit_services": {"shared": {"cluster": "ratelimit"}}, "rate_limit_service": "shared",
+ "tools": {"wechat_mass_send": {"limits": [
+   {"counter": "wechat_mass_send_rate", "window": "minute", "max": 30, "scope": "grant"}]}}}"""
+
+
+def validate_gateway(envoy, wasm, policy_bin):
+    """envoy/gateway.yaml (one replica of a gateway sharing limits), rendered as the tests do."""
+    problems = policy_check(policy_bin, GATEWAY_POLICY, "envoy/gateway.yaml policy")
+    with open(os.path.join(REPO, "envoy/gateway.yaml")) as f:
+        template = f.read()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = render(template, {"ADMIN_PORT": "0", "LISTENER_PORT": "0", "UPSTREAM_PORT": "1",
+                                   "RATELIMIT_PORT": "2", "WASM_PATH": wasm,
+                                   "POLICY": json.dumps(GATEWAY_POLICY),
+                                   "ACCESS_LOG": os.path.join(tmp, "access.log")})
+        path = os.path.join(tmp, "gateway.yaml")
+        with open(path, "w") as f:
+            f.write(config)
+        problems += envoy_validate(envoy, path, "envoy/gateway.yaml")
+    return problems
+
+
 def main():
     if len(sys.argv) != 5:
         print(__doc__, file=sys.stderr)
@@ -244,6 +267,7 @@ def main():
     envoy, wasm, policy_bin, k8s_version = sys.argv[1:]
     wasm = os.path.abspath(wasm)
     problems = validate_sample(envoy, wasm, policy_bin)
+    problems += validate_gateway(envoy, wasm, policy_bin)
     problems += validate_manifests(envoy, wasm, policy_bin, k8s_version)
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)

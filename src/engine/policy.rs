@@ -166,7 +166,7 @@ impl Policy {
             .filter(|t| t.action == ToolAction::Deny)
             .count();
         format!(
-            "policy ok: default {}, {} tool rule(s) ({} deny), {} counter(s), {} grant(s), identity from {}, max body {} bytes, refusals as {}",
+            "policy ok: default {}, {} tool rule(s) ({} deny), {} counter(s) ({} kept by rate-limit services), {} grant(s), identity from {}, max body {} bytes, refusals as {}",
             match self.default_action {
                 DefaultAction::Allow => "allow",
                 DefaultAction::Deny => "deny",
@@ -174,6 +174,7 @@ impl Policy {
             self.tools.len(),
             denied,
             self.counters.len(),
+            self.counters.iter().filter(|c| c.service.is_some()).count(),
             self.grants.grants().len(),
             self.identity_sources.iter().map(IdentitySource::describe).collect::<Vec<_>>().join(" / "),
             self.max_body_bytes,
