@@ -177,7 +177,7 @@ mod tests {
                 ..Default::default()
             };
             match evaluate(&self.policy, body.as_bytes(), &meta, &mut self.store).verdict {
-                Verdict::Forward | Verdict::AwaitServices(_) => None,
+                Verdict::Forward | Verdict::AwaitServices(_) | Verdict::AwaitApproval(_) => None,
                 Verdict::Reply(reply) => {
                     let v: Value = serde_json::from_str(&reply.body).unwrap();
                     Some(v["error"]["message"].as_str().unwrap().to_owned())

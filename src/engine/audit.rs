@@ -62,7 +62,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
     let refused = match &outcome.verdict {
         Verdict::Reply(reply) => Some(reply.status),
         // Not decided yet: recorded once the rate-limit services have answered.
-        Verdict::Forward | Verdict::AwaitServices(_) => None,
+        Verdict::Forward | Verdict::AwaitServices(_) | Verdict::AwaitApproval(_) => None,
     };
     if outcome.calls.is_empty() && refused.is_none() {
         return None;

@@ -2,11 +2,12 @@
 
 use serde_json::Value;
 
+use super::approval::{self, ApprovalQuery, Approved};
 use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
-use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope};
+use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope, ToolAction};
 use super::remote_limits;
 use super::reply::{self, LimitHit, Refusal, Reply};
 use super::reservations::{Hold, Reservation};
@@ -32,6 +33,9 @@ pub struct RequestMeta<'a> {
     /// session's SSE stream and clients read only the status of this response, so refusals use
     /// HTTP error statuses (as `refusal_mode: http`) whatever the policy's refusal mode.
     pub legacy_sse: bool,
+    /// A human approved the call with this digest (set when the request is decided again after
+    /// the approval service said yes).
+    pub approved: Option<Approved<'a>>,
 }
 
 /// What happened to one `tools/call` (for logs).
@@ -66,6 +70,9 @@ pub enum Verdict {
     /// Some counters are kept by rate-limit services: send their queries, then decide with
     /// `remote_limits::finish`.
     AwaitServices(Box<AwaitingServices>),
+    /// The call needs a human's approval: ask the approval service, then decide again with
+    /// `RequestMeta::approved` (or refuse with `approval::refused`).
+    AwaitApproval(Box<ApprovalQuery>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +90,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    pub fn refused(reply: Reply, calls: Vec<CallRecord>) -> Outcome {
+        Outcome::reply(reply, calls)
+    }
+
     fn reply(reply: Reply, calls: Vec<CallRecord>) -> Outcome {
         Outcome {
             verdict: Verdict::Reply(reply),
@@ -130,6 +141,9 @@ pub fn evaluate(
 
     let mut body = body;
     let message_count = body.messages().len();
+    let is_batch = matches!(body, Body::Batch(_));
+    // A call that needs a human's approval and has none yet: asked before any counter moves.
+    let mut awaiting_approval: Option<ApprovalQuery> = None;
     let caller = Caller::new(policy, meta.identity);
     // First pass: policy decisions and malformed messages, without touching any counter.
     let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(message_count);
@@ -184,8 +198,55 @@ pub fn evaluate(
                     }
                     ToolDecision::Allow {
                         charges: wanted,
-                        shadow_denials,
+                        mut shadow_denials,
                     } => {
+                        let mut approved_note = None;
+                        let tool_rule = policy.tools.get(name);
+                        if tool_rule.is_some_and(|t| t.action == ToolAction::RequireApproval) {
+                            let shadow = policy.shadow || tool_rule.is_some_and(|t| t.shadow);
+                            let query = match approval::query(
+                                policy,
+                                meta.namespace,
+                                meta.identity,
+                                name,
+                                message.id.clone(),
+                                message.arguments.as_deref(),
+                            ) {
+                                Ok(query) => query,
+                                Err(problem) => {
+                                    break 'call Some(Refusal::Invalid {
+                                        code: INVALID_REQUEST,
+                                        problem,
+                                    })
+                                }
+                            };
+                            match meta.approved {
+                                Some(approved) if approved.digest == query.digest => {
+                                    approved_note = Some(approved.note.to_owned());
+                                }
+                                _ if shadow => shadow_denials.push((
+                                    "requires a human's approval (not asked in shadow mode)"
+                                        .to_owned(),
+                                    format!("{}.action", super::load::key_path("tools", name)),
+                                )),
+                                _ if is_batch => {
+                                    let reason = "each call of this tool needs a human's approval; send it alone, not in a JSON-RPC batch".to_owned();
+                                    calls.push(CallRecord {
+                                        tool: name.clone(),
+                                        decision: "denied",
+                                        detail: reason.clone(),
+                                        rule: format!("{}.action", super::load::key_path("tools", name)),
+                                        id: message.id.clone(),
+                                        arguments: message.arguments.take(),
+                                    });
+                                    break 'call Some(Refusal::Denied {
+                                        tool: name.clone(),
+                                        reason,
+                                    });
+                                }
+                                _ => awaiting_approval = Some(query),
+                            }
+                        }
                         for charge in &wanted {
                             match charges.iter_mut().find(|(c, _, _)| *c == charge.counter) {
                                 Some((_, amount, reason)) => {
@@ -204,7 +265,7 @@ pub fn evaluate(
                         limits_of_this = Some(wanted);
                         // Shadowed refusals are reported, and the call goes on.
                         let (decision, detail) = if shadow_denials.is_empty() {
-                            ("allowed", String::new())
+                            ("allowed", approved_note.unwrap_or_default())
                         } else {
                             let what: Vec<String> = shadow_denials
                                 .iter()
@@ -234,6 +295,16 @@ pub fn evaluate(
     }
     if refusals.iter().any(Option::is_some) {
         return Outcome::reply(refuse(&body, refusals, refusal_mode), calls);
+    }
+    if let Some(query) = awaiting_approval {
+        return Outcome {
+            verdict: Verdict::AwaitApproval(Box::new(query)),
+            calls: Vec::new(),
+            problem: None,
+            tools_list_ids: Vec::new(),
+            reservations: Vec::new(),
+            counters: Vec::new(),
+        };
     }
 
     // Second pass: charge every counter the allowed calls use, all or nothing. Counters kept

@@ -11,8 +11,9 @@ use super::counters::ENTRIES_PER_BUCKET;
 use super::grants::{Grant, GrantTable, IdentityPattern};
 use super::identity::{IdentitySource, MissingIdentity};
 use super::policy::{
-    CounterId, CounterSpec, DefaultAction, Policy, RateLimitService, RefusalMode, Scope,
-    ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER, DEFAULT_MAX_BODY_BYTES,
+    ApprovalSettings, CounterId, CounterSpec, DefaultAction, Policy, RateLimitService, RefusalMode,
+    Scope, ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER,
+    DEFAULT_MAX_BODY_BYTES,
 };
 use super::ratelimit_proto::Unit;
 use super::rules_load;
@@ -164,6 +165,7 @@ const POLICY_FIELDS: &[&str] = &[
     "counter_slots",
     "rate_limit_services",
     "rate_limit_service",
+    "approval",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
@@ -313,6 +315,25 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
     }
 
+    let approval = match root.get("approval") {
+        Some(v) => Some(approval_settings(v)?),
+        None => None,
+    };
+    if approval.is_none() {
+        let mut needing: Vec<&String> = tools
+            .iter()
+            .filter(|(_, t)| t.action == ToolAction::RequireApproval)
+            .map(|(name, _)| name)
+            .collect();
+        needing.sort();
+        if let Some(name) = needing.first() {
+            return err(
+                &key_path(&key_path("tools", name), "action"),
+                "\"require_approval\" needs the policy's \"approval\" settings (at least {\"cluster\": ...}, the approval service's Envoy cluster)",
+            );
+        }
+    }
+
     let fail_open = match root.get("failure_mode") {
         None => false,
         Some(v) => one_of(v, "failure_mode", &["closed", "open"])? == "open",
@@ -323,6 +344,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         counter_buckets: counter_slots.div_ceil(ENTRIES_PER_BUCKET as u64),
         counter_salt: 0,
         rate_limit_services: std::mem::take(&mut counters.services),
+        approval,
         shadow,
         audit_arguments,
         audit_hash,
@@ -580,10 +602,17 @@ fn tool_rule(
     let rule = as_object(value, path)?;
     reject_unknown_fields(rule, path, fields)?;
 
+    // Approval is asked per server-wide tool; a grant decides who may call it at all.
+    let actions: &[&str] = if fields == TOOL_FIELDS {
+        &["allow", "deny", "require_approval"]
+    } else {
+        &["allow", "deny"]
+    };
     let action = match rule.get("action") {
         None => ToolAction::Allow,
-        Some(v) => match one_of(v, &key_path(path, "action"), &["allow", "deny"])? {
+        Some(v) => match one_of(v, &key_path(path, "action"), actions)? {
             "deny" => ToolAction::Deny,
+            "require_approval" => ToolAction::RequireApproval,
             _ => ToolAction::Allow,
         },
     };
@@ -696,6 +725,55 @@ fn limit(value: &Value, path: &str, counters: &CounterTable) -> Result<CounterSp
         max,
         scope,
         service,
+    })
+}
+
+pub const DEFAULT_APPROVAL_HOLD_SECONDS: u64 = 30;
+pub const MAX_APPROVAL_HOLD_SECONDS: u64 = 600;
+pub const DEFAULT_APPROVAL_VALID_SECONDS: u64 = 3600;
+pub const MAX_APPROVAL_VALID_SECONDS: u64 = 30 * 86_400;
+
+fn approval_settings(value: &Value) -> Result<ApprovalSettings> {
+    const PATH: &str = "approval";
+    let object = as_object(value, PATH)?;
+    reject_unknown_fields(object, PATH, &["cluster", "hold_seconds", "valid_seconds"])?;
+    let cluster = match object.get("cluster") {
+        Some(v) => as_str(v, "approval.cluster")?,
+        None => {
+            return err(
+                "approval.cluster",
+                "required: the Envoy cluster of the approval service",
+            )
+        }
+    };
+    if cluster.is_empty() {
+        return err("approval.cluster", "must not be empty");
+    }
+    let bounded = |name: &str, default: u64, max: u64| -> Result<u64> {
+        let path = key_path(PATH, name);
+        match object.get(name) {
+            None => Ok(default),
+            Some(v) => {
+                let n = positive_integer(v, &path)?;
+                if n > max {
+                    return err(&path, format!("at most {max}, got {n}"));
+                }
+                Ok(n)
+            }
+        }
+    };
+    Ok(ApprovalSettings {
+        cluster: cluster.to_owned(),
+        hold_seconds: bounded(
+            "hold_seconds",
+            DEFAULT_APPROVAL_HOLD_SECONDS,
+            MAX_APPROVAL_HOLD_SECONDS,
+        )?,
+        valid_seconds: bounded(
+            "valid_seconds",
+            DEFAULT_APPROVAL_VALID_SECONDS,
+            MAX_APPROVAL_VALID_SECONDS,
+        )?,
     })
 }
 

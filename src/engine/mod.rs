@@ -1,5 +1,6 @@
 //! The pure policy engine: no proxy-wasm calls, so it is tested natively and on wasm32 alike.
 
+pub mod approval;
 pub mod audit;
 pub mod counters;
 pub mod decide;

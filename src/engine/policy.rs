@@ -19,6 +19,19 @@ pub enum DefaultAction {
 pub enum ToolAction {
     Allow,
     Deny,
+    /// Allowed (subject to its limits) once a human approved this exact call.
+    RequireApproval,
+}
+
+/// Where approvals are asked for, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// Envoy cluster of the approval service (HTTP).
+    pub cluster: String,
+    /// How long the filter holds a call while the service waits for a human.
+    pub hold_seconds: u64,
+    /// How long an approval given while nobody waits stays usable.
+    pub valid_seconds: u64,
 }
 
 /// Whose calls share one counter.
@@ -142,6 +155,8 @@ pub struct Policy {
     pub counter_salt: u64,
     /// Named in `"rate_limit_services"`; counters refer to them by index.
     pub rate_limit_services: Vec<RateLimitService>,
+    /// Required when a tool's action is `require_approval`.
+    pub approval: Option<ApprovalSettings>,
 }
 
 impl Policy {

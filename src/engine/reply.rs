@@ -17,6 +17,8 @@ pub const BATCH_REFUSED: i64 = -32005;
 pub const HEADER_MISMATCH: i64 = -32020;
 /// The filter could not consult its counters; the call was refused rather than let through.
 pub const CANNOT_ENFORCE: i64 = -32603;
+/// The call waits for a human's approval (retry it later, unchanged).
+pub const APPROVAL_PENDING: i64 = -32031;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -50,6 +52,24 @@ pub enum Refusal {
     },
     /// Innocent member of a refused batch.
     BatchRefused,
+    /// A human (or bot) refused this exact call.
+    ApprovalDenied {
+        tool: String,
+        approval_id: String,
+        approver: String,
+        reason: String,
+    },
+    /// Nobody decided while the call was held: it waits for a human under `approval_id`.
+    ApprovalPending {
+        tool: String,
+        approval_id: String,
+        approve_url: String,
+    },
+    /// The approval service gave no usable answer: refused (fail closed).
+    ApprovalUnavailable {
+        tool: String,
+        problem: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +131,9 @@ impl Refusal {
             Refusal::CannotEnforce { .. } => "error",
             Refusal::Invalid { .. } | Refusal::HeaderMismatch { .. } => "invalid",
             Refusal::BatchRefused => "batch_refused",
+            Refusal::ApprovalDenied { .. } => "approval_denied",
+            Refusal::ApprovalPending { .. } => "approval_pending",
+            Refusal::ApprovalUnavailable { .. } => "error",
         }
     }
 
@@ -158,6 +181,43 @@ impl Refusal {
                 "message": format!("Header mismatch: {problem}"),
                 "data": {"decision": "invalid"},
             }),
+            Refusal::ApprovalDenied {
+                tool,
+                approval_id,
+                approver,
+                reason,
+            } => json!({
+                "code": POLICY_DENIED,
+                "message": if reason.is_empty() {
+                    format!("Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id}).")
+                } else {
+                    format!("Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id}): {reason}")
+                },
+                "data": {"tool": tool, "decision": "approval_denied", "approval_id": approval_id,
+                         "approver": approver, "reason": reason},
+            }),
+            Refusal::ApprovalPending {
+                tool,
+                approval_id,
+                approve_url,
+            } => json!({
+                "code": APPROVAL_PENDING,
+                "message": format!(
+                    "Tool \"{tool}\" needs a human's approval for this exact call and none was given yet. \
+                     A person can approve it at {approve_url} (approval {approval_id}). \
+                     Retry the same call with the same arguments later: once approved it goes through, once. \
+                     Changed arguments need a new approval."
+                ),
+                "data": {"tool": tool, "decision": "approval_pending", "approval_id": approval_id,
+                         "approve_url": approve_url},
+            }),
+            Refusal::ApprovalUnavailable { tool, problem } => json!({
+                "code": CANNOT_ENFORCE,
+                "message": format!(
+                    "Tool \"{tool}\" was not called: it needs a human's approval and the approval service could not be asked; retry shortly."
+                ),
+                "data": {"tool": tool, "decision": "error", "problem": problem},
+            }),
             Refusal::BatchRefused => json!({
                 "code": BATCH_REFUSED,
                 "message": "Not forwarded: another request in this JSON-RPC batch was refused by policy, and a batch is forwarded whole or not at all.",
@@ -175,6 +235,11 @@ impl Refusal {
             (Refusal::Denied { .. }, RefusalMode::Http) => 403,
             (Refusal::RateLimited { .. }, RefusalMode::Http) => 429,
             (Refusal::BatchRefused, RefusalMode::Http) => 200,
+            (Refusal::ApprovalUnavailable { .. }, RefusalMode::Http) => 503,
+            (
+                Refusal::ApprovalDenied { .. } | Refusal::ApprovalPending { .. },
+                RefusalMode::Http,
+            ) => 403,
         }
     }
 }

@@ -8,13 +8,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
+use crate::engine::approval::{self, Answer, ApprovalQuery, Approved};
 use crate::engine::audit::{self, AuditContext};
 use crate::engine::decide::Caller;
 use crate::engine::evaluate::{evaluate, AwaitingServices, Outcome, RequestMeta, Verdict};
 use crate::engine::identity::{self, Identity};
-use crate::engine::policy::Policy;
+use crate::engine::policy::{Policy, RefusalMode};
 use crate::engine::ratelimit_proto::{decode_response, Code};
 use crate::engine::remote_limits;
 use crate::engine::reply::{self, Refusal, Reply};
@@ -53,6 +54,8 @@ pub struct PolicyStream {
     service_answers: Vec<Option<Result<Vec<u8>, String>>>,
     /// Seconds (Unix) when the request was evaluated, for its audit record.
     decided_at: u64,
+    /// The HTTP call asking the approval service, and what it asks.
+    approval_call: Option<(u32, Box<ApprovalQuery>)>,
 }
 
 const RATE_LIMIT_SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -88,6 +91,7 @@ impl PolicyStream {
             service_calls: Vec::new(),
             service_answers: Vec::new(),
             decided_at: 0,
+            approval_call: None,
         }
     }
 
@@ -107,6 +111,12 @@ impl PolicyStream {
     }
 
     fn decide(&mut self, body: &[u8]) -> Action {
+        let outcome = self.evaluate(body, None);
+        self.conclude(outcome)
+    }
+
+    /// The engine's decision on `body`; `approved`: a human approved the call with this digest.
+    fn evaluate(&mut self, body: &[u8], approved: Option<Approved>) -> Outcome {
         let now = self
             .get_current_time()
             .duration_since(UNIX_EPOCH)
@@ -120,10 +130,57 @@ impl PolicyStream {
             mcp_name: self.mcp_name.as_deref(),
             now,
             legacy_sse: self.legacy_sse,
+            approved,
         };
         self.decided_at = now;
-        let outcome = evaluate(&self.policy, body, &meta, &mut EnvoySharedData);
-        self.conclude(outcome)
+        evaluate(&self.policy, body, &meta, &mut EnvoySharedData)
+    }
+
+    /// Ask the approval service about `query` and hold the request. `Some`: it could not be
+    /// asked, and the call is refused (fail closed).
+    fn ask_approval(&mut self, query: Box<ApprovalQuery>) -> Option<Outcome> {
+        let Some(settings) = self.policy.approval.as_ref() else {
+            let refusal = Refusal::ApprovalUnavailable {
+                tool: query.tool.clone(),
+                problem: "the policy names no approval service".to_owned(),
+            };
+            return Some(approval::refused(*query, &refusal, self.refusal_mode()));
+        };
+        let headers = vec![
+            (":method", "POST"),
+            (":path", approval::CHECK_PATH),
+            (":authority", settings.cluster.as_str()),
+            ("content-type", "application/json"),
+        ];
+        // The service holds its answer up to `hold_seconds`; a little more for the network.
+        let timeout = Duration::from_secs(settings.hold_seconds + 5);
+        match hostcalls::dispatch_http_call(
+            &settings.cluster,
+            headers,
+            Some(query.request.as_bytes()),
+            Vec::new(),
+            timeout,
+        ) {
+            Ok(token) => {
+                self.approval_call = Some((token, query));
+                None
+            }
+            Err(status) => {
+                let refusal = Refusal::ApprovalUnavailable {
+                    tool: query.tool.clone(),
+                    problem: format!("cannot call cluster \"{}\": {status:?}", settings.cluster),
+                };
+                Some(approval::refused(*query, &refusal, self.refusal_mode()))
+            }
+        }
+    }
+
+    fn refusal_mode(&self) -> RefusalMode {
+        if self.legacy_sse {
+            RefusalMode::Http
+        } else {
+            self.policy.refusal_mode
+        }
     }
 
     /// Act on an outcome: ask rate-limit services (and hold the request), or record the decision
@@ -131,6 +188,10 @@ impl PolicyStream {
     fn conclude(&mut self, outcome: Outcome) -> Action {
         let outcome = match outcome.verdict {
             Verdict::AwaitServices(awaiting) => match self.ask_services(awaiting) {
+                Some(outcome) => outcome,
+                None => return Action::Pause,
+            },
+            Verdict::AwaitApproval(query) => match self.ask_approval(query) {
                 Some(outcome) => outcome,
                 None => return Action::Pause,
             },
@@ -212,7 +273,7 @@ impl PolicyStream {
             }
             Verdict::Reply(reply) => self.respond(reply),
             // `conclude` resolves this before getting here; refusing is the safe answer anyway.
-            Verdict::AwaitServices(_) => {
+            Verdict::AwaitServices(_) | Verdict::AwaitApproval(_) => {
                 let refusal = Refusal::CannotEnforce {
                     tool: String::new(),
                     counter: String::new(),
@@ -276,6 +337,53 @@ impl PolicyStream {
 }
 
 impl Context for PolicyStream {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some((token, query)) = self.approval_call.take() else {
+            return;
+        };
+        if token != token_id {
+            self.approval_call = Some((token, query));
+            return;
+        }
+        // No `:status` means no answer: the call failed or timed out.
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u16>().ok());
+        let answer = match status {
+            None => Err("no answer (unreachable or timed out)".to_owned()),
+            Some(status) => {
+                match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
+                    Ok(body) => Ok((status, body.unwrap_or_default())),
+                    Err(status) => Err(format!("answer unreadable: {status:?}")),
+                }
+            }
+        };
+        let outcome = match approval::read_answer(&query.tool, answer) {
+            Answer::Approved { note } => {
+                let body = self
+                    .get_http_request_body(0, self.body_size)
+                    .unwrap_or_default();
+                let approved = Approved {
+                    digest: &query.digest,
+                    note: &note,
+                };
+                self.evaluate(&body, Some(approved))
+            }
+            Answer::Refused(refusal) => approval::refused(*query, &refusal, self.refusal_mode()),
+        };
+        if let Action::Continue = self.conclude(outcome) {
+            self.resume_http_request();
+        }
+    }
+
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         let Some(position) = self.service_calls.iter().position(|(t, _)| *t == token_id) else {
             return;

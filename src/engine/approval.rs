@@ -1,0 +1,450 @@
+//! Require approval: a human approves the exact call (server, tool, arguments, caller) before it
+//! reaches the server. The filter asks the approval service with a digest of the call; the
+//! service holds the question until a human decides or the hold time ends.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::evaluate::{CallRecord, Outcome};
+use super::identity::Identity;
+use super::policy::{Policy, RefusalMode};
+use super::reply::{self, Refusal};
+use super::strict_json;
+
+/// The path the filter POSTs questions to.
+pub const CHECK_PATH: &str = "/v1/check";
+
+/// One call waiting for a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalQuery {
+    /// SHA-256 (hex) of server, tool, canonical arguments and caller: what an approval is for.
+    pub digest: String,
+    pub tool: String,
+    /// The call's JSON-RPC id, for the refusal.
+    pub id: Option<Value>,
+    /// The call's arguments as sent, for the audit record.
+    pub arguments: Option<String>,
+    /// Body of the POST to the approval service.
+    pub request: String,
+}
+
+/// What the re-evaluation of an approved call is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Approved<'a> {
+    pub digest: &'a str,
+    /// Who approved, and which approval, for the audit record.
+    pub note: &'a str,
+}
+
+/// The question for `tool` called with `arguments` (raw JSON, or none) by `identity`.
+/// Arguments are canonical (keys sorted, no whitespace) so that the same call always has the same
+/// digest, and any change to them needs a new approval.
+pub fn query(
+    policy: &Policy,
+    namespace: &str,
+    identity: Option<&Identity>,
+    tool: &str,
+    id: Option<Value>,
+    arguments: Option<&str>,
+) -> Result<ApprovalQuery, String> {
+    let canonical: Value = match arguments {
+        Some(text) => strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?,
+        None => Value::Null,
+    };
+    let canonical_text = canonical.to_string();
+    let caller: [&str; 2] = match identity {
+        Some(identity) => [&identity.source, &identity.value],
+        None => ["anonymous", ""],
+    };
+    let mut hasher = Sha256::new();
+    for part in [namespace, tool, &canonical_text, caller[0], caller[1]] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let settings = policy.approval.as_ref();
+    let request = json!({
+        "digest": digest,
+        "server": namespace,
+        "tool": tool,
+        "identity": identity.map(Identity::display),
+        "arguments": canonical,
+        "hold_ms": settings.map_or(0, |s| s.hold_seconds * 1000),
+        "valid_for_s": settings.map_or(0, |s| s.valid_seconds),
+    })
+    .to_string();
+    Ok(ApprovalQuery {
+        digest,
+        tool: tool.to_owned(),
+        id,
+        arguments: arguments.map(str::to_owned),
+        request,
+    })
+}
+
+/// How the service answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Approved: who approved and which approval (for the audit record).
+    Approved {
+        note: String,
+    },
+    Refused(Refusal),
+}
+
+/// Read the service's answer (`Err`: no answer at all). Anything but a clear "approved" refuses:
+/// the call only ever runs on a positive decision.
+pub fn read_answer(tool: &str, answer: Result<(u16, Vec<u8>), String>) -> Answer {
+    let unavailable = |problem: String| {
+        Answer::Refused(Refusal::ApprovalUnavailable {
+            tool: tool.to_owned(),
+            problem,
+        })
+    };
+    let (status, body) = match answer {
+        Ok(answer) => answer,
+        Err(problem) => return unavailable(problem),
+    };
+    if status != 200 {
+        return unavailable(format!("approval service answered HTTP {status}"));
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+        return unavailable("approval service answered something that is not JSON".to_owned());
+    };
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let id = text("id");
+    match value.get("status").and_then(Value::as_str) {
+        Some("approved") if !id.is_empty() => Answer::Approved {
+            note: format!("approved by {} (approval {id})", text("approver")),
+        },
+        Some("denied") if !id.is_empty() => Answer::Refused(Refusal::ApprovalDenied {
+            tool: tool.to_owned(),
+            approval_id: id,
+            approver: text("approver"),
+            reason: text("reason"),
+        }),
+        Some("pending") if !id.is_empty() => Answer::Refused(Refusal::ApprovalPending {
+            tool: tool.to_owned(),
+            approval_id: id,
+            approve_url: text("approve_url"),
+        }),
+        _ => unavailable(format!(
+            "approval service answered without a usable status: {}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )),
+    }
+}
+
+/// The outcome of a call whose approval was refused (denied, still pending, or not asked).
+pub fn refused(query: ApprovalQuery, refusal: &Refusal, refusal_mode: RefusalMode) -> Outcome {
+    let detail = match refusal {
+        Refusal::ApprovalDenied {
+            approval_id,
+            approver,
+            reason,
+            ..
+        } => format!("approval {approval_id} denied by {approver}: {reason}"),
+        Refusal::ApprovalPending { approval_id, .. } => format!("approval {approval_id} pending"),
+        Refusal::ApprovalUnavailable { problem, .. } => problem.clone(),
+        _ => String::new(),
+    };
+    let record = CallRecord {
+        tool: query.tool.clone(),
+        decision: refusal.decision(),
+        detail,
+        rule: format!("{}.action", super::load::key_path("tools", &query.tool)),
+        id: query.id.clone(),
+        arguments: query.arguments,
+    };
+    let mut outcome = Outcome::refused(
+        reply::single(query.id.as_ref(), refusal, refusal_mode),
+        vec![record],
+    );
+    if let Refusal::ApprovalUnavailable { problem, .. } = refusal {
+        outcome.problem = Some(format!(
+            "approval service: {problem} (call refused: fail closed)"
+        ));
+    }
+    outcome
+}
+
+/// `policy` asks approvals of this cluster, if any.
+pub fn cluster(policy: &Policy) -> Option<&str> {
+    policy.approval.as_ref().map(|a| a.cluster.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::evaluate::{evaluate, RequestMeta, Verdict};
+    use crate::engine::load::load_policy;
+    use crate::engine::test_support::{test, MemoryStore};
+
+    const POLICY: &str = r#"{"version":"1","default":"deny",
+        "approval":{"cluster":"approvals","hold_seconds":20,"valid_seconds":600},
+        "tools":{"wechat_mass_send":{"action":"require_approval",
+                   "limits":[{"counter":"sends","window":"hour","max":1,"scope":"global"}]},
+                 "wechat_get_followers":{}}}"#;
+
+    fn call(tool: &str, arguments: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
+        )
+    }
+
+    fn ask(
+        policy: &Policy,
+        body: &str,
+        identity: &Identity,
+        approved: Option<Approved>,
+        store: &mut MemoryStore,
+    ) -> Outcome {
+        let meta = RequestMeta {
+            namespace: "wechat",
+            identity: Some(identity),
+            now: 1_795_342_542,
+            approved,
+            ..Default::default()
+        };
+        evaluate(policy, body.as_bytes(), &meta, store)
+    }
+
+    fn query_of(outcome: Outcome) -> ApprovalQuery {
+        match outcome.verdict {
+            Verdict::AwaitApproval(query) => *query,
+            other => panic!("expected to ask for approval, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_call_needing_approval_is_held_before_any_counter_moves() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let mut store = MemoryStore::default();
+        let alice = Identity::new("alice");
+        let query = query_of(ask(
+            &policy,
+            &call("wechat_mass_send", r#"{"to":"all","text":"hi"}"#),
+            &alice,
+            None,
+            &mut store,
+        ));
+        assert_eq!((store.gets, store.sets), (0, 0));
+        assert_eq!(query.tool, "wechat_mass_send");
+        assert_eq!(query.id, Some(Value::from(5)));
+        let request: Value = serde_json::from_str(&query.request).unwrap();
+        assert_eq!(request["digest"], query.digest.as_str());
+        assert_eq!(request["server"], "wechat");
+        assert_eq!(request["identity"], "alice");
+        assert_eq!(
+            request["arguments"],
+            serde_json::json!({"text":"hi","to":"all"})
+        );
+        assert_eq!(
+            (request["hold_ms"].as_u64(), request["valid_for_s"].as_u64()),
+            (Some(20_000), Some(600))
+        );
+        // Other tools are not held.
+        let other = ask(
+            &policy,
+            &call("wechat_get_followers", "{}"),
+            &alice,
+            None,
+            &mut store,
+        );
+        assert_eq!(other.verdict, Verdict::Forward);
+    }
+
+    #[test]
+    fn the_digest_binds_the_exact_call_and_caller() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let mut store = MemoryStore::default();
+        let (alice, bob) = (Identity::new("alice"), Identity::new("bob"));
+        let digest = |args: &str, who: &Identity, store: &mut MemoryStore| {
+            query_of(ask(
+                &policy,
+                &call("wechat_mass_send", args),
+                who,
+                None,
+                store,
+            ))
+            .digest
+        };
+        let base = digest(r#"{"to":"all","text":"hi"}"#, &alice, &mut store);
+        assert_eq!(base.len(), 64);
+        // Key order and whitespace are not part of the call.
+        assert_eq!(
+            digest(r#"{ "text" : "hi", "to" : "all" }"#, &alice, &mut store),
+            base
+        );
+        assert_ne!(
+            digest(r#"{"to":"all","text":"hi!"}"#, &alice, &mut store),
+            base
+        );
+        assert_ne!(
+            digest(r#"{"to":"all","text":"hi"}"#, &bob, &mut store),
+            base
+        );
+    }
+
+    #[test]
+    fn an_approved_call_goes_on_to_its_limits_and_only_that_call() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let mut store = MemoryStore::default();
+        let alice = Identity::new("alice");
+        let body = call("wechat_mass_send", r#"{"to":"all"}"#);
+        let query = query_of(ask(&policy, &body, &alice, None, &mut store));
+        let approved = Approved {
+            digest: &query.digest,
+            note: "approved by carol (approval a1)",
+        };
+        let outcome = ask(&policy, &body, &alice, Some(approved), &mut store);
+        assert_eq!(outcome.verdict, Verdict::Forward);
+        assert_eq!(outcome.calls[0].decision, "allowed");
+        assert_eq!(outcome.calls[0].detail, "approved by carol (approval a1)");
+        // Limits still apply to approved calls (max 1 per hour).
+        let again = ask(&policy, &body, &alice, Some(approved), &mut store);
+        assert_eq!(again.calls[0].decision, "rate_limited");
+        // An approval of one call does not cover another.
+        let changed = call("wechat_mass_send", r#"{"to":"someone else"}"#);
+        assert!(matches!(
+            ask(&policy, &changed, &alice, Some(approved), &mut store).verdict,
+            Verdict::AwaitApproval(_)
+        ));
+    }
+
+    #[test]
+    fn batches_and_shadow_mode() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let mut store = MemoryStore::default();
+        let alice = Identity::new("alice");
+        let batch = format!("[{}]", call("wechat_mass_send", "{}"));
+        let outcome = ask(&policy, &batch, &alice, None, &mut store);
+        let Verdict::Reply(reply) = &outcome.verdict else {
+            panic!("expected a refusal")
+        };
+        assert!(
+            reply.body.contains("not in a JSON-RPC batch"),
+            "{}",
+            reply.body
+        );
+
+        let shadow = load_policy(
+            POLICY
+                .replace(r#""default":"deny","#, r#""default":"deny","shadow":true,"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let outcome = ask(
+            &shadow,
+            &call("wechat_mass_send", "{}"),
+            &alice,
+            None,
+            &mut store,
+        );
+        assert_eq!(outcome.verdict, Verdict::Forward);
+        assert_eq!(outcome.calls[0].decision, "would_deny");
+    }
+
+    #[test]
+    fn only_a_clear_yes_lets_the_call_through() {
+        let approved = read_answer(
+            "t",
+            Ok((
+                200,
+                br#"{"status":"approved","id":"a1","approver":"carol"}"#.to_vec(),
+            )),
+        );
+        assert_eq!(
+            approved,
+            Answer::Approved {
+                note: "approved by carol (approval a1)".into()
+            }
+        );
+        let denied = read_answer(
+            "t",
+            Ok((
+                200,
+                br#"{"status":"denied","id":"a2","approver":"dan","reason":"not today"}"#.to_vec(),
+            )),
+        );
+        let Answer::Refused(refusal) = denied else {
+            panic!("denied")
+        };
+        let error = refusal.error_object();
+        assert_eq!(error["data"]["decision"], "approval_denied");
+        assert!(error["message"]
+            .as_str()
+            .unwrap()
+            .contains("dan denied this call (approval a2): not today"));
+        let pending = read_answer(
+            "t",
+            Ok((
+                200,
+                br#"{"status":"pending","id":"a3","approve_url":"http://approvals/#a3"}"#.to_vec(),
+            )),
+        );
+        let Answer::Refused(refusal) = pending else {
+            panic!("pending")
+        };
+        let error = refusal.error_object();
+        assert_eq!(error["code"], crate::engine::reply::APPROVAL_PENDING);
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("http://approvals/#a3")
+                && message.contains("a3")
+                && message.contains("Retry the same call"),
+            "{message}"
+        );
+        for answer in [
+            Err("no answer".to_owned()),
+            Ok((500, b"{}".to_vec())),
+            Ok((200, b"not json".to_vec())),
+            Ok((200, br#"{"status":"approved"}"#.to_vec())),
+            Ok((200, br#"{"status":"maybe","id":"x"}"#.to_vec())),
+        ] {
+            let Answer::Refused(refusal) = read_answer("t", answer) else {
+                panic!("must refuse")
+            };
+            assert_eq!(refusal.decision(), "error");
+        }
+    }
+
+    #[test]
+    fn approval_settings_are_validated() {
+        let error_of = |text: &str| load_policy(text.as_bytes()).unwrap_err().to_string();
+        assert!(
+            error_of(r#"{"version":"1","tools":{"t":{"action":"require_approval"}}}"#).starts_with(
+                "tools.t.action: \"require_approval\" needs the policy's \"approval\" settings"
+            )
+        );
+        assert!(
+            error_of(r#"{"version":"1","approval":{}}"#).starts_with("approval.cluster: required")
+        );
+        assert!(
+            error_of(r#"{"version":"1","approval":{"cluster":"a","hold_seconds":601}}"#)
+                .starts_with("approval.hold_seconds: at most 600")
+        );
+        assert!(
+            error_of(r#"{"version":"1","approval":{"cluster":"a","ttl":1}}"#)
+                .starts_with("approval.ttl: unknown field")
+        );
+        assert!(error_of(r#"{"version":"1","approval":{"cluster":"a"},"grants":{"g":{"identities":["a"],"tools":{"t":{"action":"require_approval"}}}}}"#)
+            .starts_with("grants.g.tools.t.action: expected one of \"allow\", \"deny\""));
+        let ok = load_policy(br#"{"version":"1","approval":{"cluster":"a"}}"#).unwrap();
+        let settings = ok.approval.unwrap();
+        assert_eq!((settings.hold_seconds, settings.valid_seconds), (30, 3600));
+    }
+}
