@@ -96,16 +96,20 @@ soak: build envoy sample-bins
 
 # Every benchmark arm (passthrough, our filter twice, Lua, native MCP + RBAC) starts on the real
 # Envoy, forwards an allowed call and refuses the blocked one: the bench cannot rot unnoticed.
-bench-smoke: build envoy sample-bins
+bench-smoke: build envoy sample-bins redis
+	cargo build -q -p ratelimit-redis
 	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" \
-	  --upstream target/debug/bench-upstream
+	  --upstream target/debug/bench-upstream \
+	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
 
 ## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
 ## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
-bench: build envoy load-tools
+bench: build envoy load-tools redis
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
+	cargo build --release -p ratelimit-redis
 	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" \
-	  --upstream target/release/bench-upstream $(BENCH_ARGS)
+	  --upstream target/release/bench-upstream \
+	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
 
 ## bench-engine: criterion micro-benchmarks of the engine (10 and 1,000 tools)
 bench-engine:

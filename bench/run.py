@@ -52,12 +52,21 @@ RATE_LIMIT_POLICY = {
     },
 }
 
+# G: the same limit kept by a rate-limit service (one gRPC call per request to ratelimit-redis,
+# which runs one Lua script in redis-server; both share the load generator's CPU).
+SERVICE_POLICY = {
+    **RATE_LIMIT_POLICY,
+    "rate_limit_services": {"shared": {"cluster": "ratelimit", "timeout_ms": 1000}},
+    "rate_limit_service": "shared",
+}
+
 ARMS = {
     "A": "passthrough (router only)",
     "B": "mcp-policy, allow-all",
     "C": "mcp-policy, rate limit (never trips)",
     "D": "Lua: method + tool name from the body",
     "E": "native envoy.filters.http.mcp + RBAC on the tool name",
+    "G": "mcp-policy, rate limit kept by ratelimit-redis + Redis (never trips)",
 }
 # F, an external-processing hop, needs an ext_proc gRPC server: none can be installed from the
 # package registries here without writing one, and a hand-written one would measure our own
@@ -101,6 +110,8 @@ def arm_filters(arm: str, wasm: Path) -> str:
         return (HERE / "arms" / "lua.yaml").read_text()
     if arm == "E":
         return (HERE / "arms" / "native-mcp.yaml").read_text()
+    if arm == "G":
+        return wasm_filter(wasm, SERVICE_POLICY)
     raise ValueError(arm)
 
 
@@ -109,7 +120,24 @@ def indent(text: str, spaces: int) -> str:
     return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
 
 
-def envoy_config(arm: str, wasm: Path, port: int, admin_port: int, upstream_port: int) -> str:
+def ratelimit_cluster(port: int) -> str:
+    return f"""\
+  - name: ratelimit
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: ratelimit
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
+"""
+
+
+def envoy_config(arm: str, wasm: Path, port: int, admin_port: int, upstream_port: int,
+                 ratelimit_port: int = 0) -> str:
     filters = arm_filters(arm, wasm)
     router = '- {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}\n'
     return f"""\
@@ -142,7 +170,19 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}
-"""
+""" + (ratelimit_cluster(ratelimit_port) if arm == "G" else "")
+
+
+def wait_for_port(port: int, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -190,12 +230,14 @@ class Process:
 
 
 class Envoy:
-    def __init__(self, envoy: Path, arm: str, wasm: Path, upstream_port: int, workdir: Path):
+    def __init__(self, envoy: Path, arm: str, wasm: Path, upstream_port: int, workdir: Path,
+                 ratelimit_port: int = 0):
         self.arm = arm
         self.port = free_port()
         self.admin_port = free_port()
         config = workdir / f"envoy-{arm}.yaml"
-        config.write_text(envoy_config(arm, wasm, self.port, self.admin_port, upstream_port))
+        config.write_text(envoy_config(arm, wasm, self.port, self.admin_port, upstream_port,
+                                       ratelimit_port))
         self.log = open(workdir / f"envoy-{arm}.log", "wb")
         self.process = Process(
             [str(envoy), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
@@ -334,6 +376,14 @@ def report_table(results: dict, arms, sizes, rss: dict) -> str:
     lines += ["", "| arm | RSS after load (MiB) | vs A |", "|---|---:|---:|"]
     for arm in arms:
         lines.append(f"| {arm} {ARMS[arm]} | {rss[arm]:.1f} | {rss[arm] - rss['A']:+.1f} |")
+    if "G" in arms and "C" in arms:
+        # What asking the rate-limit service costs over counting in shared data.
+        lines += ["", "| body | rate-limit service call (G − C): added p50 µs | added p99 µs | throughput G/C |",
+                  "|---|---:|---:|---:|"]
+        for size in sizes:
+            g, c = results[("G", size)], results[("C", size)]
+            lines.append(f"| {size} B | {g['p50_us'] - c['p50_us']:+.0f} | {g['p99_us'] - c['p99_us']:+.0f} "
+                         f"| {g['rps'] / c['rps']:.2f} |")
     return "\n".join(lines)
 
 
@@ -349,8 +399,13 @@ def main() -> int:
     parser.add_argument("--arms", default="".join(ARMS))
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--smoke", action="store_true", help="check every arm once; no load")
+    parser.add_argument("--ratelimit-redis", type=Path, help="the ratelimit-redis binary (arm G)")
+    parser.add_argument("--redis-server", type=Path, help="redis-server (arm G)")
     args = parser.parse_args()
     arms = [arm for arm in args.arms if arm in ARMS]
+    if "G" in arms and not (args.ratelimit_redis and args.redis_server):
+        print("arm G skipped: needs --ratelimit-redis and --redis-server", file=sys.stderr)
+        arms.remove("G")
     if "A" not in arms:
         arms.insert(0, "A")
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -363,9 +418,22 @@ def main() -> int:
             started.append(upstream)
             line = upstream.popen.stdout.readline()
             upstream_port = int(re.search(r":(\d+)/", line).group(1))
+            ratelimit_port = 0
+            if "G" in arms:
+                redis_port = free_port()
+                started.append(Process([str(args.redis_server), "--port", str(redis_port),
+                                        "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                       CLIENT_CPU, stdout=subprocess.DEVNULL))
+                wait_for_port(redis_port)
+                service = Process([str(args.ratelimit_redis), "--listen", "127.0.0.1:0",
+                                   "--redis", f"redis://127.0.0.1:{redis_port}"],
+                                  CLIENT_CPU, stdout=subprocess.PIPE, text=True)
+                started.append(service)
+                ratelimit_port = int(service.popen.stdout.readline().rsplit(":", 1)[1])
             envoys = {}
             for arm in arms:
-                envoys[arm] = Envoy(args.envoy, arm, args.wasm, upstream_port, workdir)
+                envoys[arm] = Envoy(args.envoy, arm, args.wasm, upstream_port, workdir,
+                                    ratelimit_port)
                 started.append(envoys[arm])
             for envoy in envoys.values():
                 envoy.wait_ready()
