@@ -1062,7 +1062,7 @@ mod tests {
             ),
             (
                 r#"{"version":"1","tools":{"t":{"action":"block"}}}"#,
-                r#"tools.t.action: expected one of "allow", "deny", got string "block""#,
+                r#"tools.t.action: expected one of "allow", "deny", "require_approval", got string "block""#,
             ),
             (
                 r#"{"version":"1","tools":{"t":{"limits":{}}}}"#,
