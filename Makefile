@@ -50,6 +50,7 @@ test: lint unit-test wasm-test sample-test ratelimit-test validate-deploy e2e-te
 lint: wasm-target
 	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
 	cargo clippy -p mcp-policy-filter --target wasm32-unknown-unknown --lib -- -D warnings
+	cargo clippy -p ratelimit-redis --all-targets -- -D warnings
 
 unit-test:
 	cargo test -p mcp-policy-filter
