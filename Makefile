@@ -29,7 +29,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
+.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -40,9 +40,10 @@ build: wasm-target
 
 ## run: the sample deployment in the foreground (Ctrl-C stops everything)
 run: build envoy sample-bins
+	cargo build -q -p approval-service
 	cargo run -q -p mcp-policy-sample --bin sample-deployment -- \
 	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --wasm "$(WASM)" \
-	  --server-bin target/debug/sample-mcp-server
+	  --server-bin target/debug/sample-mcp-server --approval-bin target/debug/approval-service
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
 test: lint unit-test wasm-test sample-test ratelimit-test validate-deploy e2e-test bench-smoke fuzz-smoke
@@ -59,9 +60,11 @@ wasm-test: wasm-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
 	  cargo test -p mcp-policy-filter --target wasm32-unknown-unknown --lib
 
-e2e-test: build envoy python-mcp sample-bins redis
+e2e-test: build envoy python-mcp sample-bins redis browser-tools
 	cargo build -p mcp-policy-filter --bin mcp-policy
 	cargo build -p ratelimit-redis
+	cargo build -p approval-service
+	APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
 	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
 	  RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
@@ -135,6 +138,11 @@ fuzz-tools:
 	  || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 
 # wrk (Debian) for throughput, oha for open-loop latency percentiles.
+## browser-tools: Debian's chromium and playwright-core (tests/browser, pinned by its lockfile)
+browser-tools:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@test -d tests/browser/node_modules/playwright-core || (cd tests/browser && npm ci --no-audit --no-fund)
+
 ## redis: Debian's redis-server, which the tests start themselves on free loopback ports (the
 ## package's own service is not used)
 redis:

@@ -224,7 +224,7 @@ def validate_sample(envoy, wasm, policy_bin):
             for resource in yaml.safe_load(rendered)["resources"]:
                 filters[resource["name"]] = resource
         config = render(template, {"ADMIN_PORT": "0", "LISTENER_PORT": "0", "WECHAT_PORT": "1",
-                                   "NOTIFY_PORT": "2", "FILTER_CONFIG_DIR": tmp,
+                                   "NOTIFY_PORT": "2", "APPROVAL_PORT": "3", "FILTER_CONFIG_DIR": tmp,
                                    "ACCESS_LOG": os.path.join(tmp, "access.log")})
         path = os.path.join(tmp, "envoy.yaml")
         with open(path, "w") as f:

@@ -41,6 +41,9 @@ pub fn wasm_path() -> PathBuf {
 pub fn sample_server_bin() -> PathBuf {
     artifact("SAMPLE_SERVER_BIN", "target/debug/sample-mcp-server")
 }
+pub fn approval_service_bin() -> PathBuf {
+    artifact("APPROVAL_SERVICE_BIN", "target/debug/approval-service")
+}
 pub fn policy_cli_bin() -> PathBuf {
     artifact("MCP_POLICY_BIN", "target/debug/mcp-policy")
 }
@@ -98,6 +101,8 @@ pub struct DeploymentOptions {
     pub concurrency: u32,
     /// Run the sample servers without sessions, answering plain JSON.
     pub stateless: bool,
+    /// Where the `approvals` cluster points (default: a free port nobody listens on).
+    pub approval_port: Option<u16>,
 }
 
 impl Default for DeploymentOptions {
@@ -107,6 +112,7 @@ impl Default for DeploymentOptions {
             notify_policy: sample_policy("notify.json"),
             concurrency: 2,
             stateless: false,
+            approval_port: None,
         }
     }
 }
@@ -153,6 +159,13 @@ impl Deployment {
             .set("ADMIN_PORT", admin_port)
             .set("WECHAT_PORT", wechat.port)
             .set("NOTIFY_PORT", notify.port)
+            .set(
+                "APPROVAL_PORT",
+                match options.approval_port {
+                    Some(port) => port,
+                    None => free_port().map_err(|e| e.to_string())?,
+                },
+            )
             .set("FILTER_CONFIG_DIR", filter_dir.display())
             .set("ACCESS_LOG", dir.path().join("access.log").display())
             .render(&template)?;

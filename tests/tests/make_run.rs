@@ -73,6 +73,12 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
             &wasm_path().display().to_string(),
         ])
         .args(["--server-bin", &sample_server_bin().display().to_string()])
+        .args([
+            "--approval-bin",
+            &e2e::approval_service_bin().display().to_string(),
+            "--approval-port",
+            &free_port().unwrap().to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -3,8 +3,11 @@
 //! everything on Ctrl-C (or when any of the processes exits).
 //!
 //! sample-deployment --policy-dir DIR --envoy PATH --wasm PATH --server-bin PATH
+//!                   [--approval-bin target/debug/approval-service] [--approval-port 9080]
 //!                   [--listener-port 10000] [--admin-port 9901] [--concurrency 2] [--stateless]
 //!                   [--template envoy/envoy.yaml] [--work-dir build]
+//!
+//! The approval service keeps its decisions in `<work-dir>/approvals.sqlite3`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +15,8 @@ use std::time::Duration;
 
 use mcp_policy_filter::engine::load::load_policy;
 use mcp_policy_sample::deployment::{
-    start_envoy, start_sample_server, write_filter_config, EnvoyOptions, EnvoyTemplate,
+    start_approval_service, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
+    EnvoyTemplate,
 };
 
 struct Args {
@@ -20,6 +24,8 @@ struct Args {
     envoy: PathBuf,
     wasm: PathBuf,
     server_bin: PathBuf,
+    approval_bin: PathBuf,
+    approval_port: u16,
     template: PathBuf,
     work_dir: PathBuf,
     listener_port: u16,
@@ -34,6 +40,8 @@ fn parse_args() -> Result<Args, String> {
         envoy: PathBuf::from(".venv/bin/envoy"),
         wasm: PathBuf::from("dist/mcp_policy_filter.wasm"),
         server_bin: PathBuf::from("target/debug/sample-mcp-server"),
+        approval_bin: PathBuf::from("target/debug/approval-service"),
+        approval_port: 9080,
         template: PathBuf::from("envoy/envoy.yaml"),
         work_dir: PathBuf::from("build"),
         listener_port: 10000,
@@ -57,6 +65,10 @@ fn parse_args() -> Result<Args, String> {
             "--envoy" => args.envoy = value.into(),
             "--wasm" => args.wasm = value.into(),
             "--server-bin" => args.server_bin = value.into(),
+            "--approval-bin" => args.approval_bin = value.into(),
+            "--approval-port" => {
+                args.approval_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?
+            }
             "--template" => args.template = value.into(),
             "--work-dir" => args.work_dir = value.into(),
             "--listener-port" => {
@@ -96,6 +108,13 @@ fn run() -> Result<(), String> {
     let notify_policy = read_policy(&args.policy_dir, "notify.json")?;
     let mut wechat = start_sample_server(&args.server_bin, "wechat", args.stateless)?;
     let mut notify = start_sample_server(&args.server_bin, "notify", args.stateless)?;
+    std::fs::create_dir_all(&args.work_dir)
+        .map_err(|e| format!("{}: {e}", args.work_dir.display()))?;
+    let mut approvals = start_approval_service(
+        &args.approval_bin,
+        args.approval_port,
+        &args.work_dir.join("approvals.sqlite3"),
+    )?;
 
     let template = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("{}: {e}", args.template.display()))?;
@@ -125,6 +144,7 @@ fn run() -> Result<(), String> {
         .set("ADMIN_PORT", args.admin_port)
         .set("WECHAT_PORT", wechat.port)
         .set("NOTIFY_PORT", notify.port)
+        .set("APPROVAL_PORT", approvals.port)
         .set("FILTER_CONFIG_DIR", filter_dir.display())
         .set(
             "ACCESS_LOG",
@@ -150,6 +170,7 @@ mcp-policy-filter sample deployment is up (policies from {dir}/, rendered config
   wechat MCP server  {base}/wechat/mcp   (policy {dir}/wechat.json, upstream 127.0.0.1:{wp})
   notify MCP server  {base}/notify/mcp   (policy {dir}/notify.json, upstream 127.0.0.1:{np})
   upstream call counts (what really arrived): http://127.0.0.1:{wp}/stats  http://127.0.0.1:{np}/stats
+  approvals          http://127.0.0.1:{ap}/   (a human approves or denies held calls, e.g. notify's lark_send_text)
   Envoy admin        http://127.0.0.1:{admin}/
   audit log          {work}/audit.log (Envoy access log; one JSON line per request)
 
@@ -166,6 +187,7 @@ Edit a policy file and it takes effect within a second, without a restart. Ctrl-
         wp = wechat.port,
         np = notify.port,
         admin = args.admin_port,
+        ap = approvals.port,
     );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -218,7 +240,12 @@ Edit a policy file and it takes effect within a second, without a restart. Ctrl-
                     }
                 }
             }
-            for guard in [&mut envoy.guard, &mut wechat.guard, &mut notify.guard] {
+            for guard in [
+                &mut envoy.guard,
+                &mut wechat.guard,
+                &mut notify.guard,
+                &mut approvals.guard,
+            ] {
                 if let Some(status) = guard.try_exit_status() {
                     return Err(format!(
                         "{} exited ({status}); stopping everything",

@@ -100,6 +100,45 @@ pub fn start_sample_server(
     Ok(ServerProcess { guard, port })
 }
 
+/// Start `approval-service` on `127.0.0.1:port` (0: any free port) with its SQLite file at `db`,
+/// and read the port it bound.
+pub fn start_approval_service(bin: &Path, port: u16, db: &Path) -> Result<ServerProcess, String> {
+    let mut command = Command::new(bin);
+    command
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if port != 0 {
+        command
+            .arg("--public-url")
+            .arg(format!("http://127.0.0.1:{port}"));
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let stdout = child.stdout.take();
+    let mut guard = ChildGuard::new("approval-service", child);
+    let mut line = String::new();
+    if let Some(stdout) = stdout {
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| format!("approval service: {e}"))?;
+    }
+    // "listening on http://127.0.0.1:PORT"
+    let port = line
+        .trim()
+        .strip_prefix("listening on http://127.0.0.1:")
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .ok_or_else(|| {
+            guard.stop();
+            format!("approval service did not report its port (said {line:?})")
+        })?;
+    Ok(ServerProcess { guard, port })
+}
+
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
     pub envoy_bin: PathBuf,

@@ -8,7 +8,7 @@ pub mod process;
 
 pub use envoy_config::{render, write_filter_config, EnvoyTemplate};
 pub use launch::{
-    dechunk, free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
-    ServerProcess,
+    dechunk, free_port, http_get, start_approval_service, start_envoy, start_sample_server,
+    EnvoyOptions, EnvoyProcess, ServerProcess,
 };
 pub use process::ChildGuard;

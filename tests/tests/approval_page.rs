@@ -1,0 +1,61 @@
+//! The approval page in a real headless browser (Debian's Chromium driven by playwright-core,
+//! `tests/browser/approve.js`): an agent's call is held by the filter in the real Envoy, appears
+//! on the already open page without a reload, a click approves it, and the held call completes.
+//! With UPDATE_SCREENSHOT=1 the page is saved as docs/approval-page.png (the README's picture).
+
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::http::{post, request};
+use e2e::{approval_service_bin, repo_root, Deployment, DeploymentOptions};
+use mcp_policy_sample::deployment::start_approval_service;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_click_on_the_page_approves_the_held_call() {
+    let db = tempfile::tempdir().expect("temp dir");
+    let service = start_approval_service(&approval_service_bin(), 0, &db.path().join("approvals.sqlite3"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let policy = json!({"version": "1", "default": "deny",
+        "approval": {"cluster": "approvals", "hold_seconds": 60},
+        "tools": {"lark_send_text": {"action": "require_approval"}}});
+    let d = Deployment::start(DeploymentOptions {
+        notify_policy: policy.to_string(),
+        stateless: true,
+        approval_port: Some(service.port),
+        ..Default::default()
+    });
+
+    // The person opens the page first; the call arrives afterwards.
+    let screenshot = std::env::var_os("UPDATE_SCREENSHOT")
+        .map(|_| repo_root().join("docs/approval-page.png"));
+    let page_url = format!("http://127.0.0.1:{}/", service.port);
+    let mut browser = Command::new("node");
+    browser
+        .current_dir(repo_root().join("tests/browser"))
+        .arg("approve.js")
+        .args([&page_url, "lark_send_text", "browser-test"]);
+    if let Some(path) = &screenshot {
+        browser.arg(path);
+    }
+    let browser = tokio::task::spawn_blocking(move || browser.output());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "lark_send_text",
+        "arguments": {"text": "Quarterly report is out: https://intranet.example/q3", "chat": "all-hands"}}});
+    let answer = post(&d.url("notify"), body.to_string(), &[("x-agent-id", "report-bot")]).await.json();
+    let output = browser.await.expect("browser task").expect("run node");
+    assert!(
+        output.status.success(),
+        "browser: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(answer.get("result").is_some(), "the held call did not complete: {answer}");
+    assert_eq!(d.upstream_tool_calls("notify", "lark_send_text"), 1);
+    let decisions = request("GET", &format!("http://127.0.0.1:{}/v1/decisions", service.port), &[])
+        .await
+        .json();
+    assert!(decisions.to_string().contains("browser-test"), "{decisions}");
+}
