@@ -399,6 +399,9 @@ def main() -> int:
     parser.add_argument("--arms", default="".join(ARMS))
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--smoke", action="store_true", help="check every arm once; no load")
+    parser.add_argument("--latency-base", default="A",
+                        help="open-loop latency runs at 50%% of this arm's throughput (default A; "
+                             "use the slowest arm to compare latencies without queueing)")
     parser.add_argument("--ratelimit-redis", type=Path, help="the ratelimit-redis binary (arm G)")
     parser.add_argument("--redis-server", type=Path, help="redis-server (arm G)")
     args = parser.parse_args()
@@ -469,7 +472,8 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
             throughput = {}
             for arm in order:
                 throughput[arm] = run_wrk(envoys[arm], bodies[size], script, args.duration, args.connections)
-            rate = throughput["A"]["rps"] / 2
+            base = args.latency_base if args.latency_base in throughput else "A"
+            rate = throughput[base]["rps"] / 2
             for arm in order:
                 latency = run_oha(envoys[arm], bodies[size], args.duration, rate, args.connections)
                 sample = {**throughput[arm], **latency}
@@ -488,7 +492,7 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
         f"Envoy 1.40.0 `--concurrency 1` on CPU {ENVOY_CPU}; upstream and load on CPU {CLIENT_CPU}; "
         f"{args.repeats} interleaved rounds of {args.duration:g} s per arm and size, medians. "
         f"Throughput: wrk, {args.connections} connections (closed loop). Latency: oha open loop at "
-        f"50% of A's throughput, latency-corrected. CPU: Envoy's utime+stime per request.\n"
+        f"50% of {args.latency_base}'s throughput, latency-corrected. CPU: Envoy's utime+stime per request.\n"
     )
     print(header)
     print(table)
