@@ -52,6 +52,7 @@ lint: wasm-target
 	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
 	cargo clippy -p mcp-policy-filter --target wasm32-unknown-unknown --lib -- -D warnings
 	cargo clippy -p ratelimit-redis --all-targets -- -D warnings
+	cargo clippy -p approval-service --all-targets -- -D warnings
 
 unit-test:
 	cargo test -p mcp-policy-filter
@@ -148,9 +149,11 @@ browser-tools:
 redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
-## ratelimit-test: the rate-limit service (ratelimit-redis) against a real Redis
+## ratelimit-test: the rate-limit service (ratelimit-redis) against a real Redis, and the
+## approval service (approvals/) on its own
 ratelimit-test: redis
 	cargo test -p ratelimit-redis
+	cargo test -p approval-service
 
 load-tools:
 	@command -v wrk >/dev/null || apt-get install -y wrk

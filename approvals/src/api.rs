@@ -1,0 +1,280 @@
+//! HTTP: the filter's `/v1/check` (long poll), the JSON API people and bots use, live events and
+//! the page.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+
+use crate::store::{DecideError, Question, Request, Store, Verdict};
+
+/// The longest a check may hold, whatever the filter asks.
+const MAX_HOLD: Duration = Duration::from_secs(600);
+
+pub struct App {
+    store: Mutex<Store>,
+    /// Bumped on every decision: waiting checks look again.
+    decided: watch::Sender<u64>,
+    /// Created and decided requests, for the page's live updates.
+    events: broadcast::Sender<String>,
+    public_url: String,
+}
+
+impl App {
+    pub fn new(store: Store, public_url: String) -> Arc<App> {
+        let (decided, _) = watch::channel(0);
+        let (events, _) = broadcast::channel(256);
+        Arc::new(App {
+            store: Mutex::new(store),
+            decided,
+            events,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, ApiError> {
+        self.store
+            .lock()
+            .map_err(|_| ApiError::internal("store lock poisoned"))
+    }
+
+    fn publish(&self, kind: &str, request: &Request) {
+        let event = json!({"event": kind, "request": request}).to_string();
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/v1/check", post(check))
+        .route("/v1/requests", get(list))
+        .route("/v1/requests/{id}", get(one))
+        .route("/v1/requests/{id}/approve", post(approve))
+        .route("/v1/requests/{id}/deny", post(deny))
+        .route("/v1/decisions", get(decisions))
+        .route("/v1/events", get(events))
+        .with_state(app)
+}
+
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn internal(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, message.into())
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.0 == StatusCode::INTERNAL_SERVER_ERROR {
+            eprintln!("approval-service: {}", self.1);
+        }
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// 12 characters of base32 from the OS's random source: unguessable enough to name in a URL.
+fn new_id() -> Result<String, ApiError> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 12];
+    getrandom::getrandom(&mut bytes).map_err(|e| ApiError::internal(format!("random: {e}")))?;
+    Ok(bytes
+        .iter()
+        .map(|b| {
+            char::from(
+                *ALPHABET
+                    .get(usize::from(*b) % ALPHABET.len())
+                    .unwrap_or(&b'a'),
+            )
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct CheckBody {
+    digest: String,
+    server: String,
+    tool: String,
+    identity: Option<String>,
+    #[serde(default)]
+    arguments: Value,
+    #[serde(default)]
+    hold_ms: u64,
+    #[serde(default)]
+    valid_for_s: u64,
+}
+
+async fn check(
+    State(app): State<Arc<App>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let q: CheckBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid check: {e}")))?;
+    if q.digest.is_empty() || q.tool.is_empty() {
+        return Err(ApiError::bad("digest and tool are required"));
+    }
+    let question = Question {
+        digest: &q.digest,
+        server: &q.server,
+        tool: &q.tool,
+        identity: q.identity.as_deref(),
+        arguments: &q.arguments,
+        valid_for_s: i64::try_from(q.valid_for_s).unwrap_or(i64::MAX / 2),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.hold_ms).min(MAX_HOLD);
+    // Subscribed before looking, so a decision made in between still wakes us.
+    let mut decided = app.decided.subscribe();
+    loop {
+        let (verdict, created) = app
+            .store()?
+            .check(&question, now(), &new_id()?)
+            .map_err(ApiError::internal)?;
+        match verdict {
+            Verdict::Approved(r) => {
+                return Ok(Json(json!({"status": "approved", "id": r.id,
+                                      "approver": r.decided_by, "reason": r.reason})))
+            }
+            Verdict::Denied(r) => {
+                return Ok(Json(json!({"status": "denied", "id": r.id,
+                                      "approver": r.decided_by, "reason": r.reason})))
+            }
+            Verdict::Pending(r) => {
+                if created {
+                    app.publish("created", &r);
+                }
+                let timed_out = tokio::time::timeout_at(deadline, decided.changed())
+                    .await
+                    .is_err();
+                if timed_out || tokio::time::Instant::now() >= deadline {
+                    return Ok(Json(json!({"status": "pending", "id": r.id,
+                                          "approve_url": format!("{}/#{}", app.public_url, r.id)})));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let requests = app
+        .store()?
+        .list(query.status.as_deref())
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"requests": requests})))
+}
+
+async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match app.store()?.get(&id).map_err(ApiError::internal)? {
+        Some(request) => Ok(Json(json!(request))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no request {id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct DecisionBody {
+    #[serde(default)]
+    approver: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn approve(
+    state: State<Arc<App>>,
+    id: Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    decide(state, id, body, true).await
+}
+
+async fn deny(
+    state: State<Arc<App>>,
+    id: Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    decide(state, id, body, false).await
+}
+
+async fn decide(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+    approve: bool,
+) -> Result<Json<Value>, ApiError> {
+    let decision: DecisionBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("invalid decision: {e}")))?;
+    let approver = decision.approver.trim();
+    if approver.is_empty() {
+        return Err(ApiError::bad("approver is required: who decides"));
+    }
+    let result = app
+        .store()?
+        .decide(&id, approve, approver, decision.reason.trim(), now());
+    match result {
+        Ok(request) => {
+            app.decided.send_modify(|n| *n = n.wrapping_add(1));
+            app.publish("decided", &request);
+            Ok(Json(json!(request)))
+        }
+        Err(DecideError::NotFound) => {
+            Err(ApiError(StatusCode::NOT_FOUND, format!("no request {id}")))
+        }
+        Err(DecideError::NotPending(status)) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("request {id} is {status}, not pending"),
+        )),
+        Err(DecideError::Other(problem)) => Err(ApiError::internal(problem)),
+    }
+}
+
+async fn decisions(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+    let decisions = app.store()?.decisions().map_err(ApiError::internal)?;
+    Ok(Json(json!({"decisions": decisions})))
+}
+
+async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = app.events.subscribe();
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        match receiver.recv().await {
+            Ok(data) => Some((Ok(Event::default().data(data)), receiver)),
+            // A slow page missed some: it reloads its whole list on any event anyway.
+            Err(broadcast::error::RecvError::Lagged(_)) => Some((
+                Ok(Event::default().data("{\"event\":\"resync\"}")),
+                receiver,
+            )),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}

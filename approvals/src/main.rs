@@ -1,0 +1,67 @@
+//! approval-service: people approve or deny AI agents' exact MCP tool calls, which
+//! mcp-policy-filter holds in Envoy meanwhile (`"action": "require_approval"`).
+//!
+//!   approval-service --listen 127.0.0.1:9080 --db approvals.sqlite3 [--public-url URL]
+//!   (or APPROVAL_LISTEN, APPROVAL_DB, APPROVAL_PUBLIC_URL)
+
+mod api;
+mod store;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+struct Args {
+    listen: String,
+    db: PathBuf,
+    public_url: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: std::env::var("APPROVAL_LISTEN").unwrap_or_else(|_| "127.0.0.1:9080".into()),
+        db: std::env::var_os("APPROVAL_DB")
+            .map_or_else(|| "approvals.sqlite3".into(), PathBuf::from),
+        public_url: std::env::var("APPROVAL_PUBLIC_URL").ok(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => args.listen = value,
+            "--db" => args.db = value.into(),
+            "--public-url" => args.public_url = Some(value),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("approval-service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let store = store::Store::open(&args.db)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("{}: {e}", args.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let public_url = args
+        .public_url
+        .unwrap_or_else(|| format!("http://{address}"));
+    println!("listening on http://{address}");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let app = api::App::new(store, public_url);
+    axum::serve(listener, api::router(app))
+        .await
+        .map_err(|e| e.to_string())
+}
