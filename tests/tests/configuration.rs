@@ -121,7 +121,7 @@ fn the_seed_policies_load_and_log_a_summary() {
         "{log}"
     );
     assert!(
-        log.contains("mcp-policy-filter[notify]: policy ok: default deny, 1 tool rule(s)"),
+        log.contains("mcp-policy-filter[notify]: policy ok: default deny, 2 tool rule(s)"),
         "{log}"
     );
 }
