@@ -26,6 +26,8 @@ pub struct ApprovalQuery {
     pub arguments: Option<String>,
     /// Body of the POST to the approval service.
     pub request: String,
+    /// The policy element that asks for approval (JSON path), for the audit record.
+    pub rule: String,
 }
 
 /// What the re-evaluation of an approved call is told.
@@ -46,6 +48,7 @@ pub fn query(
     tool: &str,
     id: Option<Value>,
     arguments: Option<&str>,
+    rule: &str,
 ) -> Result<ApprovalQuery, String> {
     let canonical: Value = match arguments {
         Some(text) => strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?,
@@ -83,6 +86,7 @@ pub fn query(
         id,
         arguments: arguments.map(str::to_owned),
         request,
+        rule: rule.to_owned(),
     })
 }
 
@@ -165,7 +169,7 @@ pub fn refused(query: ApprovalQuery, refusal: &Refusal, refusal_mode: RefusalMod
         tool: query.tool.clone(),
         decision: refusal.decision(),
         detail,
-        rule: format!("{}.action", super::load::key_path("tools", &query.tool)),
+        rule: query.rule.clone(),
         id: query.id.clone(),
         arguments: query.arguments,
     };
@@ -446,5 +450,51 @@ mod tests {
         let ok = load_policy(br#"{"version":"1","approval":{"cluster":"a"}}"#).unwrap();
         let settings = ok.approval.unwrap();
         assert_eq!((settings.hold_seconds, settings.valid_seconds), (30, 3600));
+    }
+    #[test]
+    fn a_rule_can_ask_for_approval_of_the_calls_it_matches() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"deny","approval":{"cluster":"approvals"},
+                "tools":{"wechat_mass_send":{"rules":[
+                    {"name":"big sends need a human","action":"require_approval",
+                     "conditions":[{"path":"args.recipients","op":"gt","value":100}]}]}}}"#,
+        )
+        .unwrap();
+        let mut store = MemoryStore::default();
+        let alice = Identity::new("alice");
+        let small = ask(
+            &policy,
+            &call("wechat_mass_send", r#"{"recipients":5}"#),
+            &alice,
+            None,
+            &mut store,
+        );
+        assert_eq!(small.verdict, Verdict::Forward);
+        let big = query_of(ask(
+            &policy,
+            &call("wechat_mass_send", r#"{"recipients":5000}"#),
+            &alice,
+            None,
+            &mut store,
+        ));
+        assert_eq!(big.rule, "tools.wechat_mass_send.rules[0]");
+        let approved = Approved {
+            digest: &big.digest,
+            note: "approved by carol (approval a9)",
+        };
+        let outcome = ask(
+            &policy,
+            &call("wechat_mass_send", r#"{"recipients":5000}"#),
+            &alice,
+            Some(approved),
+            &mut store,
+        );
+        assert_eq!(outcome.verdict, Verdict::Forward);
+        // Approval rules need the settings too, and keep no counter.
+        let error_of = |text: &str| load_policy(text.as_bytes()).unwrap_err().to_string();
+        assert!(error_of(r#"{"version":"1","tools":{"t":{"rules":[{"name":"r","action":"require_approval","conditions":[{"path":"args.x","op":"exists","value":true}]}]}}}"#)
+            .starts_with("tools.t.rules[0].action: \"require_approval\" needs the policy's \"approval\" settings"));
+        assert!(error_of(r#"{"version":"1","approval":{"cluster":"a"},"tools":{"t":{"rules":[{"name":"r","action":"require_approval","rate_limit":"5/minute"}]}}}"#)
+            .contains("state"));
     }
 }

@@ -28,6 +28,9 @@ pub enum ToolDecision {
     Allow {
         charges: Vec<Charge>,
         shadow_denials: Vec<(String, String)>,
+        /// The policy element (JSON path) that makes this call wait for a human's approval:
+        /// the tool's `require_approval` action or a `require_approval` rule that matched.
+        approval: Option<String>,
     },
     Deny {
         reason: String,
@@ -112,6 +115,7 @@ pub fn decide_with_rule(
                 ToolDecision::Allow {
                     charges: Vec::new(),
                     shadow_denials,
+                    approval: None,
                 },
                 rule,
             );
@@ -137,6 +141,7 @@ pub fn decide_with_rule(
                     ToolDecision::Allow {
                         charges: limits,
                         shadow_denials,
+                        approval: None,
                     },
                     path,
                 );
@@ -146,17 +151,31 @@ pub fn decide_with_rule(
         RulesOutcome::Pass {
             mut charges,
             shadow_denials,
+            approval,
         } => {
             let mut all = limits;
             all.append(&mut charges);
-            let shadow_denials: Vec<(String, String)> = shadow_denials
+            let mut shadow_denials: Vec<(String, String)> = shadow_denials
                 .into_iter()
                 .map(|(reason, index)| (reason, rule_path(index)))
                 .collect();
+            let tool_action = policy
+                .tools
+                .get(tool)
+                .filter(|t| t.action == ToolAction::RequireApproval)
+                .map(|_| format!("{}.action", key_path("tools", tool)));
+            let mut approval = tool_action.or_else(|| approval.map(rule_path));
+            if shadow {
+                // Shadow mode asks nobody: the call is reported as one that would wait.
+                if let Some(path) = approval.take() {
+                    shadow_denials.push(("requires a human's approval".to_owned(), path));
+                }
+            }
             (
                 ToolDecision::Allow {
                     charges: all,
                     shadow_denials,
+                    approval,
                 },
                 access_rule,
             )
@@ -176,6 +195,7 @@ fn allow(limits: Vec<CounterId>) -> ToolDecision {
     ToolDecision::Allow {
         charges,
         shadow_denials: Vec::new(),
+        approval: None,
     }
 }
 

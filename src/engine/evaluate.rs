@@ -7,7 +7,7 @@ use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterE
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
-use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope, ToolAction};
+use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope};
 use super::remote_limits;
 use super::reply::{self, LimitHit, Refusal, Reply};
 use super::reservations::{Hold, Reservation};
@@ -198,12 +198,11 @@ pub fn evaluate(
                     }
                     ToolDecision::Allow {
                         charges: wanted,
-                        mut shadow_denials,
+                        shadow_denials,
+                        approval: approval_rule,
                     } => {
                         let mut approved_note = None;
-                        let tool_rule = policy.tools.get(name);
-                        if tool_rule.is_some_and(|t| t.action == ToolAction::RequireApproval) {
-                            let shadow = policy.shadow || tool_rule.is_some_and(|t| t.shadow);
+                        if let Some(approval_rule) = approval_rule {
                             let query = match approval::query(
                                 policy,
                                 meta.namespace,
@@ -211,6 +210,7 @@ pub fn evaluate(
                                 name,
                                 message.id.clone(),
                                 message.arguments.as_deref(),
+                                &approval_rule,
                             ) {
                                 Ok(query) => query,
                                 Err(problem) => {
@@ -224,18 +224,13 @@ pub fn evaluate(
                                 Some(approved) if approved.digest == query.digest => {
                                     approved_note = Some(approved.note.to_owned());
                                 }
-                                _ if shadow => shadow_denials.push((
-                                    "requires a human's approval (not asked in shadow mode)"
-                                        .to_owned(),
-                                    format!("{}.action", super::load::key_path("tools", name)),
-                                )),
                                 _ if is_batch => {
-                                    let reason = "each call of this tool needs a human's approval; send it alone, not in a JSON-RPC batch".to_owned();
+                                    let reason = "this call needs a human's approval; send it alone, not in a JSON-RPC batch".to_owned();
                                     calls.push(CallRecord {
                                         tool: name.clone(),
                                         decision: "denied",
                                         detail: reason.clone(),
-                                        rule: format!("{}.action", super::load::key_path("tools", name)),
+                                        rule: approval_rule,
                                         id: message.id.clone(),
                                         arguments: message.arguments.take(),
                                     });

@@ -55,7 +55,9 @@ pub fn explain(
         ToolDecision::Allow {
             charges,
             shadow_denials,
+            approval,
         } => {
+            out.insert("requires_approval".into(), json!(approval));
             let would_deny: Vec<Value> = shadow_denials
                 .iter()
                 .map(|(reason, rule)| json!({"reason": reason, "rule": rule}))

@@ -326,9 +326,32 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
             .map(|(name, _)| name)
             .collect();
         needing.sort();
-        if let Some(name) = needing.first() {
+        let mut rule_paths: Vec<String> = tools
+            .iter()
+            .flat_map(|(name, t)| {
+                t.rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.approval)
+                    .map(move |(i, _)| format!("{}.rules[{i}].action", key_path("tools", name)))
+            })
+            .chain(
+                rules
+                    .wildcard
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.approval)
+                    .map(|(i, _)| format!("tools[\"*\"].rules[{i}].action")),
+            )
+            .collect();
+        rule_paths.sort();
+        let first = needing
+            .first()
+            .map(|name| key_path(&key_path("tools", name), "action"))
+            .or_else(|| rule_paths.into_iter().next());
+        if let Some(path) = first {
             return err(
-                &key_path(&key_path("tools", name), "action"),
+                &path,
                 "\"require_approval\" needs the policy's \"approval\" settings (at least {\"cluster\": ...}, the approval service's Envoy cluster)",
             );
         }

@@ -11,6 +11,9 @@ use super::policy::CounterId;
 pub struct Rule {
     pub name: String,
     pub deny: bool,
+    /// `"action": "require_approval"`: when every condition holds, the call needs a human's
+    /// approval (this rule never denies).
+    pub approval: bool,
     pub conditions: Vec<Condition>,
     pub on_deny: Option<String>,
     /// A shadow rule that fails is reported as "would deny" and does not stop the call.
@@ -76,6 +79,8 @@ pub enum RulesOutcome {
     Pass {
         charges: Vec<Charge>,
         shadow_denials: Vec<(String, usize)>,
+        /// Index of the first `require_approval` rule whose conditions all hold.
+        approval: Option<usize>,
     },
     /// `rule`: index of the deciding rule in the list evaluated.
     Deny { reason: String, rule: usize },
@@ -157,10 +162,10 @@ pub fn evaluate(
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
 ) -> RulesOutcome {
     let mut shadow_denials = Vec::new();
+    let mut approval = None;
     for (index, rule) in rules.iter().enumerate() {
-        let denied = rule.deny
-            || !rule
-                .conditions
+        let all_hold =
+            rule.conditions
                 .iter()
                 .all(|condition| match &condition.subject {
                     Subject::Argument(path) => {
@@ -171,6 +176,13 @@ pub fn evaluate(
                     Subject::Counter(Some(id)) => counter_value(*id)
                         .is_ok_and(|n| holds(&condition.op, Some(&Value::from(n)))),
                 });
+        if rule.approval {
+            if all_hold && approval.is_none() {
+                approval = Some(index);
+            }
+            continue;
+        }
+        let denied = rule.deny || !all_hold;
         if denied {
             let reason = rule
                 .on_deny
@@ -226,6 +238,7 @@ pub fn evaluate(
     RulesOutcome::Pass {
         charges,
         shadow_denials,
+        approval,
     }
 }
 

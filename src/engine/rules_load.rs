@@ -371,10 +371,22 @@ pub(super) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
                 Some(v) => as_str(v, &name_path)?.to_owned(),
                 None => return err(&name_path, "required: every rule has a name"),
             };
-            let deny = match rule.object.get("action") {
-                None => false,
-                Some(v) => one_of(v, &key_path(&path, "action"), &["evaluate", "deny"])? == "deny",
+            let action = match rule.object.get("action") {
+                None => "evaluate",
+                Some(v) => one_of(
+                    v,
+                    &key_path(&path, "action"),
+                    &["evaluate", "deny", "require_approval"],
+                )?,
             };
+            let deny = action == "deny";
+            let approval = action == "require_approval";
+            if approval && rule.state.is_some() {
+                return err(
+                    &key_path(&path, "state"),
+                    "a require_approval rule selects calls; it keeps no counter",
+                );
+            }
             if deny && !rule.conditions.is_empty() {
                 return err(
                     &key_path(&path, "conditions"),
@@ -416,6 +428,7 @@ pub(super) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
                 shadow,
                 name,
                 deny,
+                approval,
                 conditions,
                 on_deny: rule.on_deny,
                 charge,
