@@ -6,6 +6,8 @@ SHELL := /bin/bash
 
 ENVOY_VERSION        := 1.40.0
 WASM_BINDGEN_VERSION := 0.2.130
+# The filter, the rate-limit service (ratelimit-redis/) and the approval service (approvals/).
+SERVICE_CRATES       := -p mcp-policy-filter -p ratelimit-redis -p approval-service
 CARGO_HOME           ?= $(HOME)/.cargo
 VENV                 := .venv
 ENVOY                := $(VENV)/bin/envoy
@@ -46,16 +48,16 @@ run: build envoy sample-bins
 	  --server-bin target/debug/sample-mcp-server --approval-bin target/debug/approval-service
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
-test: lint unit-test wasm-test sample-test ratelimit-test validate-deploy e2e-test bench-smoke fuzz-smoke
+test: lint unit-test wasm-test validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
-	cargo clippy -p mcp-policy-filter --all-targets -- -D warnings
+	cargo clippy $(SERVICE_CRATES) --all-targets -- -D warnings
 	cargo clippy -p mcp-policy-filter --target wasm32-unknown-unknown --lib -- -D warnings
-	cargo clippy -p ratelimit-redis --all-targets -- -D warnings
-	cargo clippy -p approval-service --all-targets -- -D warnings
 
-unit-test:
-	cargo test -p mcp-policy-filter
+# One cargo invocation for the filter and both services: their shared dependencies are built once
+# (and the services' binaries, which the end-to-end tests start, come out of the same build).
+unit-test: redis
+	cargo test $(SERVICE_CRATES)
 
 wasm-test: wasm-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
@@ -63,14 +65,13 @@ wasm-test: wasm-target wasm-bindgen
 
 e2e-test: build envoy python-mcp sample-bins redis browser-tools
 	cargo build -p mcp-policy-filter --bin mcp-policy
-	cargo build -p ratelimit-redis
-	cargo build -p approval-service
+	cargo test $(SERVICE_CRATES) --no-run
 	APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
 	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
 	  RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
 	  MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python" \
-	  cargo test -p e2e -- --test-threads=2
+	  cargo test -p mcp-policy-sample -p e2e -- --test-threads=2
 
 sample-bins:
 	cargo build -p mcp-policy-sample --bins
@@ -102,7 +103,7 @@ soak: build envoy sample-bins
 # Every benchmark arm (passthrough, our filter twice, Lua, native MCP + RBAC) starts on the real
 # Envoy, forwards an allowed call and refuses the blocked one: the bench cannot rot unnoticed.
 bench-smoke: build envoy sample-bins redis
-	cargo build -q -p ratelimit-redis
+	cargo test -q $(SERVICE_CRATES) --no-run
 	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" \
 	  --upstream target/debug/bench-upstream \
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
@@ -125,9 +126,9 @@ bench-engine:
 fuzz: fuzz-tools
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
-## fuzz-smoke: every fuzz target for 15 s: seeds and a short run still pass
+## fuzz-smoke: every fuzz target for 10 s: seeds and a short run still pass
 fuzz-smoke: fuzz-tools
-	FUZZ_SECONDS=15 fuzz/run.sh
+	FUZZ_SECONDS=10 fuzz/run.sh
 
 # Nightly if rustup can have it (else fuzz/run.sh uses the default toolchain with
 # RUSTC_BOOTSTRAP=1), and cargo-fuzz.
@@ -150,10 +151,9 @@ redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
 ## ratelimit-test: the rate-limit service (ratelimit-redis) against a real Redis, and the
-## approval service (approvals/) on its own
+## approval service (approvals/) on its own (`make unit-test` runs them with the engine's tests)
 ratelimit-test: redis
-	cargo test -p ratelimit-redis
-	cargo test -p approval-service
+	cargo test -p ratelimit-redis -p approval-service
 
 load-tools:
 	@command -v wrk >/dev/null || apt-get install -y wrk
@@ -161,6 +161,7 @@ load-tools:
 	  || cargo install oha --version $(OHA_VERSION) --locked
 
 # The sample MCP servers on their own, driven by the rmcp client (no Envoy).
+# The sample servers' own tests (also run by e2e-test, in the same cargo build as the end-to-end tests).
 sample-test:
 	cargo test -p mcp-policy-sample
 
