@@ -97,12 +97,12 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
     };
     strict_json::validate(bytes).map_err(|e| parse_error(&e))?;
     let text = std::str::from_utf8(bytes).map_err(|e| parse_error(&e))?;
-    let top: &RawValue = serde_json::from_str(text).map_err(|e| parse_error(&e))?;
-    match first_byte(top) {
-        b'{' => Ok(Body::Single(classify(top))),
+    // Valid JSON, so its first character says what it is: no pass just to wrap it as a value.
+    match first_char(text) {
+        b'{' => Ok(Body::Single(classify(text))),
         b'[' => {
             let items: Vec<&RawValue> =
-                serde_json::from_str(top.get()).map_err(|e| parse_error(&e))?;
+                serde_json::from_str(text).map_err(|e| parse_error(&e))?;
             if items.is_empty() {
                 return Err(BodyError {
                     code: INVALID_REQUEST,
@@ -122,7 +122,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
                 items
                     .into_iter()
                     .map(|item| match first_byte(item) {
-                        b'{' => classify(item),
+                        b'{' => classify(item.get()),
                         _ => invalid(
                             None,
                             INVALID_REQUEST,
@@ -134,18 +134,29 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
         }
         _ => Err(BodyError {
             code: INVALID_REQUEST,
-            problem: format!("body is {}, not a JSON-RPC object or batch", kind_of(top)),
+            problem: format!(
+                "body is {}, not a JSON-RPC object or batch",
+                kind_of_char(first_char(text))
+            ),
         }),
     }
 }
 
+fn first_char(text: &str) -> u8 {
+    text.trim_start().bytes().next().unwrap_or(b' ')
+}
+
 fn first_byte(value: &RawValue) -> u8 {
-    value.get().trim_start().bytes().next().unwrap_or(b' ')
+    first_char(value.get())
 }
 
 /// What a (valid) JSON value is, from its first character.
 fn kind_of(value: &RawValue) -> &'static str {
-    match first_byte(value) {
+    kind_of_char(first_byte(value))
+}
+
+fn kind_of_char(first: u8) -> &'static str {
+    match first {
         b'n' => "null",
         b't' | b'f' => "a boolean",
         b'"' => "a string",
@@ -163,8 +174,8 @@ const PARAMS_MEMBERS: [&str; 3] = ["name", "arguments", "_meta"];
 struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> RawObject<'a> {
-    fn parse(value: &'a RawValue) -> Option<RawObject<'a>> {
-        serde_json::from_str(value.get()).ok()
+    fn parse(text: &'a str) -> Option<RawObject<'a>> {
+        serde_json::from_str(text).ok()
     }
 
     fn get(&self, name: &str) -> Option<&'a RawValue> {
@@ -180,10 +191,7 @@ impl<'a> RawObject<'a> {
         self.0.iter().find_map(|(key, _)| {
             members
                 .iter()
-                .find(|m| {
-                    **m != key.as_ref()
-                        && strict_json::colliding_keys([key.as_ref(), **m].into_iter()).is_some()
-                })
+                .find(|m| **m != key.as_ref() && strict_json::same_folded(key, m))
                 .map(|m| (key.to_string(), *m))
         })
     }
@@ -229,7 +237,8 @@ fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message 
     }
 }
 
-fn classify(raw: &RawValue) -> Message {
+/// `raw`: the text of one valid JSON object.
+fn classify(raw: &str) -> Message {
     let Some(object) = RawObject::parse(raw) else {
         return invalid(None, INVALID_REQUEST, "not a JSON object");
     };
@@ -253,7 +262,7 @@ fn classify(raw: &RawValue) -> Message {
     let params = object.get("params");
     let params_object = params
         .filter(|p| first_byte(p) == b'{')
-        .and_then(RawObject::parse);
+        .and_then(|p| RawObject::parse(p.get()));
     // Servers whose JSON decoding ignores case would read another member than we do: two keys
     // differing only in case, or one spelled in another case than the member we look for
     // (`METHOD` alone is `method` to them, and absent to us).

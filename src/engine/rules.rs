@@ -103,10 +103,9 @@ fn present_in_another_case(arguments: Option<&Value>, path: &[String]) -> bool {
         match object.get(key) {
             Some(next) => value = Some(next),
             None => {
-                return object.keys().any(|other| {
-                    super::strict_json::colliding_keys([other.as_str(), key.as_str()].into_iter())
-                        .is_some()
-                })
+                return object
+                    .keys()
+                    .any(|other| super::strict_json::same_folded(other, key))
             }
         }
     }

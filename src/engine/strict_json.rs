@@ -89,23 +89,45 @@ pub fn case_folding_collision(object: &Map<String, Value>) -> Option<(String, St
     colliding_keys(object.keys().map(String::as_str))
 }
 
+/// How Go's `encoding/json` compares one character of a member name. Only ASCII member names
+/// matter to MCP, and the only non-ASCII letters Go folds onto ASCII are `ſ` and the Kelvin sign;
+/// a full Unicode fold would add its tables to the .wasm.
+fn fold(c: char) -> char {
+    match c {
+        'ſ' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+/// `a` and `b` name the same member to a server that folds case as Go does.
+pub fn same_folded(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars().map(fold).eq(b.chars().map(fold))
+}
+
 /// `case_folding_collision` over any list of keys, in the order given.
 pub fn colliding_keys<'k>(keys: impl Iterator<Item = &'k str>) -> Option<(String, String)> {
-    // Only ASCII member names matter to MCP, and the only non-ASCII letters Go folds onto ASCII
-    // are `ſ` and the Kelvin sign; a full Unicode fold would add its tables to the .wasm.
-    let fold = |key: &str| -> String {
-        key.chars()
-            .map(|c| match c {
-                'ſ' => 's',
-                '\u{212A}' => 'k',
-                c => c.to_ascii_lowercase(),
-            })
-            .collect()
-    };
-    // A map, not a list: params with 100,000 keys must not cost 10^10 comparisons.
-    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    // Below this many keys comparing every pair, without allocating, is cheapest; this runs on
+    // every request, for the message and its params.
+    const PAIRWISE_KEYS: usize = 16;
+    let mut few: Vec<&str> = Vec::with_capacity(8);
+    let mut keys = keys.peekable();
+    while few.len() < PAIRWISE_KEYS {
+        let key = keys.next()?;
+        if let Some(first) = few.iter().find(|seen| same_folded(seen, key)) {
+            return Some(((*first).to_owned(), key.to_owned()));
+        }
+        few.push(key);
+    }
+    keys.peek()?;
+    // A map past that: params with 100,000 keys must not cost 10^10 comparisons.
+    let folded = |key: &str| -> String { key.chars().map(fold).collect() };
+    let mut seen: BTreeMap<String, &str> = few.iter().map(|k| (folded(k), *k)).collect();
     for key in keys {
-        match seen.entry(fold(key)) {
+        match seen.entry(folded(key)) {
             Entry::Occupied(first) => return Some(((*first.get()).to_owned(), key.to_owned())),
             Entry::Vacant(slot) => {
                 slot.insert(key);
@@ -285,6 +307,16 @@ mod tests {
         assert!(validate(huge.as_bytes()).is_ok());
         let names: Vec<String> = (0..100_000).map(|i| format!("k{i}")).collect();
         assert!(colliding_keys(names.iter().map(String::as_str)).is_none());
+        // Collisions found both among the first keys (compared pairwise) and past them (a map).
+        for (extra, first) in [("K3", "k3"), ("K19", "k19"), ("k\u{17f}1", "ks1")] {
+            let mut names: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+            names.insert(5, "ks1".to_owned());
+            names.push(extra.to_owned());
+            assert_eq!(
+                colliding_keys(names.iter().map(String::as_str)),
+                Some((first.to_owned(), extra.to_owned()))
+            );
+        }
     }
 
     #[test]

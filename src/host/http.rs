@@ -499,18 +499,22 @@ impl HttpContext for PolicyStream {
         if self.tools_list_ids.is_empty() && self.reservations.is_empty() {
             return Action::Continue;
         }
-        let status = self
-            .get_http_response_header_bytes(":status")
-            .and_then(|v| String::from_utf8(v).ok())
+        // One host call for both headers (each call into Envoy costs more than the lookups).
+        let headers = self.get_http_response_headers_bytes();
+        let header_text = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let status = header_text(":status")
             .and_then(|v| v.parse::<u16>().ok())
             .unwrap_or(0);
         if status >= 400 {
             // The request failed as a whole: nothing it reserved was used.
             self.refund_pending("HTTP error");
         }
-        let content_type = self
-            .get_http_response_header_bytes("content-type")
-            .and_then(|v| String::from_utf8(v).ok())
+        let content_type = header_text("content-type")
             .unwrap_or_default()
             .to_ascii_lowercase();
         self.inspection = if content_type.starts_with("application/json") {
