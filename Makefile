@@ -16,6 +16,7 @@ PYTHON_MCP_VERSION   := 2.3.0
 PYTHON_MCP_STAMP     := $(VENV)/.mcp-$(PYTHON_MCP_VERSION)
 WASM_TARGET_DIR      := target/wasm32-unknown-unknown/wasm-release
 WASM                 := dist/mcp_policy_filter.wasm
+FLOOR_WASM           := $(WASM_TARGET_DIR)/floor_filter.wasm
 TEST_RUNNER          := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
 POLICY_DIR           ?= envoy/policies
 
@@ -31,7 +32,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
+.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -52,7 +53,7 @@ test: lint unit-test wasm-test validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy $(SERVICE_CRATES) --all-targets -- -D warnings
-	cargo clippy -p mcp-policy-filter --target wasm32-unknown-unknown --lib -- -D warnings
+	cargo clippy -p mcp-policy-filter -p floor-filter --target wasm32-unknown-unknown --lib -- -D warnings
 
 # One cargo invocation for the filter and both services: their shared dependencies are built once
 # (and the services' binaries, which the end-to-end tests start, come out of the same build).
@@ -100,22 +101,27 @@ soak: build envoy sample-bins
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" SOAK_CALLERS=$${SOAK_CALLERS:-100000} \
 	  cargo test -p e2e --test soak -- --test-threads=1 --nocapture
 
-# Every benchmark arm (passthrough, our filter twice, Lua, native MCP + RBAC) starts on the real
-# Envoy, forwards an allowed call and refuses the blocked one: the bench cannot rot unnoticed.
-bench-smoke: build envoy sample-bins redis
+# Every benchmark arm (passthrough, the Wasm floors, our filter three ways, Lua, native MCP + RBAC)
+# starts on the real Envoy and forwards an allowed call; every arm that decides refuses the
+# blocked one: the bench cannot rot unnoticed.
+bench-smoke: build floor-filter envoy sample-bins redis
 	cargo test -q $(SERVICE_CRATES) --no-run
-	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" \
+	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream \
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
 
 ## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
 ## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
-bench: build envoy load-tools redis
+bench: build floor-filter envoy load-tools redis
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
 	cargo build --release -p ratelimit-redis
-	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" \
+	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream \
 	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
+
+# The benchmark's floor arms (W, H): a proxy-wasm filter that decides nothing (bench/floor-filter).
+floor-filter: wasm-target
+	cargo build -p floor-filter --target wasm32-unknown-unknown --profile wasm-release --lib
 
 ## bench-engine: criterion micro-benchmarks of the engine (10 and 1,000 tools)
 bench-engine:

@@ -6,7 +6,8 @@ the load generators share CPU 1. Arms are interleaved and repeated; medians are 
 ratios to the passthrough arm (A). Absolute numbers depend on the machine; the ratios are the
 claim.
 
-    bench/run.py --envoy ENVOY --wasm WASM --upstream BENCH_UPSTREAM [--duration S] [--repeats N]
+    bench/run.py --envoy ENVOY --wasm WASM --floor-wasm FLOOR_WASM --upstream BENCH_UPSTREAM \
+        [--duration S] [--repeats N]
     bench/run.py --smoke ...   # every arm answers and enforces; no load generator needed
 
 Only the standard library: a fresh machine has Python but nothing else.
@@ -62,28 +63,33 @@ SERVICE_POLICY = {
 
 ARMS = {
     "A": "passthrough (router only)",
+    "W": "floor: empty proxy-wasm filter",
+    "H": "floor: proxy-wasm filter holding the headers and reading the body",
     "B": "mcp-policy, allow-all",
     "C": "mcp-policy, rate limit (never trips)",
     "D": "Lua: method + tool name from the body",
     "E": "native envoy.filters.http.mcp + RBAC on the tool name",
     "G": "mcp-policy, rate limit kept by ratelimit-redis + Redis (never trips)",
 }
+# W and H decide nothing (bench/floor-filter): they show what Envoy's side of any Wasm filter
+# costs, and of any Wasm filter that must see the whole body before the upstream sees anything.
+FLOOR_MODES = {"W": "empty", "H": "hold-body"}
 # F, an external-processing hop, needs an ext_proc gRPC server: none can be installed from the
 # package registries here without writing one, and a hand-written one would measure our own
 # code rather than an off-the-shelf alternative.
 
 
-def wasm_filter(wasm: Path, policy: dict) -> str:
+def wasm_filter(wasm: Path, configuration: str, vm_id: str = "mcp-policy") -> str:
     config = {
         "name": "bench",
         "vm_config": {
-            "vm_id": "mcp-policy",
+            "vm_id": vm_id,
             "runtime": "envoy.wasm.runtime.v8",
             "code": {"local": {"filename": str(wasm)}},
         },
         "configuration": {
             "@type": "type.googleapis.com/google.protobuf.StringValue",
-            "value": json.dumps(policy),
+            "value": configuration,
         },
         "allow_on_headers_stop_iteration": True,
         "failure_policy": "FAIL_RELOAD",
@@ -99,19 +105,21 @@ def wasm_filter(wasm: Path, policy: dict) -> str:
     ) + "\n"
 
 
-def arm_filters(arm: str, wasm: Path) -> str:
+def arm_filters(arm: str, wasm: Path, floor_wasm: Path) -> str:
     if arm == "A":
         return ""
     if arm == "B":
-        return wasm_filter(wasm, ALLOW_ALL_POLICY)
+        return wasm_filter(wasm, json.dumps(ALLOW_ALL_POLICY))
     if arm == "C":
-        return wasm_filter(wasm, RATE_LIMIT_POLICY)
+        return wasm_filter(wasm, json.dumps(RATE_LIMIT_POLICY))
+    if arm in FLOOR_MODES:
+        return wasm_filter(floor_wasm, FLOOR_MODES[arm], vm_id="floor")
     if arm == "D":
         return (HERE / "arms" / "lua.yaml").read_text()
     if arm == "E":
         return (HERE / "arms" / "native-mcp.yaml").read_text()
     if arm == "G":
-        return wasm_filter(wasm, SERVICE_POLICY)
+        return wasm_filter(wasm, json.dumps(SERVICE_POLICY))
     raise ValueError(arm)
 
 
@@ -136,9 +144,9 @@ def ratelimit_cluster(port: int) -> str:
 """
 
 
-def envoy_config(arm: str, wasm: Path, port: int, admin_port: int, upstream_port: int,
-                 ratelimit_port: int = 0) -> str:
-    filters = arm_filters(arm, wasm)
+def envoy_config(arm: str, wasm: Path, floor_wasm: Path, port: int, admin_port: int,
+                 upstream_port: int, ratelimit_port: int = 0) -> str:
+    filters = arm_filters(arm, wasm, floor_wasm)
     router = '- {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}\n'
     return f"""\
 admin:
@@ -230,14 +238,14 @@ class Process:
 
 
 class Envoy:
-    def __init__(self, envoy: Path, arm: str, wasm: Path, upstream_port: int, workdir: Path,
-                 ratelimit_port: int = 0):
+    def __init__(self, envoy: Path, arm: str, wasm: Path, floor_wasm: Path, upstream_port: int,
+                 workdir: Path, ratelimit_port: int = 0):
         self.arm = arm
         self.port = free_port()
         self.admin_port = free_port()
         config = workdir / f"envoy-{arm}.yaml"
-        config.write_text(envoy_config(arm, wasm, self.port, self.admin_port, upstream_port,
-                                       ratelimit_port))
+        config.write_text(envoy_config(arm, wasm, floor_wasm, self.port, self.admin_port,
+                                       upstream_port, ratelimit_port))
         self.log = open(workdir / f"envoy-{arm}.log", "wb")
         self.process = Process(
             [str(envoy), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
@@ -287,11 +295,11 @@ def post(url: str, body: bytes):
 
 
 def check_arm(envoy: Envoy, size: int):
-    """The arm forwards an allowed call, and (every arm but A) refuses the blocked tool."""
+    """The arm forwards an allowed call, and (every arm that decides) refuses the blocked tool."""
     status, answer = post(envoy.url, tools_call_body(size))
     if status != 200 or b'"result"' not in answer:
         raise RuntimeError(f"arm {envoy.arm}, {size} B: allowed call got {status} {answer[:200]!r}")
-    if envoy.arm == "A":
+    if envoy.arm == "A" or envoy.arm in FLOOR_MODES:
         return
     status, answer = post(envoy.url, tools_call_body(size, "blocked_tool"))
     refused = status == 403 or (status == 200 and b'"error"' in answer and b'"result"' not in answer)
@@ -358,7 +366,45 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def report_table(results: dict, arms, sizes, rss: dict) -> str:
+def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int) -> list:
+    """Issue 6's budgets, from this run's medians (arm C at 1 KB unless said otherwise)."""
+    def r(arm, size, metric="rps"):
+        return results[(arm, size)][metric] if (arm, size) in results else None
+
+    rows = []
+    def add(name, target, value, ok, shown):
+        if value is not None:
+            rows.append(f"| {name} | {target} | {shown} | {'met' if ok else '**not met**'} |")
+
+    c1, a1 = r("C", 1024), r("A", 1024)
+    if c1 and a1:
+        add("throughput C / A, 1 KB", "≥ 0.90", c1 / a1, c1 / a1 >= 0.90, f"{c1 / a1:.2f}")
+        added = r("C", 1024, "p99_us") - r("A", 1024, "p99_us")
+        add("added p99 C − A, 1 KB", "≤ 50 µs", added, added <= 50, f"{added:+.0f} µs")
+    c10, a10 = r("C", 10240), r("A", 10240)
+    if c10 and a10:
+        add("throughput C / A, 10 KB", "≥ 0.80", c10 / a10, c10 / a10 >= 0.80, f"{c10 / a10:.2f}")
+    d1, e1 = r("D", 1024), r("E", 1024)
+    if c1 and d1:
+        add("throughput C / D (Lua), 1 KB", "≥ 1.00", c1 / d1, c1 / d1 >= 1.0, f"{c1 / d1:.2f}")
+    if c1 and e1:
+        add("throughput C / E (native MCP + RBAC), 1 KB", "≥ 0.85", c1 / e1, c1 / e1 >= 0.85,
+            f"{c1 / e1:.2f}")
+    if "C" in rss and "A" in rss:
+        growth = rss["C"] - rss["A"]
+        add("RSS growth C − A", "≤ 60 MiB", growth, growth <= 60, f"{growth:+.1f} MiB")
+    add(".wasm size", "≤ 300 KB", wasm_bytes, wasm_bytes <= 300_000, f"{wasm_bytes:,} B")
+    h1 = r("H", 1024)
+    if h1 and a1 and c1:
+        # Not a budget: what no filter that must hold and read the body can beat on this machine.
+        rows.append(f"| (floor) throughput H / A, 1 KB | — | {h1 / a1:.2f} | — |")
+        rows.append(f"| (ours above the floor) throughput C / H, 1 KB | — | {c1 / h1:.2f} | — |")
+    if not rows:
+        return []
+    return ["", "| budget (issue 6) | target | this run | |", "|---|---|---:|---|", *rows]
+
+
+def report_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int) -> str:
     lines = [
         "| body | arm | req/s | ×A | CPU µs/req | ×A | p50 µs | p99 µs | p99.9 µs | added p99 µs |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -376,6 +422,7 @@ def report_table(results: dict, arms, sizes, rss: dict) -> str:
     lines += ["", "| arm | RSS after load (MiB) | vs A |", "|---|---:|---:|"]
     for arm in arms:
         lines.append(f"| {arm} {ARMS[arm]} | {rss[arm]:.1f} | {rss[arm] - rss['A']:+.1f} |")
+    lines += budget_table(results, arms, sizes, rss, wasm_bytes)
     if "G" in arms and "C" in arms:
         # What asking the rate-limit service costs over counting in shared data.
         lines += ["", "| body | rate-limit service call (G − C): added p50 µs | added p99 µs | throughput G/C |",
@@ -391,6 +438,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envoy", type=Path, required=True)
     parser.add_argument("--wasm", type=Path, required=True)
+    parser.add_argument("--floor-wasm", type=Path, help="bench/floor-filter's .wasm (arms W and H)")
     parser.add_argument("--upstream", type=Path, required=True, help="the bench-upstream binary")
     parser.add_argument("--duration", type=float, default=5, help="seconds per measurement")
     parser.add_argument("--repeats", type=int, default=3)
@@ -409,6 +457,11 @@ def main() -> int:
     if "G" in arms and not (args.ratelimit_redis and args.redis_server):
         print("arm G skipped: needs --ratelimit-redis and --redis-server", file=sys.stderr)
         arms.remove("G")
+    if not args.floor_wasm:
+        for arm in FLOOR_MODES:
+            if arm in arms:
+                print(f"arm {arm} skipped: needs --floor-wasm", file=sys.stderr)
+                arms.remove(arm)
     if "A" not in arms:
         arms.insert(0, "A")
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -435,8 +488,8 @@ def main() -> int:
                 ratelimit_port = int(service.popen.stdout.readline().rsplit(":", 1)[1])
             envoys = {}
             for arm in arms:
-                envoys[arm] = Envoy(args.envoy, arm, args.wasm, upstream_port, workdir,
-                                    ratelimit_port)
+                envoys[arm] = Envoy(args.envoy, arm, args.wasm, args.floor_wasm, upstream_port,
+                                    workdir, ratelimit_port)
                 started.append(envoys[arm])
             for envoy in envoys.values():
                 envoy.wait_ready()
@@ -487,7 +540,7 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
         for key, values in samples.items()
     }
     rss = {arm: envoy.rss_mib() for arm, envoy in envoys.items()}
-    table = report_table(results, arms, sizes, rss)
+    table = report_table(results, arms, sizes, rss, args.wasm.stat().st_size)
     header = (
         f"Envoy 1.40.0 `--concurrency 1` on CPU {ENVOY_CPU}; upstream and load on CPU {CLIENT_CPU}; "
         f"{args.repeats} interleaved rounds of {args.duration:g} s per arm and size, medians. "
