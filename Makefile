@@ -32,7 +32,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
+.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target
@@ -118,6 +118,16 @@ bench: build floor-filter envoy load-tools redis
 	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream \
 	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
+
+## bench-phases: where each request's time goes inside the filter (arms B and C, all body sizes),
+## from a .wasm built with the `phase-timing` feature; table saved to bench/results/phases.md
+bench-phases: wasm-target envoy load-tools
+	cargo build -p mcp-policy-filter --features phase-timing --target wasm32-unknown-unknown --profile wasm-release --lib
+	@mkdir -p build
+	@cp $(WASM_TARGET_DIR)/mcp_policy_filter.wasm build/mcp_policy_filter.phase-timing.wasm
+	cargo build --release -p mcp-policy-sample --bin bench-upstream
+	python3 bench/phases.py --envoy "$(ENVOY)" --wasm build/mcp_policy_filter.phase-timing.wasm \
+	  --upstream target/release/bench-upstream $(PHASES_ARGS)
 
 # The benchmark's floor arms (W, H): a proxy-wasm filter that decides nothing (bench/floor-filter).
 floor-filter: wasm-target

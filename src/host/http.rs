@@ -25,6 +25,7 @@ use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
 
 use super::attributes::EnvoyRequest;
 use super::metrics::{count_call, count_service_answer, tool_label};
+use super::phase_timing::{self as timing, Phase};
 use super::root::log;
 use super::shared_data::EnvoySharedData;
 
@@ -111,7 +112,15 @@ impl PolicyStream {
     }
 
     fn decide(&mut self, body: &[u8]) -> Action {
+        let started = timing::now();
         let outcome = self.evaluate(body, None);
+        let started = timing::mark(Phase::Evaluate, started);
+        if cfg!(feature = "phase-timing") {
+            // The same decision again, its caches warm: how much of the first was cold misses.
+            // (Measurement only: with a limit, this counts the call twice.)
+            drop(self.evaluate(body, None));
+            timing::mark(Phase::EvaluateAgain, started);
+        }
         self.conclude(outcome)
     }
 
@@ -205,7 +214,10 @@ impl PolicyStream {
             identity: self.identity.as_ref(),
             session: self.session.as_deref(),
         };
-        if let Some(record) = audit::record(&self.policy, &audit_context, &outcome) {
+        let started = timing::now();
+        let record = audit::record(&self.policy, &audit_context, &outcome);
+        let started = timing::mark(Phase::AuditRecord, started);
+        if let Some(record) = record {
             // Envoy keeps it as filter state `wasm.mcp_policy_audit`, for the access log.
             if let Err(status) =
                 hostcalls::set_property(vec!["mcp_policy_audit"], Some(record.as_bytes()))
@@ -219,6 +231,7 @@ impl PolicyStream {
                 );
             }
         }
+        let started = timing::mark(Phase::AuditStore, started);
         for call in &outcome.calls {
             count_call(
                 &self.namespace,
@@ -229,6 +242,7 @@ impl PolicyStream {
         if outcome.calls.is_empty() && matches!(outcome.verdict, Verdict::Reply(_)) {
             count_call(&self.namespace, "none", "invalid");
         }
+        timing::mark(Phase::Metrics, started);
         let Outcome {
             verdict,
             calls,
@@ -433,7 +447,9 @@ impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // One host call for every header (each call into Envoy costs more than the lookups).
         // Bytes, not strings: the SDK's string getters panic on values that are not UTF-8.
+        let started = timing::now();
         let all_headers = self.get_http_request_headers_bytes();
+        let started = timing::mark(Phase::HeadersFetch, started);
         let header_text = |name: &str| {
             all_headers
                 .iter()
@@ -461,6 +477,7 @@ impl HttpContext for PolicyStream {
         self.mcp_method = headers.get("mcp-method").map(str::to_owned);
         self.mcp_name = headers.get("mcp-name").map(str::to_owned);
         self.request_id = request_id;
+        timing::mark(Phase::HeadersRead, started);
         if end_of_stream {
             return self.decide(&[]);
         }
@@ -480,7 +497,9 @@ impl HttpContext for PolicyStream {
             // Keep buffering; Envoy hands us the accumulated body at end of stream.
             return Action::Pause;
         }
+        let started = timing::now();
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        timing::mark(Phase::BodyFetch, started);
         self.decide(&body)
     }
 
@@ -499,6 +518,40 @@ impl HttpContext for PolicyStream {
         if self.tools_list_ids.is_empty() && self.reservations.is_empty() {
             return Action::Continue;
         }
+        let started = timing::now();
+        let action = self.inspect_response_headers();
+        timing::mark(Phase::ResponseHeaders, started);
+        action
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let started = timing::now();
+        // Taken out for the call so the rewriter and the host calls on `self` do not overlap.
+        let mut inspection = std::mem::replace(&mut self.inspection, Inspection::None);
+        let mut pending = std::mem::take(&mut self.reservations);
+        let action = self.inspect_response(&mut inspection, &mut pending, body_size, end_of_stream);
+        self.inspection = inspection;
+        self.reservations = pending;
+        timing::mark(Phase::ResponseBody, started);
+        action
+    }
+
+    fn on_log(&mut self) {
+        // The stream is over. Calls still pending were forwarded and got no error we could see:
+        // the client hung up (a disconnect is not a cancellation in MCP: the tool may still
+        // run), the answer's id was spelled differently, or it came in a form we don't read.
+        // Refunds need positive evidence of failure, so what they took stays taken.
+        self.reservations.clear();
+        if self.inspecting {
+            timing::request_done();
+        }
+    }
+}
+
+impl PolicyStream {
+    /// Refund on an HTTP error; choose how the body is read (to settle reservations, to filter a
+    /// tools/list answer).
+    fn inspect_response_headers(&mut self) -> Action {
         // One host call for both headers (each call into Envoy costs more than the lookups).
         let headers = self.get_http_response_headers_bytes();
         let header_text = |name: &str| {
@@ -531,26 +584,6 @@ impl HttpContext for PolicyStream {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        // Taken out for the call so the rewriter and the host calls on `self` do not overlap.
-        let mut inspection = std::mem::replace(&mut self.inspection, Inspection::None);
-        let mut pending = std::mem::take(&mut self.reservations);
-        let action = self.inspect_response(&mut inspection, &mut pending, body_size, end_of_stream);
-        self.inspection = inspection;
-        self.reservations = pending;
-        action
-    }
-
-    fn on_log(&mut self) {
-        // The stream is over. Calls still pending were forwarded and got no error we could see:
-        // the client hung up (a disconnect is not a cancellation in MCP: the tool may still
-        // run), the answer's id was spelled differently, or it came in a form we don't read.
-        // Refunds need positive evidence of failure, so what they took stays taken.
-        self.reservations.clear();
-    }
-}
-
-impl PolicyStream {
     fn refund_pending(&mut self, why: &str) {
         for reservation in std::mem::take(&mut self.reservations) {
             self.refund(&reservation, why);

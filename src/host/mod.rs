@@ -5,6 +5,7 @@ mod attributes;
 mod entropy;
 mod http;
 mod metrics;
+mod phase_timing;
 mod root;
 mod shared_data;
 
