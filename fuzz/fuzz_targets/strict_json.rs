@@ -1,8 +1,9 @@
 //! `strict_json`: arbitrary bytes to the duplicate-key-refusing JSON reader.
 //!
 //! Properties checked:
-//! - `validate` (no document built, used on request bodies) accepts exactly what `from_slice`
-//!   (document built, used for policies) accepts;
+//! - `validate` (no document built) accepts exactly what `from_slice` (document built, used for
+//!   policies) accepts, and so does `json_scan::scan` (one pass, used on request bodies) for
+//!   every input that is UTF-8 (request bodies that are not are refused before scanning);
 //! - both agree with `serde_json::from_slice::<Value>` except on duplicate keys: where serde_json
 //!   accepts and `from_slice` refuses, the reason is a duplicate key; where `from_slice`
 //!   accepts, serde_json reads the same document. One known exception is excluded, where
@@ -14,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_filter::engine::strict_json;
+use mcp_policy_filter::engine::{json_scan, strict_json};
 use serde_json::Value;
 
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
@@ -37,6 +38,14 @@ fuzz_target!(|data: &[u8]| {
         strict.is_ok(),
         "validate: {validated:?}, from_slice: {strict:?}"
     );
+    if let Ok(text) = std::str::from_utf8(data) {
+        let scanned = json_scan::scan(text);
+        assert_eq!(
+            scanned.is_ok(),
+            validated.is_ok(),
+            "json_scan: {scanned:?}, validate: {validated:?}"
+        );
+    }
     let reference = serde_json::from_slice::<Value>(data);
     match (&strict, &reference) {
         (Ok(ours), _) if has_raw_value_token(ours) => {}

@@ -1,12 +1,9 @@
 //! What a POSTed MCP body contains, as far as policy is concerned. Parsing is strict: anything
 //! that is not clearly a JSON-RPC 2.0 message is classified as invalid and never forwarded.
 
-use std::borrow::Cow;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::json_scan::{self, Document, Object};
 use super::strict_json;
 
 pub const PARSE_ERROR: i64 = -32700;
@@ -88,21 +85,18 @@ pub struct BodyError {
     pub problem: String,
 }
 
-/// The body is checked whole (syntax, duplicate keys) without building a document, then only
-/// the members the policy needs are read: a tool call's `arguments` stay raw JSON text.
+/// The body is checked whole (syntax, duplicate keys) in one pass that notes where the members
+/// of the message and of its `params` are (`json_scan`); nothing else is built, and a tool
+/// call's `arguments` stay raw JSON text.
 pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
     let parse_error = |e: &dyn std::fmt::Display| BodyError {
         code: PARSE_ERROR,
         problem: format!("body is not valid JSON: {e}"),
     };
-    strict_json::validate(bytes).map_err(|e| parse_error(&e))?;
     let text = std::str::from_utf8(bytes).map_err(|e| parse_error(&e))?;
-    // Valid JSON, so its first character says what it is: no pass just to wrap it as a value.
-    match first_char(text) {
-        b'{' => Ok(Body::Single(classify(text))),
-        b'[' => {
-            let items: Vec<&RawValue> =
-                serde_json::from_str(text).map_err(|e| parse_error(&e))?;
+    match json_scan::scan(text).map_err(|e| parse_error(&e))? {
+        Document::Object(message) => Ok(Body::Single(classify(&message))),
+        Document::Array(items) => {
             if items.is_empty() {
                 return Err(BodyError {
                     code: INVALID_REQUEST,
@@ -120,39 +114,35 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
             }
             Ok(Body::Batch(
                 items
-                    .into_iter()
-                    .map(|item| match first_byte(item) {
-                        b'{' => classify(item.get()),
-                        _ => invalid(
+                    .iter()
+                    .map(|(text, object)| match object {
+                        Some(message) => classify(message),
+                        None => invalid(
                             None,
                             INVALID_REQUEST,
-                            format!("batch element is {}, not an object", kind_of(item)),
+                            format!("batch element is {}, not an object", kind_of(text)),
                         ),
                     })
                     .collect(),
             ))
         }
-        _ => Err(BodyError {
+        Document::Other(first) => Err(BodyError {
             code: INVALID_REQUEST,
             problem: format!(
                 "body is {}, not a JSON-RPC object or batch",
-                kind_of_char(first_char(text))
+                kind_of_char(first)
             ),
         }),
     }
 }
 
-fn first_char(text: &str) -> u8 {
+fn first_byte(text: &str) -> u8 {
     text.trim_start().bytes().next().unwrap_or(b' ')
 }
 
-fn first_byte(value: &RawValue) -> u8 {
-    first_char(value.get())
-}
-
 /// What a (valid) JSON value is, from its first character.
-fn kind_of(value: &RawValue) -> &'static str {
-    kind_of_char(first_byte(value))
+fn kind_of(text: &str) -> &'static str {
+    kind_of_char(first_byte(text))
 }
 
 fn kind_of_char(first: u8) -> &'static str {
@@ -170,60 +160,23 @@ fn kind_of_char(first: u8) -> &'static str {
 const MESSAGE_MEMBERS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 const PARAMS_MEMBERS: [&str; 3] = ["name", "arguments", "_meta"];
 
-/// An object's members in document order, values left as raw JSON.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> RawObject<'a> {
-    fn parse(text: &'a str) -> Option<RawObject<'a>> {
-        serde_json::from_str(text).ok()
+/// Member names differing only in case (as some servers fold them), or one spelled in another
+/// case than a member we read.
+fn case_problem(object: &Object, members: &[&'static str]) -> Option<String> {
+    if let Some((a, b)) = strict_json::colliding_keys(object.members.iter().map(|m| m.key.as_ref()))
+    {
+        return Some(format!("keys {a:?} and {b:?} differ only in case"));
     }
-
-    fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
-    }
-
-    fn colliding_keys(&self) -> Option<(String, String)> {
-        strict_json::colliding_keys(self.0.iter().map(|(k, _)| k.as_ref()))
-    }
-
-    /// A key that is not one of `members` but differs from one only in case.
-    fn member_in_another_case(&self, members: &[&'static str]) -> Option<(String, &'static str)> {
-        self.0.iter().find_map(|(key, _)| {
-            members
-                .iter()
-                .find(|m| **m != key.as_ref() && strict_json::same_folded(key, m))
-                .map(|m| (key.to_string(), *m))
-        })
-    }
+    object.members.iter().find_map(|m| {
+        members
+            .iter()
+            .find(|name| **name != m.key.as_ref() && strict_json::same_folded(&m.key, name))
+            .map(|name| format!("key {:?} differs only in case from {name:?}", m.key))
+    })
 }
 
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RawObjectVisitor)
-    }
-}
-
-struct RawObjectVisitor;
-
-impl<'de> Visitor<'de> for RawObjectVisitor {
-    type Value = RawObject<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::new();
-        while let Some(key) = map.next_key_seed(strict_json::Key)? {
-            let value: &'de RawValue = map.next_value()?;
-            members.push((key, value));
-        }
-        Ok(RawObject(members))
-    }
-}
-
-fn string(value: &RawValue) -> Option<String> {
-    serde_json::from_str(value.get()).ok()
+fn string(text: &str) -> Option<String> {
+    serde_json::from_str(text).ok()
 }
 
 fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message {
@@ -238,15 +191,13 @@ fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message 
 }
 
 /// `raw`: the text of one valid JSON object.
-fn classify(raw: &str) -> Message {
-    let Some(object) = RawObject::parse(raw) else {
-        return invalid(None, INVALID_REQUEST, "not a JSON object");
-    };
+fn classify(object: &Object) -> Message {
+    let value = |name: &str| object.get(name).map(|m| m.value);
     // An id we can echo: JSON-RPC allows strings, numbers and null.
-    let id = match object.get("id") {
+    let id = match value("id") {
         None => None,
         Some(v) if matches!(first_byte(v), b'"' | b'n' | b'-' | b'0'..=b'9') => {
-            serde_json::from_str::<Value>(v.get()).ok()
+            serde_json::from_str::<Value>(v).ok()
         }
         Some(other) => {
             return invalid(
@@ -256,35 +207,22 @@ fn classify(raw: &str) -> Message {
             )
         }
     };
-    if object.get("jsonrpc").and_then(string).as_deref() != Some("2.0") {
+    if value("jsonrpc").and_then(string).as_deref() != Some("2.0") {
         return invalid(id, INVALID_REQUEST, "\"jsonrpc\" must be \"2.0\"");
     }
-    let params = object.get("params");
-    let params_object = params
-        .filter(|p| first_byte(p) == b'{')
-        .and_then(|p| RawObject::parse(p.get()));
+    let params = value("params");
+    let params_object = object.get("params").and_then(|p| p.object.as_ref());
     // Servers whose JSON decoding ignores case would read another member than we do: two keys
     // differing only in case, or one spelled in another case than the member we look for
     // (`METHOD` alone is `method` to them, and absent to us).
-    for (scope, members) in std::iter::once((&object, &MESSAGE_MEMBERS[..]))
-        .chain(params_object.as_ref().map(|p| (p, &PARAMS_MEMBERS[..])))
+    for (scope, members) in std::iter::once((object, &MESSAGE_MEMBERS[..]))
+        .chain(params_object.map(|p| (p, &PARAMS_MEMBERS[..])))
     {
-        if let Some((a, b)) = scope.colliding_keys() {
-            return invalid(
-                id,
-                INVALID_REQUEST,
-                format!("keys {a:?} and {b:?} differ only in case"),
-            );
-        }
-        if let Some((key, member)) = scope.member_in_another_case(members) {
-            return invalid(
-                id,
-                INVALID_REQUEST,
-                format!("key {key:?} differs only in case from {member:?}"),
-            );
+        if let Some(problem) = case_problem(scope, members) {
+            return invalid(id, INVALID_REQUEST, problem);
         }
     }
-    let method = match object.get("method") {
+    let method = match value("method") {
         Some(m) if first_byte(m) == b'"' => string(m).unwrap_or_default(),
         Some(other) => {
             return invalid(
@@ -293,9 +231,7 @@ fn classify(raw: &str) -> Message {
                 format!("\"method\" is {}, not a string", kind_of(other)),
             )
         }
-        None if (object.get("result").is_some() || object.get("error").is_some())
-            && id.is_some() =>
-        {
+        None if (value("result").is_some() || value("error").is_some()) && id.is_some() => {
             return Message {
                 id,
                 kind: MessageKind::Response,
@@ -316,16 +252,14 @@ fn classify(raw: &str) -> Message {
             arguments: None,
         };
     }
-    match params_object.as_ref().and_then(|p| p.get("name")) {
+    let param = |name: &str| params_object.and_then(|p| p.get(name)).map(|m| m.value);
+    match param("name") {
         Some(name) if first_byte(name) == b'"' => Message {
             id,
             kind: MessageKind::ToolCall {
                 name: string(name).unwrap_or_default(),
             },
-            arguments: params_object
-                .as_ref()
-                .and_then(|p| p.get("arguments"))
-                .map(|a| a.get().to_owned()),
+            arguments: param("arguments").map(str::to_owned),
         },
         Some(other) => invalid(
             id,

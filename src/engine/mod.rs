@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod explain;
 pub mod grants;
 pub mod identity;
+pub mod json_scan;
 pub mod jsonrpc;
 pub mod load;
 pub mod policy;
