@@ -320,13 +320,13 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         None => None,
     };
     if approval.is_none() {
-        let mut needing: Vec<&String> = tools
+        // The first in name order is reported (min, not a sort: each sort costs KBs of .wasm).
+        let needing = tools
             .iter()
             .filter(|(_, t)| t.action == ToolAction::RequireApproval)
             .map(|(name, _)| name)
-            .collect();
-        needing.sort();
-        let mut rule_paths: Vec<String> = tools
+            .min();
+        let rule_path = tools
             .iter()
             .flat_map(|(name, t)| {
                 t.rules
@@ -343,12 +343,10 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
                     .filter(|(_, r)| r.approval)
                     .map(|(i, _)| format!("tools[\"*\"].rules[{i}].action")),
             )
-            .collect();
-        rule_paths.sort();
+            .min();
         let first = needing
-            .first()
             .map(|name| key_path(&key_path("tools", name), "action"))
-            .or_else(|| rule_paths.into_iter().next());
+            .or(rule_path);
         if let Some(path) = first {
             return err(
                 &path,

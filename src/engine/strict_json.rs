@@ -125,7 +125,11 @@ pub fn colliding_keys<'k>(keys: impl Iterator<Item = &'k str>) -> Option<(String
     keys.peek()?;
     // A map past that: params with 100,000 keys must not cost 10^10 comparisons.
     let folded = |key: &str| -> String { key.chars().map(fold).collect() };
-    let mut seen: BTreeMap<String, &str> = few.iter().map(|k| (folded(k), *k)).collect();
+    // Inserted one by one: collecting would sort, and each sort is kilobytes of .wasm.
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for key in few {
+        seen.insert(folded(key), key);
+    }
     for key in keys {
         match seen.entry(folded(key)) {
             Entry::Occupied(first) => return Some(((*first.get()).to_owned(), key.to_owned())),
