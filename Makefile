@@ -17,19 +17,13 @@ PYTHON_MCP_STAMP     := $(VENV)/.mcp-$(PYTHON_MCP_VERSION)
 WASM_TARGET_DIR      := target/wasm32-unknown-unknown/wasm-release
 WASM                 := dist/mcp_policy_filter.wasm
 FLOOR_WASM           := $(WASM_TARGET_DIR)/floor_filter.wasm
-# Binaryen's wasm-opt (pinned by tools/binaryen/package-lock.json) runs after cargo: -O3 takes
-# 13% off what LTO leaves at no cost per request (`make bench-phases`). SIZE_FIRST=1: this crate
-# at opt-level "s" and -Oz, 23% off, `evaluate` 2–4 µs slower. The features are exactly those
-# rustc emits for the target (+simd128, .cargo/config.toml): wasm-opt refuses input that needs
-# more, and adds none.
-ifdef SIZE_FIRST
-export CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL := s
-WASM_OPT_LEVEL       := -Oz
-else
-WASM_OPT_LEVEL       := -O3
-endif
+# Binaryen's wasm-opt (pinned by tools/binaryen/package-lock.json) runs after cargo. -O1 takes
+# 10% off what LTO leaves at no cost per request; -O2 and up (and -Os/-Oz) take more but make
+# Envoy's RSS 14 MiB larger per VM (README › Performance). The features are exactly those rustc
+# emits for the target (+simd128, .cargo/config.toml): wasm-opt refuses input that needs more,
+# and adds none.
 WASM_OPT             := tools/binaryen/node_modules/.bin/wasm-opt
-WASM_OPT_FLAGS       := $(WASM_OPT_LEVEL) --strip-debug --strip-producers --enable-simd --enable-bulk-memory \
+WASM_OPT_FLAGS       := -O1 --strip-debug --strip-producers --enable-simd --enable-bulk-memory \
                         --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int \
                         --enable-multivalue --enable-reference-types
 TEST_RUNNER          := $(CARGO_HOME)/bin/wasm-bindgen-test-runner
