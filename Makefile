@@ -165,7 +165,6 @@ fuzz-tools:
 	@$(CARGO_HOME)/bin/cargo-fuzz --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$" \
 	  || cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked
 
-# wrk (Debian) for throughput, oha for open-loop latency percentiles.
 ## browser-tools: Debian's chromium and playwright-core (tests/browser, pinned by its lockfile)
 browser-tools:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
@@ -184,12 +183,12 @@ ratelimit-test: redis
 wasm-opt:
 	@test -x $(WASM_OPT) || (cd tools/binaryen && npm ci --no-audit --no-fund --silent)
 
+# wrk (Debian) for throughput, oha for open-loop latency percentiles.
 load-tools:
-	@command -v wrk >/dev/null || apt-get install -y wrk
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@$(CARGO_HOME)/bin/oha --version 2>/dev/null | grep -q " $(OHA_VERSION)$$" \
 	  || cargo install oha --version $(OHA_VERSION) --locked
 
-# The sample MCP servers on their own, driven by the rmcp client (no Envoy).
 # The sample servers' own tests (also run by e2e-test, in the same cargo build as the end-to-end tests).
 sample-test:
 	cargo test -p mcp-policy-sample

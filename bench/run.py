@@ -38,14 +38,18 @@ MCP_HEADERS = {
     "accept": "application/json, text/event-stream",
 }
 
+# `refusal_mode: http`: a refusal is then a non-2xx, which fails the run (wrk and oha count only
+# 2xx), so no refused or fail-closed call is ever counted as throughput.
 ALLOW_ALL_POLICY = {
     "version": "1",
     "default": "allow",
+    "refusal_mode": "http",
     "tools": {"blocked_tool": {"action": "deny", "reason": "blocked in the benchmark"}},
 }
 RATE_LIMIT_POLICY = {
     "version": "1",
     "default": "deny",
+    "refusal_mode": "http",
     "tools": {
         "send_message": {
             "limits": [{"counter": "bench", "window": "hour", "max": 4000000000, "scope": "global"}]
@@ -454,6 +458,13 @@ def report_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int) -> str:
     return "\n".join(lines)
 
 
+def envoy_version(envoy: Path) -> str:
+    """`Envoy 1.40.0`, from the binary measured (its `--version` line carries `/1.40.0/`)."""
+    out = subprocess.run([str(envoy), "--version"], capture_output=True, text=True, check=False).stdout
+    match = re.search(r"/(\d+\.\d+\.\d+)/", out)
+    return f"Envoy {match.group(1)}" if match else "Envoy (version unknown)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envoy", type=Path, required=True)
@@ -562,7 +573,7 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
     rss = {arm: envoy.rss_mib() for arm, envoy in envoys.items()}
     table = report_table(results, arms, sizes, rss, args.wasm.stat().st_size)
     header = (
-        f"Envoy 1.40.0 `--concurrency 1` on CPU {ENVOY_CPU}; upstream and load on CPU {CLIENT_CPU}; "
+        f"{envoy_version(args.envoy)} `--concurrency 1` on CPU {ENVOY_CPU}; upstream and load on CPU {CLIENT_CPU}; "
         f"{args.repeats} interleaved rounds of {args.duration:g} s per arm and size, medians. "
         f"Throughput: wrk, {args.connections} connections (closed loop). Latency: oha open loop at "
         f"50% of {args.latency_base}'s throughput, latency-corrected. CPU: Envoy's utime+stime per request.\n"

@@ -177,7 +177,11 @@ mod tests {
                 ..Default::default()
             };
             match evaluate(&self.policy, body.as_bytes(), &meta, &mut self.store).verdict {
-                Verdict::Forward | Verdict::AwaitServices(_) | Verdict::AwaitApproval(_) => None,
+                Verdict::Forward => None,
+                // These policies ask no service and no human: waiting for one is a regression.
+                other @ (Verdict::AwaitServices(_) | Verdict::AwaitApproval(_)) => {
+                    panic!("{tool}: unexpected {other:?}")
+                }
                 Verdict::Reply(reply) => {
                     let v: Value = serde_json::from_str(&reply.body).unwrap();
                     Some(v["error"]["message"].as_str().unwrap().to_owned())

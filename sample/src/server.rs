@@ -111,7 +111,10 @@ async fn account(State(stats): State<Arc<Stats>>, request: Request, next: Next) 
             stats.record_delete();
             next.run(request).await
         }
-        _ => next.run(request).await,
+        _ => {
+            stats.record_other();
+            next.run(request).await
+        }
     }
 }
 

@@ -35,6 +35,7 @@ struct Counters {
     posts: u64,
     gets: u64,
     deletes: u64,
+    others: u64,
     tool_calls: BTreeMap<String, u64>,
     methods: BTreeMap<String, u64>,
     recent_posts: VecDeque<RecordedPost>,
@@ -53,6 +54,10 @@ pub struct StatsSnapshot {
     pub gets: u64,
     /// DELETE requests to `/mcp`.
     pub deletes: u64,
+    /// Requests to `/mcp` with any other method (PUT, PATCH, ...).
+    pub others: u64,
+    /// Every request to `/mcp` that arrived, whatever its method.
+    pub requests: u64,
     /// `tools/call` requests per tool name (`params.name`).
     pub tool_calls: BTreeMap<String, u64>,
     /// Sum of `tool_calls`.
@@ -111,6 +116,11 @@ impl Stats {
         self.lock().deletes += 1;
     }
 
+    /// Account one request to `/mcp` with a method MCP does not use.
+    pub fn record_other(&self) {
+        self.lock().others += 1;
+    }
+
     /// Zero every counter and forget the recent POSTs.
     pub fn reset(&self) {
         *self.lock() = Counters::default();
@@ -125,6 +135,8 @@ impl Stats {
             posts: counters.posts,
             gets: counters.gets,
             deletes: counters.deletes,
+            others: counters.others,
+            requests: counters.posts + counters.gets + counters.deletes + counters.others,
             tool_calls: counters.tool_calls.clone(),
             tool_calls_total: counters.tool_calls.values().sum(),
             methods: counters.methods.clone(),
@@ -243,17 +255,19 @@ mod tests {
         }
         stats.record_get();
         stats.record_delete();
+        stats.record_other();
         let snap = stats.snapshot();
         assert_eq!(snap.posts, (RECENT_POSTS_CAPACITY + 5) as u64);
+        assert_eq!(snap.requests, (RECENT_POSTS_CAPACITY + 8) as u64);
         assert_eq!(snap.recent_posts.len(), RECENT_POSTS_CAPACITY);
         assert_eq!(
             snap.recent_posts.first().map(|p| p.body.as_str()),
             Some("5")
         );
-        assert_eq!((snap.gets, snap.deletes), (1, 1));
+        assert_eq!((snap.gets, snap.deletes, snap.others), (1, 1, 1));
         stats.reset();
         let snap = stats.snapshot();
-        assert_eq!((snap.posts, snap.gets, snap.deletes), (0, 0, 0));
+        assert_eq!((snap.posts, snap.gets, snap.deletes, snap.others, snap.requests), (0, 0, 0, 0, 0));
         assert!(snap.recent_posts.is_empty());
     }
 }

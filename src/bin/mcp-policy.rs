@@ -1,13 +1,17 @@
 //! `mcp-policy check FILE`: validate a policy exactly as the filter would, before deploying it.
 //! `mcp-policy hash VALUE`: how a secret identity (an API key) is listed in a grant.
+//! `mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON]`: what the filter would
+//! decide for one call, and which element of the policy decided it.
+//! `mcp-policy import INTERCEPT.yaml`: an Intercept policy as ours.
 
 use std::process::ExitCode;
 
 use mcp_policy_filter::engine::identity::sha256_tag;
 use mcp_policy_filter::engine::load::load_policy;
 
-const USAGE: &str =
-    "usage: mcp-policy check FILE | mcp-policy hash VALUE | mcp-policy import INTERCEPT.yaml";
+const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE \
+     | mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON] \
+     | mcp-policy import INTERCEPT.yaml";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -185,11 +185,6 @@ pub fn refused(query: ApprovalQuery, refusal: &Refusal, refusal_mode: RefusalMod
     outcome
 }
 
-/// `policy` asks approvals of this cluster, if any.
-pub fn cluster(policy: &Policy) -> Option<&str> {
-    policy.approval.as_ref().map(|a| a.cluster.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

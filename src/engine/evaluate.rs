@@ -89,12 +89,26 @@ pub struct Outcome {
     pub counters: Vec<CounterReading>,
 }
 
+const BATCH_REFUSED_DETAIL: &str = "not forwarded: another request in this batch was refused";
+
 impl Outcome {
     pub fn refused(reply: Reply, calls: Vec<CallRecord>) -> Outcome {
         Outcome::reply(reply, calls)
     }
 
-    fn reply(reply: Reply, calls: Vec<CallRecord>) -> Outcome {
+    /// A refused request forwards nothing: calls in it that the policy let through are recorded
+    /// (and counted) as refused with their batch, as the client is told.
+    fn reply(reply: Reply, mut calls: Vec<CallRecord>) -> Outcome {
+        for call in &mut calls {
+            if matches!(call.decision, "allowed" | "would_deny") {
+                call.decision = Refusal::BatchRefused.decision();
+                call.detail = if call.detail.is_empty() {
+                    BATCH_REFUSED_DETAIL.to_owned()
+                } else {
+                    format!("{BATCH_REFUSED_DETAIL}; {}", call.detail)
+                };
+            }
+        }
         Outcome {
             verdict: Verdict::Reply(reply),
             calls,
@@ -327,8 +341,11 @@ pub fn evaluate(
                 counter: format!("#{id}"),
                 problem: problem.clone(),
             };
-            let mut outcome =
-                Outcome::reply(reply::single(None, &refusal, refusal_mode), charging.calls);
+            let mut calls = charging.calls;
+            for call in &mut calls {
+                call.decision = refusal.decision();
+            }
+            let mut outcome = Outcome::reply(reply::single(None, &refusal, refusal_mode), calls);
             outcome.problem = Some(problem);
             give_back(store, &charging.taken);
             return outcome;
@@ -389,6 +406,13 @@ pub struct ServiceQuery {
     pub request: Vec<u8>,
     /// One per descriptor, in the same order.
     pub(super) charges: Vec<RemoteCharge>,
+}
+
+impl ServiceQuery {
+    /// How many descriptors the request carries (a usable answer has one status for each).
+    pub fn descriptors(&self) -> usize {
+        self.charges.len()
+    }
 }
 
 /// Everything the second pass carries from counter to counter.
@@ -1331,6 +1355,10 @@ mod tests {
             (json!(3), json!(BATCH_REFUSED))
         );
         assert_eq!(h.store.sets, 0, "a refused batch consumes no counter");
+        let recorded: Vec<_> = out.calls.iter().map(|c| (c.decision, c.detail.as_str())).collect();
+        assert_eq!(recorded[0], ("batch_refused", BATCH_REFUSED_DETAIL));
+        assert_eq!(recorded[1].0, "denied");
+        assert_eq!(recorded.len(), 2);
     }
 
     #[test]
@@ -1374,7 +1402,8 @@ mod tests {
         assert_eq!(h.store.count(&sends_a), Some(0), "refunded");
         assert_eq!(
             out.calls.iter().map(|c| c.decision).collect::<Vec<_>>(),
-            vec!["allowed", "rate_limited"]
+            vec!["batch_refused", "rate_limited"],
+            "the innocent call was not forwarded either, and is recorded as the client is told"
         );
     }
 

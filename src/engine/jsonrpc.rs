@@ -190,7 +190,7 @@ fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message 
     }
 }
 
-/// `raw`: the text of one valid JSON object.
+/// What one JSON-RPC message (an object already checked by the scanner) asks for.
 fn classify(object: &Object) -> Message {
     let value = |name: &str| object.get(name).map(|m| m.value);
     // An id we can echo: JSON-RPC allows strings, numbers and null.

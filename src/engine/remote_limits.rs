@@ -190,6 +190,20 @@ pub fn finish(
     charging.forward()
 }
 
+/// The metric label for one service answer: `error` unless `finish` would trust it.
+pub fn answer_label(answer: &Result<Vec<u8>, String>, descriptors: usize) -> &'static str {
+    let trusted = answer
+        .as_deref()
+        .map_err(Clone::clone)
+        .and_then(decode_response)
+        .and_then(|response| usable(response, descriptors));
+    match trusted {
+        Ok(response) if response.overall_code == Code::OverLimit => "over_limit",
+        Ok(_) => "ok",
+        Err(_) => "error",
+    }
+}
+
 /// A response is only trusted if it says yes or no and accounts for every descriptor.
 fn usable(response: Response, descriptors: usize) -> Result<Response, String> {
     if response.overall_code == Code::Unknown {
@@ -434,10 +448,20 @@ mod tests {
             response(2, &[(1, 1, 1)]), // over limit, but no descriptor is
             vec![0x12, 40, 1],         // not protobuf
         ] {
+            let answer = Ok(answer);
+            assert_eq!(answer_label(&answer, 1), "error", "and counted as such: {answer:?}");
             let awaiting = ask(&policy, &mut store);
-            let outcome = finish(&policy, *awaiting, vec![Ok(answer)], &mut store);
+            let outcome = finish(&policy, *awaiting, vec![answer], &mut store);
             assert_eq!(error_of(&outcome)["data"]["decision"], "error");
         }
+    }
+
+    #[test]
+    fn answers_are_labelled_as_the_decision_reads_them() {
+        assert_eq!(answer_label(&Ok(response(1, &[(1, 1, 1)])), 1), "ok");
+        assert_eq!(answer_label(&Ok(response(2, &[(2, 0, 9)])), 1), "over_limit");
+        assert_eq!(answer_label(&Ok(response(1, &[(1, 1, 1)])), 2), "error");
+        assert_eq!(answer_label(&Err("gRPC status 14".to_owned()), 1), "error");
     }
 
     #[test]

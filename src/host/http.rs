@@ -13,10 +13,11 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use crate::engine::approval::{self, Answer, ApprovalQuery, Approved};
 use crate::engine::audit::{self, AuditContext};
 use crate::engine::decide::Caller;
-use crate::engine::evaluate::{evaluate, AwaitingServices, Outcome, RequestMeta, Verdict};
+use crate::engine::evaluate::{
+    evaluate, AwaitingServices, Outcome, RequestMeta, ServiceQuery, Verdict,
+};
 use crate::engine::identity::{self, Identity};
 use crate::engine::policy::{Policy, RefusalMode};
-use crate::engine::ratelimit_proto::{decode_response, Code};
 use crate::engine::remote_limits;
 use crate::engine::reply::{self, Refusal, Reply};
 use crate::engine::request_headers::{screen, Screening};
@@ -111,6 +112,20 @@ impl PolicyStream {
         Action::Pause
     }
 
+    fn unix_seconds(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    /// Refused before the engine read a message (method, content type, headers, size): counted
+    /// and audited like every other refusal.
+    fn refuse_request(&mut self, reply: Reply) -> Action {
+        self.decided_at = self.unix_seconds();
+        self.conclude(Outcome::refused(reply, Vec::new()))
+    }
+
     fn decide(&mut self, body: &[u8]) -> Action {
         let started = timing::now();
         let outcome = self.evaluate(body, None);
@@ -126,11 +141,7 @@ impl PolicyStream {
 
     /// The engine's decision on `body`; `approved`: a human approved the call with this digest.
     fn evaluate(&mut self, body: &[u8], approved: Option<Approved>) -> Outcome {
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = self.unix_seconds();
         let meta = RequestMeta {
             namespace: &self.namespace,
             identity: self.identity.as_ref(),
@@ -291,9 +302,10 @@ impl PolicyStream {
                 let refusal = Refusal::CannotEnforce {
                     tool: String::new(),
                     counter: String::new(),
-                    problem: "rate-limit services were not asked".to_owned(),
+                    problem: "the request was left undecided".to_owned(),
                 };
-                self.respond(reply::single(None, &refusal, self.policy.refusal_mode))
+                let mode = self.refusal_mode();
+                self.respond(reply::single(None, &refusal, mode))
             }
         }
     }
@@ -403,10 +415,9 @@ impl Context for PolicyStream {
             return;
         };
         let (_, index) = self.service_calls.swap_remove(position);
-        let service = self
-            .awaiting
-            .as_ref()
-            .and_then(|a| a.queries.get(index))
+        let query = self.awaiting.as_ref().and_then(|a| a.queries.get(index));
+        let descriptors = query.map_or(0, ServiceQuery::descriptors);
+        let service = query
             .and_then(|q| self.policy.rate_limit_services.get(q.service))
             .map_or_else(String::new, |s| s.name.clone());
         let answer = if status_code == 0 {
@@ -425,11 +436,7 @@ impl Context for PolicyStream {
                 .trim_end()
                 .to_owned())
         };
-        let result = match answer.as_deref().map(decode_response) {
-            Ok(Ok(response)) if response.overall_code == Code::OverLimit => "over_limit",
-            Ok(Ok(response)) if response.overall_code == Code::Ok => "ok",
-            _ => "error",
-        };
+        let result = remote_limits::answer_label(&answer, descriptors);
         count_service_answer(&self.namespace, &service, result);
         if let Some(slot) = self.service_answers.get_mut(index) {
             *slot = Some(answer);
@@ -460,7 +467,10 @@ impl HttpContext for PolicyStream {
         let request_id = header_text("x-request-id").map(str::to_owned);
         let headers = match screen(&self.policy, method, &all_headers, !end_of_stream) {
             Screening::Pass => return Action::Continue,
-            Screening::Refuse(reply) => return self.respond(reply),
+            Screening::Refuse(reply) => {
+                self.request_id = request_id;
+                return self.refuse_request(reply);
+            }
             Screening::Inspect(headers) => headers,
         };
         self.inspecting = true;
@@ -491,7 +501,7 @@ impl HttpContext for PolicyStream {
         }
         self.body_size = body_size;
         if body_size as u64 > self.policy.max_body_bytes {
-            return self.respond(reply::too_large(self.policy.max_body_bytes));
+            return self.refuse_request(reply::too_large(self.policy.max_body_bytes));
         }
         if !end_of_stream {
             // Keep buffering; Envoy hands us the accumulated body at end of stream.
@@ -645,7 +655,7 @@ impl PolicyStream {
                     return Action::Continue;
                 }
                 let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                    // Not a JSON-RPC answer: pending calls count as unanswered (refunded at the end).
+                    // Not a JSON-RPC answer: pending calls count as unanswered (they stay charged).
                     return Action::Continue;
                 };
                 let messages = match &value {

@@ -229,6 +229,13 @@ impl Deployment {
         self.upstream_stats(server)["posts"].as_u64().unwrap_or(0)
     }
 
+    /// Every request that reached the upstream's `/mcp`, whatever its method.
+    pub fn upstream_requests(&self, server: &str) -> u64 {
+        self.upstream_stats(server)["requests"]
+            .as_u64()
+            .expect("/stats has requests")
+    }
+
     /// Envoy's own counters from its admin endpoint, by exact name.
     pub fn envoy_stat(&self, name: &str) -> u64 {
         envoy_stat(self.envoy.admin_port, name)

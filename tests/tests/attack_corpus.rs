@@ -225,12 +225,13 @@ async fn every_hostile_request_gets_its_documented_answer_and_none_slips_through
     for case in &cases {
         let name = text(case, "name");
         let expect = &case["expect"];
-        let before = d.upstream_posts("wechat");
+        // Every method counts: a PUT forwarded by mistake must show up too.
+        let before = d.upstream_requests("wechat");
         let started = Instant::now();
         let answers = send(&d, case).await;
         let elapsed = started.elapsed();
         eprintln!("{name}: {} request(s) in {elapsed:?}", answers.len());
-        let forwarded = d.upstream_posts("wechat") - before;
+        let forwarded = d.upstream_requests("wechat") - before;
         let want_status = expect["status"].as_u64().expect("status") as u16;
         let reaches = expect["upstream"].as_bool().expect("upstream");
         for (status, body) in &answers {
@@ -250,7 +251,7 @@ async fn every_hostile_request_gets_its_documented_answer_and_none_slips_through
         let want_forwarded = if reaches { answers.len() as u64 } else { 0 };
         if forwarded != want_forwarded {
             failures.push(format!(
-                "{name}: the upstream received {forwarded} POSTs, want {want_forwarded}"
+                "{name}: the upstream received {forwarded} requests, want {want_forwarded}"
             ));
         }
         if let Some(limit) = expect["max_millis"]

@@ -42,11 +42,21 @@ async fn every_decision_is_audited_through_the_access_log() {
         &key,
     )
     .await;
+    // Refused before the body is read (not declared as JSON): audited all the same.
+    let plain = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "text/plain")
+        .header("x-api-key", "sk-live-abc123")
+        .body(tools_call(7, "wechat_get_followers"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(plain.status().as_u16(), 415);
 
-    let lines = d.audit_records(6);
+    let lines = d.audit_records(7);
     assert_eq!(
         lines.len(),
-        6,
+        7,
         "one access-log line per request: {lines:#?}"
     );
     let records: Vec<&Value> = lines.iter().map(|l| &l["mcp_policy"]).collect();
@@ -113,6 +123,10 @@ async fn every_decision_is_audited_through_the_access_log() {
         (json!(400), json!("refused"))
     );
     assert!(records[5].is_null(), "a tools/list is not a decision");
+    assert_eq!(
+        (records[6]["status"].clone(), records[6]["outcome"].clone(), records[6]["calls"].clone()),
+        (json!(415), json!("refused"), json!([]))
+    );
 
     // Arguments: a hash only.
     assert!(call(0)["arguments_sha256"]

@@ -69,7 +69,9 @@ async fn hostile_requests_are_refused_and_the_filter_survives() {
     let no_type = raw_exchange(d.port, &raw_post(b"", denied_call.as_bytes()));
     assert_eq!(no_type.status, 415, "{no_type:?}");
 
-    // MCP messages travel in POSTs only; other methods with a body are refused.
+    // MCP messages travel in POSTs only; other methods with a body are refused (by the filter:
+    // the upstream would answer 405 too, so it must not have seen them).
+    let requests_before = d.upstream_requests("wechat");
     for method in ["PUT", "PATCH"] {
         let response = reqwest::Client::new()
             .request(
@@ -84,6 +86,7 @@ async fn hostile_requests_are_refused_and_the_filter_survives() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 405, "{method}");
     }
+    assert_eq!(d.upstream_requests("wechat"), requests_before);
 
     // Parser differentials: repeated keys, keys differing only in case.
     for body in [

@@ -335,6 +335,22 @@ async fn decisions_are_counted_on_envoys_prometheus_endpoint_with_bounded_labels
         post(&url, tools_call(10 + i as u64, name), &[]).await;
     }
     post(&url, "{oops", &[]).await;
+    // Refused before the body is read (a method MCP does not use): counted as invalid too.
+    let put = reqwest::Client::new()
+        .put(&url)
+        .header("content-type", "application/json")
+        .body(tools_call(20, "wechat_get_followers"))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status().as_u16(), 405);
+    // An allowed call in a batch refused for another: counted as not forwarded, never allowed.
+    let batch = format!(
+        "[{},{}]",
+        tools_call(21, "wechat_get_followers"),
+        tools_call(22, "wechat_mass_delete")
+    );
+    post(&url, batch, &[]).await;
     let (_, text) =
         mcp_policy_sample::deployment::http_get(d.envoy.admin_port, "/stats/prometheus").unwrap();
     let sample = |labels: &str| -> Option<u64> {
@@ -350,6 +366,12 @@ async fn decisions_are_counted_on_envoys_prometheus_endpoint_with_bounded_labels
     );
     assert_eq!(
         sample(r#"mcp_server="wechat",mcp_tool="wechat_mass_delete",mcp_decision="denied""#),
+        Some(2)
+    );
+    assert_eq!(
+        sample(
+            r#"mcp_server="wechat",mcp_tool="wechat_get_followers",mcp_decision="batch_refused""#
+        ),
         Some(1)
     );
     assert_eq!(
@@ -358,7 +380,7 @@ async fn decisions_are_counted_on_envoys_prometheus_endpoint_with_bounded_labels
     );
     assert_eq!(
         sample(r#"mcp_server="wechat",mcp_tool="none",mcp_decision="invalid""#),
-        Some(1)
+        Some(2)
     );
     assert!(
         !text.contains("made_up"),

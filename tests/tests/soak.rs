@@ -35,12 +35,14 @@ async fn call(client: &reqwest::Client, url: &str, id: u64, headers: &[(&str, St
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("Envoy's /proc status");
+    let rss = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .expect("VmRSS in /proc status");
+    assert!(rss > 0, "Envoy's RSS read as 0: nothing would be measured");
+    rss
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
