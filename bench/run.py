@@ -442,7 +442,8 @@ def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int) -> list
     if "C" in rss and "A" in rss:
         growth = rss["C"] - rss["A"]
         add("RSS growth C − A", "≤ 60 MiB", growth, growth <= 60, f"{growth:+.1f} MiB")
-    add(".wasm size", "≤ 300 KB", wasm_bytes, wasm_bytes <= 300_000, f"{wasm_bytes:,} B")
+    if wasm_bytes is not None:
+        add(".wasm size", "≤ 300 KB", wasm_bytes, wasm_bytes <= 300_000, f"{wasm_bytes:,} B")
     h1 = r("H", 1024)
     if h1 and a1 and c1:
         # Not a budget: what no filter that must hold and read the body can beat on this machine.
@@ -640,13 +641,14 @@ def write_report(data: dict, out: Path) -> int:
     sizes = list(dict.fromkeys(row["body_bytes"] for row in data["results"]))
     results = {(row["arm"], row["body_bytes"]): {k: v for k, v in row.items() if k != "rounds"}
                for row in data["results"]}
-    table = report_table(results, arms, sizes, data["rss_after_mib"], data["wasm_bytes"])
+    # Runs saved before 2026-12-01 lack the version, the module size and the latency base.
+    table = report_table(results, arms, sizes, data["rss_after_mib"], data.get("wasm_bytes"))
     header = (
-        f"{data['envoy']} `--concurrency 1` on CPU {ENVOY_CPU}; upstream and load on CPU {CLIENT_CPU}; "
+        f"{data.get('envoy', 'Envoy')} `--concurrency 1` on CPU {ENVOY_CPU}; upstream and load on CPU {CLIENT_CPU}; "
         f"{data['repeats']} interleaved rounds of {data['duration_s']:g} s per arm and size, medians. "
         f"Throughput: wrk, {data['connections']} connections (closed loop); Envoy busy: its share of "
         f"one core meanwhile (below {SATURATED:.0%}, the load generator's core was the limit). "
-        f"Latency: oha open loop at 50% of {data['latency_base']}'s throughput, latency-corrected. "
+        f"Latency: oha open loop at 50% of {data.get('latency_base', 'A')}'s throughput, latency-corrected. "
         f"CPU: Envoy's utime+stime per request.\n"
     )
     print(header)
