@@ -267,7 +267,16 @@ mod tests {
         assert_eq!((snap.gets, snap.deletes, snap.others), (1, 1, 1));
         stats.reset();
         let snap = stats.snapshot();
-        assert_eq!((snap.posts, snap.gets, snap.deletes, snap.others, snap.requests), (0, 0, 0, 0, 0));
+        assert_eq!(
+            (
+                snap.posts,
+                snap.gets,
+                snap.deletes,
+                snap.others,
+                snap.requests
+            ),
+            (0, 0, 0, 0, 0)
+        );
         assert!(snap.recent_posts.is_empty());
     }
 }

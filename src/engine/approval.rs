@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::evaluate::{CallRecord, Outcome};
+use super::hex::hex;
 use super::identity::Identity;
 use super::policy::{Policy, RefusalMode};
 use super::reply::{self, Refusal};
@@ -64,11 +65,7 @@ pub fn query(
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    let digest: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex(&hasher.finalize());
     let settings = policy.approval.as_ref();
     let request = json!({
         "digest": digest,

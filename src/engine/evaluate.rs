@@ -1355,7 +1355,11 @@ mod tests {
             (json!(3), json!(BATCH_REFUSED))
         );
         assert_eq!(h.store.sets, 0, "a refused batch consumes no counter");
-        let recorded: Vec<_> = out.calls.iter().map(|c| (c.decision, c.detail.as_str())).collect();
+        let recorded: Vec<_> = out
+            .calls
+            .iter()
+            .map(|c| (c.decision, c.detail.as_str()))
+            .collect();
         assert_eq!(recorded[0], ("batch_refused", BATCH_REFUSED_DETAIL));
         assert_eq!(recorded[1].0, "denied");
         assert_eq!(recorded.len(), 2);

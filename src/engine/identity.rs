@@ -3,9 +3,9 @@
 //! Values from a source marked `secret` (API keys) are never shown in clear: logs and agent-facing
 //! messages carry a SHA-256 prefix instead.
 
-use std::fmt::Write as _;
-
 use sha2::{Digest, Sha256};
+
+use super::hex::push_hex;
 
 /// Where an identity may come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,9 +114,7 @@ pub fn sha256_tag(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
-    for byte in digest.iter() {
-        let _ = write!(out, "{byte:02x}");
-    }
+    push_hex(&mut out, &digest);
     out
 }
 
@@ -234,7 +232,10 @@ pub mod tests {
         a.claims.insert("jwt_payload/sub".into(), "alice".into());
         let from_jwt = resolve(&sources(), &a).unwrap();
         assert_eq!(from_header.source, "header:x-api-key");
-        assert_eq!((from_jwt.source.as_str(), from_jwt.value.as_str()), ("jwt", "alice"));
+        assert_eq!(
+            (from_jwt.source.as_str(), from_jwt.value.as_str()),
+            ("jwt", "alice")
+        );
         assert_ne!(from_header, from_jwt);
     }
 }

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use super::counters::{CasStore, CounterError};
 use super::decide::Caller;
 use super::evaluate::{AwaitingServices, Outcome, RemoteCharge, RequestMeta, ServiceQuery};
+use super::hex::hex;
 use super::policy::{CounterSpec, Policy, Scope, ServiceFailureMode};
 use super::ratelimit_proto::{decode_response, encode_request, Code, Descriptor, Response, Unit};
 use super::reply::LimitHit;
@@ -62,12 +63,7 @@ pub fn descriptor(
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part.as_bytes());
         }
-        hasher
-            .finalize()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        hex(hasher.finalize().get(..16).unwrap_or_default())
     };
     let whose = match (spec.scope, caller.grant, caller.identity, session) {
         (Scope::Global, ..) => ("mcp_scope", "global".to_owned()),
@@ -449,7 +445,11 @@ mod tests {
             vec![0x12, 40, 1],         // not protobuf
         ] {
             let answer = Ok(answer);
-            assert_eq!(answer_label(&answer, 1), "error", "and counted as such: {answer:?}");
+            assert_eq!(
+                answer_label(&answer, 1),
+                "error",
+                "and counted as such: {answer:?}"
+            );
             let awaiting = ask(&policy, &mut store);
             let outcome = finish(&policy, *awaiting, vec![answer], &mut store);
             assert_eq!(error_of(&outcome)["data"]["decision"], "error");
@@ -459,7 +459,10 @@ mod tests {
     #[test]
     fn answers_are_labelled_as_the_decision_reads_them() {
         assert_eq!(answer_label(&Ok(response(1, &[(1, 1, 1)])), 1), "ok");
-        assert_eq!(answer_label(&Ok(response(2, &[(2, 0, 9)])), 1), "over_limit");
+        assert_eq!(
+            answer_label(&Ok(response(2, &[(2, 0, 9)])), 1),
+            "over_limit"
+        );
         assert_eq!(answer_label(&Ok(response(1, &[(1, 1, 1)])), 2), "error");
         assert_eq!(answer_label(&Err("gRPC status 14".to_owned()), 1), "error");
     }

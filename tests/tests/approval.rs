@@ -33,15 +33,23 @@ struct Setup {
 
 fn setup(hold_seconds: u64, valid_seconds: u64) -> Setup {
     let db = tempfile::tempdir().expect("temp dir");
-    let service = start_approval_service(&approval_service_bin(), 0, &db.path().join("approvals.sqlite3"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let service = start_approval_service(
+        &approval_service_bin(),
+        0,
+        &db.path().join("approvals.sqlite3"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let deployment = Deployment::start(DeploymentOptions {
         notify_policy: policy(hold_seconds, valid_seconds),
         stateless: true,
         approval_port: Some(service.port),
         ..Default::default()
     });
-    Setup { service, deployment, _db: db }
+    Setup {
+        service,
+        deployment,
+        _db: db,
+    }
 }
 
 impl Setup {
@@ -50,7 +58,12 @@ impl Setup {
     }
 
     async fn send(&self, id: u64, text: &str) -> Value {
-        let response = post(&self.deployment.url("notify"), call(id, text), &[("x-agent-id", "agent-a")]).await;
+        let response = post(
+            &self.deployment.url("notify"),
+            call(id, text),
+            &[("x-agent-id", "agent-a")],
+        )
+        .await;
         assert_eq!(response.status, 200, "{response:?}");
         response.json()
     }
@@ -59,7 +72,9 @@ impl Setup {
     async fn pending(&self, text: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let listed = request("GET", &self.api("/v1/requests?status=pending"), &[]).await.json();
+            let listed = request("GET", &self.api("/v1/requests?status=pending"), &[])
+                .await
+                .json();
             let found = listed["requests"]
                 .as_array()
                 .into_iter()
@@ -69,7 +84,10 @@ impl Setup {
             if let Some(found) = found {
                 return found;
             }
-            assert!(Instant::now() < deadline, "no pending request for {text:?}: {listed}");
+            assert!(
+                Instant::now() < deadline,
+                "no pending request for {text:?}: {listed}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -86,7 +104,10 @@ impl Setup {
 }
 
 fn approval_id(error: &Value) -> String {
-    error["error"]["data"]["approval_id"].as_str().unwrap_or_default().to_owned()
+    error["error"]["data"]["approval_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -96,7 +117,9 @@ async fn a_held_call_runs_once_a_human_approves_it_and_only_that_call() {
     // Approved while held: the agent's one request completes, the server runs it once.
     let held = {
         let url = s.deployment.url("notify");
-        tokio::spawn(async move { post(&url, call(1, "hello"), &[("x-agent-id", "agent-a")]).await })
+        tokio::spawn(
+            async move { post(&url, call(1, "hello"), &[("x-agent-id", "agent-a")]).await },
+        )
     };
     let pending = s.pending("hello").await;
     assert_eq!(pending["tool"], TOOL);
@@ -107,7 +130,11 @@ async fn a_held_call_runs_once_a_human_approves_it_and_only_that_call() {
     s.decide(&first_id, "approve", "carol", "fine").await;
     let answer = held.await.expect("task").json();
     assert!(answer.get("result").is_some(), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(2), "the held call waited {:?} after approval", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the held call waited {:?} after approval",
+        started.elapsed()
+    );
     assert_eq!(s.ran(), 1);
 
     // The same call again: the approval was single use. Held for the hold time, then the agent
@@ -115,11 +142,18 @@ async fn a_held_call_runs_once_a_human_approves_it_and_only_that_call() {
     let started = Instant::now();
     let replay = s.send(2, "hello").await;
     assert_eq!(replay["error"]["code"], -32031, "{replay}");
-    assert!(started.elapsed() >= Duration::from_secs(3), "not held: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not held: {:?}",
+        started.elapsed()
+    );
     let replay_id = approval_id(&replay);
     assert!(!replay_id.is_empty() && replay_id != first_id, "{replay}");
     let message = replay["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(&format!("#{replay_id}")) && message.contains("Retry the same call"), "{message}");
+    assert!(
+        message.contains(&format!("#{replay_id}")) && message.contains("Retry the same call"),
+        "{message}"
+    );
     assert_eq!(s.ran(), 1);
 
     // Approved while nobody waits; a call with other arguments is not covered by it...
@@ -141,27 +175,49 @@ async fn a_held_call_runs_once_a_human_approves_it_and_only_that_call() {
         tokio::spawn(async move { post(&url, call(5, "spam"), &[("x-agent-id", "agent-a")]).await })
     };
     let pending = s.pending("spam").await;
-    s.decide(pending["id"].as_str().expect("id"), "deny", "dan", "not to everyone").await;
+    s.decide(
+        pending["id"].as_str().expect("id"),
+        "deny",
+        "dan",
+        "not to everyone",
+    )
+    .await;
     let denied = held.await.expect("task").json();
     assert_eq!(denied["error"]["code"], -32003, "{denied}");
     assert_eq!(denied["error"]["data"]["decision"], "approval_denied");
     assert_eq!(denied["error"]["data"]["approver"], "dan");
-    assert!(denied["error"]["message"].as_str().unwrap_or_default().contains("not to everyone"), "{denied}");
+    assert!(
+        denied["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not to everyone"),
+        "{denied}"
+    );
     assert_eq!(s.ran(), 2);
 
     // Every decision is on record, with who and when.
     let decisions = request("GET", &s.api("/v1/decisions"), &[]).await.json();
     let text = decisions.to_string();
-    assert!(text.contains("carol") && text.contains("dan"), "{decisions}");
+    assert!(
+        text.contains("carol") && text.contains("dan"),
+        "{decisions}"
+    );
 
     // The audit record says what happened to each call.
     let records = s.deployment.audit_records(6);
     let decisions: Vec<String> = records
         .iter()
-        .filter_map(|r| r["mcp_policy"]["calls"][0]["decision"].as_str().map(str::to_owned))
+        .filter_map(|r| {
+            r["mcp_policy"]["calls"][0]["decision"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     for expected in ["allowed", "approval_pending", "approval_denied"] {
-        assert!(decisions.iter().any(|d| d == expected), "{expected} not in {decisions:?}");
+        assert!(
+            decisions.iter().any(|d| d == expected),
+            "{expected} not in {decisions:?}"
+        );
     }
 }
 
@@ -174,7 +230,10 @@ async fn an_unused_approval_expires() {
     s.decide(&id, "approve", "carol", "").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = s.send(2, "later").await;
-    assert_eq!(after["error"]["code"], -32031, "an expired approval let the call through: {after}");
+    assert_eq!(
+        after["error"]["code"], -32031,
+        "an expired approval let the call through: {after}"
+    );
     assert_ne!(approval_id(&after), id);
     assert_eq!(s.ran(), 0);
 }
@@ -187,7 +246,13 @@ async fn no_approval_service_means_no_call() {
     let answer = s.send(1, "hello").await;
     assert_eq!(answer["error"]["code"], -32603, "{answer}");
     assert_eq!(answer["error"]["data"]["decision"], "error");
-    assert!(answer["error"]["message"].as_str().unwrap_or_default().contains("approval service"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("approval service"),
+        "{answer}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     // Tools that need no approval are unaffected.
     let other = post(

@@ -14,8 +14,12 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_click_on_the_page_approves_the_held_call() {
     let db = tempfile::tempdir().expect("temp dir");
-    let service = start_approval_service(&approval_service_bin(), 0, &db.path().join("approvals.sqlite3"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let service = start_approval_service(
+        &approval_service_bin(),
+        0,
+        &db.path().join("approvals.sqlite3"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let policy = json!({"version": "1", "default": "deny",
         "approval": {"cluster": "approvals", "hold_seconds": 60},
         "tools": {"lark_send_text": {"action": "require_approval"}}});
@@ -27,8 +31,8 @@ async fn a_click_on_the_page_approves_the_held_call() {
     });
 
     // The person opens the page first; the call arrives afterwards.
-    let screenshot = std::env::var_os("UPDATE_SCREENSHOT")
-        .map(|_| repo_root().join("docs/approval-page.png"));
+    let screenshot =
+        std::env::var_os("UPDATE_SCREENSHOT").map(|_| repo_root().join("docs/approval-page.png"));
     let page_url = format!("http://127.0.0.1:{}/", service.port);
     let mut browser = Command::new("node");
     browser
@@ -44,7 +48,13 @@ async fn a_click_on_the_page_approves_the_held_call() {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "lark_send_text",
         "arguments": {"text": "Quarterly report is out: https://intranet.example/q3", "chat": "all-hands"}}});
-    let answer = post(&d.url("notify"), body.to_string(), &[("x-agent-id", "report-bot")]).await.json();
+    let answer = post(
+        &d.url("notify"),
+        body.to_string(),
+        &[("x-agent-id", "report-bot")],
+    )
+    .await
+    .json();
     let output = browser.await.expect("browser task").expect("run node");
     assert!(
         output.status.success(),
@@ -52,10 +62,20 @@ async fn a_click_on_the_page_approves_the_held_call() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(answer.get("result").is_some(), "the held call did not complete: {answer}");
+    assert!(
+        answer.get("result").is_some(),
+        "the held call did not complete: {answer}"
+    );
     assert_eq!(d.upstream_tool_calls("notify", "lark_send_text"), 1);
-    let decisions = request("GET", &format!("http://127.0.0.1:{}/v1/decisions", service.port), &[])
-        .await
-        .json();
-    assert!(decisions.to_string().contains("browser-test"), "{decisions}");
+    let decisions = request(
+        "GET",
+        &format!("http://127.0.0.1:{}/v1/decisions", service.port),
+        &[],
+    )
+    .await
+    .json();
+    assert!(
+        decisions.to_string().contains("browser-test"),
+        "{decisions}"
+    );
 }

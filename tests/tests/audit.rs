@@ -124,7 +124,11 @@ async fn every_decision_is_audited_through_the_access_log() {
     );
     assert!(records[5].is_null(), "a tools/list is not a decision");
     assert_eq!(
-        (records[6]["status"].clone(), records[6]["outcome"].clone(), records[6]["calls"].clone()),
+        (
+            records[6]["status"].clone(),
+            records[6]["outcome"].clone(),
+            records[6]["calls"].clone()
+        ),
         (json!(415), json!("refused"), json!([]))
     );
 

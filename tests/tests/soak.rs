@@ -35,7 +35,8 @@ async fn call(client: &reqwest::Client, url: &str, id: u64, headers: &[(&str, St
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("Envoy's /proc status");
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("Envoy's /proc status");
     let rss = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
