@@ -217,18 +217,18 @@ fn access(policy: &Policy, caller: &Caller, tool: &str) -> (ToolDecision, String
         );
         return (deny(why), "identity.missing".to_owned());
     }
-    let tool_path = key_path("tools", tool);
     let server_rule = policy.tools.get(tool);
     if let Some(ToolRule {
         action: ToolAction::Deny,
         reason,
+        path,
         ..
     }) = server_rule
     {
         let why = reason
             .clone()
             .unwrap_or_else(|| DENIED_WITHOUT_REASON.to_owned());
-        return (deny(why), format!("{tool_path}.action"));
+        return (deny(why), format!("{path}.action"));
     }
     let server_limits: &[CounterId] = server_rule.map_or(&[], |r| &r.limits);
 
@@ -242,9 +242,8 @@ fn access(policy: &Policy, caller: &Caller, tool: &str) -> (ToolDecision, String
             );
             return (deny(why), "grants".to_owned());
         }
-        None => return server_wide(policy, server_rule, &[], tool_path),
+        None => return server_wide(policy, server_rule, &[]),
     };
-    let grant_path = key_path("grants", &grant.name);
     match &grant.tools {
         Some(tools) => match tools.get(tool) {
             None => {
@@ -253,27 +252,25 @@ fn access(policy: &Policy, caller: &Caller, tool: &str) -> (ToolDecision, String
                     grant.name,
                     shown(caller)
                 );
-                (deny(why), format!("{grant_path}.tools"))
+                (deny(why), format!("{}.tools", key_path("grants", &grant.name)))
             }
             Some(ToolRule {
                 action: ToolAction::Deny,
                 reason,
+                path,
                 ..
             }) => {
                 let why = reason
                     .clone()
                     .unwrap_or_else(|| format!("grant \"{}\" denies this tool", grant.name));
-                (
-                    deny(why),
-                    key_path(&format!("{grant_path}.tools"), tool) + ".action",
-                )
+                (deny(why), format!("{path}.action"))
             }
             Some(rule) => (
                 allow(union(&[server_limits, &grant.limits, &rule.limits])),
-                key_path(&format!("{grant_path}.tools"), tool),
+                rule.path.clone(),
             ),
         },
-        None => server_wide(policy, server_rule, &grant.limits, tool_path),
+        None => server_wide(policy, server_rule, &grant.limits),
     }
 }
 
@@ -281,10 +278,9 @@ fn server_wide(
     policy: &Policy,
     rule: Option<&ToolRule>,
     grant_limits: &[CounterId],
-    tool_path: String,
 ) -> (ToolDecision, String) {
     match (rule, policy.default_action) {
-        (Some(rule), _) => (allow(union(&[&rule.limits, grant_limits])), tool_path),
+        (Some(rule), _) => (allow(union(&[&rule.limits, grant_limits])), rule.path.clone()),
         (None, DefaultAction::Allow) => (allow(grant_limits.to_vec()), "default".to_owned()),
         (None, DefaultAction::Deny) => (deny(UNLISTED_UNDER_DEFAULT_DENY), "default".to_owned()),
     }

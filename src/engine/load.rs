@@ -654,6 +654,7 @@ fn tool_rule(
         limits,
         rules: Vec::new(),
         shadow,
+        path: path.to_owned(),
     })
 }
 

@@ -114,6 +114,9 @@ pub struct ToolRule {
     pub rules: Vec<Rule>,
     /// Refusals of this tool are only reported ("would deny"), never enforced.
     pub shadow: bool,
+    /// Where this entry is in the policy (`tools.send`, `grants.ops.tools.send`): the `rule` of
+    /// every decision it makes, built once at load rather than per call.
+    pub path: String,
 }
 
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-agent-id";
