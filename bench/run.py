@@ -463,6 +463,10 @@ def equal(result: dict) -> float:
     return result.get("cpu_us_per_request_equal_rate", float("nan"))
 
 
+def ratio(value: float, base: float) -> float:
+    return value / base if base else float("nan")
+
+
 def sustained(result: dict, passthrough: dict) -> bool:
     """The arm answered the offered open-loop rate (which A, the cheapest arm, always does)."""
     return result["achieved_rps"] >= 0.95 * passthrough["achieved_rps"]
@@ -480,9 +484,9 @@ def report_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int) -> str:
             r = results[(arm, size)]
             lines.append(
                 f"| {size} B | {arm} {ARMS[arm]} | {r['rps']:.0f} | {r['rps'] / base['rps']:.2f} "
-                f"| {r['envoy_cpu_utilisation']:.0%} | {r['cpu_us_per_request']:.1f} | {r['cpu_us_per_request'] / base['cpu_us_per_request']:.2f} "
+                f"| {r['envoy_cpu_utilisation']:.0%} | {r['cpu_us_per_request']:.1f} | {ratio(r['cpu_us_per_request'], base['cpu_us_per_request']):.2f} "
                 f"| {equal(r):.1f}{'' if sustained(r, base) else ' (overloaded)'} "
-                f"| {equal(r) / equal(base):.2f} "
+                f"| {ratio(equal(r), equal(base)):.2f} "
                 f"| {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['p99.9_us']:.0f} "
                 f"| {r['p99_us'] - base['p99_us']:+.0f} |"
             )
@@ -632,6 +636,7 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(data, indent=1))
+    print(f"saved {args.out / 'latest.json'}")
     return write_report(data, args.out)
 
 
@@ -654,7 +659,7 @@ def write_report(data: dict, out: Path) -> int:
     print(header)
     print(table)
     (out / "latest.md").write_text(header + "\n" + table + "\n")
-    print(f"\nsaved {out / 'latest.md'} and latest.json")
+    print(f"\nsaved {out / 'latest.md'}")
     return 0
 
 
