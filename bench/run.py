@@ -47,13 +47,17 @@ ALLOW_ALL_POLICY = {
     "refusal_mode": "http",
     "tools": {"blocked_tool": {"action": "deny", "reason": "blocked in the benchmark"}},
 }
+# The limit of arms C and L in the benchmark: never reached. `--smoke` also runs them with a
+# limit of `SMOKE_LIMIT` calls, to show that each arm does count.
+NEVER_TRIPS = 4000000000
+SMOKE_LIMIT = 2
 RATE_LIMIT_POLICY = {
     "version": "1",
     "default": "deny",
     "refusal_mode": "http",
     "tools": {
         "send_message": {
-            "limits": [{"counter": "bench", "window": "hour", "max": 4000000000, "scope": "global"}]
+            "limits": [{"counter": "bench", "window": "hour", "max": NEVER_TRIPS, "scope": "global"}]
         }
     },
 }
@@ -74,6 +78,7 @@ ARMS = {
     "C": "mcp-policy, rate limit (never trips)",
     "D": "Lua: method + tool name from the body",
     "E": "native envoy.filters.http.mcp + RBAC on the tool name",
+    "L": "native MCP + RBAC + local rate limit on the tool name (never trips)",
     "G": "mcp-policy, rate limit kept by ratelimit-redis + Redis (never trips)",
 }
 # W and H decide nothing (bench/floor-filter): they show what Envoy's side of any Wasm filter
@@ -110,19 +115,23 @@ def wasm_filter(wasm: Path, configuration: str, vm_id: str = "mcp-policy") -> st
     ) + "\n"
 
 
-def arm_filters(arm: str, wasm: Path, floor_wasm: Path) -> str:
+def arm_filters(arm: str, wasm: Path, floor_wasm: Path, limit: int = NEVER_TRIPS) -> str:
     if arm == "A":
         return ""
     if arm == "B":
         return wasm_filter(wasm, json.dumps(ALLOW_ALL_POLICY))
     if arm == "C":
-        return wasm_filter(wasm, json.dumps(RATE_LIMIT_POLICY))
+        policy = json.loads(json.dumps(RATE_LIMIT_POLICY).replace(str(NEVER_TRIPS), str(limit)))
+        return wasm_filter(wasm, json.dumps(policy))
     if arm in FLOOR_MODES:
         return wasm_filter(floor_wasm, FLOOR_MODES[arm], vm_id="floor")
     if arm == "D":
         return (HERE / "arms" / "lua.yaml").read_text()
     if arm == "E":
         return (HERE / "arms" / "native-mcp.yaml").read_text()
+    if arm == "L":
+        text = (HERE / "arms" / "native-mcp-ratelimit.yaml").read_text()
+        return text.replace(str(NEVER_TRIPS), str(limit))
     if arm == "G":
         return wasm_filter(wasm, json.dumps(SERVICE_POLICY))
     raise ValueError(arm)
@@ -150,8 +159,8 @@ def ratelimit_cluster(port: int) -> str:
 
 
 def envoy_config(arm: str, wasm: Path, floor_wasm: Path, port: int, admin_port: int,
-                 upstream_port: int, ratelimit_port: int = 0) -> str:
-    filters = arm_filters(arm, wasm, floor_wasm)
+                 upstream_port: int, ratelimit_port: int = 0, limit: int = NEVER_TRIPS) -> str:
+    filters = arm_filters(arm, wasm, floor_wasm, limit)
     router = '- {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}\n'
     return f"""\
 admin:
@@ -244,14 +253,15 @@ class Process:
 
 class Envoy:
     def __init__(self, envoy: Path, arm: str, wasm: Path, floor_wasm: Path, upstream_port: int,
-                 workdir: Path, ratelimit_port: int = 0):
+                 workdir: Path, ratelimit_port: int = 0, limit: int = NEVER_TRIPS):
         self.arm = arm
         self.port = free_port()
         self.admin_port = free_port()
-        config = workdir / f"envoy-{arm}.yaml"
+        name = arm if limit == NEVER_TRIPS else f"{arm}-limit-{limit}"
+        config = workdir / f"envoy-{name}.yaml"
         config.write_text(envoy_config(arm, wasm, floor_wasm, self.port, self.admin_port,
-                                       upstream_port, ratelimit_port))
-        self.log = open(workdir / f"envoy-{arm}.log", "wb")
+                                       upstream_port, ratelimit_port, limit))
+        self.log = open(workdir / f"envoy-{name}.log", "wb")
         self.process = Process(
             [str(envoy), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
              "--log-level", "warning"],
@@ -310,6 +320,18 @@ def check_arm(envoy: Envoy, size: int):
     refused = status == 403 or (status == 200 and b'"error"' in answer and b'"result"' not in answer)
     if not refused:
         raise RuntimeError(f"arm {envoy.arm}, {size} B: blocked_tool got {status} {answer[:200]!r}")
+
+
+def check_limit_counts(envoy: Envoy, limit: int):
+    """With a limit of `limit` calls, the next call is refused with 429: the arm counts."""
+    for call in range(limit):
+        status, answer = post(envoy.url, tools_call_body(200))
+        if status != 200:
+            raise RuntimeError(f"arm {envoy.arm}, limit {limit}: call {call + 1} got {status} {answer[:200]!r}")
+    status, answer = post(envoy.url, tools_call_body(200))
+    if status != 429:
+        raise RuntimeError(f"arm {envoy.arm}, limit {limit}: call {limit + 1} got {status}, not 429 "
+                           f"{answer[:200]!r}")
 
 
 WRK_SCRIPT = """\
@@ -412,13 +434,13 @@ def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int) -> list
     # competing for its own core; at the rate every arm was offered when the run recorded it
     # (a saturated Envoy batches, which makes its requests cheaper than an idle one's).
     # Only when every compared arm kept up with that rate: an overloaded arm runs saturated.
-    compared = [(arm, size) for arm in ("A", "C", "D", "E", "H") for size in (1024, 10240)
+    compared = [(arm, size) for arm in ("A", "C", "D", "E", "H", "L") for size in (1024, 10240)
                 if (arm, size) in results]
     equal_rate = all(not math.isnan(equal(results[key])) and sustained(results[key], results[("A", key[1])])
                      for key in compared)
     metric = "cpu_us_per_request_equal_rate" if equal_rate else "cpu_us_per_request"
     at = ", equal rate" if equal_rate else ", saturated"
-    cpu = {arm: r(arm, 1024, metric) for arm in ("A", "C", "D", "E", "H")}
+    cpu = {arm: r(arm, 1024, metric) for arm in ("A", "C", "D", "E", "H", "L")}
     if cpu["A"] and cpu["C"]:
         ratio = cpu["A"] / cpu["C"]
         add(f"CPU per request A / C, 1 KB{at}", "≥ 0.90", ratio, ratio >= 0.90, f"{ratio:.2f}")
@@ -449,6 +471,10 @@ def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int) -> list
         # Not a budget: what no filter that must hold and read the body can beat on this machine.
         rows.append(f"| (floor) throughput H / A, 1 KB | — | {h1 / a1:.2f} | — |")
         rows.append(f"| (ours above the floor) throughput C / H, 1 KB | — | {c1 / h1:.2f} | — |")
+    if cpu["L"] and cpu["C"]:
+        # Not a budget: the same job done natively (E counts nothing; L counts the tool's calls).
+        rows.append(f"| (like for like) CPU per request L / C, 1 KB{at} | — | "
+                    f"{cpu['L'] / cpu['C']:.2f} | — |")
     if cpu["A"] and cpu["H"] and cpu["C"]:
         rows.append(f"| (floor) CPU per request A / H, 1 KB{at} | — | {cpu['A'] / cpu['H']:.2f} | — |")
         rows.append(f"| (ours above the floor) CPU per request C − H, 1 KB{at} | — | "
@@ -582,8 +608,16 @@ def main() -> int:
                     check_arm(envoy, size)
             rss_idle = {arm: envoy.rss_mib() for arm, envoy in envoys.items()}
             if args.smoke:
+                limited = [arm for arm in ("C", "L") if arm in arms]
+                for arm in limited:
+                    tight = Envoy(args.envoy, arm, args.wasm, args.floor_wasm, upstream_port,
+                                  workdir, limit=SMOKE_LIMIT)
+                    started.append(tight)
+                    tight.wait_ready()
+                    check_limit_counts(tight, SMOKE_LIMIT)
                 print(f"smoke: arms {''.join(arms)} forward allowed calls and refuse blocked_tool "
-                      f"at {', '.join(f'{s} B' for s in sizes)}")
+                      f"at {', '.join(f'{s} B' for s in sizes)}; with a limit of {SMOKE_LIMIT}, "
+                      f"arms {''.join(limited)} refuse the next call with 429")
                 return 0
             return measure(args, arms, sizes, envoys, workdir, rss_idle)
         finally:
