@@ -553,6 +553,9 @@ def main() -> int:
     parser.add_argument("--arms", default="".join(ARMS))
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--smoke", action="store_true", help="check every arm once; no load")
+    parser.add_argument("--latency-rate", type=float,
+                        help="open-loop latency runs at this many req/s instead (light load: what "
+                             "the filter adds to one call with no queue to wait in)")
     parser.add_argument("--latency-base", default="A",
                         help="open-loop latency runs at 50%% of this arm's throughput (default A; "
                              "use the slowest arm to compare latencies without queueing)")
@@ -645,7 +648,7 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
             for arm in order:
                 throughput[arm] = run_wrk(envoys[arm], bodies[size], script, args.duration, args.connections)
             base = args.latency_base if args.latency_base in throughput else "A"
-            rate = throughput[base]["rps"] / 2
+            rate = args.latency_rate or throughput[base]["rps"] / 2
             for arm in order:
                 latency = run_oha(envoys[arm], bodies[size], args.duration, rate, args.connections)
                 sample = {**throughput[arm], **latency}
@@ -663,7 +666,7 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
         "envoy": envoy_version(args.envoy), "wasm_bytes": args.wasm.stat().st_size,
         "arms": {arm: ARMS[arm] for arm in arms},
         "duration_s": args.duration, "repeats": args.repeats, "connections": args.connections,
-        "latency_base": args.latency_base,
+        "latency_base": args.latency_base, "latency_rate": args.latency_rate,
         "rss_idle_mib": rss_idle, "rss_after_mib": rss,
         "results": [{"arm": arm, "body_bytes": size, **results[(arm, size)],
                      "rounds": samples[(arm, size)]} for arm in arms for size in sizes],
@@ -672,6 +675,12 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
     (args.out / "latest.json").write_text(json.dumps(data, indent=1))
     print(f"saved {args.out / 'latest.json'}")
     return write_report(data, args.out)
+
+
+def latency_rate(data: dict) -> str:
+    if data.get("latency_rate"):
+        return f"{data['latency_rate']:g} req/s"
+    return f"50% of {data.get('latency_base', 'A')}'s throughput"
 
 
 def write_report(data: dict, out: Path) -> int:
@@ -687,7 +696,7 @@ def write_report(data: dict, out: Path) -> int:
         f"{data['repeats']} interleaved rounds of {data['duration_s']:g} s per arm and size, medians. "
         f"Throughput: wrk, {data['connections']} connections (closed loop); Envoy busy: its share of "
         f"one core meanwhile (below {SATURATED:.0%}, the load generator's core was the limit). "
-        f"Latency: oha open loop at 50% of {data.get('latency_base', 'A')}'s throughput, latency-corrected. "
+        f"Latency: oha open loop at {latency_rate(data)}, latency-corrected. "
         f"CPU: Envoy's utime+stime per request.\n"
     )
     print(header)
