@@ -111,9 +111,10 @@ soak: build envoy sample-bins
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" SOAK_CALLERS=$${SOAK_CALLERS:-100000} \
 	  cargo test -p e2e --test soak -- --test-threads=1 --nocapture
 
-# Every benchmark arm (passthrough, the Wasm floors, our filter three ways, Lua, native MCP + RBAC)
-# starts on the real Envoy and forwards an allowed call; every arm that decides refuses the
-# blocked one: the bench cannot rot unnoticed.
+# Every benchmark arm (passthrough, the Wasm floors, our filter three ways, Lua, native MCP + RBAC
+# with and without a local rate limit) starts on the real Envoy and forwards an allowed call;
+# every arm that decides refuses the blocked one; arms C and L with a limit of 2 refuse the third
+# call with their own 429: the bench cannot rot unnoticed.
 bench-smoke: build floor-filter envoy sample-bins redis
 	cargo test -q $(SERVICE_CRATES) --no-run
 	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
