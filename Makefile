@@ -63,6 +63,7 @@ test: lint unit-test wasm-test validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy $(SERVICE_CRATES) --all-targets -- -D warnings
+	cargo clippy -p bench-ext-proc -- -D warnings
 	cargo clippy -p mcp-policy-filter -p floor-filter --target wasm32-unknown-unknown --lib -- -D warnings
 
 # One cargo invocation for the filter and both services: their shared dependencies are built once
@@ -112,22 +113,24 @@ soak: build envoy sample-bins
 	  cargo test -p e2e --test soak -- --test-threads=1 --nocapture
 
 # Every benchmark arm (passthrough, the Wasm floors, our filter three ways, Lua, native MCP + RBAC
-# with and without a local rate limit) starts on the real Envoy and forwards an allowed call;
-# every arm that decides refuses the blocked one; arms C and L with a limit of 2 refuse the third
-# call with their own 429: the bench cannot rot unnoticed.
+# with and without a local rate limit, an ext_proc hop) starts on the real Envoy and forwards an
+# allowed call; every arm that decides refuses the blocked one before the upstream sees it; arms
+# C and L with a limit of 2 refuse the third call with their own 429: the bench cannot rot
+# unnoticed.
 bench-smoke: build floor-filter envoy sample-bins redis
 	cargo test -q $(SERVICE_CRATES) --no-run
+	cargo build -q -p bench-ext-proc
 	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
-	  --upstream target/debug/bench-upstream \
+	  --upstream target/debug/bench-upstream --ext-proc target/debug/bench-ext-proc \
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
 
 ## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
 ## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
 bench: build floor-filter envoy load-tools redis
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
-	cargo build --release -p ratelimit-redis
+	cargo build --release -p ratelimit-redis -p bench-ext-proc
 	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
-	  --upstream target/release/bench-upstream \
+	  --upstream target/release/bench-upstream --ext-proc target/release/bench-ext-proc \
 	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
 
 ## bench-phases: where each request's time goes inside the filter (arms B and C, all body sizes),

@@ -78,15 +78,15 @@ ARMS = {
     "C": "mcp-policy, rate limit (never trips)",
     "D": "Lua: method + tool name from the body",
     "E": "native envoy.filters.http.mcp + RBAC on the tool name",
+    "F": "external processor: ext_proc gRPC hop deciding on the tool name",
     "L": "native MCP + RBAC + local rate limit on the tool name (never trips)",
     "G": "mcp-policy, rate limit kept by ratelimit-redis + Redis (never trips)",
 }
 # W and H decide nothing (bench/floor-filter): they show what Envoy's side of any Wasm filter
 # costs, and of any Wasm filter that must see the whole body before the upstream sees anything.
 FLOOR_MODES = {"W": "empty", "H": "hold-body"}
-# F, an external-processing hop, needs an ext_proc gRPC server: none can be installed from the
-# package registries here without writing one, and a hand-written one would measure our own
-# code rather than an off-the-shelf alternative.
+# F's processor (bench/ext-proc) shares the load generator's CPU, like G's rate-limit service;
+# its own CPU per request is reported apart from Envoy's.
 
 
 def wasm_filter(wasm: Path, configuration: str, vm_id: str = "mcp-policy") -> str:
@@ -138,6 +138,8 @@ def arm_filters(arm: str, wasm: Path, floor_wasm: Path, limit: int = NEVER_TRIPS
         return text.replace(str(NEVER_TRIPS), str(limit))
     if arm == "G":
         return wasm_filter(wasm, json.dumps(SERVICE_POLICY))
+    if arm == "F":
+        return (HERE / "arms" / "ext-proc.yaml").read_text()
     raise ValueError(arm)
 
 
@@ -146,16 +148,16 @@ def indent(text: str, spaces: int) -> str:
     return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
 
 
-def ratelimit_cluster(port: int) -> str:
+def grpc_cluster(name: str, port: int) -> str:
     return f"""\
-  - name: ratelimit
+  - name: {name}
     type: STATIC
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{http2_protocol_options: {{}}}}
     load_assignment:
-      cluster_name: ratelimit
+      cluster_name: {name}
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
@@ -163,7 +165,8 @@ def ratelimit_cluster(port: int) -> str:
 
 
 def envoy_config(arm: str, wasm: Path, floor_wasm: Path, port: int, admin_port: int,
-                 upstream_port: int, ratelimit_port: int = 0, limit: int = NEVER_TRIPS) -> str:
+                 upstream_port: int, service_port: int = 0, limit: int = NEVER_TRIPS) -> str:
+    """`service_port`: arm G's rate-limit service, or arm F's external processor."""
     filters = arm_filters(arm, wasm, floor_wasm, limit)
     router = '- {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}\n'
     return f"""\
@@ -196,7 +199,8 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream_port}}}}}}}
-""" + (ratelimit_cluster(ratelimit_port) if arm == "G" else "")
+""" + {"G": grpc_cluster("ratelimit", service_port),
+       "F": grpc_cluster("ext_proc", service_port)}.get(arm, "")
 
 
 def wait_for_port(port: int, timeout: float = 10):
@@ -257,14 +261,17 @@ class Process:
 
 class Envoy:
     def __init__(self, envoy: Path, arm: str, wasm: Path, floor_wasm: Path, upstream_port: int,
-                 workdir: Path, ratelimit_port: int = 0, limit: int = NEVER_TRIPS):
+                 workdir: Path, service_port: int = 0, limit: int = NEVER_TRIPS,
+                 companion=None):
         self.arm = arm
         self.port = free_port()
         self.admin_port = free_port()
         name = arm if limit == NEVER_TRIPS else f"{arm}-limit-{limit}"
         config = workdir / f"envoy-{name}.yaml"
         config.write_text(envoy_config(arm, wasm, floor_wasm, self.port, self.admin_port,
-                                       upstream_port, ratelimit_port, limit))
+                                       upstream_port, service_port, limit))
+        # A process doing part of this arm's work outside Envoy (F's processor): its CPU too.
+        self.companion = companion
         self.log = open(workdir / f"envoy-{name}.log", "wb")
         self.process = Process(
             [str(envoy), "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
@@ -290,8 +297,17 @@ class Envoy:
         raise RuntimeError(f"Envoy for arm {self.arm} not ready after {timeout}s")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        return process_cpu_seconds(self.process.pid)
+
+    def upstream_requests(self) -> int:
+        """Requests Envoy has started to the upstream (its own counter, from the admin)."""
+        url = f"http://127.0.0.1:{self.admin_port}/stats?filter=^cluster\\.upstream\\.upstream_rq_total$"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        match = re.search(r"upstream_rq_total: (\d+)", text)
+        if not match:
+            raise RuntimeError(f"arm {self.arm}: no upstream_rq_total in {text!r}")
+        return int(match.group(1))
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -325,10 +341,14 @@ def check_arm(envoy: Envoy, size: int):
         raise RuntimeError(f"arm {envoy.arm}, {size} B: allowed call got {status} {answer[:200]!r}")
     if envoy.arm == "A" or envoy.arm in FLOOR_MODES:
         return
+    forwarded = envoy.upstream_requests()
     status, answer = post(envoy.url, tools_call_body(size, "blocked_tool"))
     refused = status == 403 or (status == 200 and b'"error"' in answer and b'"result"' not in answer)
     if not refused:
         raise RuntimeError(f"arm {envoy.arm}, {size} B: blocked_tool got {status} {answer[:200]!r}")
+    if envoy.upstream_requests() != forwarded:
+        raise RuntimeError(f"arm {envoy.arm}, {size} B: blocked_tool was refused, but only after "
+                           f"the request had gone upstream")
 
 
 def check_limit_counts(envoy: Envoy, limit: int):
@@ -364,14 +384,21 @@ end
 """
 
 
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
 def run_wrk(envoy: Envoy, body_file: Path, script: Path, seconds: float, connections: int) -> dict:
     before = envoy.cpu_seconds()
+    companion_before = process_cpu_seconds(envoy.companion.pid) if envoy.companion else 0.0
     out = subprocess.run(
         ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
          "-s", str(script), envoy.url],
         env={**os.environ, "BENCH_BODY": str(body_file)}, capture_output=True, text=True, check=True,
     ).stdout
     cpu = envoy.cpu_seconds() - before
+    companion = process_cpu_seconds(envoy.companion.pid) - companion_before if envoy.companion else 0.0
     match = re.search(r"BENCH requests=(\d+) duration_us=(\d+) status_errors=(\d+) socket_errors=(\d+)", out)
     if not match:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -382,6 +409,7 @@ def run_wrk(envoy: Envoy, body_file: Path, script: Path, seconds: float, connect
         "rps": requests / (duration_us / 1e6),
         "cpu_us_per_request": cpu * 1e6 / requests,
         "envoy_cpu_utilisation": cpu / (duration_us / 1e6),
+        "companion_cpu_us_per_request": companion * 1e6 / requests,
     }
 
 
@@ -544,6 +572,15 @@ def report_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int,
     for arm in arms:
         lines.append(f"| {arm} {ARMS[arm]} | {rss[arm]:.1f} | {rss[arm] - rss['A']:+.1f} |")
     lines += budget_table(results, arms, sizes, rss, wasm_bytes, fixed_rate)
+    if "F" in arms:
+        # F's work is split: Envoy's side of the hop above, the processor's (on CPU 1) here.
+        lines += ["", "| body | F: processor CPU µs/req (saturated) | F: Envoy + processor | ×A (Envoy) |",
+                  "|---|---:|---:|---:|"]
+        for size in sizes:
+            f, a = results[("F", size)], results[("A", size)]
+            companion = f.get("companion_cpu_us_per_request", float("nan"))
+            total = f["cpu_us_per_request"] + companion
+            lines.append(f"| {size} B | {companion:.1f} | {total:.1f} | {ratio(total, a['cpu_us_per_request']):.2f} |")
     if "G" in arms and "C" in arms:
         # What asking the rate-limit service costs over counting in shared data.
         lines += ["", "| body | rate-limit service call (G − C): added p50 µs | added p99 µs | throughput G/C |",
@@ -585,6 +622,7 @@ def main() -> int:
                              "use the slowest arm to compare latencies without queueing)")
     parser.add_argument("--ratelimit-redis", type=Path, help="the ratelimit-redis binary (arm G)")
     parser.add_argument("--redis-server", type=Path, help="redis-server (arm G)")
+    parser.add_argument("--ext-proc", type=Path, help="the bench-ext-proc binary (arm F)")
     args = parser.parse_args()
     if args.report:
         data = json.loads(args.report.read_text())
@@ -595,6 +633,9 @@ def main() -> int:
     if "G" in arms and not (args.ratelimit_redis and args.redis_server):
         print("arm G skipped: needs --ratelimit-redis and --redis-server", file=sys.stderr)
         arms.remove("G")
+    if "F" in arms and not args.ext_proc:
+        print("arm F skipped: needs --ext-proc", file=sys.stderr)
+        arms.remove("F")
     if not args.floor_wasm:
         for arm in FLOOR_MODES:
             if arm in arms:
@@ -624,10 +665,19 @@ def main() -> int:
                                   CLIENT_CPU, stdout=subprocess.PIPE, text=True)
                 started.append(service)
                 ratelimit_port = int(service.popen.stdout.readline().rsplit(":", 1)[1])
+            processor, processor_port = None, 0
+            if "F" in arms:
+                processor = Process([str(args.ext_proc)], CLIENT_CPU, stdout=subprocess.PIPE, text=True)
+                started.append(processor)
+                processor_port = int(processor.popen.stdout.readline().rsplit(":", 1)[1])
             envoys = {}
             for arm in arms:
-                envoys[arm] = Envoy(args.envoy, arm, args.wasm, args.floor_wasm, upstream_port,
-                                    workdir, ratelimit_port)
+                if arm == "F":
+                    envoys[arm] = Envoy(args.envoy, arm, args.wasm, args.floor_wasm, upstream_port,
+                                        workdir, processor_port, companion=processor)
+                else:
+                    envoys[arm] = Envoy(args.envoy, arm, args.wasm, args.floor_wasm, upstream_port,
+                                        workdir, ratelimit_port)
                 started.append(envoys[arm])
             for envoy in envoys.values():
                 envoy.wait_ready()
