@@ -574,7 +574,7 @@ def report_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int,
     lines += budget_table(results, arms, sizes, rss, wasm_bytes, fixed_rate)
     if "F" in arms:
         # F's work is split: Envoy's side of the hop above, the processor's (on CPU 1) here.
-        lines += ["", "| body | F: processor CPU µs/req (saturated) | F: Envoy + processor | ×A (Envoy) |",
+        lines += ["", "| body | F: processor CPU µs/req (saturated) | F: Envoy + processor | ×A's Envoy |",
                   "|---|---:|---:|---:|"]
         for size in sizes:
             f, a = results[("F", size)], results[("A", size)]
