@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -270,7 +271,9 @@ class Envoy:
         config = workdir / f"envoy-{name}.yaml"
         config.write_text(envoy_config(arm, wasm, floor_wasm, self.port, self.admin_port,
                                        upstream_port, service_port, limit))
-        # A process doing part of this arm's work outside Envoy (F's processor): its CPU too.
+        # A process doing part of this arm's work outside Envoy (F's processor): its CPU too. It
+        # serves this arm alone, and one arm runs at a time, so all its CPU is this arm's.
+        # (G's service and Redis are not counted: G's Envoy CPU is Envoy's side only.)
         self.companion = companion
         self.log = open(workdir / f"envoy-{name}.log", "wb")
         self.process = Process(
@@ -301,10 +304,10 @@ class Envoy:
 
     def upstream_requests(self) -> int:
         """Requests Envoy has started to the upstream (its own counter, from the admin)."""
-        url = f"http://127.0.0.1:{self.admin_port}/stats?filter=^cluster\\.upstream\\.upstream_rq_total$"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        query = urllib.parse.urlencode({"filter": r"^cluster\.upstream\.upstream_rq_total$"})
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats?{query}", timeout=5) as response:
             text = response.read().decode()
-        match = re.search(r"upstream_rq_total: (\d+)", text)
+        match = re.search(r"^cluster\.upstream\.upstream_rq_total: (\d+)$", text, re.M)
         if not match:
             raise RuntimeError(f"arm {self.arm}: no upstream_rq_total in {text!r}")
         return int(match.group(1))
@@ -369,6 +372,16 @@ def check_limit_counts(envoy: Envoy, limit: int):
                            f"arm's 429: {answer[:200]!r}")
 
 
+def check_fails_closed(envoy: Envoy, processor: Process):
+    """With its processor gone, arm F refuses even an allowed call, before the upstream."""
+    processor.stop()
+    forwarded = envoy.upstream_requests()
+    status, answer = post(envoy.url, tools_call_body(200))
+    if status < 500 or envoy.upstream_requests() != forwarded:
+        raise RuntimeError(f"arm {envoy.arm}, processor stopped: got {status} {answer[:200]!r}, "
+                           f"upstream requests {forwarded} → {envoy.upstream_requests()}")
+
+
 WRK_SCRIPT = """\
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
@@ -409,7 +422,7 @@ def run_wrk(envoy: Envoy, body_file: Path, script: Path, seconds: float, connect
         "rps": requests / (duration_us / 1e6),
         "cpu_us_per_request": cpu * 1e6 / requests,
         "envoy_cpu_utilisation": cpu / (duration_us / 1e6),
-        "companion_cpu_us_per_request": companion * 1e6 / requests,
+        **({"companion_cpu_us_per_request": companion * 1e6 / requests} if envoy.companion else {}),
     }
 
 
@@ -669,7 +682,10 @@ def main() -> int:
             if "F" in arms:
                 processor = Process([str(args.ext_proc)], CLIENT_CPU, stdout=subprocess.PIPE, text=True)
                 started.append(processor)
-                processor_port = int(processor.popen.stdout.readline().rsplit(":", 1)[1])
+                line = processor.popen.stdout.readline()
+                if not line.startswith("listening on "):
+                    raise RuntimeError(f"bench-ext-proc did not start: {line!r}")
+                processor_port = int(line.rsplit(":", 1)[1])
             envoys = {}
             for arm in arms:
                 if arm == "F":
@@ -692,10 +708,13 @@ def main() -> int:
                     started.append(tight)
                     tight.wait_ready()
                     check_limit_counts(tight, SMOKE_LIMIT)
+                if processor is not None:
+                    check_fails_closed(envoys["F"], processor)
                 counted = (f"; with a limit of {SMOKE_LIMIT}, arms {''.join(limited)} refuse the "
                            f"next call with 429" if limited else "")
+                closed = "; with its processor stopped, arm F refuses (5xx)" if processor else ""
                 print(f"smoke: arms {''.join(arms)} forward allowed calls and refuse blocked_tool "
-                      f"at {', '.join(f'{s} B' for s in sizes)}{counted}")
+                      f"at {', '.join(f'{s} B' for s in sizes)}{counted}{closed}")
                 return 0
             return measure(args, arms, sizes, envoys, workdir, rss_idle)
         finally:

@@ -1,6 +1,9 @@
 //! Arm F of `bench/run.py`: the external-processing hop. Envoy's `ext_proc` filter sends each
-//! request's buffered body here over gRPC; this answers "continue", or a 403 for `blocked_tool`
-//! (the decision arms D and E make). It prints `listening on 127.0.0.1:PORT` once bound.
+//! request's headers, then its buffered body, here over gRPC; this answers "continue", or a 403
+//! for a body calling `blocked_tool` (the decision arms D and E make). It prints
+//! `listening on 127.0.0.1:PORT` once bound.
+
+use std::io::Write;
 
 use std::pin::Pin;
 
@@ -29,7 +32,7 @@ fn called_tool(body: &[u8]) -> Option<String> {
     Some(message.get("params")?.get("name")?.as_str()?.to_owned())
 }
 
-fn answer(request: ProcessingRequest) -> ProcessingResponse {
+fn answer(request: ProcessingRequest) -> Result<ProcessingResponse, Status> {
     let response = match request.request {
         Some(processing_request::Request::RequestBody(body))
             if called_tool(&body.body).as_deref() == Some(BLOCKED_TOOL) =>
@@ -44,10 +47,11 @@ fn answer(request: ProcessingRequest) -> ProcessingResponse {
         Some(processing_request::Request::RequestBody(_)) => {
             processing_response::Response::RequestBody(BodyResponse::default())
         }
-        // Only the body is configured to come here; anything else passes unchanged.
-        Some(processing_request::Request::RequestHeaders(_)) | None => {
+        // The request's headers (and anything else sent) pass unchanged.
+        Some(processing_request::Request::RequestHeaders(_)) => {
             processing_response::Response::RequestHeaders(HeadersResponse::default())
         }
+        None => return Err(Status::invalid_argument("a ProcessingRequest without a request")),
         Some(processing_request::Request::ResponseHeaders(_)) => {
             processing_response::Response::ResponseHeaders(HeadersResponse::default())
         }
@@ -61,10 +65,10 @@ fn answer(request: ProcessingRequest) -> ProcessingResponse {
             processing_response::Response::ResponseTrailers(Default::default())
         }
     };
-    ProcessingResponse {
+    Ok(ProcessingResponse {
         response: Some(response),
         ..Default::default()
-    }
+    })
 }
 
 #[tonic::async_trait]
@@ -77,7 +81,7 @@ impl ExternalProcessor for ToolGate {
     ) -> Result<Response<Self::ProcessStream>, Status> {
         let answers = request
             .into_inner()
-            .map(|message| message.map(answer));
+            .map(|message| message.and_then(answer));
         Ok(Response::new(Box::pin(answers)))
     }
 }
@@ -91,12 +95,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match listener.local_addr() {
-        Ok(addr) => println!("listening on {addr}"),
-        Err(error) => {
-            eprintln!("bench-ext-proc: {error}");
-            return std::process::ExitCode::FAILURE;
-        }
+    let announced = listener.local_addr().and_then(|addr| {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {addr}")?;
+        stdout.flush()
+    });
+    if let Err(error) = announced {
+        eprintln!("bench-ext-proc: {error}");
+        return std::process::ExitCode::FAILURE;
     }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let served = tonic::transport::Server::builder()
