@@ -41,7 +41,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
+.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target wasm-opt
@@ -123,6 +123,8 @@ bench-smoke: build floor-filter envoy sample-bins redis
 	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream --ext-proc target/debug/bench-ext-proc \
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
+	python3 bench/host_calls.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
+	  --upstream target/debug/bench-upstream
 
 ## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
 ## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
@@ -132,6 +134,13 @@ bench: build floor-filter envoy load-tools redis
 	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream --ext-proc target/release/bench-ext-proc \
 	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
+
+## bench-host-calls: Envoy's side of the filter's host calls, step by step (floor filter), next
+## to arms B and C; table saved to bench/results/host-calls.md (~12 min; HOST_CALLS_ARGS to tune)
+bench-host-calls: build floor-filter envoy load-tools
+	cargo build --release -p mcp-policy-sample --bin bench-upstream
+	python3 bench/host_calls.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
+	  --upstream target/release/bench-upstream $(HOST_CALLS_ARGS)
 
 ## bench-phases: where each request's time goes inside the filter (arms B and C, all body sizes),
 ## from a .wasm built with the `phase-timing` feature; table saved to bench/results/phases.md
