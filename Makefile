@@ -41,7 +41,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
+.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
 
 ## build: the release filter at dist/mcp_policy_filter.wasm
 build: wasm-target wasm-opt
@@ -125,6 +125,8 @@ bench-smoke: build floor-filter envoy sample-bins redis
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
 	python3 bench/host_calls.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream
+	python3 bench/compare_builds.py --smoke --envoy "$(ENVOY)" --upstream target/debug/bench-upstream \
+	  "$(WASM)"
 
 ## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
 ## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
@@ -141,6 +143,14 @@ bench-host-calls: build floor-filter envoy load-tools
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
 	python3 bench/host_calls.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream $(HOST_CALLS_ARGS)
+
+## bench-compare: before/after of .wasm builds on the whole request in Envoy (arm C, 1 KB);
+## BUILDS="before.wasm after.wasm", COMPARE_ARGS="--arm B --size 10240 --rounds 8" to tune
+bench-compare: envoy load-tools
+	@test -n "$(BUILDS)" || { echo 'usage: make bench-compare BUILDS="before.wasm after.wasm"'; exit 2; }
+	cargo build --release -p mcp-policy-sample --bin bench-upstream
+	python3 bench/compare_builds.py --envoy "$(ENVOY)" --upstream target/release/bench-upstream \
+	  $(COMPARE_ARGS) $(BUILDS)
 
 ## bench-phases: where each request's time goes inside the filter (arms B and C, all body sizes),
 ## from a .wasm built with the `phase-timing` feature; table saved to bench/results/phases.md

@@ -133,6 +133,9 @@ def main() -> int:
             for size in sizes:
                 body = workdir / f"body-{size}.json"
                 body.write_bytes(bench.tools_call_body(size))
+                for arm in ARMS:
+                    # Warm: the first seconds of a fresh Envoy cost more (as in bench/run.py).
+                    bench.run_wrk(envoys[arm], body, script, 1, 32)
                 saturated = {arm: [] for arm in ARMS}
                 equal_rate = {arm: [] for arm in ARMS}
                 for round_ in range(args.rounds):
