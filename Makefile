@@ -125,8 +125,8 @@ bench-smoke: build floor-filter envoy sample-bins redis
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
 	python3 bench/host_calls.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream
-	python3 bench/compare_builds.py --smoke --envoy "$(ENVOY)" --upstream target/debug/bench-upstream \
-	  "$(WASM)"
+	python3 bench/compare.py --smoke --envoy "$(ENVOY)" --upstream target/debug/bench-upstream \
+	  "$(WASM)" '$(WASM)@{"audit":{"hash_arguments":false}}' E
 
 ## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
 ## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
@@ -144,13 +144,13 @@ bench-host-calls: build floor-filter envoy load-tools
 	python3 bench/host_calls.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream $(HOST_CALLS_ARGS)
 
-## bench-compare: before/after of .wasm builds on the whole request in Envoy (arm C, 1 KB);
-## BUILDS="before.wasm after.wasm", COMPARE_ARGS="--arm B --size 10240 --rounds 8" to tune
+## bench-compare: before/after on the whole request in Envoy (arm C, 1 KB): VARIANTS="before.wasm
+## after.wasm" (or policy changes, or other arms: see bench/compare.py); COMPARE_ARGS to tune
 bench-compare: envoy load-tools
-	@test -n "$(BUILDS)" || { echo 'usage: make bench-compare BUILDS="before.wasm after.wasm"'; exit 2; }
+	@test -n '$(VARIANTS)' || { echo 'usage: make bench-compare VARIANTS="before.wasm after.wasm"'; exit 2; }
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
-	python3 bench/compare_builds.py --envoy "$(ENVOY)" --upstream target/release/bench-upstream \
-	  $(COMPARE_ARGS) $(BUILDS)
+	python3 bench/compare.py --envoy "$(ENVOY)" --upstream target/release/bench-upstream \
+	  $(COMPARE_ARGS) $(foreach variant,$(VARIANTS),'$(variant)')
 
 ## bench-phases: where each request's time goes inside the filter (arms B and C, all body sizes),
 ## from a .wasm built with the `phase-timing` feature; table saved to bench/results/phases.md

@@ -116,14 +116,18 @@ def wasm_filter(wasm: Path, configuration: str, vm_id: str = "mcp-policy") -> st
     ) + "\n"
 
 
-def arm_filters(arm: str, wasm: Path, floor_wasm: Path, limit: int = NEVER_TRIPS) -> str:
+def arm_filters(arm: str, wasm: Path, floor_wasm: Path, limit: int = NEVER_TRIPS,
+                policy_changes: dict = None) -> str:
+    """`policy_changes`: top-level members replacing those of arm B's or C's policy."""
+    if policy_changes and arm not in ("B", "C"):
+        raise ValueError(f"arm {arm} has no policy to change")
     if arm == "A":
         return ""
     if arm == "B":
-        return wasm_filter(wasm, json.dumps(ALLOW_ALL_POLICY))
+        return wasm_filter(wasm, json.dumps({**ALLOW_ALL_POLICY, **(policy_changes or {})}))
     if arm == "C":
         policy = json.loads(json.dumps(RATE_LIMIT_POLICY).replace(str(NEVER_TRIPS), str(limit)))
-        return wasm_filter(wasm, json.dumps(policy))
+        return wasm_filter(wasm, json.dumps({**policy, **(policy_changes or {})}))
     if arm in FLOOR_MODES:
         return wasm_filter(floor_wasm, FLOOR_MODES[arm], vm_id="floor")
     if arm == "D":
@@ -166,9 +170,10 @@ def grpc_cluster(name: str, port: int) -> str:
 
 
 def envoy_config(arm: str, wasm: Path, floor_wasm: Path, port: int, admin_port: int,
-                 upstream_port: int, service_port: int = 0, limit: int = NEVER_TRIPS) -> str:
+                 upstream_port: int, service_port: int = 0, limit: int = NEVER_TRIPS,
+                 policy_changes: dict = None) -> str:
     """`service_port`: arm G's rate-limit service, or arm F's external processor."""
-    filters = arm_filters(arm, wasm, floor_wasm, limit)
+    filters = arm_filters(arm, wasm, floor_wasm, limit, policy_changes)
     router = '- {name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}\n'
     return f"""\
 admin:
@@ -263,14 +268,14 @@ class Process:
 class Envoy:
     def __init__(self, envoy: Path, arm: str, wasm: Path, floor_wasm: Path, upstream_port: int,
                  workdir: Path, service_port: int = 0, limit: int = NEVER_TRIPS,
-                 companion=None):
+                 companion=None, policy_changes: dict = None):
         self.arm = arm
         self.port = free_port()
         self.admin_port = free_port()
         name = arm if limit == NEVER_TRIPS else f"{arm}-limit-{limit}"
         config = workdir / f"envoy-{name}.yaml"
         config.write_text(envoy_config(arm, wasm, floor_wasm, self.port, self.admin_port,
-                                       upstream_port, service_port, limit))
+                                       upstream_port, service_port, limit, policy_changes))
         # A process doing part of this arm's work outside Envoy (F's processor): its CPU too. It
         # serves this arm alone, and one arm runs at a time, so all its CPU is this arm's.
         # (G's service and Redis are not counted: G's Envoy CPU is Envoy's side only.)

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Before and after, side by side: builds of the filter's .wasm, policy changes, and the
+benchmark's other arms, so a change is judged on the whole request in Envoy, not only on its
+phase timings.
+
+    bench/compare.py --envoy ENVOY --upstream BENCH_UPSTREAM [--arm C] [--size 1024] VARIANT...
+    bench/compare.py --smoke ...   # each variant starts, forwards and refuses as its arm must
+
+A VARIANT is one of
+  - a .wasm file, run as `--arm` (B or C) with that arm's policy: `before.wasm`;
+  - the same with top-level members of the policy replaced (JSON after `@`):
+    `dist/mcp_policy_filter.wasm@{"audit":{"hash_arguments":false}}`;
+  - a letter of bench/run.py's arms that needs no extra process (A, W, H, D, E, L): `E`.
+
+One Envoy per variant (`--concurrency 1` on CPU 0, as in bench/run.py), a warm-up, then
+interleaved rounds that rotate the order, medians. Envoy CPU µs per request saturated (wrk) and
+at a fixed rate every variant sustains (oha, open loop). This VM moves ±3–5 µs between runs:
+compare a build with itself first to see how much.
+"""
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import run as bench
+
+# Arms of bench/run.py that run with Envoy alone (no processor, service or floor filter needed
+# beyond the .wasm files given).
+PLAIN_ARMS = {"A", "D", "E", "L"}
+FLOOR_ARMS = set(bench.FLOOR_MODES)
+
+
+def parse_variant(text: str, arm: str):
+    """(arm, .wasm or None, policy changes or None) for one VARIANT argument."""
+    if text in PLAIN_ARMS | FLOOR_ARMS:
+        return text, None, None
+    path, _, changes = text.partition("@")
+    if not path.endswith(".wasm"):
+        raise ValueError(f"{text!r}: neither a .wasm file nor one of the arms "
+                         f"{''.join(sorted(PLAIN_ARMS | FLOOR_ARMS))}")
+    policy_changes = json.loads(changes) if changes else None
+    if policy_changes is not None and not isinstance(policy_changes, dict):
+        raise ValueError(f"{text!r}: the policy changes after @ must be a JSON object")
+    return arm, Path(path), policy_changes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envoy", type=Path, required=True)
+    parser.add_argument("--upstream", type=Path, required=True)
+    parser.add_argument("--arm", default="C", choices=["B", "C"],
+                        help="the benchmark arm (policy) every .wasm variant runs")
+    parser.add_argument("--floor-wasm", type=Path,
+                        help="bench/floor-filter's .wasm, for the floor arms W and H")
+    parser.add_argument("--size", type=int, default=1024, help="tools/call body size, bytes")
+    parser.add_argument("--rate", type=float, default=3000, help="req/s of the fixed-rate runs")
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("variants", nargs="+", help="what to compare (see above)")
+    args = parser.parse_args()
+    names = args.variants
+    if len(set(names)) != len(names):
+        parser.error("each variant once")
+    try:
+        variants = {name: parse_variant(name, args.arm) for name in names}
+    except ValueError as error:
+        parser.error(str(error))
+    if any(arm in FLOOR_ARMS for arm, _, _ in variants.values()) and not args.floor_wasm:
+        parser.error("the floor arms need --floor-wasm")
+    # Arms without a .wasm of their own still need a path for the configuration builder.
+    any_wasm = next((wasm for _, wasm, _ in variants.values() if wasm), args.floor_wasm)
+    with tempfile.TemporaryDirectory(prefix="mcp-policy-compare-") as tmp:
+        workdir = Path(tmp)
+        started = []
+        try:
+            upstream = bench.Process([str(args.upstream)], bench.CLIENT_CPU, stdout=subprocess.PIPE,
+                                     text=True)
+            started.append(upstream)
+            upstream_port = int(re.search(r":(\d+)/", upstream.popen.stdout.readline()).group(1))
+            envoys = {}
+            for index, (name, (arm, wasm, policy_changes)) in enumerate(variants.items()):
+                directory = workdir / f"variant-{index}"
+                directory.mkdir()
+                envoys[name] = bench.Envoy(args.envoy, arm, wasm or any_wasm,
+                                           args.floor_wasm or any_wasm, upstream_port, directory,
+                                           policy_changes=policy_changes)
+                started.append(envoys[name])
+            for envoy in envoys.values():
+                envoy.wait_ready()
+                bench.check_arm(envoy, args.size)
+            if args.smoke:
+                print(f"compare smoke: {', '.join(names)} forward an allowed call (and those that "
+                      f"decide refuse blocked_tool) at {args.size} B")
+                return 0
+            script = workdir / "post.lua"
+            script.write_text(bench.WRK_SCRIPT)
+            body = workdir / "body.json"
+            body.write_bytes(bench.tools_call_body(args.size))
+            for name in names:
+                # Warm: the first seconds of a fresh Envoy cost more (as in bench/run.py).
+                bench.run_wrk(envoys[name], body, script, 1, 32)
+            fixed = {name: [] for name in names}
+            saturated = {name: [] for name in names}
+            for round_ in range(args.rounds):
+                order = names[round_ % len(names):] + names[:round_ % len(names)]
+                for name in order:
+                    fixed[name].append(bench.run_oha(envoys[name], body, args.seconds, args.rate, 32)
+                                       ["cpu_us_per_request_equal_rate"])
+                    saturated[name].append(bench.run_wrk(envoys[name], body, script, args.seconds,
+                                                         32)["cpu_us_per_request"])
+            print(f".wasm variants as arm {args.arm}, {args.size} B, {args.rounds} interleaved "
+                  f"rounds of {args.seconds:g} s; Envoy CPU µs per request, median (each round)")
+            print(f"| variant | .wasm bytes | saturated | at {args.rate:g} req/s |")
+            print("|---|---:|---:|---:|")
+            for name, (_, wasm, _) in variants.items():
+                size = f"{wasm.stat().st_size:,}" if wasm else "—"
+                print(f"| {name} | {size} | "
+                      f"{statistics.median(saturated[name]):.1f} "
+                      f"({' '.join(f'{x:.1f}' for x in saturated[name])}) | "
+                      f"{statistics.median(fixed[name]):.1f} "
+                      f"({' '.join(f'{x:.1f}' for x in fixed[name])}) |")
+            return 0
+        finally:
+            for process in reversed(started):
+                process.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
