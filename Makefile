@@ -115,8 +115,9 @@ soak: build envoy sample-bins
 # Every benchmark arm (passthrough, the Wasm floors, our filter three ways, Lua, native MCP + RBAC
 # with and without a local rate limit, an ext_proc hop) starts on the real Envoy and forwards an
 # allowed call; every arm that decides refuses the blocked one before the upstream sees it; arms
-# C and L with a limit of 2 refuse the third call with their own 429: the bench cannot rot
-# unnoticed.
+# C and L with a limit of 2 refuse the third call with their own 429; every step of
+# bench-host-calls and every kind of bench-compare variant starts and forwards: the bench cannot
+# rot unnoticed.
 bench-smoke: build floor-filter envoy sample-bins redis
 	cargo test -q $(SERVICE_CRATES) --no-run
 	cargo build -q -p bench-ext-proc
@@ -145,12 +146,12 @@ bench-host-calls: build floor-filter envoy load-tools
 	  --upstream target/release/bench-upstream $(HOST_CALLS_ARGS)
 
 ## bench-compare: before/after on the whole request in Envoy (arm C, 1 KB): VARIANTS="before.wasm
-## after.wasm" (or policy changes, or other arms: see bench/compare.py); COMPARE_ARGS to tune
-bench-compare: envoy load-tools
+## after.wasm" (or policy changes written without spaces, or other arms: see bench/compare.py)
+bench-compare: floor-filter envoy load-tools
 	@test -n '$(VARIANTS)' || { echo 'usage: make bench-compare VARIANTS="before.wasm after.wasm"'; exit 2; }
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
 	python3 bench/compare.py --envoy "$(ENVOY)" --upstream target/release/bench-upstream \
-	  $(COMPARE_ARGS) $(foreach variant,$(VARIANTS),'$(variant)')
+	  --floor-wasm "$(FLOOR_WASM)" $(COMPARE_ARGS) $(foreach variant,$(VARIANTS),'$(variant)')
 
 ## bench-phases: where each request's time goes inside the filter (arms B and C, all body sizes),
 ## from a .wasm built with the `phase-timing` feature; table saved to bench/results/phases.md

@@ -10,6 +10,7 @@ filter's own code costs.
 
     bench/host_calls.py --envoy ENVOY --wasm WASM --floor-wasm FLOOR_WASM --upstream BENCH_UPSTREAM
     bench/host_calls.py --smoke ...   # every step starts, forwards and makes its host calls
+    bench/host_calls.py --report bench/results/host-calls.json   # render the table again
 
 Interleaved rounds, medians; saturated (wrk) and at one fixed rate every arm sustains (oha).
 Saved to bench/results/host-calls.md and host-calls.json.
@@ -62,16 +63,20 @@ def smoke(envoys: dict, size: int):
 
 
 def render(data: dict) -> str:
+    recorded = all("achieved_rps" in result for result in data["sizes"].values())
+    overload_note = ("an arm that answered under 95% of that rate is marked overloaded" if recorded
+                     else "this run did not record the rate each arm achieved")
     lines = [
-        "Envoy's side of mcp-policy-filter's host calls (`make bench-host-calls`): the floor filter "
+        "What mcp-policy-filter's host calls cost Envoy (`make bench-host-calls`): the floor filter "
         "makes them, one kind more per step, without deciding anything; B and C are the filter. "
-        f"Envoy 1.40 `--concurrency 1`, {data['rounds']} interleaved rounds of {data['seconds']:g} s "
+        f"{data['envoy']} `--concurrency 1`, {data['rounds']} interleaved rounds of {data['seconds']:g} s "
         f"per arm and size, medians. CPU: Envoy's utime+stime per request, saturated (wrk, 32 "
-        f"connections) / at {data['rate']:g} req/s (oha, open loop).",
+        f"connections) / at {data['rate']:g} req/s (oha, open loop; {overload_note}).",
         "",
     ]
     for size, result in data["sizes"].items():
         sat, rate = result["saturated"], result["equal_rate"]
+        achieved = result.get("achieved_rps", {})
         lines += [f"**{int(size):,} B bodies**", "",
                   "| arm | what it does | CPU µs/req saturated | step | at the fixed rate | step |",
                   "|---|---|---:|---:|---:|---:|"]
@@ -87,7 +92,9 @@ def render(data: dict) -> str:
                 floor = OURS[arm]
                 step_sat = f"{sat[arm] - sat[floor]:+.1f} over {floor}"
                 step_rate = f"{rate[arm] - rate[floor]:+.1f} over {floor}"
-            lines.append(f"| {arm} | {what} | {sat[arm]:.1f} | {step_sat} | {rate[arm]:.1f} | {step_rate} |")
+            overloaded = " (overloaded)" if achieved.get(arm, data["rate"]) < 0.95 * data["rate"] else ""
+            lines.append(f"| {arm} | {what} | {sat[arm]:.1f} | {step_sat} | {rate[arm]:.1f}{overloaded} "
+                         f"| {step_rate} |")
             previous = arm if arm in STEPS else previous
         lines.append("")
     return "\n".join(lines)
@@ -96,10 +103,11 @@ def render(data: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envoy", type=Path, required=True)
-    parser.add_argument("--wasm", type=Path, required=True)
-    parser.add_argument("--floor-wasm", type=Path, required=True)
-    parser.add_argument("--upstream", type=Path, required=True)
+    parser.add_argument("--report", type=Path, help="only render host-calls.md again from this JSON")
+    parser.add_argument("--envoy", type=Path)
+    parser.add_argument("--wasm", type=Path)
+    parser.add_argument("--floor-wasm", type=Path)
+    parser.add_argument("--upstream", type=Path)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=3000)
@@ -107,6 +115,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=bench.HERE / "results")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
+    if args.report:
+        (args.report.parent / "host-calls.md").write_text(render(json.loads(args.report.read_text())))
+        return 0
+    if not (args.envoy and args.wasm and args.floor_wasm and args.upstream):
+        parser.error("--envoy, --wasm, --floor-wasm and --upstream are required (unless --report)")
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="mcp-policy-host-calls-") as tmp:
         workdir = Path(tmp)
@@ -138,17 +151,22 @@ def main() -> int:
                     bench.run_wrk(envoys[arm], body, script, 1, 32)
                 saturated = {arm: [] for arm in ARMS}
                 equal_rate = {arm: [] for arm in ARMS}
+                achieved = {arm: [] for arm in ARMS}
                 for round_ in range(args.rounds):
-                    order = ARMS[round_ % len(ARMS):] + ARMS[:round_ % len(ARMS)]
+                    # Spread over the rounds, each arm takes an early and a late place in turn.
+                    shift = round_ * len(ARMS) // args.rounds
+                    order = ARMS[shift:] + ARMS[:shift]
                     for arm in order:
-                        equal_rate[arm].append(bench.run_oha(envoys[arm], body, args.seconds,
-                                                             args.rate, 32)["cpu_us_per_request_equal_rate"])
+                        fixed = bench.run_oha(envoys[arm], body, args.seconds, args.rate, 32)
+                        equal_rate[arm].append(fixed["cpu_us_per_request_equal_rate"])
+                        achieved[arm].append(fixed["achieved_rps"])
                         saturated[arm].append(bench.run_wrk(envoys[arm], body, script, args.seconds,
                                                             32)["cpu_us_per_request"])
                 data["sizes"][str(size)] = {
                     "rounds": {"saturated": saturated, "equal_rate": equal_rate},
                     "saturated": {arm: bench.median(v) for arm, v in saturated.items()},
                     "equal_rate": {arm: bench.median(v) for arm, v in equal_rate.items()},
+                    "achieved_rps": {arm: bench.median(v) for arm, v in achieved.items()},
                 }
             report = render(data)
             print(report)

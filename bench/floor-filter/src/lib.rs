@@ -6,8 +6,9 @@
 //!   does: hold the headers, let Envoy buffer the body, read it once, release the request (arm H).
 //!
 //! `"hold-body"` may be followed by host calls that mcp-policy-filter makes, each joined with `+`
-//! (`"hold-body+headers+audit"`), so the bench can price Envoy's side of each one without any
-//! decision logic (`bench/run.py --host-calls`): see [`HostCalls::parse`].
+//! (`"hold-body+headers+audit"`), so the bench can price each kind of call without any decision
+//! logic (`bench/host_calls.py`): see [`HostCalls::parse`]. A call that fails answers the
+//! request with a 500, which fails the benchmark: a step never measures a failing call.
 //!
 //! The plugin configuration (a string) picks the mode; anything else is refused at configure.
 
@@ -42,10 +43,14 @@ const AUDIT_RECORD_BYTES: usize = 330;
 const SHARED_KEY: &str = "floor-filter/counter";
 
 impl HostCalls {
-    /// `None` for a name this filter does not know.
-    fn parse(names: &str) -> Option<HostCalls> {
+    /// `rest`: what follows `"hold-body"`, each name after a `+`. `None` for a name this filter
+    /// does not know, an empty or repeated one.
+    fn parse(rest: &str) -> Option<HostCalls> {
         let mut calls = HostCalls::default();
-        for name in names.split('+').filter(|n| !n.is_empty()) {
+        if rest.is_empty() {
+            return Some(calls);
+        }
+        for name in rest.strip_prefix('+')?.split('+') {
             let switch = match name {
                 "headers" => &mut calls.headers,
                 "clock" => &mut calls.clock,
@@ -55,6 +60,9 @@ impl HostCalls {
                 "response" => &mut calls.response,
                 _ => return None,
             };
+            if *switch {
+                return None;
+            }
             *switch = true;
         }
         Some(calls)
@@ -124,29 +132,41 @@ struct HoldBody {
 impl Context for HoldBody {}
 
 impl HoldBody {
-    /// The host calls made once the body is read, in mcp-policy-filter's order.
-    fn decide(&self) {
+    /// The host calls made once the body is read, in mcp-policy-filter's order; then the
+    /// request goes on, or is answered with a 500 if a call failed.
+    fn decide(&self) -> Action {
         if self.calls.clock {
             std::hint::black_box(self.get_current_time());
         }
+        let mut failed = None;
         if self.calls.shared {
             let (value, cas) = self.get_shared_data(SHARED_KEY);
             let count = value
                 .and_then(|v| v.try_into().ok())
                 .map_or(0, u64::from_le_bytes);
             let next = count.wrapping_add(1).to_le_bytes();
-            std::hint::black_box(self.set_shared_data(SHARED_KEY, Some(&next), cas)).ok();
+            // The bench runs one worker, so one VM: nothing can write in between, and a CAS
+            // mismatch would be a failure too.
+            if self.set_shared_data(SHARED_KEY, Some(&next), cas).is_err() {
+                failed = Some("set_shared_data");
+            }
         }
         if self.calls.audit {
             let record = [b'x'; AUDIT_RECORD_BYTES];
-            std::hint::black_box(hostcalls::set_property(
-                vec!["mcp_policy_audit"],
-                Some(&record),
-            ))
-            .ok();
+            if hostcalls::set_property(vec!["mcp_policy_audit"], Some(&record)).is_err() {
+                failed = Some("set_property");
+            }
         }
-        if self.calls.metric {
-            std::hint::black_box(hostcalls::increment_metric(self.metric, 1)).ok();
+        if self.calls.metric && hostcalls::increment_metric(self.metric, 1).is_err() {
+            failed = Some("increment_metric");
+        }
+        match failed {
+            None => Action::Continue,
+            Some(call) => {
+                let message = format!("floor-filter: {call} failed");
+                self.send_http_response(500, vec![], Some(message.as_bytes()));
+                Action::Pause
+            }
         }
     }
 }
@@ -157,8 +177,7 @@ impl HttpContext for HoldBody {
             std::hint::black_box(self.get_http_request_headers_bytes());
         }
         if end_of_stream {
-            self.decide();
-            Action::Continue
+            self.decide()
         } else {
             Action::Pause
         }
@@ -171,8 +190,7 @@ impl HttpContext for HoldBody {
         // Read once, as a filter deciding on the body must; `black_box` keeps the read.
         let body = self.get_http_request_body(0, body_size);
         std::hint::black_box(body);
-        self.decide();
-        Action::Continue
+        self.decide()
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
