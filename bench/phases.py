@@ -63,6 +63,8 @@ def main() -> int:
                     _, phases, clock = reports[-1]
                     values = dict(item.split("=") for item in phases.split())
                     values["clock read (each)"] = clock
+                    if "allocations" in values:
+                        values["heap allocations per request (a count)"] = values.pop("allocations")
                     values["Envoy CPU per request"] = f"{result['cpu_us_per_request']:.1f}"
                     columns[(arm, size)] = values
                     print(f"{arm} {size} B: {phases}", file=sys.stderr)

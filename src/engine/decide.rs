@@ -252,7 +252,10 @@ fn access(policy: &Policy, caller: &Caller, tool: &str) -> (ToolDecision, String
                     grant.name,
                     shown(caller)
                 );
-                (deny(why), format!("{}.tools", key_path("grants", &grant.name)))
+                (
+                    deny(why),
+                    format!("{}.tools", key_path("grants", &grant.name)),
+                )
             }
             Some(ToolRule {
                 action: ToolAction::Deny,
@@ -280,7 +283,10 @@ fn server_wide(
     grant_limits: &[CounterId],
 ) -> (ToolDecision, String) {
     match (rule, policy.default_action) {
-        (Some(rule), _) => (allow(union(&[&rule.limits, grant_limits])), rule.path.clone()),
+        (Some(rule), _) => (
+            allow(union(&[&rule.limits, grant_limits])),
+            rule.path.clone(),
+        ),
         (None, DefaultAction::Allow) => (allow(grant_limits.to_vec()), "default".to_owned()),
         (None, DefaultAction::Deny) => (deny(UNLISTED_UNDER_DEFAULT_DENY), "default".to_owned()),
     }

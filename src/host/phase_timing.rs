@@ -1,7 +1,8 @@
 //! Where a request's time goes inside the filter, for `make bench-phases`: built only with the
 //! `phase-timing` feature, which logs the mean µs per request of each phase every
 //! `REPORT_EVERY` requests (Envoy log, warning level). Without the feature every call here is
-//! empty and compiles away; the shipped .wasm never reads the clock for it.
+//! empty and compiles away; the shipped .wasm never reads the clock for it. The same builds
+//! count heap allocations in the VM (Envoy's copies into it included) and log them per request.
 
 #[derive(Clone, Copy)]
 pub enum Phase {
@@ -26,7 +27,9 @@ pub enum Phase {
 
 #[cfg(feature = "phase-timing")]
 mod enabled {
+    use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::RefCell;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::UNIX_EPOCH;
 
     use proxy_wasm::hostcalls;
@@ -47,6 +50,51 @@ mod enabled {
         "response_body",
     ];
     const REPORT_EVERY: u64 = 20_000;
+
+    /// Every allocation and reallocation in the VM, whoever asked for it, except in
+    /// `not_counted` (the measurement's own extra work).
+    static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+    static COUNTING: AtomicBool = AtomicBool::new(true);
+
+    fn count() {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn not_counted<T>(work: impl FnOnce() -> T) -> T {
+        COUNTING.store(false, Ordering::Relaxed);
+        let result = work();
+        COUNTING.store(true, Ordering::Relaxed);
+        result
+    }
+
+    struct CountingAllocator;
+
+    // SAFETY: forwards every call unchanged to the system allocator; only counts.
+    unsafe impl GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count();
+            System.alloc(layout)
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count();
+            System.alloc_zeroed(layout)
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout);
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count();
+            System.realloc(ptr, layout, new_size)
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING_ALLOCATOR: CountingAllocator = CountingAllocator;
 
     thread_local! {
         static TOTALS: RefCell<([u64; 10], u64)> = const { RefCell::new(([0; 10], 0)) };
@@ -82,11 +130,16 @@ mod enabled {
                 now();
             }
             let clock = now().saturating_sub(start) / 100;
-            let means: Vec<String> = PHASES
+            let mut means: Vec<String> = PHASES
                 .iter()
                 .zip(t.0.iter())
                 .map(|(name, total)| format!("{name}={:.1}", *total as f64 / t.1 as f64 / 1e3))
                 .collect();
+            let allocations = ALLOCATIONS.swap(0, Ordering::Relaxed);
+            means.push(format!(
+                "allocations={:.1}",
+                allocations as f64 / t.1 as f64
+            ));
             let _ = hostcalls::log(
                 LogLevel::Warn,
                 &format!(
@@ -102,7 +155,7 @@ mod enabled {
 }
 
 #[cfg(feature = "phase-timing")]
-pub use enabled::{mark, now, request_done};
+pub use enabled::{mark, not_counted, now, request_done};
 
 #[cfg(not(feature = "phase-timing"))]
 #[inline(always)]
@@ -119,3 +172,9 @@ pub fn mark(_phase: Phase, _since: u64) -> u64 {
 #[cfg(not(feature = "phase-timing"))]
 #[inline(always)]
 pub fn request_done() {}
+
+#[cfg(not(feature = "phase-timing"))]
+#[inline(always)]
+pub fn not_counted<T>(work: impl FnOnce() -> T) -> T {
+    work()
+}

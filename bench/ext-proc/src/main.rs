@@ -79,9 +79,7 @@ impl ExternalProcessor for ToolGate {
         &self,
         request: Request<Streaming<ProcessingRequest>>,
     ) -> Result<Response<Self::ProcessStream>, Status> {
-        let answers = request
-            .into_inner()
-            .map(|message| message.and_then(answer));
+        let answers = request.into_inner().map(|message| message.and_then(answer));
         Ok(Response::new(Box::pin(answers)))
     }
 }
