@@ -7,6 +7,7 @@ pub mod decide;
 pub mod evaluate;
 pub mod explain;
 pub mod grants;
+pub mod header_map;
 pub mod hex;
 pub mod identity;
 pub mod json_scan;

@@ -114,7 +114,7 @@ fn relevant(policy: &Policy, name: &str) -> bool {
 pub fn screen(
     policy: &Policy,
     method: &str,
-    headers: &[(String, Vec<u8>)],
+    headers: &[(&str, &[u8])],
     has_body: bool,
 ) -> Screening {
     if method != "POST" {
@@ -127,7 +127,7 @@ pub fn screen(
         return Screening::Pass;
     }
     let mut values: Vec<(String, String)> = Vec::new();
-    for (name, raw) in headers.iter().filter(|(n, _)| relevant(policy, n)) {
+    for &(name, raw) in headers.iter().filter(|(n, _)| relevant(policy, n)) {
         if values.iter().any(|(n, _)| n == name) {
             // Proxies and servers disagree on which of several values counts.
             return Screening::Refuse(reply::refused_request(
@@ -135,17 +135,17 @@ pub fn screen(
                 format!("header {name} appears more than once"),
             ));
         }
-        let Ok(text) = String::from_utf8(raw.clone()) else {
+        let Ok(text) = std::str::from_utf8(raw) else {
             return Screening::Refuse(reply::refused_request(
                 400,
                 format!("header {name} is not valid UTF-8"),
             ));
         };
-        values.push((name.clone(), text));
+        values.push((name.to_owned(), text.to_owned()));
     }
     let path = headers
         .iter()
-        .find(|(n, _)| n == ":path")
+        .find(|(n, _)| *n == ":path")
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
         .unwrap_or_default();
     match legacy_session_of(path) {
@@ -216,10 +216,8 @@ mod tests {
         load_policy(br#"{"version":"1","max_body_bytes":100,"identity":{"sources":[{"header":"x-agent-id"},{"header":"x-api-key","secret":true}]}}"#).unwrap()
     }
 
-    fn headers(list: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.to_vec()))
-            .collect()
+    fn headers<'a>(list: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a [u8])> {
+        list.to_vec()
     }
 
     const JSON: (&str, &[u8]) = ("content-type", b"application/json");

@@ -16,6 +16,7 @@ use crate::engine::decide::Caller;
 use crate::engine::evaluate::{
     evaluate, AwaitingServices, Outcome, RequestMeta, ServiceQuery, Verdict,
 };
+use crate::engine::header_map;
 use crate::engine::identity::{self, Identity};
 use crate::engine::policy::{Policy, RefusalMode};
 use crate::engine::remote_limits;
@@ -27,6 +28,7 @@ use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
 use super::attributes::EnvoyRequest;
 use super::metrics::{count_call, count_service_answer, tool_label};
 use super::phase_timing::{self as timing, Phase};
+use super::raw_headers;
 use super::root::log;
 use super::shared_data::EnvoySharedData;
 
@@ -452,15 +454,22 @@ impl Context for PolicyStream {
 
 impl HttpContext for PolicyStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        // One host call for every header (each call into Envoy costs more than the lookups).
-        // Bytes, not strings: the SDK's string getters panic on values that are not UTF-8.
+        // One host call for every header (each call into Envoy costs more than the lookups),
+        // read in place. Values as bytes: they need not be UTF-8.
         let started = timing::now();
-        let all_headers = self.get_http_request_headers_bytes();
+        let raw = raw_headers::fetch(MapType::HttpRequestHeaders);
         let started = timing::mark(Phase::HeadersFetch, started);
+        let Some(all_headers) = raw.as_deref().and_then(header_map::decode) else {
+            // Envoy always has request headers to give: fail closed if it does not.
+            return self.refuse_request(reply::refused_request(
+                500,
+                "the policy filter could not read the request headers".to_owned(),
+            ));
+        };
         let header_text = |name: &str| {
             all_headers
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| *n == name)
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         };
         let method = header_text(":method").unwrap_or_default();
@@ -563,11 +572,13 @@ impl PolicyStream {
     /// tools/list answer).
     fn inspect_response_headers(&mut self) -> Action {
         // One host call for both headers (each call into Envoy costs more than the lookups).
-        let headers = self.get_http_response_headers_bytes();
+        // Unreadable headers read as none: no status, so nothing is refunded (never undercharged).
+        let raw = raw_headers::fetch(MapType::HttpResponseHeaders).unwrap_or_default();
+        let headers = header_map::decode(&raw).unwrap_or_default();
         let header_text = |name: &str| {
             headers
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| *n == name)
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         };
         let status = header_text(":status")

@@ -6,6 +6,7 @@ mod entropy;
 mod http;
 mod metrics;
 mod phase_timing;
+mod raw_headers;
 mod root;
 mod shared_data;
 
