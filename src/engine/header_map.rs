@@ -4,9 +4,9 @@
 //! Layout (proxy-wasm ABI): a little-endian `u32` count N; N pairs of `u32` sizes (name, value);
 //! then each name and each value in that order, every one followed by a NUL byte.
 
-/// The pairs in `raw`, names as text; `None` if `raw` is not such a map (sizes past its end, a
-/// missing NUL, a name that is not UTF-8). Envoy only hands over well-formed maps whose names
-/// are HTTP tokens, so `None` means something is badly wrong and the caller fails closed.
+/// The pairs in `raw`, names as text; `None` if `raw` is not exactly such a map (sizes past its
+/// end, a missing NUL, a name that is not UTF-8, bytes after the last pair). Envoy only hands
+/// over well-formed maps whose names are HTTP tokens, so `None` means something is badly wrong.
 pub fn decode(raw: &[u8]) -> Option<Vec<(&str, &[u8])>> {
     if raw.is_empty() {
         return Some(Vec::new());
@@ -37,7 +37,7 @@ pub fn decode(raw: &[u8]) -> Option<Vec<(&str, &[u8])>> {
         let name = std::str::from_utf8(take(name_len)?).ok()?;
         pairs.push((name, take(value_len)?));
     }
-    Some(pairs)
+    (at == raw.len()).then_some(pairs)
 }
 
 #[cfg(test)]
@@ -87,19 +87,24 @@ mod tests {
     }
 
     #[test]
-    fn anything_else_is_refused_never_read_past_its_end() {
+    fn only_exactly_such_a_map_is_read() {
         let good = encode(&[(b"content-type", b"application/json"), (b"a", b"b")]);
-        // Every truncation, and every single byte changed, either fails or decodes in bounds.
-        for len in 0..good.len() {
-            if len > 0 {
-                assert_eq!(decode(&good[..len]), None, "truncated to {len}");
-            }
+        for len in 1..good.len() {
+            assert_eq!(decode(&good[..len]), None, "truncated to {len}");
         }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer), None, "a byte after the last pair");
+        // Every byte set to every value: refused, or read as a map that is exactly those bytes.
         for at in 0..good.len() {
-            for byte in [0u8, 1, 0x7f, 0xff] {
-                let mut bad = good.clone();
-                bad[at] = byte;
-                let _ = decode(&bad);
+            for byte in 0..=u8::MAX {
+                let mut changed = good.clone();
+                changed[at] = byte;
+                if let Some(pairs) = decode(&changed) {
+                    let pairs: Vec<(&[u8], &[u8])> =
+                        pairs.iter().map(|(n, v)| (n.as_bytes(), *v)).collect();
+                    assert_eq!(encode(&pairs), changed, "byte {at} set to {byte}");
+                }
             }
         }
         // A huge count, sizes past the end, a missing NUL, a name that is not UTF-8.

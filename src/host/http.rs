@@ -461,6 +461,13 @@ impl HttpContext for PolicyStream {
         let started = timing::mark(Phase::HeadersFetch, started);
         let Some(all_headers) = raw.as_deref().and_then(header_map::decode) else {
             // Envoy always has request headers to give: fail closed if it does not.
+            log(
+                LogLevel::Error,
+                &format!(
+                    "mcp-policy-filter[{}]: request headers unreadable; request refused",
+                    self.namespace
+                ),
+            );
             return self.refuse_request(reply::refused_request(
                 500,
                 "the policy filter could not read the request headers".to_owned(),
@@ -572,9 +579,23 @@ impl PolicyStream {
     /// tools/list answer).
     fn inspect_response_headers(&mut self) -> Action {
         // One host call for both headers (each call into Envoy costs more than the lookups).
-        // Unreadable headers read as none: no status, so nothing is refunded (never undercharged).
-        let raw = raw_headers::fetch(MapType::HttpResponseHeaders).unwrap_or_default();
-        let headers = header_map::decode(&raw).unwrap_or_default();
+        let raw = raw_headers::fetch(MapType::HttpResponseHeaders);
+        let headers = raw
+            .as_deref()
+            .and_then(header_map::decode)
+            .unwrap_or_else(|| {
+                // Read as no headers: no status, so nothing is refunded (never undercharged), and
+                // no content type, so the answer is not rewritten, as an answer in a format the
+                // filter does not read; its tools stay enforced when called.
+                log(
+                    LogLevel::Error,
+                    &format!(
+                        "mcp-policy-filter[{}]: response headers unreadable; answer passed as is",
+                        self.namespace
+                    ),
+                );
+                Vec::new()
+            });
         let header_text = |name: &str| {
             headers
                 .iter()

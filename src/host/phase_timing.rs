@@ -8,7 +8,7 @@
 pub enum Phase {
     /// One host call for all request headers.
     HeadersFetch = 0,
-    /// Screening, identity and session from the headers.
+    /// Decoding the headers Envoy handed over; screening, identity and session from them.
     HeadersRead,
     /// One host call for the buffered body.
     BodyFetch,
@@ -63,9 +63,9 @@ mod enabled {
     }
 
     pub fn not_counted<T>(work: impl FnOnce() -> T) -> T {
-        COUNTING.store(false, Ordering::Relaxed);
+        let was_counting = COUNTING.swap(false, Ordering::Relaxed);
         let result = work();
-        COUNTING.store(true, Ordering::Relaxed);
+        COUNTING.store(was_counting, Ordering::Relaxed);
         result
     }
 

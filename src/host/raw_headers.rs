@@ -4,6 +4,7 @@
 
 use proxy_wasm::types::MapType;
 
+#[link(wasm_import_module = "env")]
 extern "C" {
     // The proxy-wasm ABI call the SDK's `get_map` makes; declared here to keep its buffer.
     fn proxy_get_header_map_pairs(
@@ -18,8 +19,9 @@ pub fn fetch(map: MapType) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: on success Envoy allocated `size` bytes through the SDK's
-    // `proxy_on_memory_allocate` (a `Vec<u8>` of exactly that capacity, forgotten) and wrote
-    // the map there; taking it back as that `Vec` is how the SDK itself frees it.
+    // `proxy_on_memory_allocate` (a leaked boxed slice of `size` bytes: layout `size`, align 1)
+    // and wrote the map there; a `Vec<u8>` of length and capacity `size` frees it with that
+    // layout, which is how the SDK itself takes such buffers back.
     unsafe {
         if proxy_get_header_map_pairs(map, &mut data, &mut size) != 0 {
             return None;
