@@ -3,12 +3,11 @@
 //! if the policy says `"audit": {"include_arguments": true}`). The filter hands it to Envoy as
 //! filter state, so it leaves through the operator's own access log.
 
-use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 use super::evaluate::{Outcome, Verdict};
 use super::identity::{sha256_tag, Identity};
+use super::json_write::{push_key, push_opt_str, push_str, push_u64, push_value};
 use super::policy::Policy;
 
 pub struct AuditContext<'a> {
@@ -21,43 +20,12 @@ pub struct AuditContext<'a> {
     pub session: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct Record<'a> {
-    time: u64,
-    request_id: Option<&'a str>,
-    server: &'a str,
-    identity: Option<String>,
-    identity_source: Option<&'a str>,
-    session: Option<&'a str>,
-    outcome: &'static str,
-    status: Option<u16>,
-    calls: Vec<CallEntry<'a>>,
-    counters: Vec<CounterEntry<'a>>,
-}
-
-#[derive(Serialize)]
-struct CallEntry<'a> {
-    id: &'a Value,
-    tool: &'a str,
-    decision: &'static str,
-    rule: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    reason: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments_sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<&'a RawValue>,
-}
-
-#[derive(Serialize)]
-struct CounterEntry<'a> {
-    counter: &'a str,
-    value: u64,
-    limit: u64,
-    window_start: u64,
-}
-
 /// `None` for requests without a decision to record (no tools/call, nothing refused).
+///
+/// Members, in this order: `time`, `request_id`, `server`, `identity`, `identity_source`,
+/// `session`, `outcome`, `status`, `calls` (`id`, `tool`, `decision`, `rule`, and when they have
+/// one `reason`, `arguments_sha256`, `arguments`), `counters` (`counter`, `value`, `limit`,
+/// `window_start`). Written by hand (`json_write`): see there why.
 pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Option<String> {
     let refused = match &outcome.verdict {
         Verdict::Reply(reply) => Some(reply.status),
@@ -67,54 +35,91 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
     if outcome.calls.is_empty() && refused.is_none() {
         return None;
     }
-    let calls = outcome
-        .calls
-        .iter()
-        .map(|call| {
-            // Raw JSON as the client sent it (validated when the body was read).
-            let arguments = call.arguments.as_deref().unwrap_or("null");
-            CallEntry {
-                id: call.id.as_ref().unwrap_or(&Value::Null),
-                tool: &call.tool,
-                decision: call.decision,
-                rule: &call.rule,
-                reason: &call.detail,
-                // Of the text as sent: what the server received, byte for byte.
-                arguments_sha256: policy.audit_hash.then(|| sha256_tag(arguments)),
-                arguments: policy
-                    .audit_arguments
-                    .then(|| serde_json::from_str::<&RawValue>(arguments).ok())
-                    .flatten(),
-            }
-        })
-        .collect();
-    let counters = outcome
-        .counters
-        .iter()
-        .map(|c| CounterEntry {
-            counter: &c.counter,
-            value: c.value,
-            limit: c.max,
-            window_start: c.window_start,
-        })
-        .collect();
-    let record = Record {
-        time: context.time,
-        request_id: context.request_id,
-        server: context.server,
-        identity: context.identity.map(Identity::display),
-        identity_source: context.identity.map(|i| i.source.as_str()),
-        session: context.session,
-        outcome: if refused.is_some() {
+    let mut out = String::with_capacity(320 + 200 * outcome.calls.len());
+    out.push('{');
+    push_key(&mut out, "time", true);
+    push_u64(&mut out, context.time);
+    push_key(&mut out, "request_id", false);
+    push_opt_str(&mut out, context.request_id);
+    push_key(&mut out, "server", false);
+    push_str(&mut out, context.server);
+    push_key(&mut out, "identity", false);
+    push_opt_str(&mut out, context.identity.map(Identity::display).as_deref());
+    push_key(&mut out, "identity_source", false);
+    push_opt_str(&mut out, context.identity.map(|i| i.source.as_str()));
+    push_key(&mut out, "session", false);
+    push_opt_str(&mut out, context.session);
+    push_key(&mut out, "outcome", false);
+    push_str(
+        &mut out,
+        if refused.is_some() {
             "refused"
         } else {
             "forwarded"
         },
-        status: refused,
-        calls,
-        counters,
-    };
-    serde_json::to_string(&record).ok()
+    );
+    push_key(&mut out, "status", false);
+    match refused {
+        Some(status) => push_u64(&mut out, u64::from(status)),
+        None => out.push_str("null"),
+    }
+    push_key(&mut out, "calls", false);
+    out.push('[');
+    for (index, call) in outcome.calls.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        push_key(&mut out, "id", true);
+        match &call.id {
+            Some(id) => push_value(&mut out, id),
+            None => out.push_str("null"),
+        }
+        push_key(&mut out, "tool", false);
+        push_str(&mut out, &call.tool);
+        push_key(&mut out, "decision", false);
+        push_str(&mut out, call.decision);
+        push_key(&mut out, "rule", false);
+        push_str(&mut out, &call.rule);
+        if !call.detail.is_empty() {
+            push_key(&mut out, "reason", false);
+            push_str(&mut out, &call.detail);
+        }
+        // Raw JSON as the client sent it (validated when the body was read).
+        let arguments = call.arguments.as_deref().unwrap_or("null");
+        if policy.audit_hash {
+            // Of the text as sent: what the server received, byte for byte.
+            push_key(&mut out, "arguments_sha256", false);
+            push_str(&mut out, &sha256_tag(arguments));
+        }
+        if policy.audit_arguments {
+            if let Ok(raw) = serde_json::from_str::<&RawValue>(arguments) {
+                push_key(&mut out, "arguments", false);
+                out.push_str(raw.get());
+            }
+        }
+        out.push('}');
+    }
+    out.push(']');
+    push_key(&mut out, "counters", false);
+    out.push('[');
+    for (index, counter) in outcome.counters.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        push_key(&mut out, "counter", true);
+        push_str(&mut out, &counter.counter);
+        push_key(&mut out, "value", false);
+        push_u64(&mut out, counter.value);
+        push_key(&mut out, "limit", false);
+        push_u64(&mut out, counter.max);
+        push_key(&mut out, "window_start", false);
+        push_u64(&mut out, counter.window_start);
+        out.push('}');
+    }
+    out.push_str("]}");
+    Some(out)
 }
 
 #[cfg(test)]
@@ -123,7 +128,7 @@ mod tests {
     use crate::engine::evaluate::{evaluate, RequestMeta};
     use crate::engine::load::load_policy;
     use crate::engine::test_support::{test, MemoryStore};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn audit(policy_text: &str, body: &str, identity: Option<&Identity>) -> Value {
         let policy = load_policy(policy_text.as_bytes()).unwrap();
@@ -143,6 +148,169 @@ mod tests {
             session: Some("s-1"),
         };
         serde_json::from_str(&record(&policy, &context, &outcome).unwrap()).unwrap()
+    }
+
+    /// The record as serde's derived `Serialize` wrote it before `record` wrote it by hand: the
+    /// text must not change (operators parse it, and may compare it byte for byte).
+    mod serde_reference {
+        use serde::Serialize;
+        use serde_json::value::RawValue;
+        use serde_json::Value;
+
+        use super::super::*;
+
+        #[derive(Serialize)]
+        struct Record<'a> {
+            time: u64,
+            request_id: Option<&'a str>,
+            server: &'a str,
+            identity: Option<String>,
+            identity_source: Option<&'a str>,
+            session: Option<&'a str>,
+            outcome: &'static str,
+            status: Option<u16>,
+            calls: Vec<CallEntry<'a>>,
+            counters: Vec<CounterEntry<'a>>,
+        }
+
+        #[derive(Serialize)]
+        struct CallEntry<'a> {
+            id: &'a Value,
+            tool: &'a str,
+            decision: &'static str,
+            rule: &'a str,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            reason: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            arguments_sha256: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            arguments: Option<&'a RawValue>,
+        }
+
+        #[derive(Serialize)]
+        struct CounterEntry<'a> {
+            counter: &'a str,
+            value: u64,
+            limit: u64,
+            window_start: u64,
+        }
+
+        pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> String {
+            let refused = match &outcome.verdict {
+                Verdict::Reply(reply) => Some(reply.status),
+                _ => None,
+            };
+            let calls = outcome
+                .calls
+                .iter()
+                .map(|call| {
+                    let arguments = call.arguments.as_deref().unwrap_or("null");
+                    CallEntry {
+                        id: call.id.as_ref().unwrap_or(&Value::Null),
+                        tool: &call.tool,
+                        decision: call.decision,
+                        rule: &call.rule,
+                        reason: &call.detail,
+                        arguments_sha256: policy.audit_hash.then(|| sha256_tag(arguments)),
+                        arguments: policy
+                            .audit_arguments
+                            .then(|| serde_json::from_str::<&RawValue>(arguments).ok())
+                            .flatten(),
+                    }
+                })
+                .collect();
+            let counters = outcome
+                .counters
+                .iter()
+                .map(|c| CounterEntry {
+                    counter: &c.counter,
+                    value: c.value,
+                    limit: c.max,
+                    window_start: c.window_start,
+                })
+                .collect();
+            serde_json::to_string(&Record {
+                time: context.time,
+                request_id: context.request_id,
+                server: context.server,
+                identity: context.identity.map(Identity::display),
+                identity_source: context.identity.map(|i| i.source.as_str()),
+                session: context.session,
+                outcome: if refused.is_some() {
+                    "refused"
+                } else {
+                    "forwarded"
+                },
+                status: refused,
+                calls,
+                counters,
+            })
+            .unwrap()
+        }
+    }
+
+    #[test]
+    fn the_record_is_byte_for_byte_what_serde_wrote() {
+        let limited = r#"{"version":"1","default":"deny","tools":{"send":{"limits":[{"counter":"sends","window":60,"max":5,"scope":"global"},{"counter":"per\"key\u0001","window":"hour","max":9,"scope":"session"}]},"drop":{"action":"deny","reason":"no \"drops\"\n ever"}}}"#;
+        let with_arguments =
+            r#"{"version":"1","default":"allow","audit":{"include_arguments":true}}"#;
+        let unhashed = r#"{"version":"1","default":"allow","audit":{"hash_arguments":false}}"#;
+        let key = Identity {
+            value: sha256_tag("sk-1"),
+            secret: true,
+            source: "header:x-api-key".into(),
+        };
+        let plain = Identity {
+            value: "agent \"7\"\u{1}é".into(),
+            secret: false,
+            source: "header:x-agent".into(),
+        };
+        let bodies = [
+            CALL,
+            r#"{"jsonrpc":"2.0","id":"a\"b","method":"tools/call","params":{"name":"send","arguments":{"to":"o1"}}}"#,
+            r#"{"jsonrpc":"2.0","id":-3,"method":"tools/call","params":{"name":"send"}}"#,
+            r#"{"jsonrpc":"2.0","id":2.5,"method":"tools/call","params":{"name":"drop","arguments": {"x" : [1, 2]} }}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send","arguments":{}}},{"jsonrpc":"2.0","method":"tools/call","params":{"name":"send","arguments":{"a":"\u00e9\n"}}}]"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"unlisted","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/list"}"#,
+            "{not json",
+        ];
+        let mut compared = 0;
+        for policy_text in [limited, with_arguments, unhashed] {
+            let policy = load_policy(policy_text.as_bytes()).unwrap();
+            for identity in [None, Some(&key), Some(&plain)] {
+                for (request_id, session) in [(Some("req-1"), Some("s\t1")), (None, None)] {
+                    let mut store = MemoryStore::default();
+                    for body in bodies {
+                        let meta = RequestMeta {
+                            namespace: "wechat",
+                            identity,
+                            session,
+                            now: 1_000,
+                            ..Default::default()
+                        };
+                        let outcome = evaluate(&policy, body.as_bytes(), &meta, &mut store);
+                        let context = AuditContext {
+                            time: 1_000,
+                            request_id,
+                            server: "we\"chat",
+                            identity,
+                            session,
+                        };
+                        let Some(written) = record(&policy, &context, &outcome) else {
+                            continue;
+                        };
+                        assert_eq!(
+                            written,
+                            serde_reference::record(&policy, &context, &outcome),
+                            "{policy_text} {body}"
+                        );
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared >= 100, "{compared} records compared");
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"send","arguments":{"to":"o1","text":"secret plan"}}}"#;

@@ -11,6 +11,7 @@ pub mod header_map;
 pub mod hex;
 pub mod identity;
 pub mod json_scan;
+pub mod json_write;
 pub mod jsonrpc;
 pub mod load;
 pub mod policy;
