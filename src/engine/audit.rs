@@ -6,7 +6,7 @@
 use serde_json::value::RawValue;
 
 use super::evaluate::{Outcome, Verdict};
-use super::identity::{sha256_tag, Identity};
+use super::identity::{push_sha256_tag, Identity};
 use super::json_write::{push_key, push_opt_str, push_str, push_u64, push_value};
 use super::policy::Policy;
 
@@ -44,7 +44,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
     push_key(&mut out, "server", false);
     push_str(&mut out, context.server);
     push_key(&mut out, "identity", false);
-    push_opt_str(&mut out, context.identity.map(Identity::display).as_deref());
+    push_opt_str(&mut out, context.identity.map(Identity::shown));
     push_key(&mut out, "identity_source", false);
     push_opt_str(&mut out, context.identity.map(|i| i.source.as_str()));
     push_key(&mut out, "session", false);
@@ -90,7 +90,10 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         if policy.audit_hash {
             // Of the text as sent: what the server received, byte for byte.
             push_key(&mut out, "arguments_sha256", false);
-            push_str(&mut out, &sha256_tag(arguments));
+            // Hex digits: nothing to escape.
+            out.push('"');
+            push_sha256_tag(&mut out, arguments);
+            out.push('"');
         }
         if policy.audit_arguments {
             if let Ok(raw) = serde_json::from_str::<&RawValue>(arguments) {
@@ -126,6 +129,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
 mod tests {
     use super::*;
     use crate::engine::evaluate::{evaluate, RequestMeta};
+    use crate::engine::identity::sha256_tag;
     use crate::engine::load::load_policy;
     use crate::engine::test_support::{test, MemoryStore};
     use serde_json::{json, Value};
@@ -153,6 +157,7 @@ mod tests {
     /// The record as serde's derived `Serialize` wrote it before `record` wrote it by hand: the
     /// text must not change (operators parse it, and may compare it byte for byte).
     mod serde_reference {
+        use crate::engine::identity::sha256_tag;
         use serde::Serialize;
         use serde_json::value::RawValue;
         use serde_json::Value;
@@ -251,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_record_is_byte_for_byte_what_serde_wrote() {
-        let limited = r#"{"version":"1","default":"deny","tools":{"send":{"limits":[{"counter":"sends","window":60,"max":5,"scope":"global"},{"counter":"per\"key\u0001","window":"hour","max":9,"scope":"session"}]},"drop":{"action":"deny","reason":"no \"drops\"\n ever"}}}"#;
+        let limited = r#"{"version":"1","default":"deny","tools":{"send":{"limits":[{"counter":"sends","window":60,"max":2,"scope":"global"},{"counter":"per\"key\u0001\u007f/","window":"hour","max":9,"scope":"session"}]},"drop":{"action":"deny","reason":"no \"drops\"\n ever \u007f/"}}}"#;
         let with_arguments =
             r#"{"version":"1","default":"allow","audit":{"include_arguments":true}}"#;
         let unhashed = r#"{"version":"1","default":"allow","audit":{"hash_arguments":false}}"#;
@@ -261,7 +266,7 @@ mod tests {
             source: "header:x-api-key".into(),
         };
         let plain = Identity {
-            value: "agent \"7\"\u{1}é".into(),
+            value: "agent \"7\"\u{1}é\u{7f}/".into(),
             secret: false,
             source: "header:x-agent".into(),
         };
@@ -272,10 +277,17 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":2.5,"method":"tools/call","params":{"name":"drop","arguments": {"x" : [1, 2]} }}"#,
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send","arguments":{}}},{"jsonrpc":"2.0","method":"tools/call","params":{"name":"send","arguments":{"a":"\u00e9\n"}}}]"#,
             r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"unlisted","arguments":{}}}"#,
+            r#"[{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"send","arguments":{}}},{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"drop","arguments":{}}}]"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"send","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1e3,"method":"tools/call","params":{"name":"send","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":-0,"method":"tools/call","params":{"name":"send","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"send","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":18446744073709551616,"method":"tools/call","params":{"name":"send","arguments":{}}}"#,
             r#"{"jsonrpc":"2.0","id":6,"method":"tools/list"}"#,
             "{not json",
         ];
         let mut compared = 0;
+        let mut decisions = std::collections::BTreeSet::new();
         for policy_text in [limited, with_arguments, unhashed] {
             let policy = load_policy(policy_text.as_bytes()).unwrap();
             for identity in [None, Some(&key), Some(&plain)] {
@@ -306,11 +318,16 @@ mod tests {
                             "{policy_text} {body}"
                         );
                         compared += 1;
+                        decisions.extend(outcome.calls.iter().map(|c| c.decision));
                     }
                 }
             }
         }
         assert!(compared >= 100, "{compared} records compared");
+        assert_eq!(
+            decisions.into_iter().collect::<Vec<_>>(),
+            ["allowed", "batch_refused", "denied", "rate_limited"]
+        );
     }
 
     const CALL: &str = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"send","arguments":{"to":"o1","text":"secret plan"}}}"#;

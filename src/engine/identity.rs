@@ -100,22 +100,36 @@ impl Identity {
 
     /// Safe to log and to show the agent: secrets are cut to a 16-digit hash prefix.
     pub fn display(&self) -> String {
-        if self.secret {
-            self.value.chars().take("sha256:".len() + 16).collect()
-        } else {
-            self.value.clone()
+        self.shown().to_owned()
+    }
+
+    /// What `display` shows, borrowed.
+    pub fn shown(&self) -> &str {
+        if !self.secret {
+            return &self.value;
         }
+        let end = self
+            .value
+            .char_indices()
+            .nth("sha256:".len() + 16)
+            .map_or(self.value.len(), |(at, _)| at);
+        self.value.get(..end).unwrap_or(&self.value)
     }
 }
 
 /// `sha256:` and the 64 hex digits of SHA-256: how secret identities are listed in grants
 /// (`mcp-policy hash VALUE` prints it).
 pub fn sha256_tag(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
     let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    push_hex(&mut out, &digest);
+    push_sha256_tag(&mut out, text);
     out
+}
+
+/// Append what `sha256_tag` returns.
+pub fn push_sha256_tag(out: &mut String, text: &str) {
+    let digest = Sha256::digest(text.as_bytes());
+    out.push_str("sha256:");
+    push_hex(out, &digest);
 }
 
 /// The first source that yields a non-empty value.
@@ -206,6 +220,34 @@ pub mod tests {
         let mut a = Attributes::default();
         a.headers.insert("x-api-key".into(), String::new());
         assert_eq!(resolve(&sources(), &a), None);
+    }
+
+    #[test]
+    fn shown_is_the_first_23_characters_of_a_secret_and_all_of_anything_else() {
+        for value in [
+            "",
+            "short",
+            "sha256:0123456789abcdef0123",
+            "é漢字".repeat(12).as_str(),
+        ] {
+            for secret in [true, false] {
+                let identity = Identity {
+                    value: value.to_owned(),
+                    secret,
+                    source: "header:x".into(),
+                };
+                let expected: String = if secret {
+                    value.chars().take(23).collect()
+                } else {
+                    value.to_owned()
+                };
+                assert_eq!(identity.shown(), expected);
+                assert_eq!(identity.display(), expected);
+            }
+        }
+        let mut tag = "x".to_owned();
+        push_sha256_tag(&mut tag, "abc");
+        assert_eq!(tag, format!("x{}", sha256_tag("abc")));
     }
 
     #[test]
