@@ -526,6 +526,21 @@ mod tests {
         }
         corpus.push(keys(20, "k3"));
         corpus.push(keys(20, "k19x"));
+        // Objects inside objects share one buffer of keys: each must see only its own.
+        corpus.push(r#"{"a":{"a":1,"b":2},"b":{"b":{"b":1}},"c":1}"#.to_owned());
+        corpus.push(r#"{"a":{"x":1},"a":2}"#.to_owned());
+        corpus.push(r#"{"a":{"x":1,"y":{"z":1}},"x":1,"y":2,"z":3}"#.to_owned());
+        corpus.push(r#"{"a":{"x":1},"b":{"x":1},"x":{"a":1},"a":0}"#.to_owned());
+        corpus.push(r#"[{"a":1},{"a":1,"b":{"a":1}},{"b":1,"b":2}]"#.to_owned());
+        for (inner, last) in [(3, "k3"), (3, "k19x"), (20, "k3"), (20, "k19x")] {
+            let outer: Vec<String> = (0..18).map(|i| format!("\"k{i}\":0")).collect();
+            let nested = keys(inner, "k0x").replacen("\"k0x\":0", r#""k0x":{"k0":2}"#, 1);
+            corpus.push(format!(
+                "{{{},\"k18\":{nested},\"{last}\":0}}",
+                outer.join(",")
+            ));
+            corpus.push(format!("{{\"k0\":{nested},\"{last}\":0}}"));
+        }
         corpus.push(keys(15, "k3"));
         corpus.push(keys(16, "k15"));
         corpus
