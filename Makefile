@@ -19,7 +19,7 @@ WASM                 := dist/mcp_policy_filter.wasm
 FLOOR_WASM           := $(WASM_TARGET_DIR)/floor_filter.wasm
 # Binaryen's wasm-opt (pinned by tools/binaryen/package-lock.json) runs after cargo. -O1 takes
 # 10% off what LTO leaves at no cost per request; -O2 and up (and -Os/-Oz) take more but make
-# Envoy's RSS 14 MiB larger per VM (README › Performance). The features are exactly those rustc
+# Envoy's RSS 14 MiB larger per VM (docs/performance.md). The features are exactly those rustc
 # emits for the target (+simd128, .cargo/config.toml): wasm-opt refuses input that needs more,
 # and adds none.
 WASM_OPT             := tools/binaryen/node_modules/.bin/wasm-opt
