@@ -63,7 +63,7 @@ test: lint unit-test wasm-test validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy $(SERVICE_CRATES) --all-targets -- -D warnings
-	cargo clippy -p bench-ext-proc -- -D warnings
+	cargo clippy -p bench-ext-proc -p mcp-policy-sample -p e2e --all-targets -- -D warnings
 	cargo clippy -p mcp-policy-filter -p floor-filter --target wasm32-unknown-unknown --lib -- -D warnings
 
 # One cargo invocation for the filter and both services: their shared dependencies are built once

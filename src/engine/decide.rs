@@ -103,10 +103,21 @@ pub fn decide_with_rule(
     arguments: Option<&Value>,
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
 ) -> (ToolDecision, String) {
+    let shadow = policy.in_shadow(tool);
     if policy.is_hidden(tool) {
-        return (deny(HIDDEN), "hide".to_owned());
+        if !shadow {
+            return (deny(HIDDEN), "hide".to_owned());
+        }
+        let shadow_denials = vec![(HIDDEN.to_owned(), "hide".to_owned())];
+        return (
+            ToolDecision::Allow {
+                charges: Vec::new(),
+                shadow_denials,
+                approval: None,
+            },
+            "hide".to_owned(),
+        );
     }
-    let shadow = policy.shadow || policy.tools.get(tool).is_some_and(|t| t.shadow);
     let (limits, access_rule) = match access(policy, caller, tool) {
         (ToolDecision::Allow { charges, .. }, rule) => (charges, rule),
         (ToolDecision::Deny { reason }, rule) if shadow => {

@@ -1437,6 +1437,35 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_whose_request_ids_repeat_is_refused_and_charges_nothing() {
+        // Answers are matched to calls by id: were it forwarded, the error answering `no/such`
+        // would refund the tool call next to it, which ran (found in review).
+        let mut h = Harness::new(POLICY);
+        for (first, second) in [("1", "1"), ("1", "1.0"), ("1", "1e0"), (r#""a""#, r#""a""#)] {
+            let batch = format!(
+                r#"[{{"jsonrpc":"2.0","id":{first},"method":"no/such"}},{{"jsonrpc":"2.0","id":{second},"method":"tools/call","params":{{"name":"wechat_everyone","arguments":{{}}}}}}]"#
+            );
+            let (reply, value) = reply_of(&h.as_agent("a", &batch));
+            assert_eq!(reply.status, 400, "{batch}");
+            assert_eq!(value[1]["error"]["code"], INVALID_REQUEST, "{value}");
+            assert!(
+                value[1]["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("repeats an earlier request's id"),
+                "{value}"
+            );
+        }
+        assert_eq!(h.store.sets, 0, "a refused batch consumes no counter");
+        // A string and a number are different ids; notifications have none.
+        let batch = format!(
+            r#"[{{"jsonrpc":"2.0","id":"1","method":"ping"}},{},{{"jsonrpc":"2.0","method":"notifications/initialized"}},{{"jsonrpc":"2.0","method":"notifications/initialized"}}]"#,
+            call(1, "wechat_everyone")
+        );
+        assert_eq!(h.as_agent("a", &batch).verdict, Verdict::Forward);
+    }
+
+    #[test]
     fn denied_notification_still_gets_an_answer() {
         let mut h = Harness::new(POLICY);
         let (_, value) = reply_of(&h.as_agent(
@@ -1824,6 +1853,37 @@ mod shadow_tests {
         let trial = run(&policy, &mut store, "trial_tool", "{}");
         assert_eq!(
             (trial.verdict, trial.calls[0].decision),
+            (Verdict::Forward, "would_deny")
+        );
+    }
+
+    #[test]
+    fn a_hidden_tool_in_shadow_mode_is_reported_not_refused() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow","hide":["old","trial"],"tools":{"trial":{"shadow":true}}}"#,
+        )
+        .unwrap();
+        let mut store = MemoryStore::default();
+        let trial = run(&policy, &mut store, "trial", "{}");
+        assert_eq!(
+            (trial.verdict, trial.calls[0].decision),
+            (Verdict::Forward, "would_deny")
+        );
+        assert!(
+            trial.calls[0].detail.contains("hidden by policy"),
+            "{}",
+            trial.calls[0].detail
+        );
+        assert!(matches!(
+            run(&policy, &mut store, "old", "{}").verdict,
+            Verdict::Reply(_)
+        ));
+        let everywhere =
+            load_policy(br#"{"version":"1","default":"allow","shadow":true,"hide":["old"]}"#)
+                .unwrap();
+        let old = run(&everywhere, &mut store, "old", "{}");
+        assert_eq!(
+            (old.verdict, old.calls[0].decision),
             (Verdict::Forward, "would_deny")
         );
     }

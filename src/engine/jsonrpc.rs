@@ -112,19 +112,19 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
                     ),
                 });
             }
-            Ok(Body::Batch(
-                items
-                    .iter()
-                    .map(|(text, object)| match object {
-                        Some(message) => classify(message),
-                        None => invalid(
-                            None,
-                            INVALID_REQUEST,
-                            format!("batch element is {}, not an object", kind_of(text)),
-                        ),
-                    })
-                    .collect(),
-            ))
+            let mut messages: Vec<Message> = items
+                .iter()
+                .map(|(text, object)| match object {
+                    Some(message) => classify(message),
+                    None => invalid(
+                        None,
+                        INVALID_REQUEST,
+                        format!("batch element is {}, not an object", kind_of(text)),
+                    ),
+                })
+                .collect();
+            refuse_repeated_ids(&mut messages);
+            Ok(Body::Batch(messages))
         }
         Document::Other(first) => Err(BodyError {
             code: INVALID_REQUEST,
@@ -133,6 +133,47 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
                 kind_of_char(first)
             ),
         }),
+    }
+}
+
+/// Whether two JSON-RPC ids name the same request to a server. Numbers are compared by value,
+/// as a JavaScript server reads them (`1`, `1.0` and `1e0` are one id); strings exactly.
+pub fn same_id(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        _ => a == b,
+    }
+}
+
+/// A request whose id an earlier request of the same batch already has is invalid: answers are
+/// matched to calls by id, so with two alike an error answering one could refund the other.
+fn refuse_repeated_ids(messages: &mut [Message]) {
+    let mut seen: Vec<Value> = Vec::new();
+    for message in messages {
+        if !matches!(
+            message.kind,
+            MessageKind::ToolCall { .. } | MessageKind::Other { .. }
+        ) {
+            continue;
+        }
+        let Some(id) = &message.id else {
+            continue;
+        };
+        if seen.iter().any(|earlier| same_id(earlier, id)) {
+            let problem = format!(
+                "id {id} repeats an earlier request's id in this batch: answers could not be told apart"
+            );
+            message.kind = MessageKind::Invalid {
+                code: INVALID_REQUEST,
+                problem,
+            };
+            message.arguments = None;
+        } else {
+            seen.push(id.clone());
+        }
     }
 }
 
@@ -284,6 +325,47 @@ mod tests {
             Ok(Body::Single(m)) => m,
             other => panic!("expected a single message, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn ids_are_the_same_when_a_server_would_read_them_alike() {
+        for (a, b) in [
+            (json!(1), json!(1)),
+            (json!(1), json!(1.0)),
+            (json!(-3), json!(-3.0)),
+            (json!("x"), json!("x")),
+            (Value::Null, Value::Null),
+        ] {
+            assert!(same_id(&a, &b), "{a} {b}");
+        }
+        for (a, b) in [
+            (json!(1), json!("1")),
+            (json!(1), json!(2)),
+            (json!(1.5), json!(1)),
+            (json!("x"), json!("X")),
+            (Value::Null, json!(0)),
+        ] {
+            assert!(!same_id(&a, &b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_request_id_makes_the_later_element_invalid() {
+        let body = br#"[{"jsonrpc":"2.0","id":7,"method":"ping"},{"jsonrpc":"2.0","id":7.0,"method":"tools/call","params":{"name":"t","arguments":{"a":1}}},{"jsonrpc":"2.0","id":7,"result":{}}]"#;
+        let Ok(Body::Batch(messages)) = parse_body(body) else {
+            panic!("a batch")
+        };
+        assert!(matches!(messages[0].kind, MessageKind::Other { .. }));
+        match &messages[1].kind {
+            MessageKind::Invalid { code, problem } => {
+                assert_eq!(*code, INVALID_REQUEST);
+                assert!(problem.contains("repeats"), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(messages[1].arguments, None);
+        // A response the client sends back carries a server's id: no answer comes for it.
+        assert_eq!(messages[2].kind, MessageKind::Response);
     }
 
     #[test]

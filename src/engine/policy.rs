@@ -168,6 +168,12 @@ impl Policy {
         !self.wildcard_rules.is_empty() || self.tools.get(tool).is_some_and(|t| !t.rules.is_empty())
     }
 
+    /// Whether refusals of `tool` are only reported ("would deny"): the whole policy or the
+    /// tool's entry is in shadow mode.
+    pub fn in_shadow(&self, tool: &str) -> bool {
+        self.shadow || self.tools.get(tool).is_some_and(|t| t.shadow)
+    }
+
     pub fn is_hidden(&self, tool: &str) -> bool {
         self.hide_all || self.hidden.iter().any(|h| h == tool)
     }

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::counters::{release, CasStore, Slot};
+use super::jsonrpc::same_id;
 
 /// One counter increment held for a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +29,38 @@ pub struct Reservation {
 /// when it must be refunded (the answer is a JSON-RPC error).
 pub fn settle(pending: &mut Vec<Reservation>, message: &Value) -> Option<Reservation> {
     let id = message.get("id")?;
-    let index = pending.iter().position(|r| &r.id == id)?;
+    let index = pending.iter().position(|r| same_id(&r.id, id))?;
     let reservation = pending.swap_remove(index);
     message
         .get("error")
         .filter(|e| !e.is_null())
         .map(|_| reservation)
+}
+
+/// Envoy's response code details for an answer Envoy gave after it stopped waiting for the
+/// server (a route, per-try or stream timeout; Envoy 1.40 says `response_timeout` for the
+/// route's, older versions `upstream_response_timeout`). The server had the call and may still run it,
+/// as when the client hangs up, so an HTTP error with one of these is no evidence of failure.
+/// (A client can shorten the route's timeout with `x-envoy-upstream-rq-timeout-ms` where Envoy
+/// honours it: refunding these would make every call free.)
+const ENVOY_STOPPED_WAITING: [&str; 8] = [
+    "response_timeout",
+    "upstream_response_timeout",
+    "upstream_per_try_timeout",
+    "upstream_per_try_idle_timeout",
+    "stream_idle_timeout",
+    "request_overall_timeout",
+    "max_duration_timeout",
+    "upstream_max_stream_duration_reached",
+];
+
+/// Whether an HTTP error answer with these `response.code_details` shows the call failed: the
+/// server's own error (`via_upstream`), or Envoy's when the server never had the call or
+/// dropped it (no connection, no healthy host, a reset) — not when Envoy only stopped waiting.
+pub fn http_error_refunds(code_details: &str) -> bool {
+    !ENVOY_STOPPED_WAITING
+        .iter()
+        .any(|gave_up| code_details.starts_with(gave_up))
 }
 
 /// Give a reservation back. Failures only over-count (the safe direction); they are reported.
@@ -109,6 +136,32 @@ mod tests {
             None
         );
         assert_eq!(pending.len(), 1);
+        // The id as the server echoes it: a number read as a number (`1.0` asked, `1` answered).
+        let mut pending = vec![reservation(json!(1.0))];
+        let error = json!({"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"boom"}});
+        assert_eq!(settle(&mut pending, &error), Some(reservation(json!(1.0))));
+    }
+
+    #[test]
+    fn an_http_error_refunds_unless_envoy_only_stopped_waiting() {
+        for refunds in [
+            "via_upstream",
+            "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}",
+            "upstream_reset_before_response_started{connection_termination}",
+            "no_healthy_upstream",
+            "cluster_not_found",
+        ] {
+            assert!(http_error_refunds(refunds), "{refunds}");
+        }
+        for stays in [
+            "response_timeout",
+            "upstream_response_timeout",
+            "upstream_per_try_timeout",
+            "stream_idle_timeout",
+            "request_overall_timeout",
+        ] {
+            assert!(!http_error_refunds(stays), "{stays}");
+        }
     }
 
     #[test]

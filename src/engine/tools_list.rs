@@ -6,15 +6,18 @@
 use serde_json::Value;
 
 use super::decide::{decide_access, Caller, ToolDecision};
+use super::jsonrpc::same_id;
 use super::policy::Policy;
 
-/// Could this caller ever call `tool`? (Rules on arguments are not judged here.)
+/// Could this caller ever call `tool`? (Rules on arguments are not judged here.) A tool in
+/// shadow mode stays listed: shadow never changes what the agent sees.
 pub fn may_call(policy: &Policy, caller: &Caller, tool: &str) -> bool {
-    !policy.is_hidden(tool)
-        && matches!(
-            decide_access(policy, caller, tool),
-            ToolDecision::Allow { .. }
-        )
+    policy.in_shadow(tool)
+        || !policy.is_hidden(tool)
+            && matches!(
+                decide_access(policy, caller, tool),
+                ToolDecision::Allow { .. }
+            )
 }
 
 /// If `message` is a JSON-RPC result whose id is one of `ids` and it lists tools, drop the tools
@@ -25,7 +28,10 @@ pub fn filter_message(
     ids: &[Value],
     message: &Value,
 ) -> Option<Value> {
-    if !message.get("id").is_some_and(|id| ids.contains(id)) {
+    if !message
+        .get("id")
+        .is_some_and(|id| ids.iter().any(|asked| same_id(asked, id)))
+    {
         return None;
     }
     let tools = message.get("result")?.get("tools")?.as_array()?;
@@ -200,6 +206,35 @@ mod tests {
         assert_eq!(out["result"]["nextCursor"], "c2", "other members are kept");
         // Other ids and non-listing messages are left alone.
         assert!(filter_message(&policy, &caller, &[json!(2)], &listing(json!(1))).is_none());
+    }
+
+    #[test]
+    fn ids_match_as_a_server_reads_them() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let caller = Caller::new(&policy, None);
+        // Asked with 1.0, answered with 1 (a JavaScript server echoes the number it read).
+        for (asked, answered) in [(json!(1.0), json!(1)), (json!(1), json!(1.0))] {
+            let out = filter_message(&policy, &caller, &[asked], &listing(answered)).unwrap();
+            assert!(names(&out).is_empty());
+        }
+        assert!(filter_message(&policy, &caller, &[json!("1")], &listing(json!(1))).is_none());
+    }
+
+    #[test]
+    fn shadow_mode_changes_no_listing() {
+        let shadow = load_policy(
+            br#"{"version":"1","default":"deny","shadow":true,"hide":["wechat_mass_delete"]}"#,
+        )
+        .unwrap();
+        let caller = Caller::new(&shadow, None);
+        assert!(filter_message(&shadow, &caller, &[json!(1)], &listing(json!(1))).is_none());
+        let one_tool = load_policy(
+            br#"{"version":"1","default":"deny","tools":{"wechat_get_user_info":{"action":"deny","shadow":true}}}"#,
+        )
+        .unwrap();
+        let caller = Caller::new(&one_tool, None);
+        let out = filter_message(&one_tool, &caller, &[json!(1)], &listing(json!(1))).unwrap();
+        assert_eq!(names(&out), vec!["wechat_get_user_info"]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::engine::policy::{Policy, RefusalMode};
 use crate::engine::remote_limits;
 use crate::engine::reply::{self, Refusal, Reply};
 use crate::engine::request_headers::{screen, Screening};
-use crate::engine::reservations::{refund, settle, Reservation};
+use crate::engine::reservations::{http_error_refunds, refund, settle, Reservation};
 use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
 
 use super::attributes::EnvoyRequest;
@@ -286,10 +286,12 @@ impl PolicyStream {
         match verdict {
             Verdict::Forward if self.legacy_sse => {
                 // Legacy HTTP+SSE: this response is only "202 Accepted"; the answers travel on
-                // the session's SSE stream. Nothing to read here, and what the calls took is
-                // committed now: refunding when this response carries no answer would let every
-                // legacy call through uncounted.
+                // the session's SSE stream. What the calls took is committed now: refunding when
+                // this response carries no answer would let every legacy call through uncounted.
+                // A tools/list answer is still filtered should it come here after all: a server
+                // that ignores the legacy query answers in this response.
                 self.done = true;
+                self.tools_list_ids = tools_list_ids;
                 Action::Continue
             }
             Verdict::Forward => {
@@ -490,6 +492,14 @@ impl HttpContext for PolicyStream {
             Screening::Inspect(headers) => headers,
         };
         self.inspecting = true;
+        if all_headers
+            .iter()
+            .any(|(name, _)| *name == "accept-encoding")
+        {
+            // The answer is read (to refund a failed call, to filter a tools/list): the server
+            // must not compress it. One host call, only when the client offered encodings.
+            self.set_http_request_header("accept-encoding", None);
+        }
         self.identity = identity::resolve(
             &self.policy.identity_sources,
             &EnvoyRequest { headers: &headers },
@@ -605,9 +615,29 @@ impl PolicyStream {
         let status = header_text(":status")
             .and_then(|v| v.parse::<u16>().ok())
             .unwrap_or(0);
-        if status >= 400 {
-            // The request failed as a whole: nothing it reserved was used.
-            self.refund_pending("HTTP error");
+        if status >= 400 && !self.reservations.is_empty() {
+            // The request failed as a whole: nothing it reserved was used — unless Envoy only
+            // stopped waiting for a server that has the call.
+            let details = hostcalls::get_property(vec!["response", "code_details"])
+                .ok()
+                .flatten()
+                .and_then(|d| String::from_utf8(d).ok());
+            match details {
+                Some(details) if http_error_refunds(&details) => {
+                    self.refund_pending("HTTP error");
+                }
+                details => {
+                    log(
+                        LogLevel::Debug,
+                        &format!(
+                            "mcp-policy-filter[{}]: HTTP {status} ({}): the server may have the call, so what it took stays taken",
+                            self.namespace,
+                            details.as_deref().unwrap_or("details unreadable")
+                        ),
+                    );
+                    self.reservations.clear();
+                }
+            }
         }
         let content_type = header_text("content-type")
             .unwrap_or_default()

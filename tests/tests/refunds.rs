@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use e2e::http::post;
 use e2e::{wait_for_window_room, Deployment, DeploymentOptions};
+use mcp_policy_sample::deployment::{
+    free_port, http_get, start_envoy, start_sample_server, EnvoyOptions,
+};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::ServiceError;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -158,6 +161,88 @@ async fn a_call_the_client_gives_up_on_stays_charged() {
     assert_eq!(
         limited["error"]["code"], -32029,
         "the abandoned call used the budget: {limited}"
+    );
+}
+
+/// Envoy answers 504 when it stops waiting (here, a route timeout of half a second), but the
+/// server has the call and runs it: that is no evidence of failure, as a client hanging up is
+/// not. Where a client can shorten the timeout itself (`x-envoy-upstream-rq-timeout-ms`, on
+/// requests Envoy treats as internal), refunding would run every call for free (found in review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_envoy_stops_waiting_for_stays_charged() {
+    wait_for_window_room(3600, 60);
+    let policy = r#"{"version":"1","default":"deny","tools":{"wechat_mass_status":{"limits":[
+        {"counter":"status_checks","window":"hour","max":1,"scope":"global"}]}}}"#;
+    let upstream = start_sample_server(&e2e::sample_server_bin(), "wechat", true).unwrap();
+    let (port, admin) = (free_port().unwrap(), free_port().unwrap());
+    let config = format!(
+        r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - name: mcp
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mcp
+          route_config:
+            virtual_hosts:
+            - name: mcp
+              domains: ["*"]
+              routes:
+              - match: {{ path: /wechat/mcp }}
+                route: {{ cluster: wechat, prefix_rewrite: /mcp, timeout: 0.5s }}
+          http_filters:
+          {filter}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: wechat
+    type: STATIC
+    load_assignment:
+      cluster_name: wechat
+      endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }}] }}]
+"#,
+        filter = e2e::wasm_filter_entry("wechat", policy),
+        upstream = upstream.port,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let _envoy = start_envoy(&EnvoyOptions {
+        envoy_bin: e2e::envoy_bin(),
+        config,
+        work_dir: dir.path().to_path_buf(),
+        concurrency: 1,
+        admin_port: admin,
+        log_to_stderr: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://127.0.0.1:{port}/wechat/mcp");
+    let slow = call_body(
+        1,
+        "wechat_mass_status",
+        json!({"msg_id": "m1", "wait_seconds": 2}),
+    );
+    let timed_out = post(&url, slow, &[]).await;
+    assert_eq!(timed_out.status, 504, "{timed_out:?}");
+    let limited = post(
+        &url,
+        call_body(2, "wechat_mass_status", json!({"msg_id": "m1"})),
+        &[],
+    )
+    .await
+    .json();
+    assert_eq!(
+        limited["error"]["code"], -32029,
+        "the call Envoy stopped waiting for used the budget: {limited}"
+    );
+    let (_, stats) = http_get(upstream.port, "/stats").expect("upstream /stats");
+    let stats: Value = serde_json::from_str(&stats).expect("stats JSON");
+    assert_eq!(
+        stats["tool_calls"],
+        json!({"wechat_mass_status": 1}),
+        "{stats}"
     );
 }
 

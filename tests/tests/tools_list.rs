@@ -88,3 +88,49 @@ async fn plain_json_answers_are_filtered_with_a_consistent_length() {
     }
     assert_eq!(response.json()["id"], json!("list-1"));
 }
+
+/// Ways a client might hope to get an unfiltered list (found in review): the id spelled as a
+/// float (a JavaScript server echoes `2`), a legacy transport's session query on a Streamable
+/// HTTP endpoint (the server ignores it and answers in this response), and a compressed answer
+/// (the filter takes `accept-encoding` off the request, so the server answers uncompressed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_spelling_a_session_query_or_an_offered_encoding_gets_no_unfiltered_list() {
+    let d = Deployment::start(DeploymentOptions {
+        wechat_policy: POLICY.into(),
+        stateless: true,
+        ..Default::default()
+    });
+    let listed = |response: &e2e::http::Response| -> Vec<String> {
+        response.json()["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("tools in {response:?}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let float_id = r#"{"jsonrpc":"2.0","id":2.0,"method":"tools/list","params":{}}"#;
+    let response = post(&d.url("wechat"), float_id, &[("x-agent-id", "reader")]).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(listed(&response), vec!["wechat_get_followers"]);
+
+    let body = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}"#;
+    let with_query = format!("{}?sessionId=made-up", d.url("wechat"));
+    let response = post(
+        &with_query,
+        body,
+        &[("x-agent-id", "reader"), ("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("content-encoding"), None);
+    assert_eq!(listed(&response), vec!["wechat_get_followers"]);
+    let stats = d.upstream_stats("wechat");
+    let posts = stats["recent_posts"].as_array().expect("recent posts");
+    let last = posts.last().expect("the list request reached the server");
+    assert!(
+        last["body"].as_str().unwrap().contains(r#""id":3"#),
+        "{last}"
+    );
+    assert_eq!(last["headers"].get("accept-encoding"), None, "{last}");
+    assert!(last["headers"].get("accept").is_some(), "{last}");
+}

@@ -104,6 +104,20 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
+    // Signals are caught before the first child starts: a SIGTERM or Ctrl-C during start-up
+    // then still ends in the loop below, and every guard stops its process.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (mut terminate, mut interrupt) = {
+        let _context = runtime.enter();
+        let catch = |kind| tokio::signal::unix::signal(kind).map_err(|e| e.to_string());
+        (
+            catch(tokio::signal::unix::SignalKind::terminate())?,
+            catch(tokio::signal::unix::SignalKind::interrupt())?,
+        )
+    };
     let wechat_policy = read_policy(&args.policy_dir, "wechat.json")?;
     let notify_policy = read_policy(&args.policy_dir, "notify.json")?;
     let mut wechat = start_sample_server(&args.server_bin, "wechat", args.stateless)?;
@@ -190,14 +204,7 @@ Edit a policy file and it takes effect within a second, without a restart. Ctrl-
         ap = approvals.port,
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|e| e.to_string())?;
         let mut watched: Vec<(&str, PathBuf, Option<std::time::SystemTime>)> = ["wechat", "notify"]
             .into_iter()
             .map(|server| {
@@ -208,7 +215,7 @@ Edit a policy file and it takes effect within a second, without a restart. Ctrl-
             .collect();
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = interrupt.recv() => return Ok(()),
                 _ = terminate.recv() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }

@@ -48,11 +48,15 @@ pub fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
         let len = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if len == 0 || after.len() < len {
+        // A length that is too long or splits a character ends the body (no panic on bad input).
+        let (Some(chunk), Some(next)) = (after.get(..len), after.get(len..)) else {
+            break;
+        };
+        if len == 0 {
             break;
         }
-        out.push_str(&after[..len]);
-        rest = after[len..].trim_start_matches("\r\n");
+        out.push_str(chunk);
+        rest = next.trim_start_matches("\r\n");
     }
     out
 }
