@@ -28,22 +28,27 @@ impl Drop for Service {
 }
 
 fn start(db: &Path) -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_approval-service"))
+    let child = Command::new(env!("CARGO_BIN_EXE_approval-service"))
         .args(["--listen", "127.0.0.1:0", "--db"])
         .arg(db)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Guarded before anything can fail: a service that does not start as expected is killed.
+    let mut service = Service {
+        child,
+        base: String::new(),
+    };
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(service.child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let base = line
+    service.base = line
         .trim()
         .strip_prefix("listening on ")
-        .unwrap()
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    Service { child, base }
+    service
 }
 
 async fn post(url: String, body: Value) -> (u16, Value) {

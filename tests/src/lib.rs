@@ -75,12 +75,13 @@ pub fn wait_for_window_room(window: u64, needed: u64) {
 }
 
 /// One of Envoy's counters from its admin endpoint (`/stats`, plain text), by exact name.
+/// Panics if Envoy has no such stat: a misspelt name must not read as 0.
 pub fn envoy_stat(admin_port: u16, name: &str) -> u64 {
     let (_, body) = http_get(admin_port, &format!("/stats?filter=^{name}$")).expect("admin /stats");
     body.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("Envoy has no stat {name:?}:\n{body}"))
 }
 
 /// An `http_filters` entry for the built filter with `policy` (flow style, so it fits at any
@@ -226,7 +227,9 @@ impl Deployment {
     }
 
     pub fn upstream_posts(&self, server: &str) -> u64 {
-        self.upstream_stats(server)["posts"].as_u64().unwrap_or(0)
+        self.upstream_stats(server)["posts"]
+            .as_u64()
+            .expect("/stats has posts")
     }
 
     /// Every request that reached the upstream's `/mcp`, whatever its method.
@@ -280,5 +283,44 @@ impl Deployment {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Run `command` to the end under a guard that kills it by PID when the test fails or when it
+/// is still running after `patience`; stdin is closed, stdout and stderr go to files in a
+/// temporary directory (no pipe to fill). Panics, with what it printed, if it overran.
+pub fn run_guarded(
+    name: &str,
+    mut command: std::process::Command,
+    patience: Duration,
+) -> std::process::Output {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut guard = mcp_policy_sample::deployment::ChildGuard::new(name, child);
+    let read = |path: &std::path::Path| std::fs::read(path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + patience;
+    let status = loop {
+        if let Some(status) = guard.try_exit_status() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} still running after {patience:?}:\n{}\n{}",
+            String::from_utf8_lossy(&read(&out)),
+            String::from_utf8_lossy(&read(&err))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: read(&out),
+        stderr: read(&err),
     }
 }

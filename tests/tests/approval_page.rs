@@ -42,7 +42,10 @@ async fn a_click_on_the_page_approves_the_held_call() {
     if let Some(path) = &screenshot {
         browser.arg(path);
     }
-    let browser = tokio::task::spawn_blocking(move || browser.output());
+    // Its own time limits are 15 s (the page) and 10 s (Chromium): 60 s is a hang.
+    let browser = tokio::task::spawn_blocking(move || {
+        e2e::run_guarded("approve.js", browser, Duration::from_secs(60))
+    });
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
@@ -55,7 +58,7 @@ async fn a_click_on_the_page_approves_the_held_call() {
     )
     .await
     .json();
-    let output = browser.await.expect("browser task").expect("run node");
+    let output = browser.await.expect("browser task");
     assert!(
         output.status.success(),
         "browser: {}\n{}",

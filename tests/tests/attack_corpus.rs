@@ -208,13 +208,15 @@ async fn every_hostile_request_gets_its_documented_answer_and_none_slips_through
     let doc_path = repo_root().join("docs/attack-corpus.md");
     let markdown = doc_markdown(&cases);
     if std::env::var("UPDATE_CORPUS_DOC").is_ok() {
+        // Rewriting is not checking: this mode only writes the document.
         std::fs::write(&doc_path, &markdown).expect("write doc");
+    } else {
+        assert_eq!(
+            std::fs::read_to_string(&doc_path).unwrap_or_default(),
+            markdown,
+            "docs/attack-corpus.md is out of date: run with UPDATE_CORPUS_DOC=1"
+        );
     }
-    assert_eq!(
-        std::fs::read_to_string(&doc_path).unwrap_or_default(),
-        markdown,
-        "docs/attack-corpus.md is out of date: run with UPDATE_CORPUS_DOC=1"
-    );
 
     let d = Deployment::start(DeploymentOptions {
         wechat_policy: POLICY.into(),

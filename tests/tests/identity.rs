@@ -196,7 +196,18 @@ fn call_body(tool: &str) -> String {
 /// POST a tools/call with curl (it speaks mTLS with a client certificate); returns status and body.
 fn curl(url: &str, tool: &str, extra: &[&str]) -> (u16, Value) {
     let output = Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", url])
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            url,
+        ])
         .args([
             "-H",
             "content-type: application/json",

@@ -80,11 +80,26 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
             &free_port().unwrap().to_string(),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start sample-deployment");
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
     let _launcher = Launcher(child);
+    // What the launcher (and Envoy, whose log it passes on) reports, kept for the assertions;
+    // read continuously so neither ever blocks on a full pipe.
+    let reported = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    std::thread::spawn({
+        let reported = reported.clone();
+        move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut text) = reported.lock() {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        }
+    });
     let mut banner = String::new();
     let mut lines = BufReader::new(stdout).lines();
     for line in lines.by_ref() {
@@ -111,13 +126,13 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
         ["ding_send_text", {"text": "1"}], ["ding_send_text", {"text": "2"}], ["ding_send_text", {"text": "3"}],
         ["ding_send_text", {"text": "4"}], ["lark_send_text", {"text": "x"}], ["wework_send_text", {"text": "y"}]
     ]);
-    let output = Command::new(python())
+    let mut agent = Command::new(python());
+    agent
         .arg(repo_root().join("tests/clients/python_agent.py"))
         .arg(format!("http://127.0.0.1:{port}/notify/mcp"))
         .arg("py-agent")
-        .arg(calls.to_string())
-        .output()
-        .expect("run the Python SDK agent");
+        .arg(calls.to_string());
+    let output = e2e::run_guarded("python_agent.py", agent, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -178,15 +193,42 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // ...and a broken edit is refused by the launcher: the previous policy keeps serving.
+    // ...and a broken edit is refused by the launcher, never reaching Envoy: the previous policy
+    // keeps serving.
     std::fs::write(
         policies.path().join("notify.json"),
         r#"{"version":"1","default":"dney"}"#,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refusal = "notify.json: invalid policy: default: expected";
+    while !reported.lock().unwrap().contains(refusal) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the launcher never reported the broken edit:\n{}",
+            reported.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = reported.lock().unwrap().clone();
+    let line = report
+        .lines()
+        .find(|l| l.contains(refusal))
+        .unwrap_or_default();
+    assert!(
+        line.ends_with("the previous policy keeps serving"),
+        "{line}"
+    );
     assert!(
         !wework(3).body.contains("not allowed by policy"),
         "still the edited policy"
+    );
+    assert_eq!(
+        e2e::envoy_stat(
+            admin,
+            "extension_config_discovery.http_filter.mcp-policy.notify.config_fail"
+        ),
+        0,
+        "the broken policy never reached Envoy"
     );
 }
