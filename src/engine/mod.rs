@@ -22,6 +22,7 @@ pub mod request_headers;
 pub mod reservations;
 pub mod rules;
 pub mod rules_load;
+pub mod sse;
 pub mod strict_json;
 pub mod tools_list;
 pub mod window;

@@ -82,84 +82,12 @@ pub fn filter_json_body(
     Some(rewritten.to_string().into_bytes())
 }
 
-/// Rewrites (and lets a caller observe) an SSE stream event by event: complete events go out as soon as they are complete
-/// (rewritten if they carry a matching tools/list result); an incomplete tail waits for the
-/// next chunk. Nothing is buffered beyond one event.
-#[derive(Debug, Default)]
-pub struct SseRewriter {
-    pending: Vec<u8>,
-}
-
-impl SseRewriter {
-    /// Feed the next chunk; returns what may be sent on now.
-    pub fn feed(
-        &mut self,
-        chunk: &[u8],
-        rewrite: &mut dyn FnMut(&Value) -> Option<Value>,
-    ) -> Vec<u8> {
-        self.pending.extend_from_slice(chunk);
-        let Some(end) = last_event_end(&self.pending) else {
-            return Vec::new();
-        };
-        let complete: Vec<u8> = self.pending.drain(..end).collect();
-        rewrite_events(&complete, rewrite)
-    }
-
-    /// End of stream: whatever is left (an unterminated last event) goes out as is.
-    pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.pending)
-    }
-}
-
-/// Index just past the last blank line (event terminator) in `data`.
-fn last_event_end(data: &[u8]) -> Option<usize> {
-    let mut end = None;
-    let mut i = 0;
-    while i + 1 < data.len() {
-        let two = data.get(i..i + 2);
-        if two == Some(b"\n\n") {
-            end = Some(i + 2);
-            i += 2;
-        } else if data.get(i..i + 4) == Some(b"\r\n\r\n") {
-            end = Some(i + 4);
-            i += 4;
-        } else {
-            i += 1;
-        }
-    }
-    end
-}
-
-fn rewrite_events(events: &[u8], rewrite: &mut dyn FnMut(&Value) -> Option<Value>) -> Vec<u8> {
-    let Ok(text) = std::str::from_utf8(events) else {
-        return events.to_vec();
-    };
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let content = line.trim_end_matches(['\r', '\n']);
-        let ending = &line[content.len()..];
-        let rewritten = content
-            .strip_prefix("data:")
-            .map(|data| data.strip_prefix(' ').unwrap_or(data))
-            .and_then(|data| serde_json::from_str::<Value>(data).ok())
-            .and_then(|message| rewrite(&message));
-        match rewritten {
-            Some(message) => {
-                out.push_str("data: ");
-                out.push_str(&message.to_string());
-                out.push_str(ending);
-            }
-            None => out.push_str(line),
-        }
-    }
-    out.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::identity::Identity;
     use crate::engine::load::load_policy;
+    use crate::engine::sse::SseRewriter;
     use crate::engine::test_support::test;
     use serde_json::json;
 
@@ -269,7 +197,7 @@ mod tests {
             assert!(piece.is_empty() || piece.ends_with(b"\n\n"));
             out.extend(piece);
         }
-        out.extend(sse.finish());
+        out.extend(sse.finish(&mut rewrite));
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("id: 1\nevent: message\ndata: \n\n: comment\n"),

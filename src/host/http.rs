@@ -23,7 +23,8 @@ use crate::engine::remote_limits;
 use crate::engine::reply::{self, Refusal, Reply};
 use crate::engine::request_headers::{screen, Screening};
 use crate::engine::reservations::{http_error_refunds, refund, settle, Reservation};
-use crate::engine::tools_list::{filter_json_body, filter_message, SseRewriter};
+use crate::engine::sse::SseRewriter;
+use crate::engine::tools_list::{filter_json_body, filter_message};
 
 use super::attributes::EnvoyRequest;
 use super::metrics::{count_call, count_service_answer, tool_label};
@@ -743,7 +744,7 @@ impl PolicyStream {
                 let mut observe = |m: &serde_json::Value| self.observe(&caller, pending, m);
                 let mut out = rewriter.feed(&chunk, &mut observe);
                 if end_of_stream {
-                    out.extend(rewriter.finish());
+                    out.extend(rewriter.finish(&mut observe));
                 }
                 self.set_http_response_body(0, body_size, &out);
                 Action::Continue
