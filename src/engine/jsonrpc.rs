@@ -136,14 +136,12 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
     }
 }
 
-/// Whether two JSON-RPC ids name the same request to a server. Numbers are compared by value,
-/// as a JavaScript server reads them (`1`, `1.0` and `1e0` are one id); strings exactly.
+/// Whether two JSON-RPC ids name the same request to a server. Numbers are compared as the
+/// doubles a JavaScript server reads them as (`1`, `1.0` and `1e0` are one id, and so are
+/// 2^53 and 2^53 + 1); strings exactly.
 pub fn same_id(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
     }
 }
@@ -333,6 +331,11 @@ mod tests {
             (json!(1), json!(1)),
             (json!(1), json!(1.0)),
             (json!(-3), json!(-3.0)),
+            (
+                json!(9_007_199_254_740_993_u64),
+                json!(9_007_199_254_740_992_u64),
+            ),
+            (json!(u64::MAX), json!(18_446_744_073_709_551_615.0)),
             (json!("x"), json!("x")),
             (Value::Null, Value::Null),
         ] {

@@ -97,6 +97,36 @@ pub enum Screening {
     Refuse(Reply),
 }
 
+/// Request headers taken off a POST the filter decides, before it goes upstream:
+/// - `accept-encoding`: the answer is read (to refund a failed call, to filter a tools/list),
+///   so the server must not compress it;
+/// - Envoy's own retry and timeout overrides: a charge is for one run of the call, and a client
+///   must not make Envoy run it again (retries) or give up early (a timeout commits what the
+///   call took, but the retry after it would run the call again for one charge). A route's own
+///   `retry_policy` and timeouts are the operator's, and stay.
+pub const REMOVED_FROM_DECIDED_POSTS: [&str; 10] = [
+    "accept-encoding",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-hedge-on-per-try-timeout",
+];
+
+/// Which of `REMOVED_FROM_DECIDED_POSTS` the request carries (lower-case names, as Envoy gives
+/// them), each once.
+pub fn to_remove<'a>(headers: &[(&str, &[u8])]) -> Vec<&'a str> {
+    REMOVED_FROM_DECIDED_POSTS
+        .iter()
+        .copied()
+        .filter(|removed| headers.iter().any(|(name, _)| name == removed))
+        .collect()
+}
+
 const MCP_HEADERS: [&str; 3] = ["mcp-session-id", "mcp-method", "mcp-name"];
 const BODY_HEADERS: [&str; 3] = ["content-type", "content-encoding", "content-length"];
 
@@ -227,6 +257,29 @@ mod tests {
             Screening::Refuse(reply) => reply.status,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn encodings_and_envoy_retry_and_timeout_overrides_are_taken_off() {
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("accept", b"application/json"),
+            ("x-envoy-retry-on", b"5xx"),
+            ("accept-encoding", b"gzip"),
+            ("x-envoy-max-retries", b"3"),
+            ("x-envoy-retry-on", b"reset"),
+            ("x-envoy-upstream-rq-timeout-ms", b"1"),
+            ("x-envoy-original-path", b"/x"),
+        ];
+        assert_eq!(
+            to_remove(&headers),
+            vec![
+                "accept-encoding",
+                "x-envoy-retry-on",
+                "x-envoy-max-retries",
+                "x-envoy-upstream-rq-timeout-ms"
+            ]
+        );
+        assert!(to_remove(&[("content-type", b"application/json")]).is_empty());
     }
 
     #[test]

@@ -54,13 +54,16 @@ const ENVOY_STOPPED_WAITING: [&str; 8] = [
     "upstream_max_stream_duration_reached",
 ];
 
-/// Whether an HTTP error answer with these `response.code_details` shows the call failed: the
-/// server's own error (`via_upstream`), or Envoy's when the server never had the call or
-/// dropped it (no connection, no healthy host, a reset) — not when Envoy only stopped waiting.
-pub fn http_error_refunds(code_details: &str) -> bool {
-    !ENVOY_STOPPED_WAITING
-        .iter()
-        .any(|gave_up| code_details.starts_with(gave_up))
+/// Whether an HTTP error answer (`status` ≥ 400) with these `response.code_details` shows the
+/// call failed: the server's own error (`via_upstream`), or Envoy's when the server never had the
+/// call or dropped it (no connection, no healthy host, a reset) — not when Envoy only stopped
+/// waiting, and not a timeout status (504, 408) passed on from a proxy between Envoy and the
+/// server: either way the server may have the call.
+pub fn http_error_refunds(status: u16, code_details: &str) -> bool {
+    !matches!(status, 408 | 504)
+        && !ENVOY_STOPPED_WAITING
+            .iter()
+            .any(|gave_up| code_details.starts_with(gave_up))
 }
 
 /// Give a reservation back. Failures only over-count (the safe direction); they are reported.
@@ -151,7 +154,12 @@ mod tests {
             "no_healthy_upstream",
             "cluster_not_found",
         ] {
-            assert!(http_error_refunds(refunds), "{refunds}");
+            assert!(http_error_refunds(503, refunds), "{refunds}");
+        }
+        assert!(http_error_refunds(500, "via_upstream"));
+        assert!(http_error_refunds(404, "via_upstream"));
+        for timeout in [504, 408] {
+            assert!(!http_error_refunds(timeout, "via_upstream"), "{timeout}");
         }
         for stays in [
             "response_timeout",
@@ -160,7 +168,8 @@ mod tests {
             "stream_idle_timeout",
             "request_overall_timeout",
         ] {
-            assert!(!http_error_refunds(stays), "{stays}");
+            assert!(!http_error_refunds(504, stays), "{stays}");
+            assert!(!http_error_refunds(503, stays), "{stays}");
         }
     }
 

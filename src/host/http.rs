@@ -21,7 +21,7 @@ use crate::engine::identity::{self, Identity};
 use crate::engine::policy::{Policy, RefusalMode};
 use crate::engine::remote_limits;
 use crate::engine::reply::{self, Refusal, Reply};
-use crate::engine::request_headers::{screen, Screening};
+use crate::engine::request_headers::{self, screen, Screening};
 use crate::engine::reservations::{http_error_refunds, refund, settle, Reservation};
 use crate::engine::sse::SseRewriter;
 use crate::engine::tools_list::{filter_json_body, filter_message};
@@ -493,13 +493,10 @@ impl HttpContext for PolicyStream {
             Screening::Inspect(headers) => headers,
         };
         self.inspecting = true;
-        if all_headers
-            .iter()
-            .any(|(name, _)| *name == "accept-encoding")
-        {
-            // The answer is read (to refund a failed call, to filter a tools/list): the server
-            // must not compress it. One host call, only when the client offered encodings.
-            self.set_http_request_header("accept-encoding", None);
+        // Encodings and Envoy's retry and timeout overrides (see `REMOVED_FROM_DECIDED_POSTS`):
+        // one host call per header present, and most requests carry none of them.
+        for name in request_headers::to_remove(&all_headers) {
+            self.set_http_request_header(name, None);
         }
         self.identity = identity::resolve(
             &self.policy.identity_sources,
@@ -624,7 +621,7 @@ impl PolicyStream {
                 .flatten()
                 .and_then(|d| String::from_utf8(d).ok());
             match details {
-                Some(details) if http_error_refunds(&details) => {
+                Some(details) if http_error_refunds(status, &details) => {
                     self.refund_pending("HTTP error");
                 }
                 details => {

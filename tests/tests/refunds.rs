@@ -164,19 +164,22 @@ async fn a_call_the_client_gives_up_on_stays_charged() {
     );
 }
 
-/// Envoy answers 504 when it stops waiting (here, a route timeout of half a second), but the
-/// server has the call and runs it: that is no evidence of failure, as a client hanging up is
-/// not. Where a client can shorten the timeout itself (`x-envoy-upstream-rq-timeout-ms`, on
-/// requests Envoy treats as internal), refunding would run every call for free (found in review).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_envoy_stops_waiting_for_stays_charged() {
-    wait_for_window_room(3600, 60);
-    let policy = r#"{"version":"1","default":"deny","tools":{"wechat_mass_status":{"limits":[
-        {"counter":"status_checks","window":"hour","max":1,"scope":"global"}]}}}"#;
-    let upstream = start_sample_server(&e2e::sample_server_bin(), "wechat", true).unwrap();
-    let (port, admin) = (free_port().unwrap(), free_port().unwrap());
-    let config = format!(
-        r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+/// One Envoy (one worker) with the filter in front of one sample server, for tests that need a
+/// listener or route setting the sample deployment does not have: `route` is added to the
+/// route's action, `manager` to the HTTP connection manager.
+struct Front {
+    upstream: mcp_policy_sample::deployment::ServerProcess,
+    _envoy: mcp_policy_sample::deployment::EnvoyProcess,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Front {
+    fn start(policy: &str, route: &str, manager: &str) -> Front {
+        let upstream = start_sample_server(&e2e::sample_server_bin(), "wechat", true).unwrap();
+        let (port, admin) = (free_port().unwrap(), free_port().unwrap());
+        let config = format!(
+            r#"admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
 static_resources:
   listeners:
   - name: mcp
@@ -187,13 +190,14 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: mcp
+          {manager}
           route_config:
             virtual_hosts:
             - name: mcp
               domains: ["*"]
               routes:
               - match: {{ path: /wechat/mcp }}
-                route: {{ cluster: wechat, prefix_rewrite: /mcp, timeout: 0.5s }}
+                route: {{ cluster: wechat, prefix_rewrite: /mcp, {route} }}
           http_filters:
           {filter}
           - name: envoy.filters.http.router
@@ -205,29 +209,52 @@ static_resources:
       cluster_name: wechat
       endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }}] }}]
 "#,
-        filter = e2e::wasm_filter_entry("wechat", policy),
-        upstream = upstream.port,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let _envoy = start_envoy(&EnvoyOptions {
-        envoy_bin: e2e::envoy_bin(),
-        config,
-        work_dir: dir.path().to_path_buf(),
-        concurrency: 1,
-        admin_port: admin,
-        log_to_stderr: false,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("http://127.0.0.1:{port}/wechat/mcp");
+            filter = e2e::wasm_filter_entry("wechat", policy),
+            upstream = upstream.port,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let envoy = start_envoy(&EnvoyOptions {
+            envoy_bin: e2e::envoy_bin(),
+            config,
+            work_dir: dir.path().to_path_buf(),
+            concurrency: 1,
+            admin_port: admin,
+            log_to_stderr: false,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        Front {
+            upstream,
+            _envoy: envoy,
+            _dir: dir,
+            url: format!("http://127.0.0.1:{port}/wechat/mcp"),
+        }
+    }
+
+    fn upstream_stats(&self) -> Value {
+        let (_, stats) = http_get(self.upstream.port, "/stats").expect("upstream /stats");
+        serde_json::from_str(&stats).expect("stats JSON")
+    }
+}
+
+const STATUS_CHECKS_ONCE_AN_HOUR: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_status":{"limits":[
+    {"counter":"status_checks","window":"hour","max":1,"scope":"global"}]}}}"#;
+
+/// Envoy answers 504 when it stops waiting (here, a route timeout of half a second), but the
+/// server has the call and runs it: that is no evidence of failure, as a client hanging up is
+/// not (found in review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_envoy_stops_waiting_for_stays_charged() {
+    wait_for_window_room(3600, 60);
+    let front = Front::start(STATUS_CHECKS_ONCE_AN_HOUR, "timeout: 0.5s", "");
     let slow = call_body(
         1,
         "wechat_mass_status",
         json!({"msg_id": "m1", "wait_seconds": 2}),
     );
-    let timed_out = post(&url, slow, &[]).await;
+    let timed_out = post(&front.url, slow, &[]).await;
     assert_eq!(timed_out.status, 504, "{timed_out:?}");
     let limited = post(
-        &url,
+        &front.url,
         call_body(2, "wechat_mass_status", json!({"msg_id": "m1"})),
         &[],
     )
@@ -237,12 +264,47 @@ static_resources:
         limited["error"]["code"], -32029,
         "the call Envoy stopped waiting for used the budget: {limited}"
     );
-    let (_, stats) = http_get(upstream.port, "/stats").expect("upstream /stats");
-    let stats: Value = serde_json::from_str(&stats).expect("stats JSON");
+    let stats = front.upstream_stats();
     assert_eq!(
         stats["tool_calls"],
         json!({"wechat_mass_status": 1}),
         "{stats}"
+    );
+}
+
+/// One charge, one run: Envoy's retry and timeout request headers are taken off a decided POST,
+/// so a caller Envoy trusts as internal cannot make it send the call again, or give up early
+/// and retry (found in review). Here 127.0.0.1 is internal, as callers inside a mesh often are;
+/// without the filter taking the headers off, the server would run this call three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_cannot_make_envoy_send_a_call_again() {
+    wait_for_window_room(3600, 60);
+    let front = Front::start(
+        STATUS_CHECKS_ONCE_AN_HOUR,
+        "timeout: 0s",
+        "use_remote_address: true\n          internal_address_config: { cidr_ranges: [{ address_prefix: 127.0.0.1, prefix_len: 32 }] }",
+    );
+    let slow = call_body(
+        1,
+        "wechat_mass_status",
+        json!({"msg_id": "m1", "wait_seconds": 1}),
+    );
+    let answer = post(
+        &front.url,
+        slow,
+        &[
+            ("x-envoy-retry-on", "5xx,reset"),
+            ("x-envoy-max-retries", "2"),
+            ("x-envoy-upstream-rq-per-try-timeout-ms", "200"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let stats = front.upstream_stats();
+    assert_eq!(
+        stats["tool_calls"],
+        json!({"wechat_mass_status": 1}),
+        "run once: {stats}"
     );
 }
 
