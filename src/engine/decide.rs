@@ -47,9 +47,10 @@ pub struct Caller<'a> {
 impl<'a> Caller<'a> {
     pub fn new(policy: &'a Policy, identity: Option<&'a Identity>) -> Self {
         // Callers without identity still fall under a grant for every identity (`*`).
-        let grant = policy
-            .grants
-            .find(identity.map_or("", |i| i.value.as_str()));
+        let grant = policy.grants.find(
+            identity.map_or("", |i| i.value.as_str()),
+            identity.is_some_and(|i| i.secret),
+        );
         Caller { identity, grant }
     }
 }
@@ -201,6 +202,7 @@ fn allow(limits: Vec<CounterId>) -> ToolDecision {
             counter,
             amount: 1,
             reason: None,
+            shadow: false,
         })
         .collect();
     ToolDecision::Allow {
@@ -484,6 +486,42 @@ mod tests {
             &mut |_| Ok(0),
         ));
         assert!(why.contains("sha256:") && !why.contains("sk-live"), "{why}");
+    }
+
+    #[test]
+    fn a_hashed_key_grant_is_held_only_by_the_secret_source() {
+        // The hash is in the policy for anyone to read: a plain header carrying it must not take
+        // the key's grant (found in review).
+        let hash = sha256_tag("sk-premium");
+        let policy = load_policy(
+            format!(
+                r#"{{"version":"1","default":"deny","identity":{{"sources":[{{"header":"x-api-key","secret":true}},{{"header":"x-agent-id"}}]}},
+                    "grants":{{"premium":{{"identities":["{hash}"],"tools":{{"wire_money":{{}}}}}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let key = Identity {
+            value: hash.clone(),
+            secret: true,
+            source: "header:x-api-key".into(),
+        };
+        let posing = Identity {
+            value: hash,
+            secret: false,
+            source: "header:x-agent-id".into(),
+        };
+        let call = |who: &Identity| {
+            decide_tool(
+                &policy,
+                &Caller::new(&policy, Some(who)),
+                "wire_money",
+                None,
+                &mut |_| Ok(0),
+            )
+        };
+        assert_eq!(call(&key), limits(&[]));
+        assert!(matches!(call(&posing), ToolDecision::Deny { .. }));
     }
 
     #[test]

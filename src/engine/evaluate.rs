@@ -586,7 +586,8 @@ impl Charging {
 }
 
 /// Whether running out of `counter` is only to be reported: the policy is in shadow mode, or
-/// every call using the counter is of a tool in shadow mode.
+/// every call using the counter is of a tool in shadow mode or uses it only through rules in
+/// shadow mode.
 fn shadowed_counter(
     policy: &Policy,
     body: &Body,
@@ -599,16 +600,16 @@ fn shadowed_counter(
             .iter()
             .zip(call_limits)
             .all(|(message, charges)| {
-                let uses = charges
-                    .as_ref()
-                    .is_some_and(|c| c.iter().any(|c| c.counter == counter));
+                let mut using = charges.iter().flatten().filter(|c| c.counter == counter);
+                let uses = using.clone().next().is_some();
+                let shadow_rules_only = using.all(|c| c.shadow);
                 let shadow_tool = match &message.kind {
                     MessageKind::ToolCall { name } => {
                         policy.tools.get(name).is_some_and(|t| t.shadow)
                     }
                     _ => false,
                 };
-                !uses || shadow_tool
+                !uses || shadow_tool || shadow_rules_only
             })
 }
 
@@ -1854,6 +1855,49 @@ mod shadow_tests {
         assert_eq!(
             (trial.verdict, trial.calls[0].decision),
             (Verdict::Forward, "would_deny")
+        );
+    }
+
+    #[test]
+    fn a_shadow_rule_counts_but_never_refuses() {
+        // Its counter runs out, or its amount is missing: reported, never enforced (found in
+        // review: the rule's counter was enforced like any other).
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow","tools":{"t":{"rules":[
+                {"name":"trial","shadow":true,"rate_limit":"2/minute"},
+                {"name":"weighted","shadow":true,"state":{"counter":"w","window":"hour","increment_from":"args.n"},
+                 "conditions":[{"path":"state.t.w","op":"lt","value":100}]}]}}}"#,
+        )
+        .unwrap();
+        let mut store = MemoryStore::default();
+        let missing = run(&policy, &mut store, "t", "{}");
+        assert_eq!(
+            (missing.verdict, missing.calls[0].decision),
+            (Verdict::Forward, "would_deny"),
+            "{}",
+            missing.calls[0].detail
+        );
+        assert!(
+            missing.calls[0].detail.contains("args.n"),
+            "{}",
+            missing.calls[0].detail
+        );
+        let second = run(&policy, &mut store, "t", r#"{"n":1}"#);
+        assert_eq!(
+            (second.verdict, second.calls[0].decision),
+            (Verdict::Forward, "allowed")
+        );
+        let third = run(&policy, &mut store, "t", r#"{"n":1}"#);
+        assert_eq!(
+            (third.verdict, third.calls[0].decision),
+            (Verdict::Forward, "would_deny"),
+            "{}",
+            third.calls[0].detail
+        );
+        assert!(
+            third.calls[0].detail.contains("t._rate_minute"),
+            "{}",
+            third.calls[0].detail
         );
     }
 

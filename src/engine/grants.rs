@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use super::policy::{CounterId, ToolRule};
 
+/// How a secret source's identities (and the grant entries listing them) begin.
+pub const SECRET_PREFIX: &str = "sha256:";
+
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub name: String,
@@ -85,8 +88,16 @@ impl GrantTable {
         Ok(())
     }
 
-    pub fn find(&self, identity: &str) -> Option<&Grant> {
-        let index = self.exact.get(identity).copied().or_else(|| {
+    /// The grant `identity` holds. A `sha256:` entry is a secret source's key and matches only an
+    /// identity from a secret source: the hash is in the policy for anyone to read, so a plain
+    /// header carrying it must not take the key's grant.
+    pub fn find(&self, identity: &str, secret: bool) -> Option<&Grant> {
+        let exact = self
+            .exact
+            .get(identity)
+            .copied()
+            .filter(|_| secret || !identity.starts_with(SECRET_PREFIX));
+        let index = exact.or_else(|| {
             self.prefixes
                 .iter()
                 .find(|(p, _)| identity.starts_with(p.as_str()))
@@ -130,7 +141,7 @@ mod tests {
             patterns(&["spiffe://cluster.local/ns/support/sa/lead", "agent-1"]),
         )
         .unwrap();
-        let name = |id: &str| t.find(id).map(|g| g.name.clone());
+        let name = |id: &str| t.find(id, false).map(|g| g.name.clone());
         assert_eq!(
             name("spiffe://cluster.local/ns/support/sa/lead").as_deref(),
             Some("vip")
@@ -153,8 +164,11 @@ mod tests {
         let mut t = GrantTable::default();
         t.add(grant("everyone"), patterns(&["*"])).unwrap();
         t.add(grant("a"), patterns(&["a"])).unwrap();
-        assert_eq!(t.find("a").map(|g| g.name.as_str()), Some("a"));
-        assert_eq!(t.find("zzz").map(|g| g.name.as_str()), Some("everyone"));
+        assert_eq!(t.find("a", false).map(|g| g.name.as_str()), Some("a"));
+        assert_eq!(
+            t.find("zzz", false).map(|g| g.name.as_str()),
+            Some("everyone")
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::counters::ENTRIES_PER_BUCKET;
-use super::grants::{Grant, GrantTable, IdentityPattern};
+use super::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
 use super::identity::{IdentitySource, MissingIdentity};
 use super::policy::{
     ApprovalSettings, CounterId, CounterSpec, DefaultAction, Policy, RateLimitService, RefusalMode,
@@ -292,7 +292,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         as_str(v, "description")?;
     }
     let grants = match root.get("grants") {
-        Some(v) => grants(v, &mut counters)?,
+        Some(v) => grants(v, &identity_sources, &mut counters)?,
         None => GrantTable::default(),
     };
 
@@ -554,7 +554,14 @@ fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingId
     Ok((sources, missing))
 }
 
-fn grants(value: &Value, counters: &mut CounterTable) -> Result<GrantTable> {
+fn grants(
+    value: &Value,
+    sources: &[IdentitySource],
+    counters: &mut CounterTable,
+) -> Result<GrantTable> {
+    let secret_source = sources
+        .iter()
+        .any(|s| matches!(s, IdentitySource::Header { secret: true, .. }));
     let mut table = GrantTable::default();
     for (name, grant) in as_object(value, "grants")? {
         let path = key_path("grants", name);
@@ -582,11 +589,14 @@ fn grants(value: &Value, counters: &mut CounterTable) -> Result<GrantTable> {
         let mut patterns = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
             let item_path = format!("{identities_path}[{index}]");
-            let pattern =
-                IdentityPattern::parse(as_str(item, &item_path)?).map_err(|m| PolicyError {
-                    path: item_path,
-                    message: m,
-                })?;
+            let text = as_str(item, &item_path)?;
+            if let Some(problem) = hashed_key_problem(text, secret_source) {
+                return err(&item_path, problem);
+            }
+            let pattern = IdentityPattern::parse(text).map_err(|m| PolicyError {
+                path: item_path,
+                message: m,
+            })?;
             patterns.push(pattern);
         }
         let tools = object
@@ -612,6 +622,32 @@ fn grants(value: &Value, counters: &mut CounterTable) -> Result<GrantTable> {
             })?;
     }
     Ok(table)
+}
+
+/// What is wrong with a grant entry written as a secret key's hash, if anything: it must be
+/// exactly what `mcp-policy hash` prints, and only a secret source yields such identities.
+fn hashed_key_problem(text: &str, secret_source: bool) -> Option<String> {
+    let digits = text
+        .get(..SECRET_PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(SECRET_PREFIX))
+        .map(|_| text.get(SECRET_PREFIX.len()..).unwrap_or_default())?;
+    let well_formed = text.starts_with(SECRET_PREFIX)
+        && digits.len() == 64
+        && digits
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !well_formed {
+        return Some(format!(
+            "a hashed key is `sha256:` and 64 lower-case hex digits, as `mcp-policy hash KEY` prints it; got {text:?}"
+        ));
+    }
+    if !secret_source {
+        return Some(
+            "a hashed key only matches identities from a secret source, and no identity source is marked `\"secret\": true`"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 fn tool_rule(
@@ -1175,7 +1211,7 @@ mod tests {
             ]
         );
         assert_eq!(policy.missing_identity, MissingIdentity::Deny);
-        let grant = policy.grants.find("spiffe://td/ns/x/sa/y").unwrap();
+        let grant = policy.grants.find("spiffe://td/ns/x/sa/y", false).unwrap();
         assert_eq!(grant.name, "g");
         assert_eq!(policy.counters[grant.limits[0]].scope, Scope::Identity);
         assert!(grant.tools.as_ref().unwrap().contains_key("t"));
@@ -1227,6 +1263,18 @@ mod tests {
             (
                 r#"{"version":"1","grants":{"g":{"identities":["a*b"]}}}"#,
                 "grants.g.identities[0]: `*` may only end a pattern",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"header":"k","secret":true}]},"grants":{"g":{"identities":["x","SHA256:ab"]}}}"#,
+                "grants.g.identities[1]: a hashed key is `sha256:` and 64 lower-case hex digits",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"header":"k","secret":true}]},"grants":{"g":{"identities":["sha256:2F1C000000000000000000000000000000000000000000000000000000000000"]}}}"#,
+                "grants.g.identities[0]: a hashed key is `sha256:` and 64 lower-case hex digits",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["sha256:2f1c000000000000000000000000000000000000000000000000000000000000"]}}}"#,
+                "grants.g.identities[0]: a hashed key only matches identities from a secret source",
             ),
             (
                 r#"{"version":"1","grants":{"g":{"identities":["a"],"members":[]}}}"#,

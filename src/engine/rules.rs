@@ -71,6 +71,8 @@ pub struct Charge {
     pub counter: CounterId,
     pub amount: u64,
     pub reason: Option<String>,
+    /// Charged by a rule in shadow mode: counted as usual, but running out is only reported.
+    pub shadow: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +219,10 @@ pub fn evaluate(
                         rule.name,
                         path.join(".")
                     );
+                    if rule.shadow {
+                        shadow_denials.push((reason, index));
+                        continue;
+                    }
                     return RulesOutcome::Deny {
                         reason,
                         rule: index,
@@ -227,6 +233,7 @@ pub fn evaluate(
         charges.push(Charge {
             counter: charge.counter,
             amount,
+            shadow: rule.shadow,
             reason: Some(
                 rule.on_deny
                     .clone()
