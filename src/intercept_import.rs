@@ -247,7 +247,7 @@ mod tests {
         assert_eq!(
             p.call("create_charge", usd(json!(100.9))),
             None,
-            "S13: decimals truncated"
+            "S13: a fraction is charged rounded up (Intercept truncates)"
         );
         // Intercept would let a negative charge lower the spend; refused here.
         p.denied_with(

@@ -482,6 +482,26 @@ mod tests {
             &mut store,
         );
         assert_eq!(outcome.verdict, Verdict::Forward);
+        // What a lenient server reads as a big send waits too: a text it converts to a number,
+        // a key it matches ignoring case (found in review: both went through unasked).
+        for sneaky in [
+            r#"{"recipients":"5000"}"#,
+            r#"{"Recipients":5000}"#,
+            r#"{"recipients":[5000]}"#,
+        ] {
+            let held = ask(
+                &policy,
+                &call("wechat_mass_send", sneaky),
+                &alice,
+                None,
+                &mut store,
+            );
+            assert!(
+                matches!(held.verdict, Verdict::AwaitApproval(_)),
+                "{sneaky}: {:?}",
+                held.verdict
+            );
+        }
         // Approval rules need the settings too, and keep no counter.
         let error_of = |text: &str| load_policy(text.as_bytes()).unwrap_err().to_string();
         assert!(error_of(r#"{"version":"1","tools":{"t":{"rules":[{"name":"r","action":"require_approval","conditions":[{"path":"args.x","op":"exists","value":true}]}]}}}"#)

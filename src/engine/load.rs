@@ -599,9 +599,18 @@ fn grants(
             })?;
             patterns.push(pattern);
         }
+        let tools_path = key_path(&path, "tools");
+        if let Some(listed) = object.get("tools").and_then(Value::as_object) {
+            if listed.contains_key("*") {
+                return err(
+                    &key_path(&tools_path, "*"),
+                    "a grant lists its tools by name; leave \"tools\" out for every tool the server-wide rules allow",
+                );
+            }
+        }
         let tools = object
             .get("tools")
-            .map(|v| tool_rules(v, &key_path(&path, "tools"), GRANT_TOOL_FIELDS, counters))
+            .map(|v| tool_rules(v, &tools_path, GRANT_TOOL_FIELDS, counters))
             .transpose()?;
         let limits = match object.get("limits") {
             Some(v) => limit_list(v, &key_path(&path, "limits"), counters)?,
@@ -1263,6 +1272,10 @@ mod tests {
             (
                 r#"{"version":"1","grants":{"g":{"identities":["a*b"]}}}"#,
                 "grants.g.identities[0]: `*` may only end a pattern",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["a"],"tools":{"*":{}}}}}"#,
+                "grants.g.tools[\"*\"]: a grant lists its tools by name",
             ),
             (
                 r#"{"version":"1","identity":{"sources":[{"header":"k","secret":true}]},"grants":{"g":{"identities":["x","SHA256:ab"]}}}"#,

@@ -32,7 +32,7 @@ pub struct RuleCharge {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Amount {
     Fixed(u64),
-    /// `increment_from: "args.recipients"`: the argument's value, decimals truncated.
+    /// `increment_from: "args.recipients"`: the argument's value, a fraction rounded up.
     FromArgument(Vec<String>),
 }
 
@@ -129,6 +129,21 @@ fn text_of(value: &Value) -> String {
     }
 }
 
+/// Whether a server could read `actual` as meeting `op` although it does not as sent: a text
+/// where a number is compared (lenient servers turn `"5000"` into 5000), a non-text for
+/// `regex`, neither text nor list for `contains`.
+fn undecidable(op: &Op, actual: Option<&Value>) -> bool {
+    let Some(actual) = actual.filter(|v| !v.is_null()) else {
+        return false;
+    };
+    match op {
+        Op::Lt(_) | Op::Lte(_) | Op::Gt(_) | Op::Gte(_) => actual.as_f64().is_none(),
+        Op::Regex(_) => !actual.is_string(),
+        Op::Contains(_) => !(actual.is_string() || actual.is_array()),
+        _ => false,
+    }
+}
+
 fn holds(op: &Op, actual: Option<&Value>) -> bool {
     let present = actual.filter(|v| !v.is_null());
     let Some(actual) = present else {
@@ -169,9 +184,18 @@ pub fn evaluate(
             rule.conditions
                 .iter()
                 .all(|condition| match &condition.subject {
+                    // A value we cannot judge as the server will read it (another case of
+                    // the key, a text where a number is compared) fails an evaluate rule's
+                    // condition (deny), and meets an approval rule's (ask): never let through.
                     Subject::Argument(path) => {
-                        !present_in_another_case(arguments, path)
-                            && holds(&condition.op, lookup(arguments, path))
+                        let value = lookup(arguments, path);
+                        let unsure = present_in_another_case(arguments, path)
+                            || undecidable(&condition.op, value);
+                        if rule.approval {
+                            unsure || holds(&condition.op, value)
+                        } else {
+                            !present_in_another_case(arguments, path) && holds(&condition.op, value)
+                        }
                     }
                     Subject::Counter(None) => holds(&condition.op, Some(&Value::from(0))),
                     Subject::Counter(Some(id)) => counter_value(*id)
@@ -204,13 +228,15 @@ pub fn evaluate(
         let Some(charge) = &rule.charge else { continue };
         let amount = match &charge.amount {
             Amount::Fixed(n) => *n,
-            // A number is charged as is (decimals truncated); a list by its length, e.g. the
+            // A number is charged as is (a fraction rounded up); a list by its length, e.g. the
             // recipients of a mass send (an extension: Intercept accepts numbers only).
             Amount::FromArgument(path) => match lookup(arguments, path).and_then(|v| match v {
                 Value::Array(items) => Some(items.len() as f64),
                 other => other.as_f64(),
             }) {
-                Some(n) if n >= 0.0 => n.trunc() as u64,
+                // A fraction is rounded up: 0.99 a thousand times must not cost nothing
+                // (Intercept truncates; charged, never undercharged).
+                Some(n) if n >= 0.0 => n.ceil() as u64,
                 // Intercept lets a negative amount lower the counter; that would be a way to
                 // buy back budget, so it is refused here, as is a missing or non-numeric one.
                 _ => {
@@ -411,6 +437,14 @@ mod tests {
             decide("send", json!({"openids": 2}), 0),
             ToolDecision::Allow { .. }
         ));
+        for (amount, charged) in [(0.99, 1), (2.0, 2), (2.01, 3), (0.0, 0)] {
+            match decide("send", json!({ "openids": amount }), 0) {
+                ToolDecision::Allow { charges, .. } => {
+                    assert_eq!(charges[0].amount, charged, "{amount}")
+                }
+                other => panic!("{amount}: {other:?}"),
+            }
+        }
         assert!(matches!(
             decide("send", json!({"openids": "many"}), 0),
             ToolDecision::Deny { .. }
