@@ -491,6 +491,11 @@ impl Charging {
         self.refuse(policy, store, id, failure)
     }
 
+    /// Whether running out of counter `id` is only reported for this request (shadow mode).
+    pub(super) fn only_reports(&self, policy: &Policy, id: CounterId) -> bool {
+        shadowed_counter(policy, &self.body, &self.call_limits, id)
+    }
+
     /// Refuse the calls using counter `id` for `failure` (or, in shadow mode, only report it
     /// and go on: `Ok`).
     pub(super) fn refuse(

@@ -82,6 +82,10 @@ impl Code {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescriptorStatus {
     pub code: Code,
+    /// Whether the service said which limit it applied (`current_limit`). A service with no
+    /// limit configured for a descriptor (envoyproxy/ratelimit without this domain, Limitador
+    /// without a matching limit) answers OK without one, having counted nothing.
+    pub limit_applied: bool,
     pub limit_remaining: u32,
     /// `duration_until_reset`, whole seconds (0 when the service does not say).
     pub seconds_until_reset: u64,
@@ -112,12 +116,14 @@ pub fn decode_response(bytes: &[u8]) -> Result<Response, String> {
 fn decode_status(bytes: &[u8]) -> Result<DescriptorStatus, String> {
     let mut status = DescriptorStatus {
         code: Code::Unknown,
+        limit_applied: false,
         limit_remaining: 0,
         seconds_until_reset: 0,
     };
     for field in Fields::new(bytes) {
         match field? {
             (1, Value::Varint(v)) => status.code = Code::from_wire(v),
+            (2, Value::Bytes(_)) => status.limit_applied = true,
             (3, Value::Varint(v)) => status.limit_remaining = u32::try_from(v).unwrap_or(u32::MAX),
             (4, Value::Bytes(duration)) => {
                 for part in Fields::new(duration) {
@@ -290,6 +296,7 @@ mod tests {
             response.statuses,
             vec![DescriptorStatus {
                 code: Code::Ok,
+                limit_applied: true,
                 limit_remaining: 7,
                 seconds_until_reset: 42,
             }]

@@ -106,7 +106,29 @@ pub fn finish(
             .next()
             .unwrap_or_else(|| Err("no answer".to_owned()))
             .and_then(|bytes| decode_response(&bytes))
-            .and_then(|response| usable(response, query.charges.len()));
+            .and_then(|response| usable(response, query.charges.len()))
+            .and_then(|response| {
+                // The service counts all or nothing: when only counters in shadow mode are over
+                // their limit, it counted none of the others either, and forwarding would let
+                // those calls through uncounted (found in review). So it is an answer that
+                // cannot be used, as if there were none.
+                let over_only_in_shadow = response.overall_code == Code::OverLimit
+                    && query
+                        .charges
+                        .iter()
+                        .zip(&response.statuses)
+                        .filter(|(_, status)| status.code == Code::OverLimit)
+                        .all(|(charge, _)| charging.only_reports(policy, charge.id))
+                    && query
+                        .charges
+                        .iter()
+                        .any(|charge| !charging.only_reports(policy, charge.id));
+                if over_only_in_shadow {
+                    Err("the answer counted nothing: only counters in shadow mode are over their limit, so the others were not charged".to_owned())
+                } else {
+                    Ok(response)
+                }
+            });
         let service = policy.rate_limit_services.get(query.service);
         let service_name = service.map_or_else(String::new, |s| s.name.clone());
         let response = match answer {
@@ -216,6 +238,14 @@ fn usable(response: Response, descriptors: usize) -> Result<Response, String> {
     {
         return Err("answer is OVER_LIMIT but names no descriptor over its limit".to_owned());
     }
+    if response
+        .statuses
+        .iter()
+        .any(|s| s.code == Code::Ok && !s.limit_applied)
+    {
+        // OK without `current_limit`: no limit matched the descriptor, so nothing was counted.
+        return Err("answer applied no limit to a descriptor (is the service configured for this domain and its descriptors?)".to_owned());
+    }
     Ok(response)
 }
 
@@ -267,8 +297,10 @@ mod tests {
     fn response(overall: u8, statuses: &[(u8, u8, u8)]) -> Vec<u8> {
         let mut out = vec![0x08, overall];
         for (code, remaining, reset) in statuses {
+            // current_limit { requests_per_unit: 30, unit: MINUTE }: the limit applied.
             out.extend([
-                0x12, 8, 0x08, *code, 0x18, *remaining, 0x22, 2, 0x08, *reset,
+                0x12, 14, 0x08, *code, 0x12, 4, 0x08, 30, 0x10, 2, 0x18, *remaining, 0x22, 2, 0x08,
+                *reset,
             ]);
         }
         out
@@ -443,6 +475,8 @@ mod tests {
             response(0, &[(1, 1, 1)]), // no overall code
             response(2, &[(1, 1, 1)]), // over limit, but no descriptor is
             vec![0x12, 40, 1],         // not protobuf
+            // OK, but no limit applied (no `current_limit`): nothing was counted.
+            vec![0x08, 1, 0x12, 8, 0x08, 1, 0x18, 29, 0x22, 2, 0x08, 5],
         ] {
             let answer = Ok(answer);
             assert_eq!(
@@ -480,6 +514,54 @@ mod tests {
         );
         assert_eq!(outcome.verdict, Verdict::Forward);
         assert_eq!(outcome.calls[0].decision, "would_deny");
+    }
+
+    #[test]
+    fn over_limit_only_in_shadow_counts_nothing_so_the_others_follow_the_failure_mode() {
+        // The service counts all or nothing: `y` (shadow) over its limit means `x` was not
+        // charged either, so `send` must not go through as counted (found in review).
+        let policy = load_policy(
+            br#"{"version":"1","default":"deny",
+                "rate_limit_services":{"shared":{"cluster":"ratelimit","failure_mode":"closed"}},
+                "rate_limit_service":"shared",
+                "tools":{"trial":{"shadow":true,"limits":[{"counter":"y","window":"minute","max":1,"scope":"global"}]},
+                         "send":{"limits":[{"counter":"x","window":"minute","max":30,"scope":"global"}]}}}"#,
+        )
+        .unwrap();
+        let mut store = MemoryStore::default();
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"trial","arguments":{}}},
+                         {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"send","arguments":{}}}]"#;
+        let meta = RequestMeta {
+            namespace: "wechat",
+            now: NOW,
+            ..Default::default()
+        };
+        let Verdict::AwaitServices(awaiting) = evaluate(&policy, batch, &meta, &mut store).verdict
+        else {
+            panic!("expected to wait for the service")
+        };
+        let statuses: Vec<(u8, u8, u8)> = awaiting.queries[0]
+            .charges
+            .iter()
+            .map(
+                |charge| match policy.counter(charge.id).map(|c| c.name.as_str()) {
+                    Some("y") => (2, 0, 5),
+                    _ => (1, 29, 5),
+                },
+            )
+            .collect();
+        assert_eq!(statuses.len(), 2);
+        let outcome = finish(
+            &policy,
+            *awaiting,
+            vec![Ok(response(2, &statuses))],
+            &mut store,
+        );
+        assert!(
+            matches!(outcome.verdict, Verdict::Reply(_)),
+            "{:?}",
+            outcome.verdict
+        );
     }
 
     #[test]
