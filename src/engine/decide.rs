@@ -144,7 +144,7 @@ pub fn decide_with_rule(
         None => format!("{}.rules[{index}]", key_path("tools", tool)),
         Some(wildcard) => format!("tools[\"*\"].rules[{wildcard}]"),
     };
-    match rules::evaluate(&rule_list, arguments, counter_value) {
+    match rules::evaluate(&rule_list, arguments, counter_value, policy.fail_open) {
         RulesOutcome::Deny { reason, rule } => {
             let path = rule_path(rule);
             if shadow {

@@ -172,12 +172,19 @@ pub fn evaluate(
         refusals.push(match &message.kind {
             MessageKind::ToolCall { name } => 'call: {
                 // Conditions on counters read them as they stand before this request.
+                // The first counter a rule could not read: a refusal then is not the policy's
+                // answer but the filter's failure to enforce it.
+                let mut unreadable: Option<(String, String)> = None;
                 let mut read_counter = |id: CounterId| -> Result<u64, String> {
                     let spec = policy
                         .counter(id)
                         .ok_or_else(|| format!("counter #{id} is not defined"))?;
                     let slot = counter_slot(policy, meta.namespace, spec, &caller, meta.session);
-                    current(store, &slot, spec.window, meta.now).map_err(|e| e.to_string())
+                    current(store, &slot, spec.window, meta.now).map_err(|e| {
+                        let problem = e.to_string();
+                        unreadable.get_or_insert_with(|| (spec.name.clone(), problem.clone()));
+                        problem
+                    })
                 };
                 // Only rules read arguments: without any, they stay unparsed text.
                 let arguments = if policy.reads_arguments(name) {
@@ -196,6 +203,24 @@ pub fn evaluate(
                 let (decision, rule) =
                     decide_with_rule(policy, &caller, name, arguments.as_ref(), &mut read_counter);
                 match decision {
+                    ToolDecision::Deny { .. } if unreadable.is_some() => {
+                        let (counter, problem) = unreadable.take().unwrap_or_default();
+                        let detail = format!("counter {counter} could not be read: {problem}");
+                        let refusal = Refusal::CannotEnforce {
+                            tool: name.clone(),
+                            counter,
+                            problem,
+                        };
+                        calls.push(CallRecord {
+                            tool: name.clone(),
+                            decision: refusal.decision(),
+                            detail,
+                            rule,
+                            id: message.id.clone(),
+                            arguments: message.arguments.take(),
+                        });
+                        Some(refusal)
+                    }
                     ToolDecision::Deny { reason } => {
                         calls.push(CallRecord {
                             tool: name.clone(),
@@ -1633,6 +1658,36 @@ mod tests {
             invalid.starts_with("failure_mode: expected one of \"closed\", \"open\""),
             "{invalid}"
         );
+    }
+
+    #[test]
+    fn a_rule_that_cannot_read_its_counter_follows_the_failure_mode() {
+        // Not the policy's refusal but the filter's failure to enforce it (found in review: it
+        // answered -32003 "denied by rule" whatever failure_mode said).
+        let rules = |mode: &str| {
+            load_policy(
+                format!(
+                    r#"{{"version":"1","default":"allow","failure_mode":"{mode}","tools":{{"send":{{"rules":[
+                        {{"name":"five a minute","rate_limit":"5/minute"}}]}}}}}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let body = call(1, "send");
+        let meta = RequestMeta {
+            namespace: "wechat",
+            now: NOW,
+            ..Default::default()
+        };
+        let mut store = MemoryStore::default();
+        store.fail = true;
+        let closed = evaluate(&rules("closed"), body.as_bytes(), &meta, &mut store);
+        let (_, value) = reply_of(&closed);
+        assert_eq!(value["error"]["code"], CANNOT_ENFORCE, "{value}");
+        assert_eq!(closed.calls[0].decision, "error");
+        let open = evaluate(&rules("open"), body.as_bytes(), &meta, &mut store);
+        assert_eq!(open.verdict, Verdict::Forward);
     }
 
     #[test]

@@ -171,36 +171,40 @@ fn holds(op: &Op, actual: Option<&Value>) -> bool {
 }
 
 /// Evaluate `rules` in order for a call with `arguments`. `counter_value` reads a counter's
-/// current value; if it fails, conditions on it fail (the rule denies: fail closed).
+/// current value; if it fails, conditions on it fail (the rule denies: fail closed), unless
+/// `fail_open` (the policy's `failure_mode: open`), where they hold (the call goes through).
 pub fn evaluate(
     rules: &[&Rule],
     arguments: Option<&Value>,
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    fail_open: bool,
 ) -> RulesOutcome {
     let mut shadow_denials = Vec::new();
     let mut approval = None;
     for (index, rule) in rules.iter().enumerate() {
-        let all_hold =
-            rule.conditions
-                .iter()
-                .all(|condition| match &condition.subject {
-                    // A value we cannot judge as the server will read it (another case of
-                    // the key, a text where a number is compared) fails an evaluate rule's
-                    // condition (deny), and meets an approval rule's (ask): never let through.
-                    Subject::Argument(path) => {
-                        let value = lookup(arguments, path);
-                        let unsure = present_in_another_case(arguments, path)
-                            || undecidable(&condition.op, value);
-                        if rule.approval {
-                            unsure || holds(&condition.op, value)
-                        } else {
-                            !present_in_another_case(arguments, path) && holds(&condition.op, value)
-                        }
+        let all_hold = rule
+            .conditions
+            .iter()
+            .all(|condition| match &condition.subject {
+                // A value we cannot judge as the server will read it (another case of
+                // the key, a text where a number is compared) fails an evaluate rule's
+                // condition (deny), and meets an approval rule's (ask): never let through.
+                Subject::Argument(path) => {
+                    let value = lookup(arguments, path);
+                    let unsure = present_in_another_case(arguments, path)
+                        || undecidable(&condition.op, value);
+                    if rule.approval {
+                        unsure || holds(&condition.op, value)
+                    } else {
+                        !present_in_another_case(arguments, path) && holds(&condition.op, value)
                     }
-                    Subject::Counter(None) => holds(&condition.op, Some(&Value::from(0))),
-                    Subject::Counter(Some(id)) => counter_value(*id)
-                        .is_ok_and(|n| holds(&condition.op, Some(&Value::from(n)))),
-                });
+                }
+                Subject::Counter(None) => holds(&condition.op, Some(&Value::from(0))),
+                Subject::Counter(Some(id)) => match counter_value(*id) {
+                    Ok(n) => holds(&condition.op, Some(&Value::from(n))),
+                    Err(_) => fail_open,
+                },
+            });
         if rule.approval {
             if all_hold && approval.is_none() {
                 approval = Some(index);
