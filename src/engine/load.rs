@@ -530,10 +530,23 @@ fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingId
             Some(("jwt_claim", value)) => {
                 reject_unknown_fields(source, &path, &["jwt_claim", "metadata_key"])?;
                 let claim_path = key_path(&path, "jwt_claim");
-                let claim = as_str(value, &claim_path)?;
-                let segments: Vec<String> = claim.split('.').map(str::to_owned).collect();
-                if segments.iter().any(String::is_empty) {
-                    return err(&claim_path, "a claim path is dot-separated names, e.g. \"sub\" or \"act.sub\"");
+                // A string is a dot-separated path ("act.sub"); a list names each level as it is,
+                // for claim names with dots in them (["https://example.com/agent"]).
+                let segments: Vec<String> = match value.as_array() {
+                    Some(levels) => levels
+                        .iter()
+                        .enumerate()
+                        .map(|(i, level)| {
+                            as_str(level, &format!("{claim_path}[{i}]")).map(str::to_owned)
+                        })
+                        .collect::<Result<_>>()?,
+                    None => as_str(value, &claim_path)?
+                        .split('.')
+                        .map(str::to_owned)
+                        .collect(),
+                };
+                if segments.is_empty() || segments.iter().any(String::is_empty) {
+                    return err(&claim_path, "a claim path is dot-separated names, e.g. \"sub\" or \"act.sub\", or a list of names, e.g. [\"https://example.com/agent\"]");
                 }
                 let metadata_key = match source.get("metadata_key") {
                     None => "jwt_payload".to_owned(),
@@ -1220,6 +1233,17 @@ mod tests {
             ]
         );
         assert_eq!(policy.missing_identity, MissingIdentity::Deny);
+        let namespaced = load_policy(
+            br#"{"version":"1","identity":{"sources":[{"jwt_claim":["https://example.com/agent"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            namespaced.identity_sources,
+            vec![IdentitySource::JwtClaim {
+                metadata_key: "jwt_payload".into(),
+                path: vec!["https://example.com/agent".into()]
+            }]
+        );
         let grant = policy.grants.find("spiffe://td/ns/x/sa/y", false).unwrap();
         assert_eq!(grant.name, "g");
         assert_eq!(policy.counters[grant.limits[0]].scope, Scope::Identity);
@@ -1252,6 +1276,14 @@ mod tests {
             (
                 r#"{"version":"1","identity":{"sources":[{"jwt_claim":"a..b"}]}}"#,
                 "identity.sources[0].jwt_claim: a claim path",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"jwt_claim":[]}]}}"#,
+                "identity.sources[0].jwt_claim: a claim path",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"jwt_claim":["a",1]}]}}"#,
+                "identity.sources[0].jwt_claim[1]: expected a string",
             ),
             (
                 r#"{"version":"1","identity":{"sources":[{"mtls":"dns_san"}]}}"#,
