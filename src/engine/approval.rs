@@ -52,7 +52,14 @@ pub fn query(
     rule: &str,
 ) -> Result<ApprovalQuery, String> {
     let canonical: Value = match arguments {
-        Some(text) => strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?,
+        Some(text) => {
+            if let Some(number) = inexact_number(text) {
+                return Err(format!(
+                    "the arguments hold the number {number}, which a double cannot hold exactly: a person could not approve exactly the value the server reads"
+                ));
+            }
+            strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?
+        }
         None => Value::Null,
     };
     let canonical_text = canonical.to_string();
@@ -85,6 +92,92 @@ pub fn query(
         request,
         rule: rule.to_owned(),
     })
+}
+
+/// The first number in the JSON text `text` that the canonical form would change: one beyond
+/// 64-bit integers or with more digits than a double keeps (`100000000000000000001`,
+/// `0.10000000000000001`). Two such calls would share one digest, yet a server reading exact
+/// numbers would run different calls.
+fn inexact_number(text: &str) -> Option<&str> {
+    number_tokens(text).find(|token| {
+        if token.parse::<i64>().is_ok() || token.parse::<u64>().is_ok() {
+            return false;
+        }
+        let written = token
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(|n| n.to_string());
+        written.as_deref().map(decimal) != Some(decimal(token))
+    })
+}
+
+/// The number tokens of a JSON text (outside strings).
+fn number_tokens(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    let mut in_string = false;
+    std::iter::from_fn(move || {
+        while let Some(&byte) = bytes.get(at) {
+            if in_string {
+                match byte {
+                    b'\\' => at += 2,
+                    b'"' => {
+                        in_string = false;
+                        at += 1;
+                    }
+                    _ => at += 1,
+                }
+                continue;
+            }
+            match byte {
+                b'"' => {
+                    in_string = true;
+                    at += 1;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = at;
+                    while bytes.get(at).is_some_and(|b| {
+                        matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    }) {
+                        at += 1;
+                    }
+                    return text.get(start..at);
+                }
+                _ => at += 1,
+            }
+        }
+        None
+    })
+}
+
+/// A decimal number's value as (negative, significant digits, exponent of the last digit):
+/// `1e2`, `100` and `100.0` are all (false, "1", 2).
+fn decimal(token: &str) -> (bool, String, i64) {
+    let (negative, unsigned) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (
+            unsigned.get(..at).unwrap_or_default(),
+            unsigned
+                .get(at + 1..)
+                .and_then(|e| e.trim_start_matches('+').parse::<i64>().ok())
+                .unwrap_or(0),
+        ),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let mut exponent = exponent.saturating_sub(fraction.len() as i64);
+    let trimmed_end = digits.trim_end_matches('0');
+    exponent = exponent.saturating_add((digits.len() - trimmed_end.len()) as i64);
+    let significant = trimmed_end.trim_start_matches('0');
+    if significant.is_empty() {
+        return (false, String::new(), 0);
+    }
+    (negative, significant.to_owned(), exponent)
 }
 
 /// How the service answered.
@@ -443,6 +536,44 @@ mod tests {
         let settings = ok.approval.unwrap();
         assert_eq!((settings.hold_seconds, settings.valid_seconds), (30, 3600));
     }
+    #[test]
+    fn numbers_a_double_cannot_hold_cannot_be_approved() {
+        // Two such values would share one digest while an exact server runs different calls
+        // (found in review).
+        for inexact in [
+            r#"{"amount":100000000000000000001}"#,
+            r#"{"a":[1,{"b":0.10000000000000001}]}"#,
+            r#"{"x":"\"1\"","n":-18446744073709551617}"#,
+            r#"{"e":1e400}"#,
+        ] {
+            assert!(inexact_number(inexact).is_some(), "{inexact}");
+        }
+        for exact in [
+            r#"{"amount":100000000000000000000,"n":-5,"u":18446744073709551615}"#,
+            r#"{"f":0.1,"g":1.0,"h":1e2,"i":-2.5E-3,"z":0,"s":"0.10000000000000001 in a string"}"#,
+            r#"{"big":9007199254740993}"#,
+        ] {
+            assert_eq!(inexact_number(exact), None, "{exact}");
+        }
+        assert_eq!(decimal("100.0"), decimal("1e2"));
+        assert_eq!(decimal("-0.0025"), (true, "25".to_owned(), -4));
+        let policy = load_policy(
+            br#"{"version":"1","approval":{"cluster":"approvals"},"tools":{"t":{"action":"require_approval"}}}"#,
+        )
+        .unwrap();
+        let problem = query(
+            &policy,
+            "s",
+            None,
+            "t",
+            None,
+            Some(r#"{"amount":100000000000000000001}"#),
+            "tools.t.action",
+        )
+        .unwrap_err();
+        assert!(problem.contains("100000000000000000001"), "{problem}");
+    }
+
     #[test]
     fn a_rule_can_ask_for_approval_of_the_calls_it_matches() {
         let policy = load_policy(
