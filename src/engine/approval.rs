@@ -638,6 +638,8 @@ mod tests {
         assert!(error_of(r#"{"version":"1","tools":{"t":{"rules":[{"name":"r","action":"require_approval","conditions":[{"path":"args.x","op":"exists","value":true}]}]}}}"#)
             .starts_with("tools.t.rules[0].action: \"require_approval\" needs the policy's \"approval\" settings"));
         assert!(error_of(r#"{"version":"1","approval":{"cluster":"a"},"tools":{"t":{"rules":[{"name":"r","action":"require_approval","rate_limit":"5/minute"}]}}}"#)
-            .contains("state"));
+            .starts_with("tools.t.rules[0].rate_limit: a require_approval rule selects calls"));
+        assert!(error_of(r#"{"version":"1","approval":{"cluster":"a"},"tools":{"t":{"rules":[{"name":"r","action":"require_approval","conditions":[{"path":"args.x","op":"exists","value":true}],"state":{"counter":"c","window":"hour"}}]}}}"#)
+            .starts_with("tools.t.rules[0].state: a require_approval rule selects calls"));
     }
 }

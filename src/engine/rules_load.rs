@@ -382,8 +382,14 @@ pub(super) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
             let deny = action == "deny";
             let approval = action == "require_approval";
             if approval && rule.state.is_some() {
+                // Name the field the user wrote: `rate_limit` is expanded into a state block.
+                let field = if rule.object.contains_key("rate_limit") {
+                    "rate_limit"
+                } else {
+                    "state"
+                };
                 return err(
-                    &key_path(&path, "state"),
+                    &key_path(&path, field),
                     "a require_approval rule selects calls; it keeps no counter",
                 );
             }
