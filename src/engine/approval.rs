@@ -2,6 +2,8 @@
 //! reaches the server. The filter asks the approval service with a digest of the call; the
 //! service holds the question until a human decides or the hold time ends.
 
+use std::fmt::Write;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -55,7 +57,7 @@ pub fn query(
         Some(text) => {
             if let Some(number) = inexact_number(text) {
                 return Err(format!(
-                    "the arguments hold the number {number}, which a double cannot hold exactly: a person could not approve exactly the value the server reads"
+                    "the arguments hold the integer {number}, beyond 64 bits: a person could not be shown exactly the value the server reads"
                 ));
             }
             strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?
@@ -68,7 +70,15 @@ pub fn query(
         None => ["anonymous", ""],
     };
     let mut hasher = Sha256::new();
-    for part in [namespace, tool, &canonical_text, caller[0], caller[1]] {
+    let numbers = arguments.map(exact_numbers).unwrap_or_default();
+    for part in [
+        namespace,
+        tool,
+        &canonical_text,
+        caller[0],
+        caller[1],
+        &numbers,
+    ] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
@@ -94,19 +104,31 @@ pub fn query(
     })
 }
 
-/// The first number in the JSON text `text` that the canonical form would change: one beyond
-/// 64-bit integers or with more digits than a double keeps (`100000000000000000001`,
-/// `0.10000000000000001`). Two such calls would share one digest, yet a server reading exact
-/// numbers would run different calls.
+/// The first integer in the JSON text `text` beyond 64 bits (`100000000000000000001`): the
+/// canonical arguments (what a person is shown) would round it.
 fn inexact_number(text: &str) -> Option<&str> {
-    // serde_json reads the numbers (its float parser is in the filter already; core's is not).
-    number_tokens(text).find(
-        |token| match serde_json::from_str::<serde_json::Number>(token) {
-            Ok(number) if number.is_i64() || number.is_u64() => false,
-            Ok(number) => decimal(&number.to_string()) != decimal(token),
-            Err(_) => true,
-        },
-    )
+    number_tokens(text).find(|token| {
+        !token.contains(['.', 'e', 'E'])
+            && token.parse::<i64>().is_err()
+            && token.parse::<u64>().is_err()
+    })
+}
+
+/// Every number of the JSON text `text`, in order, by exact decimal value: what the digest
+/// holds besides the canonical arguments, whose numbers are doubles. Two calls whose numbers
+/// differ beyond a double's precision (`0.10000000000000001`) then need two approvals.
+fn exact_numbers(text: &str) -> String {
+    let mut out = String::new();
+    for token in number_tokens(text) {
+        let (negative, digits, exponent) = decimal(token);
+        let _ = write!(
+            out,
+            "{}{}e{exponent},",
+            if negative { "-" } else { "" },
+            if digits.is_empty() { "0" } else { &digits }
+        );
+    }
+    out
 }
 
 /// The number tokens of a JSON text (outside strings).
@@ -534,41 +556,47 @@ mod tests {
         assert_eq!((settings.hold_seconds, settings.valid_seconds), (30, 3600));
     }
     #[test]
-    fn numbers_a_double_cannot_hold_cannot_be_approved() {
-        // Two such values would share one digest while an exact server runs different calls
-        // (found in review).
-        for inexact in [
-            r#"{"amount":100000000000000000001}"#,
-            r#"{"a":[1,{"b":0.10000000000000001}]}"#,
-            r#"{"x":"\"1\"","n":-18446744073709551617}"#,
-            r#"{"e":1e400}"#,
-        ] {
-            assert!(inexact_number(inexact).is_some(), "{inexact}");
-        }
-        for exact in [
-            r#"{"amount":100000000000000000000,"n":-5,"u":18446744073709551615}"#,
-            r#"{"f":0.1,"g":1.0,"h":1e2,"i":-2.5E-3,"z":0,"s":"0.10000000000000001 in a string"}"#,
-            r#"{"big":9007199254740993}"#,
-        ] {
-            assert_eq!(inexact_number(exact), None, "{exact}");
-        }
-        assert_eq!(decimal("100.0"), decimal("1e2"));
-        assert_eq!(decimal("-0.0025"), (true, "25".to_owned(), -4));
+    fn numbers_are_approved_by_exact_value() {
+        // The canonical arguments hold doubles: two calls differing beyond a double's precision
+        // would share one digest while an exact server runs different calls (found in review).
         let policy = load_policy(
             br#"{"version":"1","approval":{"cluster":"approvals"},"tools":{"t":{"action":"require_approval"}}}"#,
         )
         .unwrap();
-        let problem = query(
-            &policy,
-            "s",
-            None,
-            "t",
-            None,
-            Some(r#"{"amount":100000000000000000001}"#),
-            "tools.t.action",
-        )
-        .unwrap_err();
-        assert!(problem.contains("100000000000000000001"), "{problem}");
+        let digest = |arguments: &str| {
+            query(
+                &policy,
+                "s",
+                None,
+                "t",
+                None,
+                Some(arguments),
+                "tools.t.action",
+            )
+            .map(|q| q.digest)
+        };
+        let same = |a: &str, b: &str| digest(a).unwrap() == digest(b).unwrap();
+        assert!(!same(r#"{"a":0.1}"#, r#"{"a":0.10000000000000001}"#));
+        assert!(!same(
+            r#"{"a":9007199254740993}"#,
+            r#"{"a":9007199254740992}"#
+        ));
+        assert!(!same(
+            r#"{"a":0.9719863718547629}"#,
+            r#"{"a":0.9719863718547628}"#
+        ));
+        assert!(same(r#"{"a":1,"s":"2"}"#, r#"{ "a" : 1 , "s" : "2" }"#));
+        // An integer beyond 64 bits would be shown rounded: it cannot be approved.
+        for beyond in [
+            r#"{"amount":100000000000000000001}"#,
+            r#"{"n":[-18446744073709551617]}"#,
+        ] {
+            let problem = digest(beyond).unwrap_err();
+            assert!(problem.contains("beyond 64 bits"), "{problem}");
+        }
+        assert!(digest(r#"{"u":18446744073709551615,"s":"100000000000000000001"}"#).is_ok());
+        assert_eq!(decimal("100.0"), decimal("1e2"));
+        assert_eq!(decimal("-0.0025"), (true, "25".to_owned(), -4));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum ToolDecision {
     },
     Deny {
         reason: String,
+        /// Set when a rule denied only because this counter could not be read: not the
+        /// policy's answer but the filter's failure to enforce it (`failure_mode` closed).
+        unreadable: Option<CounterId>,
     },
 }
 
@@ -62,6 +65,7 @@ pub const DENIED_WITHOUT_REASON: &str = "this tool is denied by the policy";
 fn deny(reason: impl Into<String>) -> ToolDecision {
     ToolDecision::Deny {
         reason: reason.into(),
+        unreadable: None,
     }
 }
 
@@ -121,7 +125,7 @@ pub fn decide_with_rule(
     }
     let (limits, access_rule) = match access(policy, caller, tool) {
         (ToolDecision::Allow { charges, .. }, rule) => (charges, rule),
-        (ToolDecision::Deny { reason }, rule) if shadow => {
+        (ToolDecision::Deny { reason, .. }, rule) if shadow => {
             let shadow_denials = vec![(reason, rule.clone())];
             return (
                 ToolDecision::Allow {
@@ -145,7 +149,11 @@ pub fn decide_with_rule(
         Some(wildcard) => format!("tools[\"*\"].rules[{wildcard}]"),
     };
     match rules::evaluate(&rule_list, arguments, counter_value, policy.fail_open) {
-        RulesOutcome::Deny { reason, rule } => {
+        RulesOutcome::Deny {
+            reason,
+            rule,
+            unreadable,
+        } => {
             let path = rule_path(rule);
             if shadow {
                 let shadow_denials = vec![(reason, path.clone())];
@@ -158,7 +166,7 @@ pub fn decide_with_rule(
                     path,
                 );
             }
-            (deny(reason), path)
+            (ToolDecision::Deny { reason, unreadable }, path)
         }
         RulesOutcome::Pass {
             mut charges,
@@ -331,7 +339,7 @@ mod tests {
 
     fn reason(decision: ToolDecision) -> String {
         match decision {
-            ToolDecision::Deny { reason } => reason,
+            ToolDecision::Deny { reason, .. } => reason,
             allowed => panic!("expected a denial, got {allowed:?}"),
         }
     }

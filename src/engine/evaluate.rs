@@ -172,9 +172,8 @@ pub fn evaluate(
         refusals.push(match &message.kind {
             MessageKind::ToolCall { name } => 'call: {
                 // Conditions on counters read them as they stand before this request.
-                // The first counter a rule could not read: a refusal then is not the policy's
-                // answer but the filter's failure to enforce it.
-                let mut unreadable: Option<(String, String)> = None;
+                // Why counters could not be read, for a refusal that rests on one.
+                let mut read_problems: Vec<(CounterId, String)> = Vec::new();
                 let mut read_counter = |id: CounterId| -> Result<u64, String> {
                     let spec = policy
                         .counter(id)
@@ -182,7 +181,7 @@ pub fn evaluate(
                     let slot = counter_slot(policy, meta.namespace, spec, &caller, meta.session);
                     current(store, &slot, spec.window, meta.now).map_err(|e| {
                         let problem = e.to_string();
-                        unreadable.get_or_insert_with(|| (spec.name.clone(), problem.clone()));
+                        read_problems.push((id, problem.clone()));
                         problem
                     })
                 };
@@ -203,8 +202,18 @@ pub fn evaluate(
                 let (decision, rule) =
                     decide_with_rule(policy, &caller, name, arguments.as_ref(), &mut read_counter);
                 match decision {
-                    ToolDecision::Deny { .. } if unreadable.is_some() => {
-                        let (counter, problem) = unreadable.take().unwrap_or_default();
+                    ToolDecision::Deny {
+                        unreadable: Some(id),
+                        ..
+                    } => {
+                        let counter = policy
+                            .counter(id)
+                            .map_or_else(|| format!("#{id}"), |spec| spec.name.clone());
+                        let problem = read_problems
+                            .iter()
+                            .find(|(read, _)| *read == id)
+                            .map(|(_, problem)| problem.clone())
+                            .unwrap_or_default();
                         let detail = format!("counter {counter} could not be read: {problem}");
                         let refusal = Refusal::CannotEnforce {
                             tool: name.clone(),
@@ -221,7 +230,7 @@ pub fn evaluate(
                         });
                         Some(refusal)
                     }
-                    ToolDecision::Deny { reason } => {
+                    ToolDecision::Deny { reason, .. } => {
                         calls.push(CallRecord {
                             tool: name.clone(),
                             decision: "denied",
@@ -1688,6 +1697,45 @@ mod tests {
         assert_eq!(closed.calls[0].decision, "error");
         let open = evaluate(&rules("open"), body.as_bytes(), &meta, &mut store);
         assert_eq!(open.verdict, Verdict::Forward);
+        // Only a refusal that rests on the unreadable counter says so: another rule's denial
+        // stays the policy's, in either mode, also after a shadow rule failed to read.
+        for (mode, first) in [
+            (
+                "open",
+                r#"{"name":"five a minute","rate_limit":"5/minute"}"#,
+            ),
+            (
+                "closed",
+                r#"{"name":"trial","shadow":true,"rate_limit":"5/minute"}"#,
+            ),
+        ] {
+            let policy = load_policy(
+                format!(
+                    r#"{{"version":"1","default":"allow","failure_mode":"{mode}","tools":{{"send":{{"rules":[{first},
+                        {{"name":"x is 1","conditions":[{{"path":"args.x","op":"eq","value":1}}],"on_deny":"x must be 1"}}]}}}}}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send","arguments":{"x":2}}}"#;
+            let (_, value) = reply_of(&evaluate(&policy, body.as_bytes(), &meta, &mut store));
+            assert_eq!(value["error"]["code"], POLICY_DENIED, "{mode}: {value}");
+        }
+        // An approval rule that cannot read its counter asks a person rather than let through.
+        let asking = load_policy(
+            br#"{"version":"1","default":"allow","approval":{"cluster":"approvals"},"tools":{
+                "send":{"rules":[{"name":"many failures","action":"require_approval",
+                    "conditions":[{"path":"state.login.fails","op":"gt","value":3}]}]},
+                "login":{"rules":[{"name":"count","conditions":[{"path":"state.login.fails","op":"lte","value":100}],
+                    "state":{"counter":"fails","window":"hour"}}]}}}"#,
+        )
+        .unwrap();
+        let out = evaluate(&asking, body.as_bytes(), &meta, &mut store);
+        assert!(
+            matches!(out.verdict, Verdict::AwaitApproval(_)),
+            "{:?}",
+            out.verdict
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn explain(
     out.insert("grant".into(), json!(caller.grant.map(|g| g.name.clone())));
     out.insert("rule".into(), json!(rule));
     match decision {
-        ToolDecision::Deny { reason } => {
+        ToolDecision::Deny { reason, .. } => {
             out.insert("decision".into(), json!("denied"));
             out.insert(
                 "message".into(),

@@ -84,8 +84,13 @@ pub enum RulesOutcome {
         /// Index of the first `require_approval` rule whose conditions all hold.
         approval: Option<usize>,
     },
-    /// `rule`: index of the deciding rule in the list evaluated.
-    Deny { reason: String, rule: usize },
+    /// `rule`: index of the deciding rule in the list evaluated; `unreadable`: the counter its
+    /// condition could not read, when that is why it denied (the filter cannot enforce it).
+    Deny {
+        reason: String,
+        rule: usize,
+        unreadable: Option<CounterId>,
+    },
 }
 
 fn lookup<'v>(arguments: Option<&'v Value>, path: &[String]) -> Option<&'v Value> {
@@ -182,6 +187,8 @@ pub fn evaluate(
     let mut shadow_denials = Vec::new();
     let mut approval = None;
     for (index, rule) in rules.iter().enumerate() {
+        // The counter that could not be read, when that is why a condition failed.
+        let mut unreadable = None;
         let all_hold = rule
             .conditions
             .iter()
@@ -200,9 +207,15 @@ pub fn evaluate(
                     }
                 }
                 Subject::Counter(None) => holds(&condition.op, Some(&Value::from(0))),
+                // An unreadable counter: an approval rule asks; otherwise the condition holds
+                // under `fail_open` and fails (the filter cannot enforce the rule) if not.
                 Subject::Counter(Some(id)) => match counter_value(*id) {
                     Ok(n) => holds(&condition.op, Some(&Value::from(n))),
-                    Err(_) => fail_open,
+                    Err(_) if rule.approval || fail_open => true,
+                    Err(_) => {
+                        unreadable = Some(*id);
+                        false
+                    }
                 },
             });
         if rule.approval {
@@ -224,6 +237,7 @@ pub fn evaluate(
             return RulesOutcome::Deny {
                 reason,
                 rule: index,
+                unreadable,
             };
         }
     }
@@ -256,6 +270,7 @@ pub fn evaluate(
                     return RulesOutcome::Deny {
                         reason,
                         rule: index,
+                        unreadable: None,
                     };
                 }
             },
@@ -486,7 +501,7 @@ mod tests {
             Some(&args),
             &mut |_| Ok(0),
         ) {
-            ToolDecision::Deny { reason } => reason,
+            ToolDecision::Deny { reason, .. } => reason,
             ToolDecision::Allow { .. } => "allowed".into(),
         };
         assert_eq!(reason("a", json!({})), "tool rule");
@@ -546,7 +561,8 @@ mod tests {
         assert_eq!(
             decision,
             ToolDecision::Deny {
-                reason: crate::engine::decide::HIDDEN.into()
+                reason: crate::engine::decide::HIDDEN.into(),
+                unreadable: None,
             }
         );
         let all = load_policy(br#"{"version":"1","default":"allow","hide":["*"]}"#).unwrap();
