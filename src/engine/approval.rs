@@ -643,7 +643,7 @@ mod tests {
         for sneaky in [
             r#"{"recipients":"5000"}"#,
             r#"{"Recipients":5000}"#,
-            r#"{"recipients":[5000]}"#,
+            r#"{"recipients":" 5e3 "}"#,
         ] {
             let held = ask(
                 &policy,
@@ -658,6 +658,15 @@ mod tests {
                 held.verdict
             );
         }
+        // A value no server reads as a number is judged as sent: a list is not over 100.
+        let list = ask(
+            &policy,
+            &call("wechat_mass_send", r#"{"recipients":["o1","o2"]}"#),
+            &alice,
+            None,
+            &mut store,
+        );
+        assert_eq!(list.verdict, Verdict::Forward);
         // Approval rules need the settings too, and keep no counter.
         let error_of = |text: &str| load_policy(text.as_bytes()).unwrap_err().to_string();
         assert!(error_of(r#"{"version":"1","tools":{"t":{"rules":[{"name":"r","action":"require_approval","conditions":[{"path":"args.x","op":"exists","value":true}]}]}}}"#)

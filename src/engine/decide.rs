@@ -530,6 +530,23 @@ mod tests {
         };
         assert_eq!(call(&key), limits(&[]));
         assert!(matches!(call(&posing), ToolDecision::Deny { .. }));
+        // `sha256:*`, every key holder, likewise.
+        let holders = load_policy(
+            br#"{"version":"1","default":"deny","identity":{"sources":[{"header":"x-api-key","secret":true},{"header":"x-agent-id"}]},
+                "grants":{"keys":{"identities":["sha256:*"],"tools":{"wire_money":{}}}}}"#,
+        )
+        .unwrap();
+        let call = |who: &Identity| {
+            decide_tool(
+                &holders,
+                &Caller::new(&holders, Some(who)),
+                "wire_money",
+                None,
+                &mut |_| Ok(0),
+            )
+        };
+        assert_eq!(call(&key), limits(&[]));
+        assert!(matches!(call(&posing), ToolDecision::Deny { .. }));
     }
 
     #[test]

@@ -454,7 +454,7 @@ impl ServiceQuery {
 pub(super) struct Charging {
     pub(super) body: Body,
     pub(super) call_limits: Vec<Option<Vec<Charge>>>,
-    taken: Vec<(Slot, u64, u64)>,
+    pub(super) taken: Vec<(Slot, u64, u64)>,
     taken_ids: Vec<CounterId>,
     pub(super) readings: Vec<CounterReading>,
     pub(super) open_problems: Vec<String>,
@@ -696,6 +696,14 @@ fn first_case_collision(value: &Value) -> Option<(String, String)> {
             .or_else(|| map.values().find_map(first_case_collision)),
         Value::Array(items) => items.iter().find_map(first_case_collision),
         _ => None,
+    }
+}
+
+impl AwaitingServices {
+    /// The request ended (the client hung up, a timeout) before the services answered: it was
+    /// never forwarded, so what it took locally is given back. `Some` names refunds that failed.
+    pub fn abandon(self, store: &mut dyn CasStore) -> Option<String> {
+        give_back(store, &self.charging.taken)
     }
 }
 

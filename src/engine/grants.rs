@@ -100,6 +100,7 @@ impl GrantTable {
         let index = exact.or_else(|| {
             self.prefixes
                 .iter()
+                .filter(|(p, _)| secret || !p.starts_with(SECRET_PREFIX))
                 .find(|(p, _)| identity.starts_with(p.as_str()))
                 .map(|(_, i)| *i)
         })?;

@@ -653,11 +653,13 @@ fn hashed_key_problem(text: &str, secret_source: bool) -> Option<String> {
         .get(..SECRET_PREFIX.len())
         .filter(|p| p.eq_ignore_ascii_case(SECRET_PREFIX))
         .map(|_| text.get(SECRET_PREFIX.len()..).unwrap_or_default())?;
+    // `sha256:*` (every key holder) and other prefixes of hashes are patterns, not keys.
+    let hex = |d: &str| d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let well_formed = text.starts_with(SECRET_PREFIX)
-        && digits.len() == 64
-        && digits
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        && match digits.strip_suffix('*') {
+            Some(prefix) => prefix.len() < 64 && hex(prefix),
+            None => digits.len() == 64 && hex(digits),
+        };
     if !well_formed {
         return Some(format!(
             "a hashed key is `sha256:` and 64 lower-case hex digits, as `mcp-policy hash KEY` prints it; got {text:?}"
@@ -1320,6 +1322,14 @@ mod tests {
             (
                 r#"{"version":"1","grants":{"g":{"identities":["sha256:2f1c000000000000000000000000000000000000000000000000000000000000"]}}}"#,
                 "grants.g.identities[0]: a hashed key only matches identities from a secret source",
+            ),
+            (
+                r#"{"version":"1","grants":{"g":{"identities":["sha256:*"]}}}"#,
+                "grants.g.identities[0]: a hashed key only matches identities from a secret source",
+            ),
+            (
+                r#"{"version":"1","identity":{"sources":[{"header":"k","secret":true}]},"grants":{"g":{"identities":["sha256:XY*"]}}}"#,
+                "grants.g.identities[0]: a hashed key is",
             ),
             (
                 r#"{"version":"1","grants":{"g":{"identities":["a"],"members":[]}}}"#,

@@ -355,6 +355,19 @@ mod tests {
     }
 
     #[test]
+    fn a_request_abandoned_while_the_service_is_asked_gives_its_local_counts_back() {
+        // The client hung up before the answer: never forwarded, so nothing stays taken (found in
+        // review: the local per-session unit was lost).
+        let policy = policy("closed", "");
+        let mut store = MemoryStore::default();
+        let awaiting = ask(&policy, &mut store);
+        let (slot, _, cost) = awaiting.charging.taken[0].clone();
+        assert_eq!((store.count(&slot), cost), (Some(1), 1));
+        assert_eq!(awaiting.abandon(&mut store), None);
+        assert_eq!(store.count(&slot), Some(0));
+    }
+
+    #[test]
     fn an_ok_answer_forwards_and_records_the_services_count() {
         let policy = policy("closed", "");
         let mut store = MemoryStore::default();

@@ -40,6 +40,8 @@ pub struct PolicyStream {
     done: bool,
     /// Bytes buffered so far, as last reported by the body callback.
     body_size: usize,
+    /// The same for the answer.
+    response_body_size: usize,
     identity: Option<Identity>,
     session: Option<String>,
     /// A POST to the legacy HTTP+SSE transport's message endpoint.
@@ -83,6 +85,7 @@ impl PolicyStream {
             inspecting: false,
             done: false,
             body_size: 0,
+            response_body_size: 0,
             identity: None,
             session: None,
             legacy_sse: false,
@@ -371,7 +374,7 @@ impl Context for PolicyStream {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
-        _num_headers: usize,
+        num_headers: usize,
         body_size: usize,
         _num_trailers: usize,
     ) {
@@ -382,12 +385,22 @@ impl Context for PolicyStream {
             self.approval_call = Some((token, query));
             return;
         }
-        // No `:status` means no answer: the call failed or timed out.
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| v.parse::<u16>().ok());
+        // No `:status` means no answer: the call failed, timed out or was reset. A failed call
+        // has no headers at all, and asking Envoy for one then is an error the SDK's getter
+        // panics on (the VM would stop): so the map is read whole, in place, only if there is one.
+        let raw = (num_headers > 0)
+            .then(|| raw_headers::fetch(MapType::HttpCallResponseHeaders))
+            .flatten();
+        let status = raw
+            .as_deref()
+            .and_then(header_map::decode)
+            .and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|(name, _)| *name == ":status")
+                    .and_then(|(_, value)| std::str::from_utf8(value).ok())
+                    .and_then(|value| value.parse::<u16>().ok())
+            });
         let answer = match status {
             None => Err("no answer (unreachable or timed out)".to_owned()),
             Some(status) => {
@@ -559,6 +572,7 @@ impl HttpContext for PolicyStream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body_size = body_size;
         let started = timing::now();
         // Taken out for the call so the rewriter and the host calls on `self` do not overlap.
         let mut inspection = std::mem::replace(&mut self.inspection, Inspection::None);
@@ -570,12 +584,36 @@ impl HttpContext for PolicyStream {
         action
     }
 
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the answer (HTTP/2, gRPC-style): no body callback said end of stream, so
+        // what waits for the end (a held JSON answer, an SSE tail) is finished here.
+        let mut inspection = std::mem::replace(&mut self.inspection, Inspection::None);
+        let mut pending = std::mem::take(&mut self.reservations);
+        let size = match inspection {
+            Inspection::Json => self.response_body_size,
+            _ => 0,
+        };
+        let action = self.inspect_response(&mut inspection, &mut pending, size, true);
+        self.reservations = pending;
+        action
+    }
+
     fn on_log(&mut self) {
         // The stream is over. Calls still pending were forwarded and got no error we could see:
         // the client hung up (a disconnect is not a cancellation in MCP: the tool may still
         // run), the answer's id was spelled differently, or it came in a form we don't read.
         // Refunds need positive evidence of failure, so what they took stays taken.
         self.reservations.clear();
+        // A request still waiting for rate-limit services was never forwarded: what it took
+        // locally goes back (their late answers are dropped with the stream).
+        if let Some(awaiting) = self.awaiting.take() {
+            if let Some(problem) = awaiting.abandon(&mut EnvoySharedData) {
+                log(
+                    LogLevel::Error,
+                    &format!("mcp-policy-filter[{}]: {problem}", self.namespace),
+                );
+            }
+        }
         if self.inspecting {
             timing::request_done();
         }
@@ -702,7 +740,24 @@ impl PolicyStream {
             Inspection::None => Action::Continue,
             Inspection::Json => {
                 if !end_of_stream {
-                    return Action::Pause;
+                    if body_size <= MAX_HELD_ANSWER {
+                        return Action::Pause;
+                    }
+                    // Too large to hold (Envoy would reset the stream at its buffer limit): it
+                    // goes on as is, its calls stay charged (no evidence of failure) and a
+                    // tools/list in it is not filtered.
+                    if !self.tools_list_ids.is_empty() {
+                        log(
+                            LogLevel::Warn,
+                            &format!(
+                                "mcp-policy-filter[{}]: answer over {MAX_HELD_ANSWER} bytes passed unfiltered",
+                                self.namespace
+                            ),
+                        );
+                    }
+                    pending.clear();
+                    *inspection = Inspection::None;
+                    return Action::Continue;
                 }
                 let body = self
                     .get_http_response_body(0, body_size)
@@ -743,12 +798,19 @@ impl PolicyStream {
                 if end_of_stream {
                     out.extend(rewriter.finish(&mut observe));
                 }
-                self.set_http_response_body(0, body_size, &out);
+                if body_size > 0 || !out.is_empty() {
+                    self.set_http_response_body(0, body_size, &out);
+                }
                 Action::Continue
             }
         }
     }
 }
+
+/// The most of a JSON answer held to read it whole (to refund a failed call, to filter a
+/// tools/list): below Envoy's default per-stream buffer limit (1 MiB), so holding never makes
+/// Envoy reset the stream.
+const MAX_HELD_ANSWER: usize = 512 * 1024;
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
