@@ -998,14 +998,19 @@ impl CounterTable {
                     path,
                     format!(
                         "counter \"{}\" is already defined at {first_path} with window {} s, max {}, scope {}; \
-                         every use of a counter must have the same window, max and scope (here: window {} s, max {}, scope {})",
+                         every use of a counter must have the same window, max, scope and rate-limit service (here: window {} s, max {}, scope {}{})",
                         spec.name,
                         first.window.seconds(),
                         first.max,
                         first.scope.as_str(),
                         spec.window.seconds(),
                         spec.max,
-                        spec.scope.as_str()
+                        spec.scope.as_str(),
+                        if first.service == spec.service {
+                            ""
+                        } else {
+                            ", another rate-limit service"
+                        }
                     ),
                 ),
                 _ => err(path, "internal error: counter table out of step"),

@@ -616,6 +616,17 @@ mod tests {
         let limit = r#"{"counter":"c","window":"minute","max":3,"scope":"global","rate_limit_service":"rls"}"#;
         assert!(error_of(&with(r#"{"rls":{}}"#, limit))
             .starts_with("rate_limit_services.rls.cluster: required"));
+        // A shared counter is one budget: kept by one service.
+        let split = error_of(
+            r#"{"version":"1","rate_limit_services":{"rls":{"cluster":"c"}},"tools":{
+                "a":{"limits":[{"counter":"c","window":"minute","max":3,"scope":"global","rate_limit_service":"rls"}]},
+                "b":{"limits":[{"counter":"c","window":"minute","max":3,"scope":"global"}]}}}"#,
+        );
+        assert!(
+            split.contains("same window, max, scope and rate-limit service")
+                && split.ends_with(", another rate-limit service)"),
+            "{split}"
+        );
         assert!(error_of(&with(r#"{"local":{"cluster":"c"}}"#, limit))
             .starts_with("rate_limit_services.local: a service name must not be"));
         assert!(error_of(&with(
