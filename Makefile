@@ -128,6 +128,10 @@ bench-smoke: build floor-filter envoy sample-bins redis
 	  --upstream target/debug/bench-upstream
 	python3 bench/compare.py --smoke --envoy "$(ENVOY)" --upstream target/debug/bench-upstream \
 	  "$(WASM)" '$(WASM)@{"audit":{"hash_arguments":false}}' E
+	@report=$$(mktemp -d) && cp bench/results/latest.json "$$report/" \
+	  && python3 bench/run.py --report "$$report/latest.json" > /dev/null \
+	  && grep -q '^Noise: each arm' "$$report/latest.md" && rm -rf "$$report" \
+	  && echo "bench report: renders from saved data, with the run's noise"
 
 ## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
 ## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)

@@ -644,7 +644,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.report:
         data = json.loads(args.report.read_text())
-        return write_report(data, args.report.parent)
+        return write_report(data, args.report.with_suffix(".md"))
     if not (args.envoy and args.wasm and args.upstream):
         parser.error("--envoy, --wasm and --upstream are required (unless --report)")
     arms = [arm for arm in args.arms if arm in ARMS]
@@ -773,7 +773,7 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(data, indent=1))
     print(f"saved {args.out / 'latest.json'}")
-    return write_report(data, args.out)
+    return write_report(data, args.out / "latest.md")
 
 
 def latency_rate(data: dict) -> str:
@@ -782,8 +782,32 @@ def latency_rate(data: dict) -> str:
     return f"50% of {data.get('latency_base', 'A')}'s throughput"
 
 
-def write_report(data: dict, out: Path) -> int:
-    """latest.md from a run's saved data (`--report latest.json` renders it again)."""
+# Above this median spread of one arm's CPU per request between rounds (max / min), the VM's
+# neighbours moved the numbers by more than the budgets' margins (a quiet run here: about 1.1).
+NOISY_SPREAD = 1.2
+
+
+def noise_line(data: dict) -> str:
+    """How far each arm's saturated CPU per request moved between its rounds: the run's own noise."""
+    spreads = []
+    for row in data["results"]:
+        cpu = [r["cpu_us_per_request"] for r in row.get("rounds", []) if r.get("cpu_us_per_request")]
+        if len(cpu) >= 2 and min(cpu) > 0:
+            spreads.append((max(cpu) / min(cpu), row["arm"], row["body_bytes"]))
+    if not spreads:
+        return "Noise: one round per arm, so not measured.\n"
+    worst = max(spreads)
+    line = (f"Noise: each arm's Envoy CPU per request (saturated) moved between its rounds by a median "
+            f"factor of {median([s for s, _, _ in spreads]):.2f} (max / min; the most: arm {worst[1]} at "
+            f"{worst[2]} B, {worst[0]:.2f}).")
+    if median([s for s, _, _ in spreads]) > NOISY_SPREAD:
+        line += (f" **A noisy run** (above {NOISY_SPREAD:g}): ratios in it can move by more than a "
+                 f"budget's margin; run again before reading them.")
+    return line + "\n"
+
+
+def write_report(data: dict, md_path: Path) -> int:
+    """The run's tables as Markdown (`--report X.json` renders them again, into X.md)."""
     arms = list(data["arms"])
     sizes = list(dict.fromkeys(row["body_bytes"] for row in data["results"]))
     results = {(row["arm"], row["body_bytes"]): {k: v for k, v in row.items() if k != "rounds"}
@@ -798,11 +822,11 @@ def write_report(data: dict, out: Path) -> int:
         f"one core meanwhile (below {SATURATED:.0%}, the load generator's core was the limit). "
         f"Latency: oha open loop at {latency_rate(data)}, latency-corrected. "
         f"CPU: Envoy's utime+stime per request.\n"
-    )
+    ) + "\n" + noise_line(data)
     print(header)
     print(table)
-    (out / "latest.md").write_text(header + "\n" + table + "\n")
-    print(f"\nsaved {out / 'latest.md'}")
+    md_path.write_text(header + "\n" + table + "\n")
+    print(f"\nsaved {md_path}")
     return 0
 
 
