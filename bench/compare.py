@@ -137,6 +137,8 @@ def main() -> int:
                       f"{statistics.median(fixed[name]):.1f}"
                       f"{' (overloaded)' if statistics.median(achieved[name]) < 0.95 * args.rate else ''} "
                       f"({' '.join(f'{x:.1f}' for x in fixed[name])}) |")
+            print()
+            print(bench.noise_sentence((bench.spread(saturated[name]), name) for name in names))
             return 0
         finally:
             for process in reversed(started):

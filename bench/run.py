@@ -787,23 +787,32 @@ def latency_rate(data: dict) -> str:
 NOISY_SPREAD = 1.2
 
 
-def noise_line(data: dict) -> str:
-    """How far each arm's saturated CPU per request moved between its rounds: the run's own noise."""
-    spreads = []
-    for row in data["results"]:
-        cpu = [r["cpu_us_per_request"] for r in row.get("rounds", []) if r.get("cpu_us_per_request")]
-        if len(cpu) >= 2 and min(cpu) > 0:
-            spreads.append((max(cpu) / min(cpu), row["arm"], row["body_bytes"]))
+def spread(values) -> float:
+    """max / min of one arm's rounds: 1.0 when they agree."""
+    values = [v for v in values if v and v > 0]
+    return max(values) / min(values) if len(values) >= 2 else float("nan")
+
+
+def noise_sentence(spreads) -> str:
+    """`spreads`: (max / min of an arm's rounds, what was measured). The run's own noise, in words."""
+    spreads = [(factor, label) for factor, label in spreads if factor == factor]
     if not spreads:
-        return "Noise: one round per arm, so not measured.\n"
+        return "Noise: one round per arm, so not measured."
+    typical = median([factor for factor, _ in spreads])
     worst = max(spreads)
     line = (f"Noise: each arm's Envoy CPU per request (saturated) moved between its rounds by a median "
-            f"factor of {median([s for s, _, _ in spreads]):.2f} (max / min; the most: arm {worst[1]} at "
-            f"{worst[2]} B, {worst[0]:.2f}).")
-    if median([s for s, _, _ in spreads]) > NOISY_SPREAD:
+            f"factor of {typical:.2f} (max / min; the most: {worst[1]}, {worst[0]:.2f}).")
+    if typical > NOISY_SPREAD:
         line += (f" **A noisy run** (above {NOISY_SPREAD:g}): ratios in it can move by more than a "
                  f"budget's margin; run again before reading them.")
-    return line + "\n"
+    return line
+
+
+def noise_line(data: dict) -> str:
+    return noise_sentence(
+        (spread([r.get("cpu_us_per_request") for r in row.get("rounds", [])]),
+         f"arm {row['arm']} at {row['body_bytes']} B")
+        for row in data["results"]) + "\n"
 
 
 def write_report(data: dict, md_path: Path) -> int:
