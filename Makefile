@@ -171,9 +171,11 @@ bench-phases: wasm-target wasm-opt envoy load-tools
 floor-filter: wasm-target
 	cargo build -p floor-filter --target wasm32-unknown-unknown --profile wasm-release --lib
 
-## bench-engine: criterion micro-benchmarks of the engine (10 and 1,000 tools)
+## bench-engine: criterion micro-benchmarks of the engine (10 and 1,000 tools); table saved to
+## bench/results/engine.md
 bench-engine:
 	cargo bench -p mcp-policy-filter --bench engine
+	python3 bench/engine_table.py --criterion-dir target/criterion --out bench/results/engine.md
 
 ## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (default 300) each, one at a time;
 ## prints libFuzzer's final stats per target, fails on a crash (input in fuzz/artifacts/TARGET/)

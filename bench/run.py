@@ -488,7 +488,16 @@ def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int,
     if c1 and a1:
         add("throughput C / A, 1 KB", "≥ 0.90", c1 / a1, c1 / a1 >= 0.90, f"{c1 / a1:.2f}", ("A", 1024))
         added = r("C", 1024, "p99_us") - r("A", 1024, "p99_us")
-        add("added p99 C − A, 1 KB", "≤ 50 µs", added, added <= 50, f"{added:+.0f} µs")
+        c_latency, a_latency = results[("C", 1024)], results[("A", 1024)]
+        if not sustained(c_latency, a_latency):
+            # C fell behind the offered rate: its p99 is time spent queueing, not what the
+            # filter adds to a call.
+            rows.append(
+                f"| added p99 C − A, 1 KB | ≤ 50 µs | {added:+.0f} µs | not shown: C answered "
+                f"{c_latency['achieved_rps']:.0f} of the {a_latency['achieved_rps']:.0f} req/s "
+                "offered (queueing) |")
+        else:
+            add("added p99 C − A, 1 KB", "≤ 50 µs", added, added <= 50, f"{added:+.0f} µs")
     c10, a10 = r("C", 10240), r("A", 10240)
     if c10 and a10:
         add("throughput C / A, 10 KB", "≥ 0.80", c10 / a10, c10 / a10 >= 0.80, f"{c10 / a10:.2f}", ("A", 10240))

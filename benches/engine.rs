@@ -2,8 +2,11 @@
 //! loading, natively: `cargo bench -p mcp-policy-filter --bench engine`.
 //!
 //! Policies are generated: `tool_0` .. `tool_{n-1}` under `default: deny`, all without limits
-//! except the last, which has a global per-minute counter that never trips. Counters live in an
-//! in-memory CAS store like the engine's test `MemoryStore` (which is `cfg(test)` only).
+//! except the last, which has a global per-minute counter that never trips. The `granted` shape
+//! adds what a multi-team policy has: n/10 hidden tools and n/10 grants of ten tools each, every
+//! grant held by one identity and by a `team-N/*` prefix, the caller matching the last prefix
+//! tried. Counters live in an in-memory CAS store like the engine's test `MemoryStore` (which is
+//! `cfg(test)` only).
 //! A whole run stays well under two minutes (see `config`).
 
 #![allow(
@@ -45,6 +48,36 @@ fn policy_text(tools: usize) -> String {
     format!(
         r#"{{"version":"1","default":"deny","tools":{{{}}}}}"#,
         entries.join(",")
+    )
+}
+
+/// `policy_text(tools)` plus `tools / 10` hidden tools and `tools / 10` grants: grant `g` holds
+/// `agent-g` and `team-g/*`, and may call `tool_{10g}` .. `tool_{10g+9}`, each under a per-grant
+/// limit that never trips.
+fn granted_policy_text(tools: usize) -> String {
+    let groups = tools / 10;
+    let listed: Vec<String> = (0..tools).map(|i| format!(r#""tool_{i}":{{}}"#)).collect();
+    let hidden: Vec<String> = (0..groups).map(|i| format!(r#""hidden_{i}""#)).collect();
+    let grants: Vec<String> = (0..groups)
+        .map(|g| {
+            let tools: Vec<String> = (10 * g..10 * g + 10)
+                .map(|i| {
+                    format!(
+                        r#""tool_{i}":{{"limits":[{{"counter":"g{g}","window":"minute","max":1000000000,"scope":"grant"}}]}}"#
+                    )
+                })
+                .collect();
+            format!(
+                r#""g{g}":{{"identities":["agent-{g}","team-{g}/*"],"tools":{{{}}}}}"#,
+                tools.join(",")
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"version":"1","default":"deny","tools":{{{}}},"hide":[{}],"grants":{{{}}}}}"#,
+        listed.join(","),
+        hidden.join(","),
+        grants.join(",")
     )
 }
 
@@ -131,6 +164,38 @@ fn bench_evaluate(c: &mut Criterion) {
             });
         }
     }
+    // The granted shape: the caller holds the last grant through the last prefix tried.
+    for tools in SIZES {
+        let policy =
+            load_policy(granted_policy_text(tools).as_bytes()).expect("generated policy loads");
+        let groups = tools / 10;
+        let identity = Identity::new(&format!("team-{}/bot", groups - 1));
+        let meta = RequestMeta {
+            identity: Some(&identity),
+            ..meta
+        };
+        let granted_tool = format!("tool_{}", tools - 1);
+        let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
+            ("granted_limited_1KB", call_body(&granted_tool, 1024), true, 1),
+            ("outside_grant", call_body("tool_0", 200), false, 0),
+            ("hidden", call_body(&format!("hidden_{}", groups - 1), 200), false, 0),
+        ];
+        for (case, body, forwarded, counters) in &cases {
+            let mut store = BenchStore::default();
+            let outcome = evaluate(&policy, body, &meta, &mut store);
+            assert_eq!(
+                matches!(outcome.verdict, Verdict::Forward),
+                *forwarded,
+                "granted {tools} tools, {case}: unexpected verdict {:?}",
+                outcome.verdict
+            );
+            assert_eq!(outcome.counters.len(), *counters, "granted {tools} tools, {case}");
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_function(format!("{tools}_tools_granted/{case}"), |b| {
+                b.iter(|| evaluate(&policy, black_box(body), black_box(&meta), &mut store));
+            });
+        }
+    }
     group.finish();
 }
 
@@ -144,11 +209,16 @@ fn bench_load(c: &mut Criterion) {
         group.bench_function(format!("{tools}_tools"), |b| {
             b.iter(|| load_policy(black_box(text.as_bytes())));
         });
+        let granted = granted_policy_text(tools);
+        group.throughput(Throughput::Bytes(granted.len() as u64));
+        group.bench_function(format!("{tools}_tools_granted"), |b| {
+            b.iter(|| load_policy(black_box(granted.as_bytes())));
+        });
     }
     group.finish();
 }
 
-/// 16 benchmarks × (0.5 s warm-up + 2 s measurement + analysis): about 45 s in all.
+/// 24 benchmarks × (0.5 s warm-up + 2 s measurement + analysis): about a minute in all.
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))

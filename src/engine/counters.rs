@@ -10,6 +10,7 @@
 //! entry until it ends: stricter, never looser.
 
 use std::fmt;
+use std::rc::Rc;
 
 use super::window::Window;
 
@@ -54,7 +55,8 @@ pub const MAX_CAS_ATTEMPTS: usize = 32;
 /// fingerprints hash to it) and the caller's fingerprint inside that bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
-    pub key: String,
+    /// Shared with the policy for a `global` counter: no copy per call.
+    pub key: Rc<str>,
     pub owner: u64,
 }
 

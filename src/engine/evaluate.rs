@@ -6,8 +6,9 @@ use super::approval::{self, ApprovalQuery, Approved};
 use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
+use super::json_write;
 use super::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
-use super::policy::{CounterId, CounterSpec, Policy, RefusalMode, Scope};
+use super::policy::{CounterId, CounterKeys, CounterSpec, Policy, RefusalMode, Scope};
 use super::remote_limits;
 use super::reply::{self, LimitHit, Refusal, Reply};
 use super::reservations::{Hold, Reservation};
@@ -844,11 +845,10 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
     Ok(())
 }
 
-/// Where this caller's count of one counter lives. The key names the filter instance, the
-/// counter and its window length, with lengths prefixing the free-form parts so that no choice of
-/// names can make two counters share a key; then one of the counter's `policy.counter_buckets`
-/// buckets, picked by the caller's fingerprint (a salted SHA-256 of its scope value, so secret
-/// identities never appear and nobody can aim at a chosen caller's bucket).
+/// Where this caller's count of one counter lives: the counter's key (`CounterKeys`) and, for a
+/// scoped counter, one of its `policy.counter_buckets` buckets, picked by the caller's
+/// fingerprint (a salted SHA-256 of its scope value, so secret identities never appear and
+/// nobody can aim at a chosen caller's bucket).
 pub fn counter_slot(
     policy: &Policy,
     namespace: &str,
@@ -856,19 +856,14 @@ pub fn counter_slot(
     caller: &Caller,
     session: Option<&str>,
 ) -> Slot {
-    use std::fmt::Write;
-    // One buffer, written once: this runs for every counter of every call.
-    let mut key = String::with_capacity(64 + namespace.len() + spec.name.len());
-    // The window length is part of the key: a policy edit that changes it starts a fresh count
-    // instead of misreading one kept under the old length.
-    let _ = write!(
-        key,
-        "mcp-policy/v2/{}:{namespace}/{}:{}/{}s/",
-        namespace.len(),
-        spec.name.len(),
-        spec.name,
-        spec.window.seconds()
-    );
+    // The keys built when the filter configured, unless asked about another namespace.
+    let built;
+    let keys = if policy.counter_namespace == namespace && !spec.keys.bucket_prefix.is_empty() {
+        &spec.keys
+    } else {
+        built = CounterKeys::new(namespace, spec, policy.counter_buckets.max(1));
+        &built
+    };
     let identity = caller.identity;
     let mut hasher = Sha256::new();
     hasher.update(policy.counter_salt.to_le_bytes());
@@ -880,8 +875,10 @@ pub fn counter_slot(
     };
     match (spec.scope, caller.grant, identity, session) {
         (Scope::Global, ..) => {
-            key.push_str("global");
-            return Slot { key, owner: 1 };
+            return Slot {
+                key: keys.global.clone(),
+                owner: 1,
+            };
         }
         (Scope::Grant, Some(grant), ..) => scope_value(&["grant", &grant.name]),
         // No grant held (or none defined): the identity is its own grant.
@@ -904,13 +901,12 @@ pub fn counter_slot(
         }
         u64::from_le_bytes(raw)
     };
-    // The table size is part of the key too: changing `counter_slots` starts fresh counts
-    // rather than reading callers' counts in other callers' buckets.
-    let buckets = policy.counter_buckets.max(1);
-    let _ = write!(key, "{buckets}x/b{}", word(8) % buckets);
+    let mut key = String::with_capacity(keys.bucket_prefix.len() + 20);
+    key.push_str(&keys.bucket_prefix);
+    json_write::push_u64(&mut key, word(8) % policy.counter_buckets.max(1));
     // 0 is the overflow entry's owner; a fingerprint of 0 (one chance in 2^64) becomes 1.
     Slot {
-        key,
+        key: key.as_str().into(),
         owner: word(0).max(1),
     }
 }
@@ -953,8 +949,11 @@ mod tests {
 
     impl Harness {
         fn new(policy: &str) -> Self {
+            let mut policy = load_policy(policy.as_bytes()).unwrap();
+            // As the filter does when it configures, for its plugin name.
+            policy.prepare_counter_keys("wechat");
             Harness {
-                policy: load_policy(policy.as_bytes()).unwrap(),
+                policy,
                 store: MemoryStore::default(),
             }
         }
@@ -1034,6 +1033,11 @@ mod tests {
         let (gets, sets) = (h.store.gets, h.store.sets);
         h.as_agent("a", &call(9, "wechat_get_followers"));
         assert_eq!((h.store.gets, h.store.sets), (gets, sets));
+        // Two limits (one per grant, one per session): two of each.
+        let (gets, sets) = (h.store.gets, h.store.sets);
+        let out = h.as_agent("b", &call(10, "wechat_mass_preview"));
+        assert_eq!(out.verdict, Verdict::Forward);
+        assert_eq!((h.store.gets - gets, h.store.sets - sets), (2, 2));
     }
 
     #[test]
@@ -1806,6 +1810,42 @@ mod tests {
             "{:?}",
             slot("wechat")
         );
+    }
+
+    #[test]
+    fn counter_keys_built_at_configure_are_the_keys_a_call_would_build() {
+        let mut policy = load_policy(GRANTED.as_bytes()).unwrap();
+        policy.counter_salt = 0x5eed;
+        let as_loaded = policy.clone();
+        policy.prepare_counter_keys("wechat");
+        let mut global = load_policy(POLICY.as_bytes()).unwrap();
+        global.prepare_counter_keys("wechat");
+        let everyone = global.counters.iter().find(|c| c.name == "all").unwrap();
+        assert_eq!(&*everyone.keys.global, "mcp-policy/v2/6:wechat/3:all/3600s/global");
+        fn caller_of<'p>(p: &'p Policy, agent: &str) -> Caller<'p> {
+            Caller::new(p, who(agent))
+        }
+        for (id, spec) in policy.counters.iter().enumerate() {
+            assert!(spec.keys.bucket_prefix.starts_with("mcp-policy/v2/6:wechat/"));
+            for agent in ["mkt-1", "sup-7", "stranger"] {
+                for session in [None, Some("s-1")] {
+                    let caller = caller_of(&policy, agent);
+                    let loaded_caller = caller_of(&as_loaded, agent);
+                    let prepared = counter_slot(&policy, "wechat", spec, &caller, session);
+                    let built = counter_slot(
+                        &as_loaded,
+                        "wechat",
+                        &as_loaded.counters[id],
+                        &loaded_caller,
+                        session,
+                    );
+                    assert_eq!(prepared, built, "{} for {agent}", spec.name);
+                    // Asked about another server's counters, the keys are that server's.
+                    let other = counter_slot(&policy, "notify", spec, &caller, session);
+                    assert!(other.key.starts_with("mcp-policy/v2/6:notify/"), "{other:?}");
+                }
+            }
+        }
     }
 
     #[test]

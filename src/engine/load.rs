@@ -2,7 +2,7 @@
 //! value, e.g. `tools.wechat_mass_send.limits[0].window: ...`, because that is what an operator
 //! needs to fix a rejected configuration.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -11,7 +11,7 @@ use super::counters::ENTRIES_PER_BUCKET;
 use super::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
 use super::identity::{IdentitySource, MissingIdentity};
 use super::policy::{
-    ApprovalSettings, CounterId, CounterSpec, DefaultAction, Policy, RateLimitService, RefusalMode,
+    ApprovalSettings, CounterId, CounterKeys, CounterSpec, DefaultAction, Policy, RateLimitService, RefusalMode,
     Scope, ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER,
     DEFAULT_MAX_BODY_BYTES,
 };
@@ -360,10 +360,11 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         Some(v) => one_of(v, "failure_mode", &["closed", "open"])? == "open",
     };
 
-    Ok(Policy {
+    let mut policy = Policy {
         fail_open,
         counter_buckets: counter_slots.div_ceil(ENTRIES_PER_BUCKET as u64),
         counter_salt: 0,
+        counter_namespace: String::new(),
         rate_limit_services: std::mem::take(&mut counters.services),
         approval,
         shadow,
@@ -374,13 +375,16 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         wildcard_rules: rules.wildcard,
         hidden,
         hide_all,
+        labelled_tools: HashSet::new(),
         counters: counters.specs,
         identity_sources,
         missing_identity,
         grants,
         max_body_bytes,
         refusal_mode,
-    })
+    };
+    policy.labelled_tools = policy.names_to_label();
+    Ok(policy)
 }
 
 fn tool_rules(
@@ -411,9 +415,9 @@ fn flag(value: Option<&Value>, path: &str) -> Result<bool> {
 }
 
 /// `hide`: tool names (or `"*"` for all) that agents are not to see or call.
-fn hide(value: Option<&Value>) -> Result<(Vec<String>, bool)> {
+fn hide(value: Option<&Value>) -> Result<(HashSet<String>, bool)> {
     let Some(value) = value else {
-        return Ok((Vec::new(), false));
+        return Ok((HashSet::new(), false));
     };
     let items = value.as_array().map_or_else(
         || {
@@ -424,19 +428,18 @@ fn hide(value: Option<&Value>) -> Result<(Vec<String>, bool)> {
         },
         Ok,
     )?;
-    let mut names: Vec<String> = Vec::with_capacity(items.len());
+    let mut names: HashSet<String> = HashSet::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let path = format!("hide[{index}]");
         let name = as_str(item, &path)?.trim();
         if name.is_empty() {
             return err(&path, "entry must not be empty");
         }
-        if names.iter().any(|n| n == name) {
+        if !names.insert(name.to_owned()) {
             return err(&path, format!("duplicate entry {name:?}"));
         }
-        names.push(name.to_owned());
     }
-    let all = names.iter().any(|n| n == "*");
+    let all = names.contains("*");
     Ok((names, all))
 }
 
@@ -807,6 +810,7 @@ fn limit(value: &Value, path: &str, counters: &CounterTable) -> Result<CounterSp
         max,
         scope,
         service,
+        keys: CounterKeys::default(),
     })
 }
 
@@ -1042,6 +1046,7 @@ mod tests {
                 max: 30,
                 scope: Scope::Grant,
                 service: None,
+                keys: Default::default(),
             }]
         );
         assert_eq!(policy.tools["wechat_mass_send"].action, ToolAction::Allow);

@@ -1,6 +1,8 @@
 //! The validated, immutable policy the filter enforces. Built only by `load::load_policy`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+use std::rc::Rc;
 
 use super::grants::GrantTable;
 use super::identity::{IdentitySource, MissingIdentity};
@@ -80,6 +82,45 @@ pub struct CounterSpec {
     /// Index into `Policy::rate_limit_services` when a rate-limit service counts this counter
     /// (shared by every Envoy); `None`: Envoy's shared data (this Envoy only).
     pub service: Option<usize>,
+    /// Its shared-data keys, built when the filter configures (`Policy::prepare_counter_keys`).
+    pub keys: CounterKeys,
+}
+
+/// A counter's shared-data keys under one filter's namespace. Built once per configuration
+/// rather than formatted for every call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CounterKeys {
+    /// The whole key of a `global` counter.
+    pub global: Rc<str>,
+    /// A scoped counter's key: this, then the number of the caller's bucket.
+    pub bucket_prefix: String,
+}
+
+impl CounterKeys {
+    /// The key names the filter instance, the counter and its window length, with lengths
+    /// prefixing the free-form parts so that no choice of names can make two counters share a
+    /// key. The window length is in it so that a policy edit changing it starts a fresh count
+    /// instead of misreading one kept under the old length; the bucket count likewise, so that
+    /// changing `counter_slots` starts fresh counts rather than reading callers' counts in other
+    /// callers' buckets.
+    pub fn new(namespace: &str, spec: &CounterSpec, buckets: u64) -> CounterKeys {
+        let mut base = String::with_capacity(48 + namespace.len() + spec.name.len());
+        // Writing into a String cannot fail.
+        let _ = write!(
+            base,
+            "mcp-policy/v2/{}:{namespace}/{}:{}/{}s/",
+            namespace.len(),
+            spec.name.len(),
+            spec.name,
+            spec.window.seconds()
+        );
+        let global = Rc::from(format!("{base}global"));
+        let _ = write!(base, "{buckets}x/b");
+        CounterKeys {
+            global,
+            bucket_prefix: base,
+        }
+    }
 }
 
 /// What a call needing a rate-limit service's answer gets when the service cannot give one
@@ -129,8 +170,10 @@ pub struct Policy {
     /// Rules of the `"*"` entry: they apply to every call after the tool's own rules.
     pub wildcard_rules: Vec<Rule>,
     /// Tools denied on call and removed from tools/list; `hide_all` for `"*"`.
-    pub hidden: Vec<String>,
+    pub hidden: HashSet<String>,
     pub hide_all: bool,
+    /// Tools whose metrics carry their own name (see `metric_label`), found once at load.
+    pub labelled_tools: HashSet<String>,
     pub counters: Vec<CounterSpec>,
     /// Tried in order; the first present one identifies the caller.
     pub identity_sources: Vec<IdentitySource>,
@@ -149,6 +192,9 @@ pub struct Policy {
     /// When counters cannot be consulted (shared-data errors, CAS exhaustion): refuse the call
     /// (`false`, the default) or let it through uncounted (`"failure_mode": "open"`).
     pub fail_open: bool,
+    /// The namespace (the filter's plugin name) the counters' `keys` were built for; empty
+    /// until `prepare_counter_keys`.
+    pub counter_namespace: String,
     /// Buckets per scoped counter (`counter_slots` / `ENTRIES_PER_BUCKET`): the bound on the
     /// shared-data keys a counter can ever use, however many sessions and identities come.
     pub counter_buckets: u64,
@@ -175,7 +221,47 @@ impl Policy {
     }
 
     pub fn is_hidden(&self, tool: &str) -> bool {
-        self.hide_all || self.hidden.iter().any(|h| h == tool)
+        self.hide_all || self.hidden.contains(tool)
+    }
+
+    /// The metrics label for `tool`: its name if the policy names it (in `tools`, `hide` or a
+    /// grant) and it is safe in a stat name, else `other`, so that clients cannot create new
+    /// time series by making names up.
+    pub fn metric_label<'a>(&self, tool: &'a str) -> &'a str {
+        if self.labelled_tools.contains(tool) {
+            tool
+        } else {
+            "other"
+        }
+    }
+
+    /// The names `metric_label` keeps, from the loaded policy's tools, hidden tools and grants.
+    pub(super) fn names_to_label(&self) -> HashSet<String> {
+        let granted = self
+            .grants
+            .grants()
+            .iter()
+            .filter_map(|g| g.tools.as_ref())
+            .flat_map(|tools| tools.keys());
+        self.tools
+            .keys()
+            .chain(&self.hidden)
+            .chain(granted)
+            .filter(|name| {
+                name.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Build every counter's shared-data keys for this filter's `namespace` (and the policy's
+    /// `counter_buckets`), once, when the filter configures.
+    pub fn prepare_counter_keys(&mut self, namespace: &str) {
+        for spec in &mut self.counters {
+            spec.keys = CounterKeys::new(namespace, spec, self.counter_buckets.max(1));
+        }
+        namespace.clone_into(&mut self.counter_namespace);
     }
 
     pub fn counter(&self, id: CounterId) -> Option<&CounterSpec> {
@@ -207,5 +293,27 @@ impl Policy {
                 RefusalMode::Http => "http",
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::load::load_policy;
+
+    #[test]
+    fn metrics_label_only_tools_the_policy_names_and_stat_names_can_hold() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow",
+                "tools":{"send":{},"odd name":{}},
+                "hide":["secret_tool"],
+                "grants":{"ops":{"identities":["ops-1"],"tools":{"restart-db":{}}}}}"#,
+        )
+        .unwrap();
+        for tool in ["send", "secret_tool", "restart-db"] {
+            assert_eq!(policy.metric_label(tool), tool);
+        }
+        for tool in ["made_up", "odd name", ""] {
+            assert_eq!(policy.metric_label(tool), "other", "{tool:?}");
+        }
     }
 }

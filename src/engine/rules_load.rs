@@ -222,6 +222,7 @@ fn state_counter(
                 // Conditions read these counters before the call: only shared data can be
                 // read then, so rule counters stay local whatever the policy's service.
                 service: None,
+                keys: Default::default(),
             },
             path,
         )?),

@@ -27,7 +27,7 @@ use crate::engine::sse::SseRewriter;
 use crate::engine::tools_list::{filter_json_body, filter_message};
 
 use super::attributes::EnvoyRequest;
-use super::metrics::{count_call, count_service_answer, tool_label};
+use super::metrics::{count_call, count_service_answer};
 use super::phase_timing::{self as timing, Phase};
 use super::raw_headers;
 use super::root::log;
@@ -252,7 +252,7 @@ impl PolicyStream {
         for call in &outcome.calls {
             count_call(
                 &self.namespace,
-                tool_label(&self.policy, &call.tool),
+                self.policy.metric_label(&call.tool),
                 call.decision,
             );
         }

@@ -9,8 +9,6 @@ use std::collections::HashMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::engine::policy::Policy;
-
 thread_local! {
     // One VM per worker thread, and a VM is single-threaded: no locking needed.
     static METRICS: std::cell::RefCell<Metrics> = std::cell::RefCell::new(Metrics::default());
@@ -46,25 +44,6 @@ pub struct Metrics {
     ids: HashMap<String, u32>,
     /// The stat name being looked up, reused: no allocation per request once warm.
     scratch: String,
-}
-
-/// The label value for `tool`: its name if the policy knows it, else `other`.
-pub fn tool_label<'a>(policy: &Policy, tool: &'a str) -> &'a str {
-    let known = policy.tools.contains_key(tool)
-        || policy.hidden.iter().any(|h| h == tool)
-        || policy
-            .grants
-            .grants()
-            .iter()
-            .any(|g| g.tools.as_ref().is_some_and(|t| t.contains_key(tool)));
-    let safe = tool
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if known && safe {
-        tool
-    } else {
-        "other"
-    }
 }
 
 impl Metrics {

@@ -44,6 +44,7 @@ impl RootContext for PolicyRoot {
         match load_policy(&text) {
             Ok(mut policy) => {
                 policy.counter_salt = salt;
+                policy.prepare_counter_keys(&name);
                 log(
                     LogLevel::Info,
                     &format!("mcp-policy-filter[{name}]: {}", policy.summary()),
