@@ -51,12 +51,15 @@ fn policy_text(tools: usize) -> String {
     )
 }
 
-/// `policy_text(tools)` plus `tools / 10` hidden tools and `tools / 10` grants: grant `g` holds
-/// `agent-g` and `team-g/*`, and may call `tool_{10g}` .. `tool_{10g+9}`, each under a per-grant
-/// limit that never trips.
+/// `tool_0` .. `tool_{n-1}` and `tool_ungranted` under `default: deny`, `tools / 10` hidden
+/// tools and `tools / 10` grants: grant `g` holds `agent-g` and `team-g/*`, and may call
+/// `tool_{10g}` .. `tool_{10g+9}`, each under a per-grant limit that never trips.
 fn granted_policy_text(tools: usize) -> String {
     let groups = tools / 10;
-    let listed: Vec<String> = (0..tools).map(|i| format!(r#""tool_{i}":{{}}"#)).collect();
+    let listed: Vec<String> = (0..tools)
+        .map(|i| format!(r#""tool_{i}":{{}}"#))
+        .chain([r#""tool_ungranted":{}"#.to_owned()])
+        .collect();
     let hidden: Vec<String> = (0..groups).map(|i| format!(r#""hidden_{i}""#)).collect();
     let grants: Vec<String> = (0..groups)
         .map(|g| {
@@ -177,7 +180,7 @@ fn bench_evaluate(c: &mut Criterion) {
         let granted_tool = format!("tool_{}", tools - 1);
         let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
             ("granted_limited_1KB", call_body(&granted_tool, 1024), true, 1),
-            ("outside_grant", call_body("tool_0", 200), false, 0),
+            ("outside_grant", call_body("tool_ungranted", 200), false, 0),
             ("hidden", call_body(&format!("hidden_{}", groups - 1), 200), false, 0),
         ];
         for (case, body, forwarded, counters) in &cases {
