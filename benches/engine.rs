@@ -5,7 +5,7 @@
 //! except the last, which has a global per-minute counter that never trips. The `granted` shape
 //! adds what a multi-team policy has: n/10 hidden tools and n/10 grants of ten tools each, every
 //! grant held by one identity and by a `team-N/*` prefix, the caller matching the last prefix
-//! tried. Counters live in an in-memory CAS store like the engine's test `MemoryStore` (which is
+//! tried. Counter keys are built for the namespace first, as the filter does when it configures. Counters live in an in-memory CAS store like the engine's test `MemoryStore` (which is
 //! `cfg(test)` only).
 //! A whole run stays well under two minutes (see `config`).
 
@@ -136,7 +136,10 @@ fn bench_evaluate(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("evaluate");
     for tools in SIZES {
-        let policy = load_policy(policy_text(tools).as_bytes()).expect("generated policy loads");
+        let mut policy =
+            load_policy(policy_text(tools).as_bytes()).expect("generated policy loads");
+        // As the filter does when it configures.
+        policy.prepare_counter_keys(meta.namespace);
         let limited = format!("tool_{}", tools - 1);
         // (case, body, expected to be forwarded, expected counter readings)
         let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
@@ -167,17 +170,20 @@ fn bench_evaluate(c: &mut Criterion) {
             });
         }
     }
-    // The granted shape: the caller holds the last grant through the last prefix tried.
+    // The granted shape: the caller holds a grant through the last prefix tried. Prefixes are
+    // tried longest first, in grant-name order among equals: `team-9/` comes after `team-99/`.
     for tools in SIZES {
-        let policy =
+        let mut policy =
             load_policy(granted_policy_text(tools).as_bytes()).expect("generated policy loads");
+        policy.prepare_counter_keys(meta.namespace);
         let groups = tools / 10;
-        let identity = Identity::new(&format!("team-{}/bot", groups - 1));
+        let last_tried = groups.min(10) - 1;
+        let identity = Identity::new(format!("team-{last_tried}/bot"));
         let meta = RequestMeta {
             identity: Some(&identity),
             ..meta
         };
-        let granted_tool = format!("tool_{}", tools - 1);
+        let granted_tool = format!("tool_{}", 10 * last_tried + 9);
         let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
             ("granted_limited_1KB", call_body(&granted_tool, 1024), true, 1),
             ("outside_grant", call_body("tool_ungranted", 200), false, 0),

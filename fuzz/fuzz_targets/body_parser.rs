@@ -56,7 +56,11 @@ const NOW: u64 = 1_795_342_542;
 fn policy() -> &'static Policy {
     static POLICY_CELL: OnceLock<Policy> = OnceLock::new();
     POLICY_CELL.get_or_init(|| match load_policy(POLICY.as_bytes()) {
-        Ok(policy) => policy,
+        Ok(mut policy) => {
+            // As the filter does when it configures: counter keys built for its namespace.
+            policy.prepare_counter_keys("fuzz");
+            policy
+        }
         Err(e) => panic!("the fuzz policy does not load: {e}"),
     })
 }

@@ -22,9 +22,10 @@ const BODIES: &[&str] = &[
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(policy) = load_policy(data) else {
+    let Ok(mut policy) = load_policy(data) else {
         return;
     };
+    policy.prepare_counter_keys("fuzz");
     let identity = Identity::new("mkt-1");
     for body in BODIES {
         let meta = RequestMeta {

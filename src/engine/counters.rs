@@ -10,7 +10,7 @@
 //! entry until it ends: stricter, never looser.
 
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::window::Window;
 
@@ -56,7 +56,7 @@ pub const MAX_CAS_ATTEMPTS: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
     /// Shared with the policy for a `global` counter: no copy per call.
-    pub key: Rc<str>,
+    pub key: Arc<str>,
     pub owner: u64,
 }
 

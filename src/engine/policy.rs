@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::grants::GrantTable;
 use super::identity::{IdentitySource, MissingIdentity};
@@ -91,7 +91,7 @@ pub struct CounterSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CounterKeys {
     /// The whole key of a `global` counter.
-    pub global: Rc<str>,
+    pub global: Arc<str>,
     /// A scoped counter's key: this, then the number of the caller's bucket.
     pub bucket_prefix: String,
 }
@@ -114,7 +114,7 @@ impl CounterKeys {
             spec.name,
             spec.window.seconds()
         );
-        let global = Rc::from(format!("{base}global"));
+        let global = Arc::from(format!("{base}global"));
         let _ = write!(base, "{buckets}x/b");
         CounterKeys {
             global,
