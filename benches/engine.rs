@@ -4,9 +4,10 @@
 //! Policies are generated: `tool_0` .. `tool_{n-1}` under `default: deny`, all without limits
 //! except the last, which has a global per-minute counter that never trips. The `granted` shape
 //! adds what a multi-team policy has: n/10 hidden tools and n/10 grants of ten tools each, every
-//! grant held by one identity and by a `team-N/*` prefix, the caller matching the last prefix
-//! tried. Counter keys are built for the namespace first, as the filter does when it configures. Counters live in an in-memory CAS store like the engine's test `MemoryStore` (which is
-//! `cfg(test)` only).
+//! grant held by one identity and by a `team-N/*` prefix, the caller matching one of the
+//! shortest (the last a scan of the prefixes would reach). Counter keys are built for the
+//! namespace first, as the filter does when it configures. Counters live in an in-memory CAS
+//! store like the engine's test `MemoryStore` (which is `cfg(test)` only).
 //! A whole run stays well under two minutes (see `config`).
 
 #![allow(
@@ -170,8 +171,8 @@ fn bench_evaluate(c: &mut Criterion) {
             });
         }
     }
-    // The granted shape: the caller holds a grant through the last prefix tried. Prefixes are
-    // tried longest first, in grant-name order among equals: `team-9/` comes after `team-99/`.
+    // The granted shape: the caller holds a grant through a prefix, the one a scan of the
+    // prefixes (longest first, in grant-name order among equals) would reach last: `team-9/`.
     for tools in SIZES {
         let mut policy =
             load_policy(granted_policy_text(tools).as_bytes()).expect("generated policy loads");
@@ -208,6 +209,22 @@ fn bench_evaluate(c: &mut Criterion) {
     group.finish();
 }
 
+/// Finding the grant of an identity that only a prefix matches, among `tools / 10` grants.
+fn bench_grant_lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("grant_lookup");
+    for tools in SIZES {
+        let policy =
+            load_policy(granted_policy_text(tools).as_bytes()).expect("generated policy loads");
+        let last_tried = (tools / 10).min(10) - 1;
+        let identity = format!("team-{last_tried}/bot");
+        assert!(policy.grants.find(&identity, false).is_some());
+        group.bench_function(format!("{}_grants", tools / 10), |b| {
+            b.iter(|| policy.grants.find(black_box(&identity), false).is_some());
+        });
+    }
+    group.finish();
+}
+
 fn bench_load(c: &mut Criterion) {
     let mut group = c.benchmark_group("load");
     for tools in SIZES {
@@ -227,7 +244,7 @@ fn bench_load(c: &mut Criterion) {
     group.finish();
 }
 
-/// 24 benchmarks × (0.5 s warm-up + 2 s measurement + analysis): about a minute in all.
+/// 26 benchmarks × (0.5 s warm-up + 2 s measurement + analysis): about a minute in all.
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -238,6 +255,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_evaluate, bench_load
+    targets = bench_evaluate, bench_grant_lookup, bench_load
 }
 criterion_main!(benches);

@@ -22,8 +22,11 @@ pub struct Grant {
 pub struct GrantTable {
     grants: Vec<Grant>,
     exact: HashMap<String, usize>,
-    /// (prefix, grant index), longest prefix first.
-    prefixes: Vec<(String, usize)>,
+    /// Grant index by prefix pattern (without its `*`).
+    prefixes: HashMap<String, usize>,
+    /// The lengths those prefixes come in, longest first: an identity is looked up once per
+    /// length, not compared with every prefix.
+    prefix_lengths: Vec<usize>,
 }
 
 /// An identity pattern: exact, or a prefix ending in `*` (`spiffe://cluster.local/ns/support/*`;
@@ -64,10 +67,7 @@ impl GrantTable {
         for pattern in &patterns {
             let (holder, shown) = match pattern {
                 IdentityPattern::Exact(id) => (self.exact.get(id).copied(), id.clone()),
-                IdentityPattern::Prefix(p) => (
-                    self.prefixes.iter().find(|(q, _)| q == p).map(|(_, i)| *i),
-                    format!("{p}*"),
-                ),
+                IdentityPattern::Prefix(p) => (self.prefixes.get(p).copied(), format!("{p}*")),
             };
             if let Some(other) = holder.and_then(|i| self.grants.get(i)) {
                 return Err(format!(
@@ -79,11 +79,14 @@ impl GrantTable {
                 IdentityPattern::Exact(id) => {
                     self.exact.insert(id.clone(), index);
                 }
-                IdentityPattern::Prefix(p) => self.prefixes.push((p.clone(), index)),
+                IdentityPattern::Prefix(p) => {
+                    self.prefixes.insert(p.clone(), index);
+                    if let Err(at) = self.prefix_lengths.binary_search_by(|l| p.len().cmp(l)) {
+                        self.prefix_lengths.insert(at, p.len());
+                    }
+                }
             }
         }
-        self.prefixes
-            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         self.grants.push(grant);
         Ok(())
     }
@@ -97,12 +100,13 @@ impl GrantTable {
             .get(identity)
             .copied()
             .filter(|_| secret || !identity.starts_with(SECRET_PREFIX));
+        // The longest prefix the identity starts with wins (`*` alone, length 0, comes last).
         let index = exact.or_else(|| {
-            self.prefixes
-                .iter()
-                .filter(|(p, _)| secret || !p.starts_with(SECRET_PREFIX))
-                .find(|(p, _)| identity.starts_with(p.as_str()))
-                .map(|(_, i)| *i)
+            self.prefix_lengths.iter().find_map(|&length| {
+                let head = identity.get(..length)?;
+                let index = self.prefixes.get(head).copied()?;
+                (secret || !head.starts_with(SECRET_PREFIX)).then_some(index)
+            })
         })?;
         self.grants.get(index)
     }
@@ -170,6 +174,21 @@ mod tests {
             t.find("zzz", false).map(|g| g.name.as_str()),
             Some("everyone")
         );
+    }
+
+    #[test]
+    fn a_key_prefix_is_skipped_for_a_plain_identity_and_a_shorter_prefix_tried() {
+        let mut t = GrantTable::default();
+        t.add(grant("keys"), patterns(&["sha256:ab*"])).unwrap();
+        t.add(grant("headers"), patterns(&["sha*"])).unwrap();
+        t.add(grant("everyone"), patterns(&["*"])).unwrap();
+        let name = |id: &str, secret| t.find(id, secret).map(|g| g.name.as_str());
+        assert_eq!(name("sha256:abcd", true), Some("keys"));
+        assert_eq!(name("sha256:abcd", false), Some("headers"));
+        assert_eq!(name("sh", false), Some("everyone"));
+        // A prefix length falling inside a multi-byte character is no match, and no panic.
+        assert_eq!(name("sh\u{e9}", false), Some("everyone"));
+        assert_eq!(name("", false), Some("everyone"));
     }
 
     #[test]
