@@ -291,19 +291,21 @@ pub fn evaluate(
                                 _ => awaiting_approval = Some(query),
                             }
                         }
+                        // Kept in counter order, the order they are charged in.
                         for charge in &wanted {
-                            match charges.iter_mut().find(|(c, _, _)| *c == charge.counter) {
-                                Some((_, amount, reason)) => {
-                                    *amount = amount.saturating_add(charge.amount);
-                                    if reason.is_none() {
-                                        reason.clone_from(&charge.reason);
+                            match charges.binary_search_by_key(&charge.counter, |(c, _, _)| *c) {
+                                Ok(at) => {
+                                    if let Some((_, amount, reason)) = charges.get_mut(at) {
+                                        *amount = amount.saturating_add(charge.amount);
+                                        if reason.is_none() {
+                                            reason.clone_from(&charge.reason);
+                                        }
                                     }
                                 }
-                                None => charges.push((
-                                    charge.counter,
-                                    charge.amount,
-                                    charge.reason.clone(),
-                                )),
+                                Err(at) => charges.insert(
+                                    at,
+                                    (charge.counter, charge.amount, charge.reason.clone()),
+                                ),
                             }
                         }
                         limits_of_this = Some(wanted);
@@ -354,7 +356,6 @@ pub fn evaluate(
     // Second pass: charge every counter the allowed calls use, all or nothing. Counters kept
     // by a rate-limit service are asked for last (the host sends the queries): what is taken
     // locally can be given back if a service refuses, what a service counted cannot.
-    charges.sort_unstable_by_key(|(id, _, _)| *id);
     let mut charging = Charging {
         body,
         call_limits,
