@@ -186,9 +186,19 @@ fn bench_evaluate(c: &mut Criterion) {
         };
         let granted_tool = format!("tool_{}", 10 * last_tried + 9);
         let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
-            ("granted_limited_1KB", call_body(&granted_tool, 1024), true, 1),
+            (
+                "granted_limited_1KB",
+                call_body(&granted_tool, 1024),
+                true,
+                1,
+            ),
             ("outside_grant", call_body("tool_ungranted", 200), false, 0),
-            ("hidden", call_body(&format!("hidden_{}", groups - 1), 200), false, 0),
+            (
+                "hidden",
+                call_body(&format!("hidden_{}", groups - 1), 200),
+                false,
+                0,
+            ),
         ];
         for (case, body, forwarded, counters) in &cases {
             let mut store = BenchStore::default();
@@ -199,7 +209,11 @@ fn bench_evaluate(c: &mut Criterion) {
                 "granted {tools} tools, {case}: unexpected verdict {:?}",
                 outcome.verdict
             );
-            assert_eq!(outcome.counters.len(), *counters, "granted {tools} tools, {case}");
+            assert_eq!(
+                outcome.counters.len(),
+                *counters,
+                "granted {tools} tools, {case}"
+            );
             group.throughput(Throughput::Bytes(body.len() as u64));
             group.bench_function(format!("{tools}_tools_granted/{case}"), |b| {
                 b.iter(|| evaluate(&policy, black_box(body), black_box(&meta), &mut store));

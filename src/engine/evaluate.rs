@@ -1822,12 +1822,18 @@ mod tests {
         let mut global = load_policy(POLICY.as_bytes()).unwrap();
         global.prepare_counter_keys("wechat");
         let everyone = global.counters.iter().find(|c| c.name == "all").unwrap();
-        assert_eq!(&*everyone.keys.global, "mcp-policy/v2/6:wechat/3:all/3600s/global");
+        assert_eq!(
+            &*everyone.keys.global,
+            "mcp-policy/v2/6:wechat/3:all/3600s/global"
+        );
         fn caller_of<'p>(p: &'p Policy, agent: &str) -> Caller<'p> {
             Caller::new(p, who(agent))
         }
         for (id, spec) in policy.counters.iter().enumerate() {
-            assert!(spec.keys.bucket_prefix.starts_with("mcp-policy/v2/6:wechat/"));
+            assert!(spec
+                .keys
+                .bucket_prefix
+                .starts_with("mcp-policy/v2/6:wechat/"));
             for agent in ["mkt-1", "sup-7", "stranger"] {
                 for session in [None, Some("s-1")] {
                     let caller = caller_of(&policy, agent);
@@ -1843,7 +1849,10 @@ mod tests {
                     assert_eq!(prepared, built, "{} for {agent}", spec.name);
                     // Asked about another server's counters, the keys are that server's.
                     let other = counter_slot(&policy, "notify", spec, &caller, session);
-                    assert!(other.key.starts_with("mcp-policy/v2/6:notify/"), "{other:?}");
+                    assert!(
+                        other.key.starts_with("mcp-policy/v2/6:notify/"),
+                        "{other:?}"
+                    );
                 }
             }
         }

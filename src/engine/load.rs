@@ -11,8 +11,8 @@ use super::counters::ENTRIES_PER_BUCKET;
 use super::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
 use super::identity::{IdentitySource, MissingIdentity};
 use super::policy::{
-    ApprovalSettings, CounterId, CounterKeys, CounterSpec, DefaultAction, Policy, RateLimitService, RefusalMode,
-    Scope, ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER,
+    ApprovalSettings, CounterId, CounterKeys, CounterSpec, DefaultAction, Policy, RateLimitService,
+    RefusalMode, Scope, ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER,
     DEFAULT_MAX_BODY_BYTES,
 };
 use super::ratelimit_proto::Unit;

@@ -1,7 +1,9 @@
 //! What the agent receives when a request is not forwarded: a JSON-RPC error it can read, in an
 //! HTTP response whose status follows the policy's `refusal_mode`.
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use super::json_write;
 
 use super::jsonrpc::{INVALID_REQUEST, PARSE_ERROR};
 use super::policy::{RefusalMode, Scope};
@@ -137,8 +139,364 @@ impl Refusal {
         }
     }
 
-    pub fn error_object(&self) -> Value {
+    /// The JSON-RPC `error` member for this refusal, as serde_json writes it: members in key
+    /// order at every level (serde_json's maps sort their keys), so the text is byte for byte
+    /// what building a `Value` and serialising it gave, without building one.
+    pub fn write_error_object(&self, out: &mut String) {
+        let mut error = Object::open(out);
         match self {
+            Refusal::Denied { tool, reason } => {
+                error.i64("code", POLICY_DENIED);
+                let mut data = error.object("data");
+                data.str("decision", "denied");
+                data.str("reason", reason);
+                data.str("tool", tool);
+                data.close();
+                error.str(
+                    "message",
+                    &format!("Tool \"{tool}\" is not allowed by policy: {reason}"),
+                );
+            }
+            Refusal::RateLimited { tool, limit } => {
+                error.i64("code", RATE_LIMITED);
+                let mut data = error.object("data");
+                data.str("counter", &limit.counter);
+                data.str("decision", "rate_limited");
+                data.u64("limit", limit.max);
+                data.u64("needed", limit.needed);
+                data.opt_str("reason", limit.reason.as_deref());
+                data.opt_u64("retry_after_seconds", limit.retry_after_seconds);
+                data.str("scope", limit.scope.as_str());
+                data.str("tool", tool);
+                data.u64("used", limit.used);
+                data.u64("window_seconds", limit.window.seconds());
+                data.close();
+                error.str(
+                    "message",
+                    &format!(
+                        "Tool \"{tool}\" is rate limited by policy: {}",
+                        limit.explanation()
+                    ),
+                );
+            }
+            Refusal::CannotEnforce {
+                tool,
+                counter,
+                problem,
+            } => {
+                error.i64("code", CANNOT_ENFORCE);
+                let mut data = error.object("data");
+                data.str("counter", counter);
+                data.str("decision", "error");
+                data.str("problem", problem);
+                data.str("tool", tool);
+                data.close();
+                error.str(
+                    "message",
+                    &format!(
+                        "Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."
+                    ),
+                );
+            }
+            Refusal::Invalid { code, problem } => {
+                error.i64("code", *code);
+                invalid_data(&mut error);
+                error.str(
+                    "message",
+                    &format!("{}: {problem}", standard_message(*code)),
+                );
+            }
+            Refusal::HeaderMismatch { problem } => {
+                error.i64("code", HEADER_MISMATCH);
+                invalid_data(&mut error);
+                error.str("message", &format!("Header mismatch: {problem}"));
+            }
+            Refusal::ApprovalDenied {
+                tool,
+                approval_id,
+                approver,
+                reason,
+            } => {
+                error.i64("code", POLICY_DENIED);
+                let mut data = error.object("data");
+                data.str("approval_id", approval_id);
+                data.str("approver", approver);
+                data.str("decision", "approval_denied");
+                data.str("reason", reason);
+                data.str("tool", tool);
+                data.close();
+                let message = if reason.is_empty() {
+                    format!("Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id}).")
+                } else {
+                    format!("Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id}): {reason}")
+                };
+                error.str("message", &message);
+            }
+            Refusal::ApprovalPending {
+                tool,
+                approval_id,
+                approve_url,
+            } => {
+                error.i64("code", APPROVAL_PENDING);
+                let mut data = error.object("data");
+                data.str("approval_id", approval_id);
+                data.str("approve_url", approve_url);
+                data.str("decision", "approval_pending");
+                data.str("tool", tool);
+                data.close();
+                error.str(
+                    "message",
+                    &format!(
+                        "Tool \"{tool}\" needs a human's approval for this exact call and none was given yet. \
+                         A person can approve it at {approve_url} (approval {approval_id}). \
+                         Retry the same call with the same arguments later: once approved it goes through, once. \
+                         Changed arguments need a new approval."
+                    ),
+                );
+            }
+            Refusal::ApprovalUnavailable { tool, problem } => {
+                error.i64("code", CANNOT_ENFORCE);
+                let mut data = error.object("data");
+                data.str("decision", "error");
+                data.str("problem", problem);
+                data.str("tool", tool);
+                data.close();
+                error.str(
+                    "message",
+                    &format!(
+                        "Tool \"{tool}\" was not called: it needs a human's approval and the approval service could not be asked; retry shortly."
+                    ),
+                );
+            }
+            Refusal::BatchRefused => {
+                error.i64("code", BATCH_REFUSED);
+                let mut data = error.object("data");
+                data.str("decision", "batch_refused");
+                data.close();
+                error.str(
+                    "message",
+                    "Not forwarded: another request in this JSON-RPC batch was refused by policy, and a batch is forwarded whole or not at all.",
+                );
+            }
+        }
+        error.close();
+    }
+
+    /// The `error` member as a document (tests read refusals this way).
+    #[cfg(test)]
+    pub fn error_object(&self) -> Value {
+        let mut text = String::new();
+        self.write_error_object(&mut text);
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// HTTP status for this refusal; malformed input is always a 400.
+    fn status(&self, mode: RefusalMode) -> u16 {
+        match (self, mode) {
+            (Refusal::Invalid { .. } | Refusal::HeaderMismatch { .. }, _) => 400,
+            (_, RefusalMode::JsonRpc) => 200,
+            (Refusal::CannotEnforce { .. }, RefusalMode::Http) => 503,
+            (Refusal::Denied { .. }, RefusalMode::Http) => 403,
+            (Refusal::RateLimited { .. }, RefusalMode::Http) => 429,
+            (Refusal::BatchRefused, RefusalMode::Http) => 200,
+            (Refusal::ApprovalUnavailable { .. }, RefusalMode::Http) => 503,
+            (
+                Refusal::ApprovalDenied { .. } | Refusal::ApprovalPending { .. },
+                RefusalMode::Http,
+            ) => 403,
+        }
+    }
+}
+
+fn standard_message(code: i64) -> &'static str {
+    match code {
+        PARSE_ERROR => "Parse error",
+        INVALID_REQUEST => "Invalid request",
+        _ => "Invalid params",
+    }
+}
+
+/// `"data": {"decision": "invalid"}`, for malformed requests.
+fn invalid_data(parent: &mut Object) {
+    let mut data = parent.object("data");
+    data.str("decision", "invalid");
+    data.close();
+}
+
+/// One JSON-RPC error response: `{"error": …, "id": …, "jsonrpc": "2.0"}`.
+fn write_response(out: &mut String, id: Option<&Value>, write_error: impl FnOnce(&mut String)) {
+    out.push_str("{\"error\":");
+    write_error(out);
+    out.push_str(",\"id\":");
+    json_write::push_value(out, id.unwrap_or(&Value::Null));
+    out.push_str(",\"jsonrpc\":\"2.0\"}");
+}
+
+/// A JSON object written member by member. Callers give the members in key order, as
+/// serde_json's maps keep them.
+struct Object<'o> {
+    out: &'o mut String,
+    first: bool,
+}
+
+impl<'o> Object<'o> {
+    fn open(out: &'o mut String) -> Self {
+        out.push('{');
+        Object { out, first: true }
+    }
+
+    fn key(&mut self, name: &str) -> &mut String {
+        json_write::push_key(self.out, name, self.first);
+        self.first = false;
+        self.out
+    }
+
+    fn str(&mut self, name: &str, value: &str) {
+        json_write::push_str(self.key(name), value);
+    }
+
+    fn opt_str(&mut self, name: &str, value: Option<&str>) {
+        json_write::push_opt_str(self.key(name), value);
+    }
+
+    fn u64(&mut self, name: &str, value: u64) {
+        json_write::push_u64(self.key(name), value);
+    }
+
+    fn opt_u64(&mut self, name: &str, value: Option<u64>) {
+        match value {
+            Some(value) => self.u64(name, value),
+            None => self.key(name).push_str("null"),
+        }
+    }
+
+    fn i64(&mut self, name: &str, value: i64) {
+        let out = self.key(name);
+        if value < 0 {
+            out.push('-');
+        }
+        json_write::push_u64(out, value.unsigned_abs());
+    }
+
+    fn object(&mut self, name: &str) -> Object<'_> {
+        Object::open(self.key(name))
+    }
+
+    fn close(self) {
+        self.out.push('}');
+    }
+}
+
+/// How severe a refusal is when several statuses compete (a batch answers with the worst).
+fn severity(status: u16) -> u8 {
+    match status {
+        400 => 4,
+        503 => 3,
+        403 => 2,
+        429 => 1,
+        _ => 0,
+    }
+}
+
+/// One refused message (or an error about the whole body, with `id` None).
+pub fn single(id: Option<&Value>, refusal: &Refusal, mode: RefusalMode) -> Reply {
+    build(
+        refusal.status(mode),
+        {
+            let mut body = String::with_capacity(256);
+            write_response(&mut body, id, |out| refusal.write_error_object(out));
+            body
+        },
+        retry_after(std::iter::once(refusal)),
+    )
+}
+
+/// A refused batch: one error per element that expects an answer, plus every culprit.
+/// `entries` are (id, refusal, expects_answer) in batch order.
+pub fn batch(entries: &[(Option<&Value>, Refusal, bool)], mode: RefusalMode) -> Reply {
+    let mut status = 200;
+    let mut body = String::with_capacity(256 * entries.len());
+    body.push('[');
+    for (id, refusal, expects_answer) in entries {
+        let s = refusal.status(mode);
+        if severity(s) > severity(status) {
+            status = s;
+        }
+        if *expects_answer || *refusal != Refusal::BatchRefused {
+            if body.len() > 1 {
+                body.push(',');
+            }
+            write_response(&mut body, *id, |out| refusal.write_error_object(out));
+        }
+    }
+    body.push(']');
+    build(status, body, retry_after(entries.iter().map(|(_, r, _)| r)))
+}
+
+/// 413: the body is larger than `max_body_bytes`; it was not read further.
+pub fn too_large(limit: u64) -> Reply {
+    let mut body = String::with_capacity(256);
+    write_response(&mut body, None, |out| {
+        let mut error = Object::open(out);
+        error.i64("code", INVALID_REQUEST);
+        let mut data = error.object("data");
+        data.str("decision", "invalid");
+        data.u64("max_body_bytes", limit);
+        data.close();
+        error.str(
+            "message",
+            &format!("Request body too large: this MCP endpoint accepts at most {limit} bytes per request."),
+        );
+        error.close();
+    });
+    build(413, body, None)
+}
+
+/// The request as a whole is not acceptable (method, headers, encoding): `status` with a JSON-RPC
+/// invalid-request error.
+pub fn refused_request(status: u16, problem: String) -> Reply {
+    let mut body = String::with_capacity(256);
+    write_response(&mut body, None, |out| {
+        Refusal::Invalid {
+            code: INVALID_REQUEST,
+            problem,
+        }
+        .write_error_object(out)
+    });
+    build(status, body, None)
+}
+
+fn retry_after<'a>(refusals: impl Iterator<Item = &'a Refusal>) -> Option<u64> {
+    refusals
+        .filter_map(|r| match r {
+            Refusal::RateLimited { limit, .. } => limit.retry_after_seconds,
+            _ => None,
+        })
+        .max()
+}
+
+fn build(status: u16, body: String, retry_after: Option<u64>) -> Reply {
+    let mut headers = vec![("content-type", "application/json".to_owned())];
+    if let Some(seconds) = retry_after {
+        headers.push(("retry-after", seconds.to_string()));
+        headers.push(("x-envoy-ratelimited", "true".to_owned()));
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::test_support::test;
+    use serde_json::json;
+
+    /// The `error` member as it was built before it was written by hand: a `Value`.
+    fn error_value(refusal: &Refusal) -> Value {
+        match refusal {
             Refusal::Denied { tool, reason } => json!({
                 "code": POLICY_DENIED,
                 "message": format!("Tool \"{tool}\" is not allowed by policy: {reason}"),
@@ -147,18 +505,10 @@ impl Refusal {
             Refusal::RateLimited { tool, limit } => json!({
                 "code": RATE_LIMITED,
                 "message": format!("Tool \"{tool}\" is rate limited by policy: {}", limit.explanation()),
-                "data": {
-                    "tool": tool,
-                    "decision": "rate_limited",
-                    "counter": limit.counter,
-                    "limit": limit.max,
-                    "window_seconds": limit.window.seconds(),
-                    "scope": limit.scope.as_str(),
-                    "used": limit.used,
-                    "needed": limit.needed,
-                    "retry_after_seconds": limit.retry_after_seconds,
-                    "reason": limit.reason,
-                },
+                "data": {"tool": tool, "decision": "rate_limited", "counter": limit.counter,
+                    "limit": limit.max, "window_seconds": limit.window.seconds(),
+                    "scope": limit.scope.as_str(), "used": limit.used, "needed": limit.needed,
+                    "retry_after_seconds": limit.retry_after_seconds, "reason": limit.reason},
             }),
             Refusal::CannotEnforce {
                 tool,
@@ -166,9 +516,7 @@ impl Refusal {
                 problem,
             } => json!({
                 "code": CANNOT_ENFORCE,
-                "message": format!(
-                    "Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."
-                ),
+                "message": format!("Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."),
                 "data": {"tool": tool, "decision": "error", "counter": counter, "problem": problem},
             }),
             Refusal::Invalid { code, problem } => json!({
@@ -213,9 +561,7 @@ impl Refusal {
             }),
             Refusal::ApprovalUnavailable { tool, problem } => json!({
                 "code": CANNOT_ENFORCE,
-                "message": format!(
-                    "Tool \"{tool}\" was not called: it needs a human's approval and the approval service could not be asked; retry shortly."
-                ),
+                "message": format!("Tool \"{tool}\" was not called: it needs a human's approval and the approval service could not be asked; retry shortly."),
                 "data": {"tool": tool, "decision": "error", "problem": problem},
             }),
             Refusal::BatchRefused => json!({
@@ -226,120 +572,125 @@ impl Refusal {
         }
     }
 
-    /// HTTP status for this refusal; malformed input is always a 400.
-    fn status(&self, mode: RefusalMode) -> u16 {
-        match (self, mode) {
-            (Refusal::Invalid { .. } | Refusal::HeaderMismatch { .. }, _) => 400,
-            (_, RefusalMode::JsonRpc) => 200,
-            (Refusal::CannotEnforce { .. }, RefusalMode::Http) => 503,
-            (Refusal::Denied { .. }, RefusalMode::Http) => 403,
-            (Refusal::RateLimited { .. }, RefusalMode::Http) => 429,
-            (Refusal::BatchRefused, RefusalMode::Http) => 200,
-            (Refusal::ApprovalUnavailable { .. }, RefusalMode::Http) => 503,
-            (
-                Refusal::ApprovalDenied { .. } | Refusal::ApprovalPending { .. },
-                RefusalMode::Http,
-            ) => 403,
+    fn every_refusal(text: &str) -> Vec<Refusal> {
+        let t = || text.to_owned();
+        let limit = |reason: Option<String>, retry: Option<u64>| LimitHit {
+            counter: t(),
+            max: 30,
+            window: Window::MINUTE,
+            scope: Scope::Grant,
+            used: 30,
+            window_start: 1_795_342_500,
+            needed: 2,
+            retry_after_seconds: retry,
+            reason,
+        };
+        vec![
+            Refusal::Denied {
+                tool: t(),
+                reason: t(),
+            },
+            Refusal::RateLimited {
+                tool: t(),
+                limit: limit(None, Some(18)),
+            },
+            Refusal::RateLimited {
+                tool: t(),
+                limit: limit(Some(t()), None),
+            },
+            Refusal::CannotEnforce {
+                tool: t(),
+                counter: t(),
+                problem: t(),
+            },
+            Refusal::Invalid {
+                code: PARSE_ERROR,
+                problem: t(),
+            },
+            Refusal::Invalid {
+                code: INVALID_REQUEST,
+                problem: t(),
+            },
+            Refusal::HeaderMismatch { problem: t() },
+            Refusal::ApprovalDenied {
+                tool: t(),
+                approval_id: t(),
+                approver: t(),
+                reason: t(),
+            },
+            Refusal::ApprovalDenied {
+                tool: t(),
+                approval_id: t(),
+                approver: t(),
+                reason: String::new(),
+            },
+            Refusal::ApprovalPending {
+                tool: t(),
+                approval_id: t(),
+                approve_url: t(),
+            },
+            Refusal::ApprovalUnavailable {
+                tool: t(),
+                problem: t(),
+            },
+            Refusal::BatchRefused,
+        ]
+    }
+
+    #[test]
+    fn refusals_are_written_byte_for_byte_as_serde_json_wrote_them() {
+        let ids = [
+            json!(null),
+            json!(7),
+            json!(-7),
+            json!(1.5),
+            json!("req \"7\""),
+        ];
+        for text in [
+            "send",
+            "a \"quoted\" \\ name\n\u{1}",
+            "ünïcödé 漢字 \u{1f600}",
+        ] {
+            let refusals = every_refusal(text);
+            for refusal in &refusals {
+                for id in &ids {
+                    let expected =
+                        json!({"jsonrpc": "2.0", "id": id, "error": error_value(refusal)})
+                            .to_string();
+                    let reply = single(Some(id), refusal, RefusalMode::JsonRpc);
+                    assert_eq!(reply.body, expected, "{refusal:?}");
+                }
+            }
+            let entries: Vec<(Option<&Value>, Refusal, bool)> = refusals
+                .iter()
+                .zip(ids.iter().cycle())
+                .enumerate()
+                .map(|(i, (r, id))| (Some(id), r.clone(), i % 3 != 0))
+                .collect();
+            let expected: Vec<Value> = entries
+                .iter()
+                .filter(|(_, r, answer)| *answer || *r != Refusal::BatchRefused)
+                .map(|(id, r, _)| json!({"jsonrpc": "2.0", "id": id, "error": error_value(r)}))
+                .collect();
+            assert_eq!(
+                batch(&entries, RefusalMode::Http).body,
+                Value::Array(expected).to_string()
+            );
+            let problem = text.to_owned();
+            assert_eq!(
+                refused_request(405, problem.clone()).body,
+                json!({"jsonrpc": "2.0", "id": null, "error": {"code": INVALID_REQUEST,
+                    "message": format!("Invalid request: {problem}"), "data": {"decision": "invalid"}}})
+                .to_string()
+            );
         }
-    }
-}
-
-fn standard_message(code: i64) -> &'static str {
-    match code {
-        PARSE_ERROR => "Parse error",
-        INVALID_REQUEST => "Invalid request",
-        _ => "Invalid params",
-    }
-}
-
-fn response(id: Option<&Value>, refusal: &Refusal) -> Value {
-    json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": refusal.error_object()})
-}
-
-/// How severe a refusal is when several statuses compete (a batch answers with the worst).
-fn severity(status: u16) -> u8 {
-    match status {
-        400 => 4,
-        503 => 3,
-        403 => 2,
-        429 => 1,
-        _ => 0,
-    }
-}
-
-/// One refused message (or an error about the whole body, with `id` None).
-pub fn single(id: Option<&Value>, refusal: &Refusal, mode: RefusalMode) -> Reply {
-    build(
-        refusal.status(mode),
-        response(id, refusal).to_string(),
-        retry_after(std::iter::once(refusal)),
-    )
-}
-
-/// A refused batch: one error per element that expects an answer, plus every culprit.
-/// `entries` are (id, refusal, expects_answer) in batch order.
-pub fn batch(entries: &[(Option<&Value>, Refusal, bool)], mode: RefusalMode) -> Reply {
-    let mut status = 200;
-    let mut items = Vec::new();
-    for (id, refusal, expects_answer) in entries {
-        let s = refusal.status(mode);
-        if severity(s) > severity(status) {
-            status = s;
-        }
-        if *expects_answer || *refusal != Refusal::BatchRefused {
-            items.push(response(*id, refusal));
-        }
-    }
-    build(
-        status,
-        Value::Array(items).to_string(),
-        retry_after(entries.iter().map(|(_, r, _)| r)),
-    )
-}
-
-/// 413: the body is larger than `max_body_bytes`; it was not read further.
-pub fn too_large(limit: u64) -> Reply {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": {
-            "code": INVALID_REQUEST,
-            "message": format!("Request body too large: this MCP endpoint accepts at most {limit} bytes per request."),
-            "data": {"decision": "invalid", "max_body_bytes": limit},
-        },
-    });
-    build(413, body.to_string(), None)
-}
-
-/// The request as a whole is not acceptable (method, headers, encoding): `status` with a JSON-RPC
-/// invalid-request error.
-pub fn refused_request(status: u16, problem: String) -> Reply {
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": {"code": INVALID_REQUEST, "message": format!("Invalid request: {problem}"), "data": {"decision": "invalid"}},
-    });
-    build(status, body.to_string(), None)
-}
-
-fn retry_after<'a>(refusals: impl Iterator<Item = &'a Refusal>) -> Option<u64> {
-    refusals
-        .filter_map(|r| match r {
-            Refusal::RateLimited { limit, .. } => limit.retry_after_seconds,
-            _ => None,
-        })
-        .max()
-}
-
-fn build(status: u16, body: String, retry_after: Option<u64>) -> Reply {
-    let mut headers = vec![("content-type", "application/json".to_owned())];
-    if let Some(seconds) = retry_after {
-        headers.push(("retry-after", seconds.to_string()));
-        headers.push(("x-envoy-ratelimited", "true".to_owned()));
-    }
-    Reply {
-        status,
-        headers,
-        body,
+        assert_eq!(
+            too_large(1024).body,
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": INVALID_REQUEST,
+                "message": "Request body too large: this MCP endpoint accepts at most 1024 bytes per request.",
+                "data": {"decision": "invalid", "max_body_bytes": 1024}}})
+            .to_string()
+        );
+        assert_eq!(batch(&[], RefusalMode::JsonRpc).body, "[]");
     }
 }
