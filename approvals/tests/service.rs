@@ -8,10 +8,11 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
+use mcp_policy_sample::deployment::first_line_within;
 use serde_json::{json, Value};
 
 /// The service, killed by PID when dropped (also when a test fails).
@@ -39,10 +40,11 @@ fn start(db: &Path) -> Service {
         child,
         base: String::new(),
     };
-    let mut line = String::new();
-    BufReader::new(service.child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line_within(
+        service.child.stdout.take().unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     service.base = line
         .trim()
         .strip_prefix("listening on ")

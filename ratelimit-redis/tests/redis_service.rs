@@ -8,12 +8,12 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mcp_policy_sample::deployment::first_line_within;
 use ratelimit_redis::proto::{
     Code, Entry, RateLimitDescriptor, RateLimitOverride, RateLimitRequest, RateLimitResponse,
     UInt64Value, Unit,
@@ -81,8 +81,7 @@ fn start_service(redis_port: u16) -> (ChildGuard, String) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let guard = ChildGuard { child };
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let line = first_line_within(stdout, Duration::from_secs(30)).unwrap();
     let addr = line
         .trim_end()
         .strip_prefix("listening on ")

@@ -12,11 +12,10 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use mcp_policy_sample::deployment::{first_line_within, ChildGuard};
 use rmcp::{
     model::{CallToolRequestParams, ProtocolVersion},
     transport::{
@@ -49,21 +48,8 @@ impl ServerProcess {
             child,
             base: String::new(),
         };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = tx.send(reader.read_line(&mut line).map(|_| line));
-            // Keep draining so the child never blocks on a full pipe.
-            let mut sink = String::new();
-            while matches!(reader.read_line(&mut sink), Ok(n) if n > 0) {
-                sink.clear();
-            }
-        });
-        let line = rx
-            .recv_timeout(STARTUP_TIMEOUT)
-            .expect("server printed its listening line in time")
-            .expect("read the listening line");
+        let line = first_line_within(stdout, STARTUP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("the server's listening line: {e}"));
         let url = line
             .trim_end()
             .strip_prefix("listening on ")
@@ -516,10 +502,29 @@ fn sigterm_exits_zero() {
 
 #[test]
 fn bad_arguments_exit_2() {
-    let output = Command::new(env!("CARGO_BIN_EXE_sample-mcp-server"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sample-mcp-server"))
         .args(["--server", "mail"])
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .expect("run sample-mcp-server");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(output.stdout.is_empty());
+    let stdout = first_line_within(child.stdout.take().expect("piped"), STARTUP_TIMEOUT);
+    let mut guard = ChildGuard::new("sample-mcp-server --server mail", child);
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = guard.try_exit_status() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after {STARTUP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        matches!(&stdout, Err(e) if e.starts_with("output ended first (said \"\")")),
+        "{stdout:?}"
+    );
 }

@@ -2,14 +2,14 @@
 //! rate-limit service `ratelimit-redis`, which counts in a real `redis-server`. Every process is
 //! started on free ports and stopped by PID when its guard drops.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mcp_policy_sample::deployment::{
-    free_port, start_envoy, ChildGuard, EnvoyOptions, EnvoyProcess, EnvoyTemplate,
+    first_line_within, free_port, start_envoy, ChildGuard, EnvoyOptions, EnvoyProcess,
+    EnvoyTemplate,
 };
 
 use crate::{artifact, envoy_bin, repo_root, wasm_path};
@@ -66,12 +66,11 @@ impl RateLimitService {
             .expect("start ratelimit-redis");
         let stdout = child.stdout.take();
         let guard = ChildGuard::new("ratelimit-redis", child);
-        let mut line = String::new();
-        if let Some(stdout) = stdout {
-            BufReader::new(stdout)
-                .read_line(&mut line)
-                .expect("ratelimit-redis output");
-        }
+        let line = stdout
+            .map(|stdout| first_line_within(stdout, Duration::from_secs(30)))
+            .transpose()
+            .unwrap_or_else(|e| panic!("ratelimit-redis did not report its port: {e}"))
+            .unwrap_or_default();
         let port = line
             .trim()
             .strip_prefix("listening on 127.0.0.1:")

@@ -286,14 +286,15 @@ impl Deployment {
     }
 }
 
-/// Run `command` to the end under a guard that kills it by PID when the test fails or when it
-/// is still running after `patience`; stdin is closed, stdout and stderr go to files in a
+/// Run `command` to the end under a guard that kills it, and every process it started (its own
+/// process group, by id), when the test fails or when it is still running after `patience`; stdin is closed, stdout and stderr go to files in a
 /// temporary directory (no pipe to fill). Panics, with what it printed, if it overran.
 pub fn run_guarded(
     name: &str,
     mut command: std::process::Command,
     patience: Duration,
 ) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let dir = tempfile::tempdir().expect("temp dir");
     let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
@@ -301,9 +302,10 @@ pub fn run_guarded(
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).expect("stdout file"))
         .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    let mut guard = mcp_policy_sample::deployment::ChildGuard::new(name, child);
+    let mut guard = mcp_policy_sample::deployment::ChildGuard::new_group(name, child);
     let read = |path: &std::path::Path| std::fs::read(path).unwrap_or_default();
     let deadline = std::time::Instant::now() + patience;
     let status = loop {

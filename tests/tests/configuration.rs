@@ -134,11 +134,9 @@ fn check_cli_agrees_with_the_filter() {
     std::fs::write(&good, e2e::sample_policy("wechat.json")).unwrap();
     std::fs::write(&bad, BAD_WINDOW).unwrap();
 
-    let ok = Command::new(policy_cli_bin())
-        .arg("check")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let ok = cli(|c| {
+        c.arg("check").arg(&good);
+    });
     assert_eq!(ok.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -147,11 +145,9 @@ fn check_cli_agrees_with_the_filter() {
         "{stdout}"
     );
 
-    let refused = Command::new(policy_cli_bin())
-        .arg("check")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let refused = cli(|c| {
+        c.arg("check").arg(&bad);
+    });
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&refused.stderr).trim(),
@@ -163,11 +159,9 @@ fn check_cli_agrees_with_the_filter() {
 fn import_cli_converts_intercept_policies_the_filter_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = e2e::repo_root().join("tests/fixtures/intercept/stripe.yaml");
-    let imported = Command::new(policy_cli_bin())
-        .arg("import")
-        .arg(&yaml)
-        .output()
-        .unwrap();
+    let imported = cli(|c| {
+        c.arg("import").arg(&yaml);
+    });
     assert_eq!(
         imported.status.code(),
         Some(0),
@@ -178,11 +172,9 @@ fn import_cli_converts_intercept_policies_the_filter_accepts() {
     assert_eq!(json["default"], "allow", "Intercept's default, written out");
     let out = dir.path().join("stripe.json");
     std::fs::write(&out, &imported.stdout).unwrap();
-    let checked = Command::new(policy_cli_bin())
-        .arg("check")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let checked = cli(|c| {
+        c.arg("check").arg(&out);
+    });
     assert_eq!(
         checked.status.code(),
         Some(0),
@@ -196,11 +188,9 @@ fn import_cli_converts_intercept_policies_the_filter_accepts() {
         "version: \"1\"\ntools:\n  t:\n    rules:\n      - name: r\n        action: maybe\n",
     )
     .unwrap();
-    let refused = Command::new(policy_cli_bin())
-        .arg("import")
-        .arg(&broken)
-        .output()
-        .unwrap();
+    let refused = cli(|c| {
+        c.arg("import").arg(&broken);
+    });
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr)
         .contains("tools.t.rules[0].action: expected one of \"evaluate\", \"deny\""));
@@ -210,12 +200,9 @@ fn import_cli_converts_intercept_policies_the_filter_accepts() {
 fn explain_cli_names_the_deciding_rule() {
     let policy = e2e::repo_root().join("envoy/examples/two-agents/wechat.json");
     let run = |args: &[&str]| {
-        let out = Command::new(policy_cli_bin())
-            .arg("explain")
-            .arg(&policy)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = cli(|c| {
+            c.arg("explain").arg(&policy).args(args);
+        });
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -252,4 +239,11 @@ fn explain_cli_names_the_deciding_rule() {
         run(&["--tool", "wechat_get_followers"])["rule"],
         "identity.missing"
     );
+}
+
+/// `mcp-policy` with the arguments `args` adds, run to the end under a guard with a deadline.
+fn cli(args: impl FnOnce(&mut Command)) -> std::process::Output {
+    let mut command = Command::new(policy_cli_bin());
+    args(&mut command);
+    e2e::run_guarded("mcp-policy", command, std::time::Duration::from_secs(60))
 }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room};
 use mcp_policy_sample::deployment::{
@@ -95,13 +96,17 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
-    let status = Command::new(repo_root().join(".venv/bin/python"))
+    let mut make_pki = Command::new(repo_root().join(".venv/bin/python"));
+    make_pki
         .arg(repo_root().join("tests/clients/pki.py"))
         .arg(&pki)
-        .args(CLIENTS)
-        .status()
-        .expect("run pki.py");
-    assert!(status.success());
+        .args(CLIENTS);
+    let made = e2e::run_guarded("pki.py", make_pki, Duration::from_secs(120));
+    assert!(
+        made.status.success(),
+        "pki.py: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let tokens: Value =
         serde_json::from_str(&std::fs::read_to_string(pki.join("tokens.json")).unwrap()).unwrap();
     let jwks = std::fs::read_to_string(pki.join("jwks.json")).unwrap();
@@ -177,10 +182,9 @@ fn setup() -> Setup {
 }
 
 fn key_hash(key: &str) -> String {
-    let output = Command::new(e2e::policy_cli_bin())
-        .args(["hash", key])
-        .output()
-        .expect("mcp-policy hash");
+    let mut hash = Command::new(e2e::policy_cli_bin());
+    hash.args(["hash", key]);
+    let output = e2e::run_guarded("mcp-policy hash", hash, Duration::from_secs(60));
     String::from_utf8(output.stdout)
         .expect("utf-8")
         .trim()

@@ -2,12 +2,13 @@
 //! POLICY_DIR, driven by an MCP agent that is not part of this repo: the official Python SDK.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room, wasm_path};
-use mcp_policy_sample::deployment::{free_port, http_get};
+use mcp_policy_sample::deployment::{free_port, http_get, kill_group, read_until_line};
 use serde_json::{json, Value};
 
 /// The launcher cleans up its own children on SIGTERM, so stop it with SIGTERM (by PID).
@@ -25,6 +26,8 @@ impl Drop for Launcher {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        // It did not clean up: kill it with everything it started (its own process group).
+        kill_group(self.0.id());
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -81,6 +84,7 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("start sample-deployment");
     let stdout = child.stdout.take().expect("stdout");
@@ -100,16 +104,15 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
             }
         }
     });
-    let mut banner = String::new();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("launcher output");
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.contains("Ctrl-C stops everything") {
-            break;
-        }
-    }
+    let banner = read_until_line(stdout, Duration::from_secs(120), |line| {
+        line.contains("Ctrl-C stops everything")
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "the launcher's banner: {e}\n{}",
+            reported.lock().map(|r| r.clone()).unwrap_or_default()
+        )
+    });
     assert!(
         banner.contains(&format!("http://127.0.0.1:{port}/notify/mcp")),
         "{banner}"

@@ -1,12 +1,15 @@
 //! Starting the sample servers and Envoy, and waiting until each is really ready.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::process::ChildGuard;
+use super::process::{first_line_within, ChildGuard};
+
+/// How long a server may take to print the line that says where it listens.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
 pub fn free_port() -> std::io::Result<u16> {
@@ -85,12 +88,11 @@ pub fn start_sample_server(
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let stdout = child.stdout.take();
     let mut guard = ChildGuard::new(format!("sample-mcp-server {kind}"), child);
-    let mut line = String::new();
-    if let Some(stdout) = stdout {
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("{kind} server: {e}"))?;
-    }
+    let line = match stdout {
+        Some(stdout) => first_line_within(stdout, STARTUP_PATIENCE)
+            .map_err(|e| format!("{kind} server did not report its port: {e}"))?,
+        None => String::new(),
+    };
     // "listening on http://127.0.0.1:PORT/mcp"
     let port = line
         .trim()
@@ -125,12 +127,11 @@ pub fn start_approval_service(bin: &Path, port: u16, db: &Path) -> Result<Server
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let stdout = child.stdout.take();
     let mut guard = ChildGuard::new("approval-service", child);
-    let mut line = String::new();
-    if let Some(stdout) = stdout {
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .map_err(|e| format!("approval service: {e}"))?;
-    }
+    let line = match stdout {
+        Some(stdout) => first_line_within(stdout, STARTUP_PATIENCE)
+            .map_err(|e| format!("approval service did not report its port: {e}"))?,
+        None => String::new(),
+    };
     // "listening on http://127.0.0.1:PORT"
     let port = line
         .trim()

@@ -11,4 +11,4 @@ pub use launch::{
     dechunk, free_port, http_get, start_approval_service, start_envoy, start_sample_server,
     EnvoyOptions, EnvoyProcess, ServerProcess,
 };
-pub use process::ChildGuard;
+pub use process::{first_line_within, kill_group, read_until_line, ChildGuard};
