@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import random
 import re
 import socket
 import statistics
@@ -221,7 +222,31 @@ def wait_for_port(port: int, timeout: float = 10):
             time.sleep(0.05)
 
 
+_HANDED_OUT = set()
+
+
 def free_port() -> int:
+    """A free port below the kernel's ephemeral range, never handed out twice: released before
+    its server binds it, and no outgoing connection (those take ephemeral ports) can take it
+    in between. Where that range leaves no room, the kernel picks."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            ephemeral_start = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_start = 32768
+    lowest = 10000
+    if ephemeral_start - lowest >= 1000:
+        for _ in range(200):
+            port = random.randrange(lowest, ephemeral_start)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

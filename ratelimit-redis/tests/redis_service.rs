@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,11 +35,7 @@ impl Drop for ChildGuard {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    mcp_policy_sample::deployment::free_port().unwrap()
 }
 
 fn start_redis(port: u16) -> ChildGuard {

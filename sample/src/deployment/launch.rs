@@ -11,8 +11,46 @@ use super::process::{first_line_within, ChildGuard};
 /// How long a server may take to print the line that says where it listens.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
 
-/// A port that was free a moment ago (bound to 127.0.0.1:0 and released).
+/// A port free on 127.0.0.1 for a server about to be started on it.
+///
+/// The port is released before that server binds it. A port the kernel picked (`bind` to port
+/// 0) is an ephemeral one, which any outgoing connection of a concurrent test may take in
+/// between; so the port is chosen below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), where no outgoing connection takes ports, checked
+/// free by binding it, and never handed out twice by this process. Where that range leaves no
+/// room, the kernel picks.
 pub fn free_port() -> std::io::Result<u16> {
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    const LOWEST: u16 = 10_000;
+
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let room = ephemeral_start.saturating_sub(LOWEST);
+    if room >= 1_000 {
+        let random = std::collections::hash_map::RandomState::new();
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let handed_out = handed_out.get_or_insert_with(HashSet::new);
+        for attempt in 0u32..200 {
+            let mut hasher = random.build_hasher();
+            hasher.write_u32(attempt);
+            let offset = u16::try_from(hasher.finish() % u64::from(room)).unwrap_or(0);
+            let port = LOWEST + offset;
+            if handed_out.contains(&port) {
+                continue;
+            }
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed_out.insert(port);
+                return Ok(port);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
