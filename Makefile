@@ -6,8 +6,8 @@ SHELL := /bin/bash
 
 ENVOY_VERSION        := 1.40.0
 WASM_BINDGEN_VERSION := 0.2.130
-# The filter, the rate-limit service (ratelimit-redis/) and the approval service (approvals/).
-SERVICE_CRATES       := -p mcp-policy-filter -p ratelimit-redis -p approval-service
+# The engine, the filter, the CLI, the rate-limit service (ratelimit-redis/) and the approval service (approvals/).
+SERVICE_CRATES       := -p mcp-policy-engine -p mcp-policy-filter -p mcp-policy-cli -p ratelimit-redis -p approval-service
 CARGO_HOME           ?= $(HOME)/.cargo
 VENV                 := .venv
 ENVOY                := $(VENV)/bin/envoy
@@ -64,7 +64,7 @@ test: lint unit-test wasm-test validate-deploy e2e-test bench-smoke fuzz-smoke
 lint: wasm-target
 	cargo clippy $(SERVICE_CRATES) --all-targets -- -D warnings
 	cargo clippy -p bench-ext-proc -p mcp-policy-sample -p e2e --all-targets -- -D warnings
-	cargo clippy -p mcp-policy-filter -p floor-filter --target wasm32-unknown-unknown --lib -- -D warnings
+	cargo clippy -p mcp-policy-engine -p mcp-policy-filter -p floor-filter --target wasm32-unknown-unknown --lib -- -D warnings
 
 # One cargo invocation for the filter and both services: their shared dependencies are built once
 # (and the services' binaries, which the end-to-end tests start, come out of the same build).
@@ -73,10 +73,10 @@ unit-test: redis
 
 wasm-test: wasm-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
-	  cargo test -p mcp-policy-filter --target wasm32-unknown-unknown --lib
+	  cargo test -p mcp-policy-engine --target wasm32-unknown-unknown --lib
 
 e2e-test: build envoy python-mcp sample-bins redis browser-tools
-	cargo build -p mcp-policy-filter --bin mcp-policy
+	cargo build -p mcp-policy-cli
 	cargo test $(SERVICE_CRATES) --no-run
 	APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
 	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
@@ -99,7 +99,7 @@ oci: build
 ## validate-deploy: every shipped Envoy config (`envoy --mode validate`, with the built .wasm),
 ## Kubernetes object (schemas of Kubernetes $(K8S_VERSION)) and embedded policy, offline
 validate-deploy: oci envoy $(K8S_VALIDATE_STAMP)
-	cargo build -q -p mcp-policy-filter --bin mcp-policy
+	cargo build -q -p mcp-policy-cli
 	$(VENV)/bin/python deploy/validate.py $(ENVOY) $(WASM) target/debug/mcp-policy $(K8S_VERSION)
 
 $(K8S_VALIDATE_STAMP): $(ENVOY_STAMP)
@@ -174,7 +174,7 @@ floor-filter: wasm-target
 ## bench-engine: criterion micro-benchmarks of the engine (10 and 1,000 tools); table saved to
 ## bench/results/engine.md
 bench-engine:
-	cargo bench -p mcp-policy-filter --bench engine
+	cargo bench -p mcp-policy-engine --features testing --bench engine
 	python3 bench/engine_table.py --criterion-dir target/criterion --out bench/results/engine.md
 
 ## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS (default 300) each, one at a time;

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::engine::load::load_policy;
+use mcp_policy_engine::load::load_policy;
 
 #[derive(Debug)]
 pub struct Imported {
@@ -139,10 +139,10 @@ fn convert_rule(rule: &Value, path: &str, warnings: &mut Vec<String>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::evaluate::{evaluate, RequestMeta, Verdict};
-    use crate::engine::load::policy_from_value;
-    use crate::engine::policy::Policy;
-    use crate::engine::test_support::MemoryStore;
+    use mcp_policy_engine::counters::memory::MemoryStore;
+    use mcp_policy_engine::load::policy_from_value;
+    use mcp_policy_engine::policy::Policy;
+    use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Verdict};
     use serde_json::json;
 
     const NOON: u64 = 1_795_348_800; // 2026-11-22T12:00:00Z
@@ -156,7 +156,7 @@ mod tests {
     impl Proxy {
         fn from_fixture(name: &str) -> Proxy {
             let path = format!(
-                "{}/tests/fixtures/intercept/{name}",
+                "{}/../tests/fixtures/intercept/{name}",
                 env!("CARGO_MANIFEST_DIR")
             );
             let yaml = std::fs::read_to_string(path).unwrap();

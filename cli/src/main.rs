@@ -4,10 +4,12 @@
 //! decide for one call, and which element of the policy decided it.
 //! `mcp-policy import INTERCEPT.yaml`: an Intercept policy as ours.
 
+mod intercept_import;
+
 use std::process::ExitCode;
 
-use mcp_policy_filter::engine::identity::sha256_tag;
-use mcp_policy_filter::engine::load::load_policy;
+use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::policy::identity::sha256_tag;
 
 const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE \
      | mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON] \
@@ -44,7 +46,7 @@ fn import(file: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match mcp_policy_filter::intercept_import::import(&yaml) {
+    match crate::intercept_import::import(&yaml) {
         Ok(imported) => {
             for warning in &imported.warnings {
                 eprintln!("{file}: warning: {warning}");
@@ -108,7 +110,7 @@ fn explain(file: &str, options: &[&str]) -> ExitCode {
         }
     };
     let explanation =
-        mcp_policy_filter::engine::explain::explain(&policy, tool, identity, arguments.as_ref());
+        mcp_policy_engine::explain::explain(&policy, tool, identity, arguments.as_ref());
     match serde_json::to_string_pretty(&explanation) {
         Ok(text) => {
             println!("{text}");

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the engine's per-request decision path (`evaluate`) and of policy
-//! loading, natively: `cargo bench -p mcp-policy-filter --bench engine`.
+//! loading, natively: `make bench-engine`.
 //!
 //! Policies are generated: `tool_0` .. `tool_{n-1}` under `default: deny`, all without limits
 //! except the last, which has a global per-minute counter that never trips. The `granted` shape
@@ -7,7 +7,7 @@
 //! grant held by one identity and by a `team-N/*` prefix, the caller matching one of the
 //! shortest (the last a scan of the prefixes would reach). Counter keys are built for the
 //! namespace first, as the filter does when it configures. Counters live in an in-memory CAS
-//! store like the engine's test `MemoryStore` (which is `cfg(test)` only).
+//! store, the engine's `MemoryStore`.
 //! A whole run stays well under two minutes (see `config`).
 
 #![allow(
@@ -17,15 +17,14 @@
     clippy::panic
 )]
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mcp_policy_filter::engine::counters::{CasStore, SetOutcome, StoreError};
-use mcp_policy_filter::engine::evaluate::{evaluate, RequestMeta, Verdict};
-use mcp_policy_filter::engine::identity::Identity;
-use mcp_policy_filter::engine::load::load_policy;
+use mcp_policy_engine::counters::memory::MemoryStore;
+use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::policy::identity::Identity;
+use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Verdict};
 
 /// Policy sizes benchmarked: number of listed tools.
 const SIZES: [usize; 2] = [10, 1_000];
@@ -100,32 +99,6 @@ fn call_body(tool: &str, size: usize) -> Vec<u8> {
 const TOOLS_LIST: &[u8] = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
 const INITIALIZED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
 
-/// A `CasStore` with Envoy shared-data semantics: CAS tokens from 1 upwards, 0 = unconditional,
-/// a write to an absent key always succeeds.
-#[derive(Default)]
-struct BenchStore {
-    entries: HashMap<String, (Vec<u8>, u32)>,
-    next_cas: u32,
-}
-
-impl CasStore for BenchStore {
-    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Ok(self.entries.get(key).cloned())
-    }
-
-    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<SetOutcome, StoreError> {
-        if let Some((_, current)) = self.entries.get(key) {
-            if cas != 0 && cas != *current {
-                return Ok(SetOutcome::CasMismatch);
-            }
-        }
-        self.next_cas = self.next_cas.wrapping_add(1).max(1);
-        self.entries
-            .insert(key.to_owned(), (value.to_vec(), self.next_cas));
-        Ok(SetOutcome::Stored)
-    }
-}
-
 fn bench_evaluate(c: &mut Criterion) {
     let identity = Identity::new("bench-agent");
     let meta = RequestMeta {
@@ -153,7 +126,7 @@ fn bench_evaluate(c: &mut Criterion) {
             ("notification", INITIALIZED.to_vec(), true, 0),
         ];
         for (case, body, forwarded, counters) in &cases {
-            let mut store = BenchStore::default();
+            let mut store = MemoryStore::default();
             // Check that the case exercises the path it is named after before timing it.
             let outcome = evaluate(&policy, body, &meta, &mut store);
             assert_eq!(
@@ -201,7 +174,7 @@ fn bench_evaluate(c: &mut Criterion) {
             ),
         ];
         for (case, body, forwarded, counters) in &cases {
-            let mut store = BenchStore::default();
+            let mut store = MemoryStore::default();
             let outcome = evaluate(&policy, body, &meta, &mut store);
             assert_eq!(
                 matches!(outcome.verdict, Verdict::Forward),

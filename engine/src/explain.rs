@@ -4,9 +4,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::decide::{decide_with_rule, Caller, ToolDecision};
-use super::identity::{self, RequestAttributes};
-use super::policy::Policy;
+use crate::policy::identity::{self, RequestAttributes};
+use crate::policy::Policy;
+use crate::request::access::{decide_with_rule, Caller, ToolDecision};
 
 struct GivenIdentity<'a>(&'a str);
 
@@ -84,8 +84,8 @@ pub fn explain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::test;
+    use crate::load::load_policy;
+    use crate::test_support::test;
 
     const POLICY: &str = r#"{"version":"1","default":"deny",
         "tools":{"wechat_mass_delete":{"action":"deny","reason":"needs a human"},

@@ -21,7 +21,7 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
 
     #[test]
     fn matches_the_formatting_machinery() {

@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use super::json_write;
+use crate::json::write;
 
-use super::jsonrpc::{INVALID_REQUEST, PARSE_ERROR};
-use super::policy::{RefusalMode, Scope};
-use super::window::Window;
+use crate::counters::window::Window;
+use crate::policy::{RefusalMode, Scope};
+use crate::protocol::jsonrpc::{INVALID_REQUEST, PARSE_ERROR};
 
 /// The tool is not allowed by policy.
 pub const POLICY_DENIED: i64 = -32003;
@@ -328,7 +328,7 @@ fn write_response(out: &mut String, id: Option<&Value>, write_error: impl FnOnce
     out.push_str("{\"error\":");
     write_error(out);
     out.push_str(",\"id\":");
-    json_write::push_value(out, id.unwrap_or(&Value::Null));
+    write::push_value(out, id.unwrap_or(&Value::Null));
     out.push_str(",\"jsonrpc\":\"2.0\"}");
 }
 
@@ -346,21 +346,21 @@ impl<'o> Object<'o> {
     }
 
     fn key(&mut self, name: &str) -> &mut String {
-        json_write::push_key(self.out, name, self.first);
+        write::push_key(self.out, name, self.first);
         self.first = false;
         self.out
     }
 
     fn str(&mut self, name: &str, value: &str) {
-        json_write::push_str(self.key(name), value);
+        write::push_str(self.key(name), value);
     }
 
     fn opt_str(&mut self, name: &str, value: Option<&str>) {
-        json_write::push_opt_str(self.key(name), value);
+        write::push_opt_str(self.key(name), value);
     }
 
     fn u64(&mut self, name: &str, value: u64) {
-        json_write::push_u64(self.key(name), value);
+        write::push_u64(self.key(name), value);
     }
 
     fn opt_u64(&mut self, name: &str, value: Option<u64>) {
@@ -375,7 +375,7 @@ impl<'o> Object<'o> {
         if value < 0 {
             out.push('-');
         }
-        json_write::push_u64(out, value.unsigned_abs());
+        write::push_u64(out, value.unsigned_abs());
     }
 
     fn object(&mut self, name: &str) -> Object<'_> {
@@ -491,7 +491,7 @@ fn build(status: u16, body: String, retry_after: Option<u64>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
     use serde_json::json;
 
     /// The `error` member as it was built before it was written by hand: a `Value`.

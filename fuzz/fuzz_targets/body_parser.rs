@@ -17,12 +17,12 @@ mod common;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_filter::engine::evaluate::{evaluate, RequestMeta, Verdict};
-use mcp_policy_filter::engine::identity::Identity;
-use mcp_policy_filter::engine::jsonrpc::parse_body;
-use mcp_policy_filter::engine::load::load_policy;
-use mcp_policy_filter::engine::policy::Policy;
-use mcp_policy_filter::engine::strict_json;
+use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Verdict};
+use mcp_policy_engine::policy::identity::Identity;
+use mcp_policy_engine::protocol::jsonrpc::parse_body;
+use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::policy::Policy;
+use mcp_policy_engine::json::strict as strict_json;
 use serde_json::Value;
 
 use common::{check_reply, MemoryStore};

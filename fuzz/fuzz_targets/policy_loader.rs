@@ -10,9 +10,9 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_filter::engine::evaluate::{evaluate, RequestMeta};
-use mcp_policy_filter::engine::identity::Identity;
-use mcp_policy_filter::engine::load::load_policy;
+use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
+use mcp_policy_engine::policy::identity::Identity;
+use mcp_policy_engine::load::load_policy;
 
 use common::{check_reply, MemoryStore};
 

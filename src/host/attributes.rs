@@ -3,8 +3,8 @@
 
 use proxy_wasm::hostcalls;
 
-use crate::engine::identity::RequestAttributes;
-use crate::engine::request_headers::RequestHeaders;
+use mcp_policy_engine::policy::identity::RequestAttributes;
+use mcp_policy_engine::request::headers::RequestHeaders;
 
 /// Dynamic-metadata namespace where Envoy's `jwt_authn` filter puts verified payloads.
 const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";

@@ -10,21 +10,21 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
-use crate::engine::approval::{self, Answer, ApprovalQuery, Approved};
-use crate::engine::audit::{self, AuditContext};
-use crate::engine::decide::Caller;
-use crate::engine::evaluate::{
+use mcp_policy_engine::counters::reservations::{http_error_refunds, refund, settle, Reservation};
+use mcp_policy_engine::policy::identity::{self, Identity};
+use mcp_policy_engine::policy::{Policy, RefusalMode};
+use mcp_policy_engine::protocol::header_map;
+use mcp_policy_engine::protocol::sse::SseRewriter;
+use mcp_policy_engine::reply::{self, Refusal, Reply};
+use mcp_policy_engine::report::audit::{self, AuditContext};
+use mcp_policy_engine::request::access::Caller;
+use mcp_policy_engine::request::evaluate::{
     evaluate, AwaitingServices, Outcome, RequestMeta, ServiceQuery, Verdict,
 };
-use crate::engine::header_map;
-use crate::engine::identity::{self, Identity};
-use crate::engine::policy::{Policy, RefusalMode};
-use crate::engine::remote_limits;
-use crate::engine::reply::{self, Refusal, Reply};
-use crate::engine::request_headers::{self, screen, Screening};
-use crate::engine::reservations::{http_error_refunds, refund, settle, Reservation};
-use crate::engine::sse::SseRewriter;
-use crate::engine::tools_list::{filter_json_body, filter_message};
+use mcp_policy_engine::request::headers::{self, screen, Screening};
+use mcp_policy_engine::response::tools_list::{filter_json_body, filter_message};
+use mcp_policy_engine::services::approval::{self, Answer, ApprovalQuery, Approved};
+use mcp_policy_engine::services::rate_limit;
 
 use super::attributes::EnvoyRequest;
 use super::metrics::{count_call, count_service_answer};
@@ -361,7 +361,7 @@ impl PolicyStream {
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err("no answer".to_owned())))
             .collect();
-        Some(remote_limits::finish(
+        Some(rate_limit::finish(
             &self.policy,
             *awaiting,
             answers,
@@ -454,7 +454,7 @@ impl Context for PolicyStream {
                 .trim_end()
                 .to_owned())
         };
-        let result = remote_limits::answer_label(&answer, descriptors);
+        let result = rate_limit::answer_label(&answer, descriptors);
         count_service_answer(&self.namespace, &service, result);
         if let Some(slot) = self.service_answers.get_mut(index) {
             *slot = Some(answer);
@@ -508,7 +508,7 @@ impl HttpContext for PolicyStream {
         self.inspecting = true;
         // Encodings and Envoy's retry and timeout overrides (see `REMOVED_FROM_DECIDED_POSTS`):
         // one host call per header present, and most requests carry none of them.
-        for name in request_headers::to_remove(&all_headers) {
+        for name in headers::to_remove(&all_headers) {
             self.set_http_request_header(name, None);
         }
         self.identity = identity::resolve(

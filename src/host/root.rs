@@ -7,9 +7,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::engine::counters::shared_salt;
-use crate::engine::load::load_policy;
-use crate::engine::policy::Policy;
+use mcp_policy_engine::counters::shared_salt;
+use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::policy::Policy;
 
 use super::entropy::random_u64;
 use super::http::PolicyStream;

@@ -4,7 +4,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
-use crate::engine::counters::{CasStore, SetOutcome, StoreError};
+use mcp_policy_engine::counters::{CasStore, SetOutcome, StoreError};
 
 pub struct EnvoySharedData;
 

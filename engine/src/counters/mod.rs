@@ -9,10 +9,15 @@
 //! bucket holds `ENTRIES_PER_BUCKET` callers in a window, later callers share one overflow
 //! entry until it ends: stricter, never looser.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
+pub mod reservations;
+pub mod window;
+
 use std::fmt;
 use std::sync::Arc;
 
-use super::window::Window;
+use crate::counters::window::Window;
 
 /// Result of a conditional write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,7 +359,7 @@ pub fn shared_salt(store: &mut dyn CasStore, candidate: u64) -> Result<u64, Coun
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::{test, MemoryStore};
+    use crate::test_support::{test, MemoryStore};
 
     const KEY: &str = "k";
 

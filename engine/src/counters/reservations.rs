@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use super::counters::{release, CasStore, Slot};
-use super::jsonrpc::same_id;
+use crate::counters::{release, CasStore, Slot};
+use crate::protocol::jsonrpc::same_id;
 
 /// One counter increment held for a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +87,8 @@ pub fn refund(store: &mut dyn CasStore, reservation: &Reservation) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::counters::Bucket;
-    use crate::engine::test_support::{test, MemoryStore};
+    use crate::counters::Bucket;
+    use crate::test_support::{test, MemoryStore};
     use serde_json::json;
 
     fn slot() -> Slot {

@@ -49,7 +49,7 @@ impl fmt::Display for Window {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
 
     #[test]
     fn minute_windows_start_on_the_minute() {

@@ -1,4 +1,4 @@
-//! A request body read in one pass: the whole text is checked exactly as `strict_json::validate`
+//! A request body read in one pass: the whole text is checked exactly as `strict::validate`
 //! checks it (JSON syntax as serde_json accepts it, duplicate keys refused at any depth), and on
 //! the way the members of the message (and of its `params`) are noted as spans of the text.
 //! Nothing else is built. This replaces a validation pass followed by two or three passes of
@@ -6,7 +6,7 @@
 //! runs with cold caches, so less code touched per request is time saved.
 //!
 //! Agreement with serde_json is tested on a corpus of edge cases here and by the `strict_json`
-//! fuzz target, which checks that this and `strict_json::validate` accept the same inputs.
+//! fuzz target, which checks that this and `strict::validate` accept the same inputs.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -403,11 +403,11 @@ impl<'a> Scanner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::strict_json;
-    use crate::engine::test_support::test;
+    use crate::json::strict;
+    use crate::test_support::test;
 
     /// Inputs on every edge serde_json has: the scanner must accept exactly what
-    /// `strict_json::validate` accepts.
+    /// `strict::validate` accepts.
     fn corpus() -> Vec<String> {
         let mut corpus: Vec<String> = [
             r#"{}"#,
@@ -550,7 +550,7 @@ mod tests {
     fn accepts_exactly_what_strict_json_validate_accepts() {
         for text in corpus() {
             let ours = scan(&text);
-            let reference = strict_json::validate(text.as_bytes());
+            let reference = strict::validate(text.as_bytes());
             assert_eq!(
                 ours.is_ok(),
                 reference.is_ok(),

@@ -253,7 +253,7 @@ impl<'de> Visitor<'de> for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
 
     #[test]
     fn duplicate_keys_are_refused_at_any_depth() {

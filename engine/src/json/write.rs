@@ -90,7 +90,7 @@ pub fn push_key(out: &mut String, name: &str, first: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
     use serde_json::json;
 
     fn written(write: impl Fn(&mut String)) -> String {

@@ -2,23 +2,25 @@
 //! value, e.g. `tools.wechat_mass_send.limits[0].window: ...`, because that is what an operator
 //! needs to fix a rejected configuration.
 
+pub mod rules;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::counters::ENTRIES_PER_BUCKET;
-use super::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
-use super::identity::{IdentitySource, MissingIdentity};
-use super::policy::{
+use crate::counters::ENTRIES_PER_BUCKET;
+use crate::policy::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
+use crate::policy::identity::{IdentitySource, MissingIdentity};
+use crate::policy::{
     ApprovalSettings, CounterId, CounterKeys, CounterSpec, DefaultAction, Policy, RateLimitService,
     RefusalMode, Scope, ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER,
     DEFAULT_MAX_BODY_BYTES,
 };
-use super::ratelimit_proto::Unit;
-use super::rules_load;
-use super::strict_json;
-use super::window::Window;
+use crate::protocol::ratelimit::Unit;
+
+use crate::counters::window::Window;
+use crate::json::strict;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
@@ -39,16 +41,16 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
-pub(super) type Result<T> = std::result::Result<T, PolicyError>;
+pub(crate) type Result<T> = std::result::Result<T, PolicyError>;
 
-pub(super) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
+pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
     Err(PolicyError {
         path: path.to_owned(),
         message: message.into(),
     })
 }
 
-pub(super) fn key_path(parent: &str, key: &str) -> String {
+pub(crate) fn key_path(parent: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key
             .chars()
@@ -60,7 +62,7 @@ pub(super) fn key_path(parent: &str, key: &str) -> String {
     }
 }
 
-pub(super) fn describe(value: &Value) -> String {
+pub(crate) fn describe(value: &Value) -> String {
     let text = value.to_string();
     let kind = match value {
         Value::Null => return "null".to_owned(),
@@ -78,21 +80,21 @@ pub(super) fn describe(value: &Value) -> String {
     }
 }
 
-pub(super) fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
+pub(crate) fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
     value.as_object().map_or_else(
         || err(path, format!("expected an object, got {}", describe(value))),
         Ok,
     )
 }
 
-pub(super) fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
+pub(crate) fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
     value.as_str().map_or_else(
         || err(path, format!("expected a string, got {}", describe(value))),
         Ok,
     )
 }
 
-pub(super) fn positive_integer(value: &Value, path: &str) -> Result<u64> {
+pub(crate) fn positive_integer(value: &Value, path: &str) -> Result<u64> {
     match value.as_u64() {
         Some(n) if n > 0 => Ok(n),
         _ => err(
@@ -102,7 +104,7 @@ pub(super) fn positive_integer(value: &Value, path: &str) -> Result<u64> {
     }
 }
 
-pub(super) fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
+pub(crate) fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
     let text = as_str(value, path)?;
     allowed.iter().copied().find(|a| *a == text).map_or_else(
         || {
@@ -119,7 +121,7 @@ pub(super) fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Resu
     )
 }
 
-pub(super) fn quoted_list(items: &[&str]) -> String {
+pub(crate) fn quoted_list(items: &[&str]) -> String {
     items
         .iter()
         .map(|i| format!("\"{i}\""))
@@ -127,7 +129,7 @@ pub(super) fn quoted_list(items: &[&str]) -> String {
         .join(", ")
 }
 
-pub(super) fn reject_unknown_fields(
+pub(crate) fn reject_unknown_fields(
     object: &Map<String, Value>,
     path: &str,
     known: &[&str],
@@ -192,7 +194,7 @@ pub const MAX_BODY_BYTES_CEILING: u64 = 64 * 1024 * 1024;
 /// Parse and validate a policy document. Nothing half-understood is accepted: unknown fields,
 /// wrong types, out-of-range values and inconsistent counters are all errors.
 pub fn load_policy(text: &[u8]) -> Result<Policy> {
-    let document: Value = strict_json::from_slice(text).map_err(|e| PolicyError {
+    let document: Value = strict::from_slice(text).map_err(|e| PolicyError {
         path: String::new(),
         message: format!("not valid JSON: {e}"),
     })?;
@@ -276,8 +278,8 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         }
     }
     let rules = match root.get("tools").and_then(Value::as_object) {
-        Some(tools_object) => rules_load::load(tools_object, &mut counters)?,
-        None => rules_load::LoadedRules {
+        Some(tools_object) => rules::load(tools_object, &mut counters)?,
+        None => rules::LoadedRules {
             by_tool: HashMap::new(),
             wildcard: Vec::new(),
         },
@@ -927,7 +929,7 @@ fn rate_limit_services(value: &Value) -> Result<Vec<RateLimitService>> {
     Ok(list)
 }
 
-pub(super) fn window(value: &Value, path: &str) -> Result<Window> {
+pub(crate) fn window(value: &Value, path: &str) -> Result<Window> {
     const NAMED: &[&str] = &["second", "minute", "hour", "day"];
     let invalid = || {
         err(
@@ -957,7 +959,7 @@ pub(super) fn window(value: &Value, path: &str) -> Result<Window> {
 
 /// Counters by name; a name used in several places must mean the same budget everywhere.
 #[derive(Default)]
-pub(super) struct CounterTable {
+pub(crate) struct CounterTable {
     specs: Vec<CounterSpec>,
     first_seen_at: Vec<String>,
     services: Vec<RateLimitService>,
@@ -988,7 +990,7 @@ impl CounterTable {
         }
     }
 
-    pub(super) fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
+    pub(crate) fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
         let existing = self.specs.iter().position(|s| s.name == spec.name);
         match existing {
             None => {
@@ -1026,7 +1028,7 @@ impl CounterTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
 
     const SEED: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[{"counter":"wechat_mass_send_rate","window":"minute","max":30,"scope":"grant"}]}}}"#;
 

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::load::{
+use crate::counters::window::Window;
+use crate::load::{
     as_object, as_str, describe, err, key_path, one_of, positive_integer, reject_unknown_fields,
     window, CounterTable, Result,
 };
-use super::policy::{CounterId, CounterSpec, Scope};
-use super::rules::{Amount, Condition, Op, Rule, RuleCharge, Subject};
-use super::window::Window;
+use crate::policy::rules::{Amount, Condition, Op, Rule, RuleCharge, Subject};
+use crate::policy::{CounterId, CounterSpec, Scope};
 
 const RULE_FIELDS: &[&str] = &[
     "shadow",
@@ -299,7 +299,7 @@ fn condition(
             let pattern = as_str(&value, &value_path)?;
             // Compiled once, here: an invalid pattern is a configuration error.
             Op::Regex(
-                regex_lite::Regex::new(pattern).map_err(|e| super::load::PolicyError {
+                regex_lite::Regex::new(pattern).map_err(|e| crate::load::PolicyError {
                     path: value_path.clone(),
                     message: format!("invalid regex {pattern:?}: {e}"),
                 })?,
@@ -323,7 +323,7 @@ fn condition(
 }
 
 /// `tools` as written (server-wide): the rules of every tool, and of `"*"`.
-pub(super) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> Result<LoadedRules> {
+pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> Result<LoadedRules> {
     // Pass 1: every state counter, under its scope, so that any condition can refer to it.
     let mut rule_lists: Vec<(String, String, Vec<Expanded>)> = Vec::new();
     let mut states: HashMap<String, StateCounter> = HashMap::new();

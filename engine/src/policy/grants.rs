@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::policy::{CounterId, ToolRule};
+use crate::policy::{CounterId, ToolRule};
 
 /// How a secret source's identities (and the grant entries listing them) begin.
 pub const SECRET_PREFIX: &str = "sha256:";
@@ -115,7 +115,7 @@ impl GrantTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
 
     fn grant(name: &str) -> Grant {
         Grant {

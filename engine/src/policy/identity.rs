@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::hex::push_hex;
+use crate::hex::push_hex;
 
 /// Where an identity may come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ pub fn resolve(sources: &[IdentitySource], attributes: &dyn RequestAttributes) -
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
     use std::collections::HashMap;
 
     #[derive(Default)]

@@ -1,13 +1,17 @@
 //! The validated, immutable policy the filter enforces. Built only by `load::load_policy`.
 
+pub mod grants;
+pub mod identity;
+pub mod rules;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::grants::GrantTable;
-use super::identity::{IdentitySource, MissingIdentity};
-use super::rules::Rule;
-use super::window::Window;
+use crate::counters::window::Window;
+use crate::policy::grants::GrantTable;
+use crate::policy::identity::{IdentitySource, MissingIdentity};
+use crate::policy::rules::Rule;
 
 /// What happens to a `tools/call` whose tool the policy does not list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +240,7 @@ impl Policy {
     }
 
     /// The names `metric_label` keeps, from the loaded policy's tools, hidden tools and grants.
-    pub(super) fn names_to_label(&self) -> HashSet<String> {
+    pub(crate) fn names_to_label(&self) -> HashSet<String> {
         let granted = self
             .grants
             .grants()
@@ -298,7 +302,7 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::load::load_policy;
+    use crate::load::load_policy;
 
     #[test]
     fn metrics_label_only_tools_the_policy_names_and_stat_names_can_hold() {

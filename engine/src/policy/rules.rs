@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::policy::CounterId;
+use crate::policy::CounterId;
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -112,7 +112,7 @@ fn present_in_another_case(arguments: Option<&Value>, path: &[String]) -> bool {
             None => {
                 return object
                     .keys()
-                    .any(|other| super::strict_json::same_folded(other, key))
+                    .any(|other| crate::json::strict::same_folded(other, key))
             }
         }
     }
@@ -299,9 +299,9 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::decide::{decide_tool, Caller, ToolDecision};
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::test;
+    use crate::load::load_policy;
+    use crate::request::access::{decide_tool, Caller, ToolDecision};
+    use crate::test_support::test;
     use serde_json::json;
 
     /// Decide `tool` with `arguments` under a policy whose tool `t` has one condition.
@@ -420,7 +420,7 @@ mod tests {
         assert!(check("eq", json!(1), json!({"a": {"b": 1, "c": 2}})));
     }
 
-    fn counter_policy(extra_rule: Value) -> crate::engine::policy::Policy {
+    fn counter_policy(extra_rule: Value) -> crate::policy::Policy {
         load_policy(
             json!({"version":"1","default":"allow","tools":{
                 "send":{"rules":[{"name":"recipients per hour","on_deny":"too many recipients",
@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(reason("b", json!({"ok": true})), "allowed");
         assert_eq!(
             reason("c", json!({"ok": true})),
-            crate::engine::decide::UNLISTED_UNDER_DEFAULT_DENY
+            crate::request::access::UNLISTED_UNDER_DEFAULT_DENY
         );
     }
 
@@ -564,7 +564,7 @@ mod tests {
         assert_eq!(
             decision,
             ToolDecision::Deny {
-                reason: crate::engine::decide::HIDDEN.into(),
+                reason: crate::request::access::HIDDEN.into(),
                 unreadable: None,
             }
         );

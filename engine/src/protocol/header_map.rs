@@ -43,7 +43,7 @@ pub fn decode(raw: &[u8]) -> Option<Vec<(&str, &[u8])>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
 
     /// The host's side of the layout, for the tests.
     fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {

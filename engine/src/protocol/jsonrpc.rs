@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::json_scan::{self, Document, Object};
-use super::strict_json;
+use crate::json::scan::{self, Document, Object};
+use crate::json::strict;
 
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
@@ -94,7 +94,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
         problem: format!("body is not valid JSON: {e}"),
     };
     let text = std::str::from_utf8(bytes).map_err(|e| parse_error(&e))?;
-    match json_scan::scan(text).map_err(|e| parse_error(&e))? {
+    match scan::scan(text).map_err(|e| parse_error(&e))? {
         Document::Object(message) => Ok(Body::Single(classify(&message))),
         Document::Array(items) => {
             if items.is_empty() {
@@ -202,14 +202,13 @@ const PARAMS_MEMBERS: [&str; 3] = ["name", "arguments", "_meta"];
 /// Member names differing only in case (as some servers fold them), or one spelled in another
 /// case than a member we read.
 fn case_problem(object: &Object, members: &[&'static str]) -> Option<String> {
-    if let Some((a, b)) = strict_json::colliding_keys(object.members.iter().map(|m| m.key.as_ref()))
-    {
+    if let Some((a, b)) = strict::colliding_keys(object.members.iter().map(|m| m.key.as_ref())) {
         return Some(format!("keys {a:?} and {b:?} differ only in case"));
     }
     object.members.iter().find_map(|m| {
         members
             .iter()
-            .find(|name| **name != m.key.as_ref() && strict_json::same_folded(&m.key, name))
+            .find(|name| **name != m.key.as_ref() && strict::same_folded(&m.key, name))
             .map(|name| format!("key {:?} differs only in case from {name:?}", m.key))
     })
 }
@@ -315,7 +314,7 @@ fn classify(object: &Object) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
     use serde_json::json;
 
     fn single(text: &str) -> Message {

@@ -242,7 +242,7 @@ impl<'a> Iterator for Fields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
 
     #[test]
     fn a_request_encodes_field_by_field() {

@@ -169,7 +169,7 @@ fn write_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::test_support::test;
+    use crate::test_support::test;
     use serde_json::json;
 
     /// Replaces any message with an `id` by `{"id":…,"seen":true}`; records every message seen.

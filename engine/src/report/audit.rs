@@ -5,10 +5,10 @@
 
 use serde_json::value::RawValue;
 
-use super::evaluate::{Outcome, Verdict};
-use super::identity::{push_sha256_tag, Identity};
-use super::json_write::{push_key, push_opt_str, push_str, push_u64, push_value};
-use super::policy::Policy;
+use crate::json::write::{push_key, push_opt_str, push_str, push_u64, push_value};
+use crate::policy::identity::{push_sha256_tag, Identity};
+use crate::policy::Policy;
+use crate::request::evaluate::{Outcome, Verdict};
 
 pub struct AuditContext<'a> {
     /// Unix time, seconds.
@@ -128,10 +128,10 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::evaluate::{evaluate, RequestMeta};
-    use crate::engine::identity::sha256_tag;
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::{test, MemoryStore};
+    use crate::load::load_policy;
+    use crate::policy::identity::sha256_tag;
+    use crate::request::evaluate::{evaluate, RequestMeta};
+    use crate::test_support::{test, MemoryStore};
     use serde_json::{json, Value};
 
     fn audit(policy_text: &str, body: &str, identity: Option<&Identity>) -> Value {
@@ -157,7 +157,7 @@ mod tests {
     /// The record as serde's derived `Serialize` wrote it before `record` wrote it by hand: the
     /// text must not change (operators parse it, and may compare it byte for byte).
     mod serde_reference {
-        use crate::engine::identity::sha256_tag;
+        use crate::policy::identity::sha256_tag;
         use serde::Serialize;
         use serde_json::value::RawValue;
         use serde_json::Value;

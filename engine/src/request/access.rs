@@ -13,13 +13,13 @@
 //! An allowed call must then fit every limit that applies: the server-wide tool's, the grant's
 //! own, and the grant's rule for that tool.
 
-use super::grants::Grant;
-use super::identity::{Identity, IdentitySource, MissingIdentity};
+use crate::policy::grants::Grant;
+use crate::policy::identity::{Identity, IdentitySource, MissingIdentity};
 use serde_json::Value;
 
-use super::load::key_path;
-use super::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
-use super::rules::{self, Charge, RulesOutcome};
+use crate::load::key_path;
+use crate::policy::rules::{self, Charge, RulesOutcome};
+use crate::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolDecision {
@@ -316,9 +316,9 @@ fn server_wide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::identity::sha256_tag;
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::test;
+    use crate::load::load_policy;
+    use crate::policy::identity::sha256_tag;
+    use crate::test_support::test;
 
     const SEED: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[{"counter":"wechat_mass_send_rate","window":"minute","max":30,"scope":"grant"}]}}}"#;
 

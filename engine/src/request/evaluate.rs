@@ -2,18 +2,18 @@
 
 use serde_json::Value;
 
-use super::approval::{self, ApprovalQuery, Approved};
-use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
-use super::decide::{decide_with_rule, Caller, ToolDecision};
-use super::identity::Identity;
-use super::json_write;
-use super::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
-use super::policy::{CounterId, CounterKeys, CounterSpec, Policy, RefusalMode, Scope};
-use super::remote_limits;
-use super::reply::{self, LimitHit, Refusal, Reply};
-use super::reservations::{Hold, Reservation};
-use super::rules::Charge;
-use super::strict_json;
+use crate::counters::reservations::{Hold, Reservation};
+use crate::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
+use crate::json::strict;
+use crate::json::write;
+use crate::policy::identity::Identity;
+use crate::policy::rules::Charge;
+use crate::policy::{CounterId, CounterKeys, CounterSpec, Policy, RefusalMode, Scope};
+use crate::protocol::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
+use crate::reply::{self, LimitHit, Refusal, Reply};
+use crate::request::access::{decide_with_rule, Caller, ToolDecision};
+use crate::services::approval::{self, ApprovalQuery, Approved};
+use crate::services::rate_limit;
 use sha2::{Digest, Sha256};
 
 /// What the filter knows about the request besides its body.
@@ -69,7 +69,7 @@ pub enum Verdict {
     Forward,
     Reply(Reply),
     /// Some counters are kept by rate-limit services: send their queries, then decide with
-    /// `remote_limits::finish`.
+    /// `rate_limit::finish`.
     AwaitServices(Box<AwaitingServices>),
     /// The call needs a human's approval: ask the approval service, then decide again with
     /// `RequestMeta::approved` (or refuse with `approval::refused`).
@@ -402,7 +402,7 @@ pub fn evaluate(
         }
     }
     if !remote.is_empty() {
-        let queries = remote_limits::queries(policy, meta, &caller, remote);
+        let queries = rate_limit::queries(policy, meta, &caller, remote);
         return Outcome {
             verdict: Verdict::AwaitServices(Box::new(AwaitingServices { queries, charging })),
             calls: Vec::new(),
@@ -426,11 +426,11 @@ pub struct RemoteCharge {
 }
 
 /// A request waiting for rate-limit services: its local counters are taken; `queries` are to
-/// be sent, and `remote_limits::finish` completes the decision with their answers.
+/// be sent, and `rate_limit::finish` completes the decision with their answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AwaitingServices {
     pub queries: Vec<ServiceQuery>,
-    pub(super) charging: Charging,
+    pub(crate) charging: Charging,
 }
 
 /// What one rate-limit service is asked for one request.
@@ -441,7 +441,7 @@ pub struct ServiceQuery {
     /// Serialized `RateLimitRequest`.
     pub request: Vec<u8>,
     /// One per descriptor, in the same order.
-    pub(super) charges: Vec<RemoteCharge>,
+    pub(crate) charges: Vec<RemoteCharge>,
 }
 
 impl ServiceQuery {
@@ -453,22 +453,22 @@ impl ServiceQuery {
 
 /// Everything the second pass carries from counter to counter.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Charging {
-    pub(super) body: Body,
-    pub(super) call_limits: Vec<Option<Vec<Charge>>>,
-    pub(super) taken: Vec<(Slot, u64, u64)>,
+pub(crate) struct Charging {
+    pub(crate) body: Body,
+    pub(crate) call_limits: Vec<Option<Vec<Charge>>>,
+    pub(crate) taken: Vec<(Slot, u64, u64)>,
     taken_ids: Vec<CounterId>,
-    pub(super) readings: Vec<CounterReading>,
-    pub(super) open_problems: Vec<String>,
-    pub(super) calls: Vec<CallRecord>,
-    pub(super) refusal_mode: RefusalMode,
-    pub(super) now: u64,
+    pub(crate) readings: Vec<CounterReading>,
+    pub(crate) open_problems: Vec<String>,
+    pub(crate) calls: Vec<CallRecord>,
+    pub(crate) refusal_mode: RefusalMode,
+    pub(crate) now: u64,
 }
 
 impl Charging {
     /// Take `charge` from this Envoy's shared data. `Err` is the request's final outcome: it is
     /// refused (and everything taken before is given back).
-    pub(super) fn take_locally(
+    pub(crate) fn take_locally(
         &mut self,
         policy: &Policy,
         store: &mut dyn CasStore,
@@ -528,13 +528,13 @@ impl Charging {
     }
 
     /// Whether running out of counter `id` is only reported for this request (shadow mode).
-    pub(super) fn only_reports(&self, policy: &Policy, id: CounterId) -> bool {
+    pub(crate) fn only_reports(&self, policy: &Policy, id: CounterId) -> bool {
         shadowed_counter(policy, &self.body, &self.call_limits, id)
     }
 
     /// Refuse the calls using counter `id` for `failure` (or, in shadow mode, only report it
     /// and go on: `Ok`).
-    pub(super) fn refuse(
+    pub(crate) fn refuse(
         &mut self,
         policy: &Policy,
         store: &mut dyn CasStore,
@@ -577,7 +577,7 @@ impl Charging {
     }
 
     /// Every counter fits: the request goes on, with what each call holds for a refund.
-    pub(super) fn forward(self) -> Outcome {
+    pub(crate) fn forward(self) -> Outcome {
         let Charging {
             body,
             call_limits,
@@ -683,7 +683,7 @@ fn mark_would_deny(
 /// Keys differing only in case are refused at any depth, as in the message and its params:
 /// a server that folds case (Go) would read another value than the rule checked.
 fn rule_arguments(text: &str) -> Result<Value, String> {
-    let value = strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?;
+    let value = strict::from_slice(text.as_bytes()).map_err(|e| e.to_string())?;
     match first_case_collision(&value) {
         Some((a, b)) => Err(format!(
             "argument keys \"{a}\" and \"{b}\" differ only in case"
@@ -694,7 +694,7 @@ fn rule_arguments(text: &str) -> Result<Value, String> {
 
 fn first_case_collision(value: &Value) -> Option<(String, String)> {
     match value {
-        Value::Object(map) => strict_json::case_folding_collision(map)
+        Value::Object(map) => strict::case_folding_collision(map)
             .or_else(|| map.values().find_map(first_case_collision)),
         Value::Array(items) => items.iter().find_map(first_case_collision),
         _ => None,
@@ -904,7 +904,7 @@ pub fn counter_slot(
     };
     let mut key = String::with_capacity(keys.bucket_prefix.len() + 20);
     key.push_str(&keys.bucket_prefix);
-    json_write::push_u64(&mut key, word(8) % policy.counter_buckets.max(1));
+    write::push_u64(&mut key, word(8) % policy.counter_buckets.max(1));
     // 0 is the overflow entry's owner; a fingerprint of 0 (one chance in 2^64) becomes 1.
     Slot {
         key: key.as_str().into(),
@@ -915,11 +915,11 @@ pub fn counter_slot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::load::load_policy;
-    use crate::engine::reply::{
+    use crate::load::load_policy;
+    use crate::reply::{
         BATCH_REFUSED, CANNOT_ENFORCE, HEADER_MISMATCH, POLICY_DENIED, RATE_LIMITED,
     };
-    use crate::engine::test_support::{test, MemoryStore};
+    use crate::test_support::{test, MemoryStore};
     use serde_json::{json, Value};
 
     const POLICY: &str = r#"{"version":"1","default":"deny","tools":{
@@ -1350,7 +1350,7 @@ mod tests {
             .all(|h| h.amount == 1));
         // Refunding call 1 gives back its unit of "sends" (3 were taken: two calls and the notification).
         let sends = out.reservations[0].holds[0].slot.clone();
-        crate::engine::reservations::refund(&mut h.store, &out.reservations[0]).unwrap();
+        crate::counters::reservations::refund(&mut h.store, &out.reservations[0]).unwrap();
         assert_eq!(h.store.count(&sends), Some(2));
     }
 
@@ -1950,8 +1950,8 @@ mod tests {
 #[cfg(test)]
 mod shadow_tests {
     use super::*;
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::{test, MemoryStore};
+    use crate::load::load_policy;
+    use crate::test_support::{test, MemoryStore};
 
     fn run(policy: &Policy, store: &mut MemoryStore, tool: &str, args: &str) -> Outcome {
         let body = format!(

@@ -2,9 +2,9 @@
 //! headers the filter relies on must be unambiguous (one value each, valid UTF-8) and the body
 //! must be something the filter reads exactly as the server will: JSON in UTF-8, uncompressed.
 
-use super::identity::IdentitySource;
-use super::policy::Policy;
-use super::reply::{self, Reply};
+use crate::policy::identity::IdentitySource;
+use crate::policy::Policy;
+use crate::reply::{self, Reply};
 
 /// The request headers the filter uses, each present at most once, as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -239,8 +239,8 @@ fn is_utf8_json(content_type: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::test;
+    use crate::load::load_policy;
+    use crate::test_support::test;
 
     fn policy() -> Policy {
         load_policy(br#"{"version":"1","max_body_bytes":100,"identity":{"sources":[{"header":"x-agent-id"},{"header":"x-api-key","secret":true}]}}"#).unwrap()

@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use super::decide::{decide_access, Caller, ToolDecision};
-use super::jsonrpc::same_id;
-use super::policy::Policy;
+use crate::policy::Policy;
+use crate::protocol::jsonrpc::same_id;
+use crate::request::access::{decide_access, Caller, ToolDecision};
 
 /// Could this caller ever call `tool`? (Rules on arguments are not judged here.) A tool in
 /// shadow mode stays listed: shadow never changes what the agent sees.
@@ -85,10 +85,10 @@ pub fn filter_json_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::identity::Identity;
-    use crate::engine::load::load_policy;
-    use crate::engine::sse::SseRewriter;
-    use crate::engine::test_support::test;
+    use crate::load::load_policy;
+    use crate::policy::identity::Identity;
+    use crate::protocol::sse::SseRewriter;
+    use crate::test_support::test;
     use serde_json::json;
 
     const POLICY: &str = r#"{"version":"1","default":"deny","hide":["wechat_mass_delete"],

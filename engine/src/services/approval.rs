@@ -7,12 +7,12 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::evaluate::{CallRecord, Outcome};
-use super::hex::hex;
-use super::identity::Identity;
-use super::policy::{Policy, RefusalMode};
-use super::reply::{self, Refusal};
-use super::strict_json;
+use crate::hex::hex;
+use crate::json::strict;
+use crate::policy::identity::Identity;
+use crate::policy::{Policy, RefusalMode};
+use crate::reply::{self, Refusal};
+use crate::request::evaluate::{CallRecord, Outcome};
 
 /// The path the filter POSTs questions to.
 pub const CHECK_PATH: &str = "/v1/check";
@@ -60,7 +60,7 @@ pub fn query(
                     "the arguments hold the integer {number}, beyond 64 bits: a person could not be shown exactly the value the server reads"
                 ));
             }
-            strict_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?
+            strict::from_slice(text.as_bytes()).map_err(|e| e.to_string())?
         }
         None => Value::Null,
     };
@@ -297,9 +297,9 @@ pub fn refused(query: ApprovalQuery, refusal: &Refusal, refusal_mode: RefusalMod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::evaluate::{evaluate, RequestMeta, Verdict};
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::{test, MemoryStore};
+    use crate::load::load_policy;
+    use crate::request::evaluate::{evaluate, RequestMeta, Verdict};
+    use crate::test_support::{test, MemoryStore};
 
     const POLICY: &str = r#"{"version":"1","default":"deny",
         "approval":{"cluster":"approvals","hold_seconds":20,"valid_seconds":600},
@@ -508,7 +508,7 @@ mod tests {
             panic!("pending")
         };
         let error = refusal.error_object();
-        assert_eq!(error["code"], crate::engine::reply::APPROVAL_PENDING);
+        assert_eq!(error["code"], crate::reply::APPROVAL_PENDING);
         let message = error["message"].as_str().unwrap();
         assert!(
             message.contains("http://approvals/#a3")

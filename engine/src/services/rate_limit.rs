@@ -3,13 +3,17 @@
 
 use sha2::{Digest, Sha256};
 
-use super::counters::{CasStore, CounterError};
-use super::decide::Caller;
-use super::evaluate::{AwaitingServices, Outcome, RemoteCharge, RequestMeta, ServiceQuery};
-use super::hex::hex;
-use super::policy::{CounterSpec, Policy, Scope, ServiceFailureMode};
-use super::ratelimit_proto::{decode_response, encode_request, Code, Descriptor, Response, Unit};
-use super::reply::LimitHit;
+use crate::counters::{CasStore, CounterError};
+use crate::hex::hex;
+use crate::policy::{CounterSpec, Policy, Scope, ServiceFailureMode};
+use crate::protocol::ratelimit::{
+    decode_response, encode_request, Code, Descriptor, Response, Unit,
+};
+use crate::reply::LimitHit;
+use crate::request::access::Caller;
+use crate::request::evaluate::{
+    AwaitingServices, Outcome, RemoteCharge, RequestMeta, ServiceQuery,
+};
 
 /// One query per service the request's counters use, each carrying one descriptor per counter.
 pub fn queries(
@@ -173,12 +177,14 @@ pub fn finish(
             let used = spec.max.saturating_sub(u64::from(status.limit_remaining));
             let window_start = spec.window.start_of(charging.now);
             if response.overall_code == Code::Ok {
-                charging.readings.push(super::evaluate::CounterReading {
-                    counter: spec.name.clone(),
-                    value: used,
-                    max: spec.max,
-                    window_start,
-                });
+                charging
+                    .readings
+                    .push(crate::request::evaluate::CounterReading {
+                        counter: spec.name.clone(),
+                        value: used,
+                        max: spec.max,
+                        window_start,
+                    });
                 continue;
             }
             if status.code != Code::OverLimit {
@@ -252,10 +258,10 @@ fn usable(response: Response, descriptors: usize) -> Result<Response, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::evaluate::{evaluate, Verdict};
-    use crate::engine::identity::Identity;
-    use crate::engine::load::load_policy;
-    use crate::engine::test_support::{test, MemoryStore};
+    use crate::load::load_policy;
+    use crate::policy::identity::Identity;
+    use crate::request::evaluate::{evaluate, Verdict};
+    use crate::test_support::{test, MemoryStore};
     use serde_json::Value;
 
     const NOW: u64 = 1_795_342_542;
@@ -412,7 +418,7 @@ mod tests {
         // The per-session count taken before the service answered was given back.
         let identity = Identity::new("agent-a");
         let caller = Caller::new(&policy, Some(&identity));
-        let slot = crate::engine::evaluate::counter_slot(
+        let slot = crate::request::evaluate::counter_slot(
             &policy,
             "wechat",
             &policy.counters[1],

@@ -1,0 +1,6 @@
+//! JSON machinery with no policy in it: a scanner that keeps members' raw text, strict
+//! validation (duplicate and case-colliding keys), and writing without an intermediate value.
+
+pub mod scan;
+pub mod strict;
+pub mod write;

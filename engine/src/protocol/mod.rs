@@ -1,0 +1,7 @@
+//! Wire formats: JSON-RPC bodies, server-sent events, Envoy's serialized header maps and the
+//! rate-limit service's protobuf messages.
+
+pub mod header_map;
+pub mod jsonrpc;
+pub mod ratelimit;
+pub mod sse;

@@ -1,0 +1,3 @@
+//! The response path: what an answer tells about the calls that were forwarded.
+
+pub mod tools_list;
