@@ -142,7 +142,8 @@ mod tests {
     use mcp_policy_engine::counters::memory::MemoryStore;
     use mcp_policy_engine::load::policy_from_value;
     use mcp_policy_engine::policy::Policy;
-    use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Verdict};
+    use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Step};
+    use mcp_policy_engine::request::outcome::Verdict;
     use serde_json::json;
 
     const NOON: u64 = 1_795_348_800; // 2026-11-22T12:00:00Z
@@ -176,12 +177,13 @@ mod tests {
                 now: self.now,
                 ..Default::default()
             };
-            match evaluate(&self.policy, body.as_bytes(), &meta, &mut self.store).verdict {
-                Verdict::Forward => None,
+            let outcome = match evaluate(&self.policy, body.as_bytes(), &meta, &mut self.store) {
+                Step::Done(outcome) => outcome,
                 // These policies ask no service and no human: waiting for one is a regression.
-                other @ (Verdict::AwaitServices(_) | Verdict::AwaitApproval(_)) => {
-                    panic!("{tool}: unexpected {other:?}")
-                }
+                other => panic!("{tool}: unexpected {other:?}"),
+            };
+            match outcome.verdict {
+                Verdict::Forward => None,
                 Verdict::Reply(reply) => {
                     let v: Value = serde_json::from_str(&reply.body).unwrap();
                     Some(v["error"]["message"].as_str().unwrap().to_owned())

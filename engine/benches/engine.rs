@@ -24,7 +24,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mcp_policy_engine::counters::memory::MemoryStore;
 use mcp_policy_engine::load::load_policy;
 use mcp_policy_engine::policy::identity::Identity;
-use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Verdict};
+use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
+use mcp_policy_engine::request::outcome::Verdict;
 
 /// Policy sizes benchmarked: number of listed tools.
 const SIZES: [usize; 2] = [10, 1_000];
@@ -128,9 +129,11 @@ fn bench_evaluate(c: &mut Criterion) {
         for (case, body, forwarded, counters) in &cases {
             let mut store = MemoryStore::default();
             // Check that the case exercises the path it is named after before timing it.
-            let outcome = evaluate(&policy, body, &meta, &mut store);
+            let outcome = evaluate(&policy, body, &meta, &mut store)
+                .done()
+                .expect("finished without waiting");
             assert_eq!(
-                matches!(outcome.verdict, Verdict::Forward),
+                outcome.verdict == Verdict::Forward,
                 *forwarded,
                 "{tools} tools, {case}: unexpected verdict {:?}",
                 outcome.verdict
@@ -175,9 +178,11 @@ fn bench_evaluate(c: &mut Criterion) {
         ];
         for (case, body, forwarded, counters) in &cases {
             let mut store = MemoryStore::default();
-            let outcome = evaluate(&policy, body, &meta, &mut store);
+            let outcome = evaluate(&policy, body, &meta, &mut store)
+                .done()
+                .expect("finished without waiting");
             assert_eq!(
-                matches!(outcome.verdict, Verdict::Forward),
+                outcome.verdict == Verdict::Forward,
                 *forwarded,
                 "granted {tools} tools, {case}: unexpected verdict {:?}",
                 outcome.verdict

@@ -4,9 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::policy::caller::Caller;
 use crate::policy::identity::{self, RequestAttributes};
 use crate::policy::Policy;
-use crate::request::access::{decide_with_rule, Caller, ToolDecision};
+use crate::request::access::{decide_with_rule, ToolDecision};
 
 struct GivenIdentity<'a>(&'a str);
 

@@ -7,3 +7,12 @@ pub use core::prelude::v1::test;
 pub use wasm_bindgen_test::wasm_bindgen_test as test;
 
 pub use crate::counters::memory::MemoryStore;
+
+/// The outcome of a request the engine finished without waiting for anything.
+#[allow(clippy::panic)]
+pub fn done(step: crate::request::evaluate::Step) -> crate::request::outcome::Outcome {
+    match step {
+        crate::request::evaluate::Step::Done(outcome) => outcome,
+        other => panic!("expected a finished request, got {other:?}"),
+    }
+}

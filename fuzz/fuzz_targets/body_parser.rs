@@ -17,15 +17,17 @@ mod common;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Verdict};
-use mcp_policy_engine::policy::identity::Identity;
-use mcp_policy_engine::protocol::jsonrpc::parse_body;
-use mcp_policy_engine::load::load_policy;
-use mcp_policy_engine::policy::Policy;
 use mcp_policy_engine::json::strict as strict_json;
+use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::policy::identity::Identity;
+use mcp_policy_engine::policy::Policy;
+use mcp_policy_engine::protocol::jsonrpc::parse_body;
+use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
+use mcp_policy_engine::request::outcome::Verdict;
 use serde_json::Value;
 
-use common::{check_reply, MemoryStore};
+use common::check_reply;
+use mcp_policy_engine::counters::memory::MemoryStore;
 
 const POLICY: &str = r#"{"version":"1","default":"deny",
  "tools":{
@@ -145,9 +147,9 @@ fuzz_target!(|data: &[u8]| {
             now: NOW,
             ..Default::default()
         };
-        let outcome = evaluate(policy, data, &meta, &mut MemoryStore::default());
+        let outcome = evaluate(policy, data, &meta, &mut MemoryStore::default()).done();
         check_reply(&outcome);
-        if outcome.verdict == Verdict::Forward {
+        if outcome.is_some_and(|o| o.verdict == Verdict::Forward) {
             assert!(parsed.is_ok(), "forwarded a body parse_body refuses");
             assert_no_bypass(data, identity);
         }

@@ -10,11 +10,12 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
-use mcp_policy_engine::policy::identity::Identity;
 use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::policy::identity::Identity;
+use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
 
-use common::{check_reply, MemoryStore};
+use common::check_reply;
+use mcp_policy_engine::counters::memory::MemoryStore;
 
 const BODIES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"wechat_mass_send","arguments":{"msg_type":"text","title":"hello","openids":["o1","o2"],"amount":12.5}}}"#,
@@ -35,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
             now: 1_795_342_542,
             ..Default::default()
         };
-        let outcome = evaluate(&policy, body.as_bytes(), &meta, &mut MemoryStore::default());
+        let outcome = evaluate(&policy, body.as_bytes(), &meta, &mut MemoryStore::default()).done();
         check_reply(&outcome);
     }
 });

@@ -11,20 +11,22 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 use mcp_policy_engine::counters::reservations::{http_error_refunds, refund, settle, Reservation};
+use mcp_policy_engine::policy::caller::Caller;
 use mcp_policy_engine::policy::identity::{self, Identity};
 use mcp_policy_engine::policy::{Policy, RefusalMode};
 use mcp_policy_engine::protocol::header_map;
+use mcp_policy_engine::protocol::ratelimit::Response;
 use mcp_policy_engine::protocol::sse::SseRewriter;
 use mcp_policy_engine::reply::{self, Refusal, Reply};
 use mcp_policy_engine::report::audit::{self, AuditContext};
-use mcp_policy_engine::request::access::Caller;
-use mcp_policy_engine::request::evaluate::{
-    evaluate, AwaitingServices, Outcome, RequestMeta, ServiceQuery, Verdict,
-};
+use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Step};
 use mcp_policy_engine::request::headers::{self, screen, Screening};
+use mcp_policy_engine::request::outcome::{Outcome, Verdict};
+use mcp_policy_engine::request::remote::AwaitingServices;
 use mcp_policy_engine::response::tools_list::{filter_json_body, filter_message};
 use mcp_policy_engine::services::approval::{self, Answer, ApprovalQuery, Approved};
 use mcp_policy_engine::services::rate_limit;
+use mcp_policy_engine::services::rate_limit::ServiceQuery;
 
 use super::attributes::EnvoyRequest;
 use super::metrics::{count_call, count_service_answer};
@@ -58,7 +60,7 @@ pub struct PolicyStream {
     awaiting: Option<Box<AwaitingServices>>,
     /// gRPC call token and the query (index) it carries.
     service_calls: Vec<(u32, usize)>,
-    service_answers: Vec<Option<Result<Vec<u8>, String>>>,
+    service_answers: Vec<Option<Result<Response, String>>>,
     /// Seconds (Unix) when the request was evaluated, for its audit record.
     decided_at: u64,
     /// The HTTP call asking the approval service, and what it asks.
@@ -142,11 +144,11 @@ impl PolicyStream {
             timing::not_counted(|| drop(self.evaluate(body, None)));
             timing::mark(Phase::EvaluateAgain, started);
         }
-        self.conclude(outcome)
+        self.proceed(outcome)
     }
 
     /// The engine's decision on `body`; `approved`: a human approved the call with this digest.
-    fn evaluate(&mut self, body: &[u8], approved: Option<Approved>) -> Outcome {
+    fn evaluate(&mut self, body: &[u8], approved: Option<Approved>) -> Step {
         let now = self.unix_seconds();
         let meta = RequestMeta {
             namespace: &self.namespace,
@@ -170,7 +172,11 @@ impl PolicyStream {
                 tool: query.tool.clone(),
                 problem: "the policy names no approval service".to_owned(),
             };
-            return Some(approval::refused(*query, &refusal, self.refusal_mode()));
+            return Some(Outcome::approval_refused(
+                *query,
+                &refusal,
+                self.refusal_mode(),
+            ));
         };
         let headers = vec![
             (":method", "POST"),
@@ -196,7 +202,11 @@ impl PolicyStream {
                     tool: query.tool.clone(),
                     problem: format!("cannot call cluster \"{}\": {status:?}", settings.cluster),
                 };
-                Some(approval::refused(*query, &refusal, self.refusal_mode()))
+                Some(Outcome::approval_refused(
+                    *query,
+                    &refusal,
+                    self.refusal_mode(),
+                ))
             }
         }
     }
@@ -209,20 +219,25 @@ impl PolicyStream {
         }
     }
 
-    /// Act on an outcome: ask rate-limit services (and hold the request), or record the decision
-    /// and forward or answer.
-    fn conclude(&mut self, outcome: Outcome) -> Action {
-        let outcome = match outcome.verdict {
-            Verdict::AwaitServices(awaiting) => match self.ask_services(awaiting) {
+    /// Act on a step: ask rate-limit services or the approval service (and hold the request),
+    /// or conclude.
+    fn proceed(&mut self, step: Step) -> Action {
+        let outcome = match step {
+            Step::AwaitServices(awaiting) => match self.ask_services(awaiting) {
                 Some(outcome) => outcome,
                 None => return Action::Pause,
             },
-            Verdict::AwaitApproval(query) => match self.ask_approval(query) {
+            Step::AwaitApproval(query) => match self.ask_approval(query) {
                 Some(outcome) => outcome,
                 None => return Action::Pause,
             },
-            _ => outcome,
+            Step::Done(outcome) => outcome,
         };
+        self.conclude(outcome)
+    }
+
+    /// Record the decision, and forward or answer.
+    fn conclude(&mut self, outcome: Outcome) -> Action {
         let now = self.decided_at;
         let audit_context = AuditContext {
             time: now,
@@ -305,16 +320,6 @@ impl PolicyStream {
                 Action::Continue
             }
             Verdict::Reply(reply) => self.respond(reply),
-            // `conclude` resolves this before getting here; refusing is the safe answer anyway.
-            Verdict::AwaitServices(_) | Verdict::AwaitApproval(_) => {
-                let refusal = Refusal::CannotEnforce {
-                    tool: String::new(),
-                    counter: String::new(),
-                    problem: "the request was left undecided".to_owned(),
-                };
-                let mode = self.refusal_mode();
-                self.respond(reply::single(None, &refusal, mode))
-            }
         }
     }
 
@@ -361,12 +366,7 @@ impl PolicyStream {
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Err("no answer".to_owned())))
             .collect();
-        Some(rate_limit::finish(
-            &self.policy,
-            *awaiting,
-            answers,
-            &mut EnvoySharedData,
-        ))
+        Some(awaiting.resume(&self.policy, answers, &mut EnvoySharedData))
     }
 }
 
@@ -421,9 +421,13 @@ impl Context for PolicyStream {
                 };
                 self.evaluate(&body, Some(approved))
             }
-            Answer::Refused(refusal) => approval::refused(*query, &refusal, self.refusal_mode()),
+            Answer::Refused(refusal) => Step::Done(Outcome::approval_refused(
+                *query,
+                &refusal,
+                self.refusal_mode(),
+            )),
         };
-        if let Action::Continue = self.conclude(outcome) {
+        if let Action::Continue = self.proceed(outcome) {
             self.resume_http_request();
         }
     }
@@ -454,7 +458,8 @@ impl Context for PolicyStream {
                 .trim_end()
                 .to_owned())
         };
-        let result = rate_limit::answer_label(&answer, descriptors);
+        let answer = rate_limit::read_answer(answer, descriptors);
+        let result = rate_limit::answer_label(&answer);
         count_service_answer(&self.namespace, &service, result);
         if let Some(slot) = self.service_answers.get_mut(index) {
             *slot = Some(answer);

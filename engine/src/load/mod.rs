@@ -2,10 +2,19 @@
 //! value, e.g. `tools.wechat_mass_send.limits[0].window: ...`, because that is what an operator
 //! needs to fix a rejected configuration.
 
+mod counter_table;
 pub mod rules;
+mod values;
+
+use counter_table::CounterTable;
+pub use counter_table::LOCAL_COUNTING;
+pub use values::PolicyError;
+use values::{
+    as_object, as_str, describe, err, key_path, one_of, positive_integer, reject_unknown_fields,
+    window, Result,
+};
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 
 use serde_json::{Map, Value};
 
@@ -19,129 +28,7 @@ use crate::policy::{
 };
 use crate::protocol::ratelimit::Unit;
 
-use crate::counters::window::Window;
 use crate::json::strict;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyError {
-    /// JSON path of the offending value; empty for the document itself.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "(document): {}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for PolicyError {}
-
-pub(crate) type Result<T> = std::result::Result<T, PolicyError>;
-
-pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
-    Err(PolicyError {
-        path: path.to_owned(),
-        message: message.into(),
-    })
-}
-
-pub(crate) fn key_path(parent: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    match (parent.is_empty(), plain) {
-        (true, true) => key.to_owned(),
-        (false, true) => format!("{parent}.{key}"),
-        (_, false) => format!("{parent}[{}]", Value::String(key.to_owned())),
-    }
-}
-
-pub(crate) fn describe(value: &Value) -> String {
-    let text = value.to_string();
-    let kind = match value {
-        Value::Null => return "null".to_owned(),
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => return "an array".to_owned(),
-        Value::Object(_) => return "an object".to_owned(),
-    };
-    if text.chars().count() > 40 {
-        let short: String = text.chars().take(40).collect();
-        format!("{kind} {short}…")
-    } else {
-        format!("{kind} {text}")
-    }
-}
-
-pub(crate) fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
-    value.as_object().map_or_else(
-        || err(path, format!("expected an object, got {}", describe(value))),
-        Ok,
-    )
-}
-
-pub(crate) fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
-    value.as_str().map_or_else(
-        || err(path, format!("expected a string, got {}", describe(value))),
-        Ok,
-    )
-}
-
-pub(crate) fn positive_integer(value: &Value, path: &str) -> Result<u64> {
-    match value.as_u64() {
-        Some(n) if n > 0 => Ok(n),
-        _ => err(
-            path,
-            format!("expected a positive integer, got {}", describe(value)),
-        ),
-    }
-}
-
-pub(crate) fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
-    let text = as_str(value, path)?;
-    allowed.iter().copied().find(|a| *a == text).map_or_else(
-        || {
-            err(
-                path,
-                format!(
-                    "expected one of {}, got {}",
-                    quoted_list(allowed),
-                    describe(value)
-                ),
-            )
-        },
-        Ok,
-    )
-}
-
-pub(crate) fn quoted_list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|i| format!("\"{i}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub(crate) fn reject_unknown_fields(
-    object: &Map<String, Value>,
-    path: &str,
-    known: &[&str],
-) -> Result<()> {
-    match object.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(unknown) => err(
-            &key_path(path, unknown),
-            format!("unknown field; expected one of {}", quoted_list(known)),
-        ),
-        None => Ok(()),
-    }
-}
 
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
@@ -175,8 +62,6 @@ const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules", "shadow"];
 const GRANT_TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "rate_limit_service"];
 const SERVICE_FIELDS: &[&str] = &["cluster", "domain", "timeout_ms", "failure_mode"];
-/// `rate_limit_service` value naming Envoy's shared data (this Envoy only).
-pub const LOCAL_COUNTING: &str = "local";
 pub const DEFAULT_SERVICE_DOMAIN: &str = "mcp-policy";
 pub const DEFAULT_SERVICE_TIMEOUT_MS: u64 = 200;
 pub const MAX_SERVICE_TIMEOUT_MS: u64 = 60_000;
@@ -929,105 +814,10 @@ fn rate_limit_services(value: &Value) -> Result<Vec<RateLimitService>> {
     Ok(list)
 }
 
-pub(crate) fn window(value: &Value, path: &str) -> Result<Window> {
-    const NAMED: &[&str] = &["second", "minute", "hour", "day"];
-    let invalid = || {
-        err(
-            path,
-            format!(
-                "expected {} or a positive integer number of seconds, got {}",
-                quoted_list(NAMED),
-                describe(value)
-            ),
-        )
-    };
-    match value {
-        Value::String(s) => match s.as_str() {
-            "second" => Ok(Window::SECOND),
-            "minute" => Ok(Window::MINUTE),
-            "hour" => Ok(Window::HOUR),
-            "day" => Ok(Window::DAY),
-            _ => invalid(),
-        },
-        Value::Number(n) => n
-            .as_u64()
-            .and_then(Window::from_seconds)
-            .map_or_else(invalid, Ok),
-        _ => invalid(),
-    }
-}
-
-/// Counters by name; a name used in several places must mean the same budget everywhere.
-#[derive(Default)]
-pub(crate) struct CounterTable {
-    specs: Vec<CounterSpec>,
-    first_seen_at: Vec<String>,
-    services: Vec<RateLimitService>,
-    /// What `limits` without `rate_limit_service` use (the policy's `rate_limit_service`).
-    default_service: Option<usize>,
-}
-
-impl CounterTable {
-    /// `"local"` or the name of a declared rate-limit service.
-    fn service_named(&self, value: &Value, path: &str) -> Result<Option<usize>> {
-        let name = as_str(value, path)?;
-        if name == LOCAL_COUNTING {
-            return Ok(None);
-        }
-        match self.services.iter().position(|s| s.name == name) {
-            Some(index) => Ok(Some(index)),
-            None => {
-                let mut known: Vec<&str> = vec![LOCAL_COUNTING];
-                known.extend(self.services.iter().map(|s| s.name.as_str()));
-                err(
-                    path,
-                    format!(
-                        "no rate-limit service named \"{name}\"; expected one of {} (declare services under \"rate_limit_services\")",
-                        quoted_list(&known)
-                    ),
-                )
-            }
-        }
-    }
-
-    pub(crate) fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
-        let existing = self.specs.iter().position(|s| s.name == spec.name);
-        match existing {
-            None => {
-                self.specs.push(spec);
-                self.first_seen_at.push(path.to_owned());
-                Ok(self.specs.len() - 1)
-            }
-            Some(id) => match (self.specs.get(id), self.first_seen_at.get(id)) {
-                (Some(first), _) if *first == spec => Ok(id),
-                (Some(first), Some(first_path)) => err(
-                    path,
-                    format!(
-                        "counter \"{}\" is already defined at {first_path} with window {} s, max {}, scope {}; \
-                         every use of a counter must have the same window, max, scope and rate-limit service (here: window {} s, max {}, scope {}{})",
-                        spec.name,
-                        first.window.seconds(),
-                        first.max,
-                        first.scope.as_str(),
-                        spec.window.seconds(),
-                        spec.max,
-                        spec.scope.as_str(),
-                        if first.service == spec.service {
-                            ""
-                        } else {
-                            ", another rate-limit service"
-                        }
-                    ),
-                ),
-                _ => err(path, "internal error: counter table out of step"),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::window::Window;
     use crate::test_support::test;
 
     const SEED: &str = r#"{"version":"1","default":"deny","tools":{"wechat_mass_send":{"limits":[{"counter":"wechat_mass_send_rate","window":"minute","max":30,"scope":"grant"}]}}}"#;

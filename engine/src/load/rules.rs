@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::counters::window::Window;
-use crate::load::{
+use super::counter_table::CounterTable;
+use super::values::{
     as_object, as_str, describe, err, key_path, one_of, positive_integer, reject_unknown_fields,
-    window, CounterTable, Result,
+    window, Result,
 };
+use crate::counters::window::Window;
 use crate::policy::rules::{Amount, Condition, Op, Rule, RuleCharge, Subject};
 use crate::policy::{CounterId, CounterSpec, Scope};
 
@@ -299,7 +300,7 @@ fn condition(
             let pattern = as_str(&value, &value_path)?;
             // Compiled once, here: an invalid pattern is a configuration error.
             Op::Regex(
-                regex_lite::Regex::new(pattern).map_err(|e| crate::load::PolicyError {
+                regex_lite::Regex::new(pattern).map_err(|e| super::values::PolicyError {
                     path: value_path.clone(),
                     message: format!("invalid regex {pattern:?}: {e}"),
                 })?,

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::policy::{CounterId, ToolRule};
+use super::counter::CounterId;
+use super::tool::ToolRule;
 
 /// How a secret source's identities (and the grant entries listing them) begin.
 pub const SECRET_PREFIX: &str = "sha256:";

@@ -1,14 +1,19 @@
 //! The validated, immutable policy the filter enforces. Built only by `load::load_policy`.
 
+pub mod caller;
+pub mod counter;
 pub mod grants;
 pub mod identity;
 pub mod rules;
+pub mod tool;
+
+pub use counter::{
+    CounterId, CounterKeys, CounterSpec, RateLimitService, Scope, ServiceFailureMode,
+};
+pub use tool::{ToolAction, ToolRule};
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write;
-use std::sync::Arc;
 
-use crate::counters::window::Window;
 use crate::policy::grants::GrantTable;
 use crate::policy::identity::{IdentitySource, MissingIdentity};
 use crate::policy::rules::Rule;
@@ -18,15 +23,6 @@ use crate::policy::rules::Rule;
 pub enum DefaultAction {
     Allow,
     Deny,
-}
-
-/// A listed tool is allowed (subject to its limits) unless its action is `deny`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolAction {
-    Allow,
-    Deny,
-    /// Allowed (subject to its limits) once a human approved this exact call.
-    RequireApproval,
 }
 
 /// Where approvals are asked for, and for how long.
@@ -40,31 +36,6 @@ pub struct ApprovalSettings {
     pub valid_seconds: u64,
 }
 
-/// Whose calls share one counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// One counter for every caller.
-    Global,
-    /// One counter per grant, shared by every identity holding it; an identity holding no grant
-    /// (or any identity, when the policy defines no grants) is its own grant.
-    Grant,
-    /// One counter per caller identity.
-    Identity,
-    /// One counter per `Mcp-Session-Id`.
-    Session,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Global => "global",
-            Scope::Grant => "grant",
-            Scope::Identity => "identity",
-            Scope::Session => "session",
-        }
-    }
-}
-
 /// How refusals are signalled at the HTTP level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalMode {
@@ -72,96 +43,6 @@ pub enum RefusalMode {
     JsonRpc,
     /// HTTP 403 (denied) / 429 (rate limited) / 503 (cannot enforce), same JSON-RPC body.
     Http,
-}
-
-/// Index into `Policy::counters`.
-pub type CounterId = usize;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterSpec {
-    pub name: String,
-    pub window: Window,
-    pub max: u64,
-    pub scope: Scope,
-    /// Index into `Policy::rate_limit_services` when a rate-limit service counts this counter
-    /// (shared by every Envoy); `None`: Envoy's shared data (this Envoy only).
-    pub service: Option<usize>,
-    /// Its shared-data keys, built when the filter configures (`Policy::prepare_counter_keys`).
-    pub keys: CounterKeys,
-}
-
-/// A counter's shared-data keys under one filter's namespace. Built once per configuration
-/// rather than formatted for every call.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CounterKeys {
-    /// The whole key of a `global` counter.
-    pub global: Arc<str>,
-    /// A scoped counter's key: this, then the number of the caller's bucket.
-    pub bucket_prefix: String,
-}
-
-impl CounterKeys {
-    /// The key names the filter instance, the counter and its window length, with lengths
-    /// prefixing the free-form parts so that no choice of names can make two counters share a
-    /// key. The window length is in it so that a policy edit changing it starts a fresh count
-    /// instead of misreading one kept under the old length; the bucket count likewise, so that
-    /// changing `counter_slots` starts fresh counts rather than reading callers' counts in other
-    /// callers' buckets.
-    pub fn new(namespace: &str, spec: &CounterSpec, buckets: u64) -> CounterKeys {
-        let mut base = String::with_capacity(48 + namespace.len() + spec.name.len());
-        // Writing into a String cannot fail.
-        let _ = write!(
-            base,
-            "mcp-policy/v2/{}:{namespace}/{}:{}/{}s/",
-            namespace.len(),
-            spec.name.len(),
-            spec.name,
-            spec.window.seconds()
-        );
-        let global = Arc::from(format!("{base}global"));
-        let _ = write!(base, "{buckets}x/b");
-        CounterKeys {
-            global,
-            bucket_prefix: base,
-        }
-    }
-}
-
-/// What a call needing a rate-limit service's answer gets when the service cannot give one
-/// (unreachable, timed out, answered nonsense).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceFailureMode {
-    /// Refused as "cannot enforce" (the default).
-    Closed,
-    /// Let through uncounted, reported.
-    Open,
-    /// Counted in this Envoy's shared data against the same `max` instead.
-    Local,
-}
-
-/// A service speaking `envoy.service.ratelimit.v3`, reached through an Envoy cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitService {
-    pub name: String,
-    pub cluster: String,
-    pub domain: String,
-    pub timeout_ms: u64,
-    pub failure_mode: ServiceFailureMode,
-}
-
-#[derive(Debug, Clone)]
-pub struct ToolRule {
-    pub action: ToolAction,
-    pub reason: Option<String>,
-    /// Every one of these counters must have room for the call to pass.
-    pub limits: Vec<CounterId>,
-    /// Conditions on arguments and counters (Intercept's rule language), in order.
-    pub rules: Vec<Rule>,
-    /// Refusals of this tool are only reported ("would deny"), never enforced.
-    pub shadow: bool,
-    /// Where this entry is in the policy (`tools.send`, `grants.ops.tools.send`): the `rule` of
-    /// every decision it makes, built once at load rather than per call.
-    pub path: String,
 }
 
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-agent-id";

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::policy::CounterId;
+use super::counter::CounterId;
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -300,7 +300,8 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use crate::load::load_policy;
-    use crate::request::access::{decide_tool, Caller, ToolDecision};
+    use crate::policy::caller::Caller;
+    use crate::request::access::{decide_tool, ToolDecision};
     use crate::test_support::test;
     use serde_json::json;
 

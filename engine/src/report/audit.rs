@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use crate::json::write::{push_key, push_opt_str, push_str, push_u64, push_value};
 use crate::policy::identity::{push_sha256_tag, Identity};
 use crate::policy::Policy;
-use crate::request::evaluate::{Outcome, Verdict};
+use crate::request::outcome::{Outcome, Verdict};
 
 pub struct AuditContext<'a> {
     /// Unix time, seconds.
@@ -30,7 +30,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
     let refused = match &outcome.verdict {
         Verdict::Reply(reply) => Some(reply.status),
         // Not decided yet: recorded once the rate-limit services have answered.
-        Verdict::Forward | Verdict::AwaitServices(_) | Verdict::AwaitApproval(_) => None,
+        Verdict::Forward => None,
     };
     if outcome.calls.is_empty() && refused.is_none() {
         return None;
@@ -131,6 +131,10 @@ mod tests {
     use crate::load::load_policy;
     use crate::policy::identity::sha256_tag;
     use crate::request::evaluate::{evaluate, RequestMeta};
+    #[allow(unused_imports)]
+    use crate::request::outcome::*;
+    #[allow(unused_imports)]
+    use crate::test_support::done;
     use crate::test_support::{test, MemoryStore};
     use serde_json::{json, Value};
 
@@ -143,7 +147,7 @@ mod tests {
             now: 1_000,
             ..Default::default()
         };
-        let outcome = evaluate(&policy, body.as_bytes(), &meta, &mut store);
+        let outcome = done(evaluate(&policy, body.as_bytes(), &meta, &mut store));
         let context = AuditContext {
             time: 1_000,
             request_id: Some("req-1"),
@@ -301,7 +305,7 @@ mod tests {
                             now: 1_000,
                             ..Default::default()
                         };
-                        let outcome = evaluate(&policy, body.as_bytes(), &meta, &mut store);
+                        let outcome = done(evaluate(&policy, body.as_bytes(), &meta, &mut store));
                         let context = AuditContext {
                             time: 1_000,
                             request_id,

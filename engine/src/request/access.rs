@@ -13,11 +13,11 @@
 //! An allowed call must then fit every limit that applies: the server-wide tool's, the grant's
 //! own, and the grant's rule for that tool.
 
-use crate::policy::grants::Grant;
+use crate::policy::caller::Caller;
 use crate::policy::identity::{Identity, IdentitySource, MissingIdentity};
 use serde_json::Value;
 
-use crate::load::key_path;
+use crate::json::path::key_path;
 use crate::policy::rules::{self, Charge, RulesOutcome};
 use crate::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
 
@@ -38,24 +38,6 @@ pub enum ToolDecision {
         /// policy's answer but the filter's failure to enforce it (`failure_mode` closed).
         unreadable: Option<CounterId>,
     },
-}
-
-/// Who is calling, as far as decisions go.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Caller<'a> {
-    pub identity: Option<&'a Identity>,
-    pub grant: Option<&'a Grant>,
-}
-
-impl<'a> Caller<'a> {
-    pub fn new(policy: &'a Policy, identity: Option<&'a Identity>) -> Self {
-        // Callers without identity still fall under a grant for every identity (`*`).
-        let grant = policy.grants.find(
-            identity.map_or("", |i| i.value.as_str()),
-            identity.is_some_and(|i| i.secret),
-        );
-        Caller { identity, grant }
-    }
 }
 
 pub const UNLISTED_UNDER_DEFAULT_DENY: &str =

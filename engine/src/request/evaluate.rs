@@ -2,19 +2,20 @@
 
 use serde_json::Value;
 
-use crate::counters::reservations::{Hold, Reservation};
-use crate::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
+use super::access::{decide_with_rule, ToolDecision};
+use super::charge::{counter_slot, give_back, refuse, Charging};
+use super::outcome::{CallRecord, Outcome};
+use super::remote::AwaitingServices;
+use crate::counters::{current, CasStore};
 use crate::json::strict;
-use crate::json::write;
+use crate::policy::caller::Caller;
 use crate::policy::identity::Identity;
 use crate::policy::rules::Charge;
-use crate::policy::{CounterId, CounterKeys, CounterSpec, Policy, RefusalMode, Scope};
+use crate::policy::{CounterId, Policy, RefusalMode};
 use crate::protocol::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
-use crate::reply::{self, LimitHit, Refusal, Reply};
-use crate::request::access::{decide_with_rule, Caller, ToolDecision};
+use crate::reply::{self, Refusal};
 use crate::services::approval::{self, ApprovalQuery, Approved};
-use crate::services::rate_limit;
-use sha2::{Digest, Sha256};
+use crate::services::rate_limit::{self, RemoteCharge};
 
 /// What the filter knows about the request besides its body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,84 +40,24 @@ pub struct RequestMeta<'a> {
     pub approved: Option<Approved<'a>>,
 }
 
-/// What happened to one `tools/call` (for logs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallRecord {
-    pub tool: String,
-    pub decision: &'static str,
-    pub detail: String,
-    /// The policy element that decided (JSON path), for audit records.
-    pub rule: String,
-    /// The JSON-RPC id of the call, if it has one.
-    pub id: Option<Value>,
-    /// The call's `arguments` as sent (raw JSON), for the audit record (which hashes them
-    /// unless told otherwise).
-    pub arguments: Option<String>,
-}
-
-/// A counter this request touched: its value after the request (or when it refused it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterReading {
-    pub counter: String,
-    pub value: u64,
-    pub max: u64,
-    /// Start (Unix seconds) of the window `value` counts in.
-    pub window_start: u64,
-}
-
+/// Where a request stands after the engine has looked at it: finished, or waiting for an
+/// answer the host fetches and hands back (`AwaitingServices::resume`, or `evaluate` again with
+/// `RequestMeta::approved` / `Outcome::approval_refused`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    Forward,
-    Reply(Reply),
-    /// Some counters are kept by rate-limit services: send their queries, then decide with
-    /// `rate_limit::finish`.
+pub enum Step {
+    Done(Outcome),
+    /// Some counters are kept by rate-limit services: send `queries`, then resume.
     AwaitServices(Box<AwaitingServices>),
-    /// The call needs a human's approval: ask the approval service, then decide again with
-    /// `RequestMeta::approved` (or refuse with `approval::refused`).
+    /// The call needs a human's approval: ask the approval service about it.
     AwaitApproval(Box<ApprovalQuery>),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub verdict: Verdict,
-    pub calls: Vec<CallRecord>,
-    /// Set when something went wrong that an operator should see (counter store failures).
-    pub problem: Option<String>,
-    /// Ids of forwarded `tools/list` requests, whose answers are to be filtered.
-    pub tools_list_ids: Vec<Value>,
-    /// What each forwarded tools/call with an id has taken: refunded if it fails upstream.
-    pub reservations: Vec<Reservation>,
-    /// Counters charged (or found used up), for the audit record.
-    pub counters: Vec<CounterReading>,
-}
-
-const BATCH_REFUSED_DETAIL: &str = "not forwarded: another request in this batch was refused";
-
-impl Outcome {
-    pub fn refused(reply: Reply, calls: Vec<CallRecord>) -> Outcome {
-        Outcome::reply(reply, calls)
-    }
-
-    /// A refused request forwards nothing: calls in it that the policy let through are recorded
-    /// (and counted) as refused with their batch, as the client is told.
-    fn reply(reply: Reply, mut calls: Vec<CallRecord>) -> Outcome {
-        for call in &mut calls {
-            if matches!(call.decision, "allowed" | "would_deny") {
-                call.decision = Refusal::BatchRefused.decision();
-                call.detail = if call.detail.is_empty() {
-                    BATCH_REFUSED_DETAIL.to_owned()
-                } else {
-                    format!("{BATCH_REFUSED_DETAIL}; {}", call.detail)
-                };
-            }
-        }
-        Outcome {
-            verdict: Verdict::Reply(reply),
-            calls,
-            problem: None,
-            tools_list_ids: Vec::new(),
-            reservations: Vec::new(),
-            counters: Vec::new(),
+impl Step {
+    /// The outcome, if the request is finished.
+    pub fn done(self) -> Option<Outcome> {
+        match self {
+            Step::Done(outcome) => Some(outcome),
+            Step::AwaitServices(_) | Step::AwaitApproval(_) => None,
         }
     }
 }
@@ -126,14 +67,17 @@ pub fn evaluate(
     body: &[u8],
     meta: &RequestMeta,
     store: &mut dyn CasStore,
-) -> Outcome {
+) -> Step {
     let refusal_mode = if meta.legacy_sse {
         RefusalMode::Http
     } else {
         policy.refusal_mode
     };
     if body.len() as u64 > policy.max_body_bytes {
-        return Outcome::reply(reply::too_large(policy.max_body_bytes), Vec::new());
+        return Step::Done(Outcome::reply(
+            reply::too_large(policy.max_body_bytes),
+            Vec::new(),
+        ));
     }
     let body = match parse_body(body) {
         Ok(body) => body,
@@ -142,7 +86,10 @@ pub fn evaluate(
                 code: e.code,
                 problem: e.problem,
             };
-            return Outcome::reply(reply::single(None, &refusal, refusal_mode), Vec::new());
+            return Step::Done(Outcome::reply(
+                reply::single(None, &refusal, refusal_mode),
+                Vec::new(),
+            ));
         }
     };
     if let Err(problem) = headers_agree(&body, meta) {
@@ -151,7 +98,10 @@ pub fn evaluate(
             Body::Batch(_) => None,
         };
         let refusal = Refusal::HeaderMismatch { problem };
-        return Outcome::reply(reply::single(id, &refusal, refusal_mode), Vec::new());
+        return Step::Done(Outcome::reply(
+            reply::single(id, &refusal, refusal_mode),
+            Vec::new(),
+        ));
     }
 
     let mut body = body;
@@ -340,33 +290,23 @@ pub fn evaluate(
         call_limits.push(limits_of_this);
     }
     if refusals.iter().any(Option::is_some) {
-        return Outcome::reply(refuse(&body, refusals, refusal_mode), calls);
+        return Step::Done(Outcome::reply(refuse(&body, refusals, refusal_mode), calls));
     }
     if let Some(query) = awaiting_approval {
-        return Outcome {
-            verdict: Verdict::AwaitApproval(Box::new(query)),
-            calls: Vec::new(),
-            problem: None,
-            tools_list_ids: Vec::new(),
-            reservations: Vec::new(),
-            counters: Vec::new(),
-        };
+        return Step::AwaitApproval(Box::new(query));
     }
 
     // Second pass: charge every counter the allowed calls use, all or nothing. Counters kept
     // by a rate-limit service are asked for last (the host sends the queries): what is taken
     // locally can be given back if a service refuses, what a service counted cannot.
-    let mut charging = Charging {
+    let mut charging = Charging::new(
         body,
         call_limits,
-        taken: Vec::with_capacity(charges.len()),
-        taken_ids: Vec::with_capacity(charges.len()),
-        readings: Vec::with_capacity(charges.len()),
-        open_problems: Vec::new(),
         calls,
         refusal_mode,
-        now: meta.now,
-    };
+        meta.now,
+        charges.len(),
+    );
     let mut remote: Vec<(usize, RemoteCharge)> = Vec::new();
     for (id, cost, reason) in charges {
         let Some(spec) = policy.counter(id) else {
@@ -384,7 +324,7 @@ pub fn evaluate(
             let mut outcome = Outcome::reply(reply::single(None, &refusal, refusal_mode), calls);
             outcome.problem = Some(problem);
             give_back(store, &charging.taken);
-            return outcome;
+            return Step::Done(outcome);
         };
         let charge = RemoteCharge {
             id,
@@ -396,285 +336,16 @@ pub fn evaluate(
             Some(service) => remote.push((service, charge)),
             None => {
                 if let Err(refused) = charging.take_locally(policy, store, charge) {
-                    return *refused;
+                    return Step::Done(*refused);
                 }
             }
         }
     }
     if !remote.is_empty() {
-        let queries = rate_limit::queries(policy, meta, &caller, remote);
-        return Outcome {
-            verdict: Verdict::AwaitServices(Box::new(AwaitingServices { queries, charging })),
-            calls: Vec::new(),
-            problem: None,
-            tools_list_ids: Vec::new(),
-            reservations: Vec::new(),
-            counters: Vec::new(),
-        };
+        let queries = rate_limit::queries(policy, meta.namespace, meta.session, &caller, remote);
+        return Step::AwaitServices(Box::new(AwaitingServices { queries, charging }));
     }
-    charging.forward()
-}
-
-/// A counter one request charges, with where this Envoy keeps it (used for local counters, and
-/// for service-kept ones when their service fails with `failure_mode: local`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RemoteCharge {
-    pub id: CounterId,
-    pub cost: u64,
-    pub reason: Option<String>,
-    pub slot: Slot,
-}
-
-/// A request waiting for rate-limit services: its local counters are taken; `queries` are to
-/// be sent, and `rate_limit::finish` completes the decision with their answers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AwaitingServices {
-    pub queries: Vec<ServiceQuery>,
-    pub(crate) charging: Charging,
-}
-
-/// What one rate-limit service is asked for one request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceQuery {
-    /// Index into `Policy::rate_limit_services`.
-    pub service: usize,
-    /// Serialized `RateLimitRequest`.
-    pub request: Vec<u8>,
-    /// One per descriptor, in the same order.
-    pub(crate) charges: Vec<RemoteCharge>,
-}
-
-impl ServiceQuery {
-    /// How many descriptors the request carries (a usable answer has one status for each).
-    pub fn descriptors(&self) -> usize {
-        self.charges.len()
-    }
-}
-
-/// Everything the second pass carries from counter to counter.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Charging {
-    pub(crate) body: Body,
-    pub(crate) call_limits: Vec<Option<Vec<Charge>>>,
-    pub(crate) taken: Vec<(Slot, u64, u64)>,
-    taken_ids: Vec<CounterId>,
-    pub(crate) readings: Vec<CounterReading>,
-    pub(crate) open_problems: Vec<String>,
-    pub(crate) calls: Vec<CallRecord>,
-    pub(crate) refusal_mode: RefusalMode,
-    pub(crate) now: u64,
-}
-
-impl Charging {
-    /// Take `charge` from this Envoy's shared data. `Err` is the request's final outcome: it is
-    /// refused (and everything taken before is given back).
-    pub(crate) fn take_locally(
-        &mut self,
-        policy: &Policy,
-        store: &mut dyn CasStore,
-        charge: RemoteCharge,
-    ) -> Result<(), Box<Outcome>> {
-        let RemoteCharge {
-            id,
-            cost,
-            reason,
-            slot,
-        } = charge;
-        let Some(spec) = policy.counter(id) else {
-            return Ok(());
-        };
-        let failure = match try_acquire(store, &slot, spec.window, spec.max, cost, self.now) {
-            Ok(Acquire::Granted {
-                window_start,
-                count,
-            }) => {
-                self.taken.push((slot, window_start, cost));
-                self.taken_ids.push(id);
-                self.readings.push(CounterReading {
-                    counter: spec.name.clone(),
-                    value: count,
-                    max: spec.max,
-                    window_start,
-                });
-                return Ok(());
-            }
-            Ok(Acquire::Exhausted {
-                window_start,
-                count,
-                retry_after_seconds,
-            }) => Err(LimitHit {
-                window_start,
-                counter: spec.name.clone(),
-                max: spec.max,
-                window: spec.window,
-                scope: spec.scope,
-                used: count,
-                needed: cost,
-                retry_after_seconds: (cost <= spec.max).then_some(retry_after_seconds),
-                reason,
-            }),
-            Err(e) => Ok(e),
-        };
-        if let (Ok(error), true) = (&failure, policy.fail_open) {
-            // `failure_mode: open`: the operator prefers availability; the call goes on
-            // uncounted and the problem is reported.
-            self.open_problems.push(format!(
-                "counter \"{}\": {error} (failure_mode open: call let through uncounted)",
-                spec.name
-            ));
-            return Ok(());
-        }
-        self.refuse(policy, store, id, failure)
-    }
-
-    /// Whether running out of counter `id` is only reported for this request (shadow mode).
-    pub(crate) fn only_reports(&self, policy: &Policy, id: CounterId) -> bool {
-        shadowed_counter(policy, &self.body, &self.call_limits, id)
-    }
-
-    /// Refuse the calls using counter `id` for `failure` (or, in shadow mode, only report it
-    /// and go on: `Ok`).
-    pub(crate) fn refuse(
-        &mut self,
-        policy: &Policy,
-        store: &mut dyn CasStore,
-        id: CounterId,
-        failure: Result<CounterError, LimitHit>,
-    ) -> Result<(), Box<Outcome>> {
-        let Some(spec) = policy.counter(id) else {
-            return Ok(());
-        };
-        if failure.is_err() && shadowed_counter(policy, &self.body, &self.call_limits, id) {
-            // In shadow mode a used-up counter is reported, not enforced: skip it.
-            mark_would_deny(&self.body, &self.call_limits, id, spec, &mut self.calls);
-            return Ok(());
-        }
-        if let Err(hit) = &failure {
-            self.readings.push(CounterReading {
-                counter: spec.name.clone(),
-                value: hit.used,
-                max: spec.max,
-                window_start: hit.window_start,
-            });
-        }
-        let release_problem = give_back(store, &self.taken);
-        self.taken.clear();
-        let mut outcome = refuse_for_counter(
-            &self.body,
-            self.refusal_mode,
-            &self.call_limits,
-            id,
-            spec,
-            failure,
-            &mut self.calls,
-        );
-        outcome.counters = std::mem::take(&mut self.readings);
-        outcome.problem = match (outcome.problem, release_problem) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        };
-        Err(Box::new(outcome))
-    }
-
-    /// Every counter fits: the request goes on, with what each call holds for a refund.
-    pub(crate) fn forward(self) -> Outcome {
-        let Charging {
-            body,
-            call_limits,
-            taken,
-            taken_ids,
-            readings,
-            open_problems,
-            calls,
-            ..
-        } = self;
-        let reservations = body
-            .messages()
-            .iter()
-            .zip(&call_limits)
-            .filter_map(|(message, charges)| {
-                let id = message.id.clone()?;
-                let holds = charges
-                    .as_ref()?
-                    .iter()
-                    .filter_map(|charge| {
-                        let index = taken_ids.iter().position(|t| *t == charge.counter)?;
-                        let (slot, window_start, _) = taken.get(index)?;
-                        Some(Hold {
-                            slot: slot.clone(),
-                            window_start: *window_start,
-                            amount: charge.amount,
-                        })
-                    })
-                    .collect::<Vec<_>>();
-                (!holds.is_empty()).then_some(Reservation { id, holds })
-            })
-            .collect();
-        Outcome {
-            verdict: Verdict::Forward,
-            calls,
-            problem: (!open_problems.is_empty()).then(|| open_problems.join("; ")),
-            reservations,
-            counters: readings,
-            tools_list_ids: body
-                .messages()
-                .iter()
-                .filter(|m| m.method() == Some("tools/list"))
-                .filter_map(|m| m.id.clone())
-                .collect(),
-        }
-    }
-}
-
-/// Whether running out of `counter` is only to be reported: the policy is in shadow mode, or
-/// every call using the counter is of a tool in shadow mode or uses it only through rules in
-/// shadow mode.
-fn shadowed_counter(
-    policy: &Policy,
-    body: &Body,
-    call_limits: &[Option<Vec<Charge>>],
-    counter: CounterId,
-) -> bool {
-    policy.shadow
-        || body
-            .messages()
-            .iter()
-            .zip(call_limits)
-            .all(|(message, charges)| {
-                let mut using = charges.iter().flatten().filter(|c| c.counter == counter);
-                let uses = using.clone().next().is_some();
-                let shadow_rules_only = using.all(|c| c.shadow);
-                let shadow_tool = match &message.kind {
-                    MessageKind::ToolCall { name } => {
-                        policy.tools.get(name).is_some_and(|t| t.shadow)
-                    }
-                    _ => false,
-                };
-                !uses || shadow_tool || shadow_rules_only
-            })
-}
-
-fn mark_would_deny(
-    body: &Body,
-    call_limits: &[Option<Vec<Charge>>],
-    counter: CounterId,
-    spec: &CounterSpec,
-    calls: &mut [CallRecord],
-) {
-    let per_call = body
-        .messages()
-        .iter()
-        .zip(call_limits)
-        .filter(|(m, _)| matches!(m.kind, MessageKind::ToolCall { .. }));
-    for (record, (_, charges)) in calls.iter_mut().zip(per_call) {
-        if charges
-            .as_ref()
-            .is_some_and(|c| c.iter().any(|c| c.counter == counter))
-        {
-            record.decision = "would_deny";
-            record.detail = format!("rate limited: counter {} is used up", spec.name);
-        }
-    }
+    Step::Done(charging.forward())
 }
 
 /// The arguments as rules read them. Parsed by our own reader: `serde_json::Value` (with the
@@ -698,109 +369,6 @@ fn first_case_collision(value: &Value) -> Option<(String, String)> {
             .or_else(|| map.values().find_map(first_case_collision)),
         Value::Array(items) => items.iter().find_map(first_case_collision),
         _ => None,
-    }
-}
-
-impl AwaitingServices {
-    /// The request ended (the client hung up, a timeout) before the services answered: it was
-    /// never forwarded, so what it took locally is given back. `Some` names refunds that failed.
-    pub fn abandon(self, store: &mut dyn CasStore) -> Option<String> {
-        give_back(store, &self.charging.taken)
-    }
-}
-
-/// Refunds counters taken for a request that is refused after all. A failure here only
-/// over-counts (the safe direction), so it is reported, not fatal.
-fn give_back(store: &mut dyn CasStore, taken: &[(Slot, u64, u64)]) -> Option<String> {
-    let failures: Vec<String> = taken
-        .iter()
-        .filter_map(|(slot, start, cost)| {
-            release(store, slot, *start, *cost)
-                .err()
-                .map(|e| format!("refund of {} failed: {e}", slot.key))
-        })
-        .collect();
-    (!failures.is_empty()).then(|| failures.join("; "))
-}
-
-fn refuse_for_counter(
-    body: &Body,
-    refusal_mode: RefusalMode,
-    call_limits: &[Option<Vec<Charge>>],
-    counter: CounterId,
-    spec: &CounterSpec,
-    failure: Result<CounterError, LimitHit>,
-    calls: &mut [CallRecord],
-) -> Outcome {
-    let problem = failure
-        .as_ref()
-        .ok()
-        .map(|e| format!("counter \"{}\": {e} (call refused: fail closed)", spec.name));
-    let refusals = body
-        .messages()
-        .iter()
-        .zip(call_limits)
-        .map(|(message, limits)| {
-            let MessageKind::ToolCall { name } = &message.kind else {
-                return None;
-            };
-            let uses_counter = limits
-                .as_ref()
-                .is_some_and(|l| l.iter().any(|c| c.counter == counter));
-            uses_counter.then(|| match &failure {
-                Err(hit) => Refusal::RateLimited {
-                    tool: name.clone(),
-                    limit: hit.clone(),
-                },
-                Ok(e) => Refusal::CannotEnforce {
-                    tool: name.clone(),
-                    counter: spec.name.clone(),
-                    problem: e.to_string(),
-                },
-            })
-        })
-        .collect::<Vec<_>>();
-    // `calls` has one record per tools/call message, in body order.
-    let per_call = body
-        .messages()
-        .iter()
-        .zip(&refusals)
-        .filter(|(m, _)| matches!(m.kind, MessageKind::ToolCall { .. }));
-    for (record, (_, refusal)) in calls.iter_mut().zip(per_call) {
-        if let Some(refusal) = refusal {
-            record.decision = refusal.decision();
-            record.detail = format!("counter {}", spec.name);
-        }
-    }
-    let mut outcome = Outcome::reply(refuse(body, refusals, refusal_mode), calls.to_vec());
-    outcome.problem = problem;
-    outcome
-}
-
-fn refuse(body: &Body, refusals: Vec<Option<Refusal>>, refusal_mode: RefusalMode) -> Reply {
-    match body {
-        Body::Single(message) => {
-            let refusal = refusals
-                .into_iter()
-                .flatten()
-                .next()
-                .unwrap_or(Refusal::BatchRefused);
-            reply::single(message.id.as_ref(), &refusal, refusal_mode)
-        }
-        Body::Batch(messages) => {
-            let entries: Vec<(Option<&Value>, Refusal, bool)> = messages
-                .iter()
-                .zip(refusals)
-                .map(|(m, r)| {
-                    (
-                        m.id.as_ref(),
-                        r.unwrap_or(Refusal::BatchRefused),
-                        m.expects_answer(),
-                    )
-                })
-                .collect();
-            reply::batch(&entries, refusal_mode)
-        }
     }
 }
 
@@ -846,79 +414,19 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
     Ok(())
 }
 
-/// Where this caller's count of one counter lives: the counter's key (`CounterKeys`) and, for a
-/// scoped counter, one of its `policy.counter_buckets` buckets, picked by the caller's
-/// fingerprint (a salted SHA-256 of its scope value, so secret identities never appear and
-/// nobody can aim at a chosen caller's bucket).
-pub fn counter_slot(
-    policy: &Policy,
-    namespace: &str,
-    spec: &CounterSpec,
-    caller: &Caller,
-    session: Option<&str>,
-) -> Slot {
-    // The keys built when the filter configured, unless asked about another namespace.
-    let built;
-    let keys = if policy.counter_namespace == namespace && !spec.keys.bucket_prefix.is_empty() {
-        &spec.keys
-    } else {
-        built = CounterKeys::new(namespace, spec, policy.counter_buckets.max(1));
-        &built
-    };
-    let identity = caller.identity;
-    let mut hasher = Sha256::new();
-    hasher.update(policy.counter_salt.to_le_bytes());
-    let mut scope_value = |parts: &[&str]| {
-        for part in parts {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part.as_bytes());
-        }
-    };
-    match (spec.scope, caller.grant, identity, session) {
-        (Scope::Global, ..) => {
-            return Slot {
-                key: keys.global.clone(),
-                owner: 1,
-            };
-        }
-        (Scope::Grant, Some(grant), ..) => scope_value(&["grant", &grant.name]),
-        // No grant held (or none defined): the identity is its own grant.
-        (Scope::Grant, None, Some(identity), _) => {
-            scope_value(&["grant-of-identity", &identity.source, &identity.value])
-        }
-        (Scope::Grant, None, None, _) => scope_value(&["grant-anonymous"]),
-        (Scope::Identity, _, Some(identity), _) => {
-            scope_value(&["identity", &identity.source, &identity.value])
-        }
-        (Scope::Identity, _, None, _) => scope_value(&["identity-anonymous"]),
-        (Scope::Session, .., Some(session)) => scope_value(&["session", session]),
-        (Scope::Session, .., None) => scope_value(&["session-none"]),
-    }
-    let digest = hasher.finalize();
-    let word = |at: usize| {
-        let mut raw = [0u8; 8];
-        if let Some(bytes) = digest.get(at..at + 8) {
-            raw.copy_from_slice(bytes);
-        }
-        u64::from_le_bytes(raw)
-    };
-    let mut key = String::with_capacity(keys.bucket_prefix.len() + 20);
-    key.push_str(&keys.bucket_prefix);
-    write::push_u64(&mut key, word(8) % policy.counter_buckets.max(1));
-    // 0 is the overflow entry's owner; a fingerprint of 0 (one chance in 2^64) becomes 1.
-    Slot {
-        key: key.as_str().into(),
-        owner: word(0).max(1),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::load::load_policy;
+    use crate::reply::Reply;
     use crate::reply::{
         BATCH_REFUSED, CANNOT_ENFORCE, HEADER_MISMATCH, POLICY_DENIED, RATE_LIMITED,
     };
+    #[allow(unused_imports)]
+    use crate::request::evaluate::{evaluate, RequestMeta, Step};
+    use crate::request::outcome::*;
+    #[allow(unused_imports)]
+    use crate::test_support::done;
     use crate::test_support::{test, MemoryStore};
     use serde_json::{json, Value};
 
@@ -960,7 +468,12 @@ mod tests {
         }
 
         fn run(&mut self, body: &str, meta: RequestMeta) -> Outcome {
-            evaluate(&self.policy, body.as_bytes(), &meta, &mut self.store)
+            done(evaluate(
+                &self.policy,
+                body.as_bytes(),
+                &meta,
+                &mut self.store,
+            ))
         }
 
         /// What `agent` (in `session`) has used of `counter` on the "wechat" server.
@@ -1704,11 +1217,16 @@ mod tests {
         };
         let mut store = MemoryStore::default();
         store.fail = true;
-        let closed = evaluate(&rules("closed"), body.as_bytes(), &meta, &mut store);
+        let closed = done(evaluate(
+            &rules("closed"),
+            body.as_bytes(),
+            &meta,
+            &mut store,
+        ));
         let (_, value) = reply_of(&closed);
         assert_eq!(value["error"]["code"], CANNOT_ENFORCE, "{value}");
         assert_eq!(closed.calls[0].decision, "error");
-        let open = evaluate(&rules("open"), body.as_bytes(), &meta, &mut store);
+        let open = done(evaluate(&rules("open"), body.as_bytes(), &meta, &mut store));
         assert_eq!(open.verdict, Verdict::Forward);
         // Only a refusal that rests on the unreadable counter says so: another rule's denial
         // stays the policy's, in either mode, also after a shadow rule failed to read.
@@ -1731,7 +1249,7 @@ mod tests {
             )
             .unwrap();
             let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send","arguments":{"x":2}}}"#;
-            let (_, value) = reply_of(&evaluate(&policy, body.as_bytes(), &meta, &mut store));
+            let (_, value) = reply_of(&done(evaluate(&policy, body.as_bytes(), &meta, &mut store)));
             assert_eq!(value["error"]["code"], POLICY_DENIED, "{mode}: {value}");
         }
         // An approval rule that cannot read its counter asks a person rather than let through.
@@ -1744,11 +1262,7 @@ mod tests {
         )
         .unwrap();
         let out = evaluate(&asking, body.as_bytes(), &meta, &mut store);
-        assert!(
-            matches!(out.verdict, Verdict::AwaitApproval(_)),
-            "{:?}",
-            out.verdict
-        );
+        assert!(matches!(out, Step::AwaitApproval(_)), "{out:?}");
     }
 
     #[test]
@@ -1951,13 +1465,15 @@ mod tests {
 mod shadow_tests {
     use super::*;
     use crate::load::load_policy;
+    use crate::request::outcome::*;
+    use crate::test_support::done;
     use crate::test_support::{test, MemoryStore};
 
     fn run(policy: &Policy, store: &mut MemoryStore, tool: &str, args: &str) -> Outcome {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
         );
-        evaluate(
+        done(evaluate(
             policy,
             body.as_bytes(),
             &RequestMeta {
@@ -1966,7 +1482,7 @@ mod shadow_tests {
                 ..Default::default()
             },
             store,
-        )
+        ))
     }
 
     #[test]

@@ -5,9 +5,10 @@
 
 use serde_json::Value;
 
+use crate::policy::caller::Caller;
 use crate::policy::Policy;
 use crate::protocol::jsonrpc::same_id;
-use crate::request::access::{decide_access, Caller, ToolDecision};
+use crate::request::access::{decide_access, ToolDecision};
 
 /// Could this caller ever call `tool`? (Rules on arguments are not judged here.) A tool in
 /// shadow mode stays listed: shadow never changes what the agent sees.

@@ -10,9 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::hex::hex;
 use crate::json::strict;
 use crate::policy::identity::Identity;
-use crate::policy::{Policy, RefusalMode};
-use crate::reply::{self, Refusal};
-use crate::request::evaluate::{CallRecord, Outcome};
+use crate::policy::Policy;
+use crate::reply::Refusal;
 
 /// The path the filter POSTs questions to.
 pub const CHECK_PATH: &str = "/v1/check";
@@ -261,44 +260,15 @@ pub fn read_answer(tool: &str, answer: Result<(u16, Vec<u8>), String>) -> Answer
     }
 }
 
-/// The outcome of a call whose approval was refused (denied, still pending, or not asked).
-pub fn refused(query: ApprovalQuery, refusal: &Refusal, refusal_mode: RefusalMode) -> Outcome {
-    let detail = match refusal {
-        Refusal::ApprovalDenied {
-            approval_id,
-            approver,
-            reason,
-            ..
-        } => format!("approval {approval_id} denied by {approver}: {reason}"),
-        Refusal::ApprovalPending { approval_id, .. } => format!("approval {approval_id} pending"),
-        Refusal::ApprovalUnavailable { problem, .. } => problem.clone(),
-        _ => String::new(),
-    };
-    let record = CallRecord {
-        tool: query.tool.clone(),
-        decision: refusal.decision(),
-        detail,
-        rule: query.rule.clone(),
-        id: query.id.clone(),
-        arguments: query.arguments,
-    };
-    let mut outcome = Outcome::refused(
-        reply::single(query.id.as_ref(), refusal, refusal_mode),
-        vec![record],
-    );
-    if let Refusal::ApprovalUnavailable { problem, .. } = refusal {
-        outcome.problem = Some(format!(
-            "approval service: {problem} (call refused: fail closed)"
-        ));
-    }
-    outcome
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::load::load_policy;
-    use crate::request::evaluate::{evaluate, RequestMeta, Verdict};
+    use crate::request::evaluate::{evaluate, RequestMeta, Step};
+    #[allow(unused_imports)]
+    use crate::request::outcome::*;
+    #[allow(unused_imports)]
+    use crate::test_support::done;
     use crate::test_support::{test, MemoryStore};
 
     const POLICY: &str = r#"{"version":"1","default":"deny",
@@ -319,7 +289,7 @@ mod tests {
         identity: &Identity,
         approved: Option<Approved>,
         store: &mut MemoryStore,
-    ) -> Outcome {
+    ) -> Step {
         let meta = RequestMeta {
             namespace: "wechat",
             identity: Some(identity),
@@ -330,9 +300,9 @@ mod tests {
         evaluate(policy, body.as_bytes(), &meta, store)
     }
 
-    fn query_of(outcome: Outcome) -> ApprovalQuery {
-        match outcome.verdict {
-            Verdict::AwaitApproval(query) => *query,
+    fn query_of(step: Step) -> ApprovalQuery {
+        match step {
+            Step::AwaitApproval(query) => *query,
             other => panic!("expected to ask for approval, got {other:?}"),
         }
     }
@@ -365,13 +335,13 @@ mod tests {
             (Some(20_000), Some(600))
         );
         // Other tools are not held.
-        let other = ask(
+        let other = done(ask(
             &policy,
             &call("wechat_get_followers", "{}"),
             &alice,
             None,
             &mut store,
-        );
+        ));
         assert_eq!(other.verdict, Verdict::Forward);
     }
 
@@ -418,18 +388,18 @@ mod tests {
             digest: &query.digest,
             note: "approved by carol (approval a1)",
         };
-        let outcome = ask(&policy, &body, &alice, Some(approved), &mut store);
+        let outcome = done(ask(&policy, &body, &alice, Some(approved), &mut store));
         assert_eq!(outcome.verdict, Verdict::Forward);
         assert_eq!(outcome.calls[0].decision, "allowed");
         assert_eq!(outcome.calls[0].detail, "approved by carol (approval a1)");
         // Limits still apply to approved calls (max 1 per hour).
-        let again = ask(&policy, &body, &alice, Some(approved), &mut store);
+        let again = done(ask(&policy, &body, &alice, Some(approved), &mut store));
         assert_eq!(again.calls[0].decision, "rate_limited");
         // An approval of one call does not cover another.
         let changed = call("wechat_mass_send", r#"{"to":"someone else"}"#);
         assert!(matches!(
-            ask(&policy, &changed, &alice, Some(approved), &mut store).verdict,
-            Verdict::AwaitApproval(_)
+            ask(&policy, &changed, &alice, Some(approved), &mut store),
+            Step::AwaitApproval(_)
         ));
     }
 
@@ -439,7 +409,7 @@ mod tests {
         let mut store = MemoryStore::default();
         let alice = Identity::new("alice");
         let batch = format!("[{}]", call("wechat_mass_send", "{}"));
-        let outcome = ask(&policy, &batch, &alice, None, &mut store);
+        let outcome = done(ask(&policy, &batch, &alice, None, &mut store));
         let Verdict::Reply(reply) = &outcome.verdict else {
             panic!("expected a refusal")
         };
@@ -455,13 +425,13 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        let outcome = ask(
+        let outcome = done(ask(
             &shadow,
             &call("wechat_mass_send", "{}"),
             &alice,
             None,
             &mut store,
-        );
+        ));
         assert_eq!(outcome.verdict, Verdict::Forward);
         assert_eq!(outcome.calls[0].decision, "would_deny");
     }
@@ -610,13 +580,13 @@ mod tests {
         .unwrap();
         let mut store = MemoryStore::default();
         let alice = Identity::new("alice");
-        let small = ask(
+        let small = done(ask(
             &policy,
             &call("wechat_mass_send", r#"{"recipients":5}"#),
             &alice,
             None,
             &mut store,
-        );
+        ));
         assert_eq!(small.verdict, Verdict::Forward);
         let big = query_of(ask(
             &policy,
@@ -630,13 +600,13 @@ mod tests {
             digest: &big.digest,
             note: "approved by carol (approval a9)",
         };
-        let outcome = ask(
+        let outcome = done(ask(
             &policy,
             &call("wechat_mass_send", r#"{"recipients":5000}"#),
             &alice,
             Some(approved),
             &mut store,
-        );
+        ));
         assert_eq!(outcome.verdict, Verdict::Forward);
         // What a lenient server reads as a big send waits too: a text it converts to a number,
         // a key it matches ignoring case (found in review: both went through unasked).
@@ -653,19 +623,19 @@ mod tests {
                 &mut store,
             );
             assert!(
-                matches!(held.verdict, Verdict::AwaitApproval(_)),
+                matches!(held, Step::AwaitApproval(_)),
                 "{sneaky}: {:?}",
-                held.verdict
+                held
             );
         }
         // A value no server reads as a number is judged as sent: a list is not over 100.
-        let list = ask(
+        let list = done(ask(
             &policy,
             &call("wechat_mass_send", r#"{"recipients":["o1","o2"]}"#),
             &alice,
             None,
             &mut store,
-        );
+        ));
         assert_eq!(list.verdict, Verdict::Forward);
         // Approval rules need the settings too, and keep no counter.
         let error_of = |text: &str| load_policy(text.as_bytes()).unwrap_err().to_string();

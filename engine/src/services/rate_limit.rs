@@ -1,24 +1,49 @@
 //! Counters kept by a rate-limit service (`envoy.service.ratelimit.v3`), so that every Envoy
-//! shares one budget: what to ask, and how the answers complete the decision.
+//! shares one budget: what to ask, and how to read what they answer.
 
 use sha2::{Digest, Sha256};
 
-use crate::counters::{CasStore, CounterError};
+use crate::counters::Slot;
 use crate::hex::hex;
-use crate::policy::{CounterSpec, Policy, Scope, ServiceFailureMode};
+use crate::policy::caller::Caller;
+use crate::policy::{CounterId, CounterSpec, Policy, Scope};
 use crate::protocol::ratelimit::{
     decode_response, encode_request, Code, Descriptor, Response, Unit,
 };
-use crate::reply::LimitHit;
-use crate::request::access::Caller;
-use crate::request::evaluate::{
-    AwaitingServices, Outcome, RemoteCharge, RequestMeta, ServiceQuery,
-};
+
+/// A counter one request charges, with where this Envoy keeps it (used for local counters, and
+/// for service-kept ones when their service fails with `failure_mode: local`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteCharge {
+    pub id: CounterId,
+    pub cost: u64,
+    pub reason: Option<String>,
+    pub slot: Slot,
+}
+
+/// What one rate-limit service is asked for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceQuery {
+    /// Index into `Policy::rate_limit_services`.
+    pub service: usize,
+    /// Serialized `RateLimitRequest`.
+    pub request: Vec<u8>,
+    /// One per descriptor, in the same order.
+    pub(crate) charges: Vec<RemoteCharge>,
+}
+
+impl ServiceQuery {
+    /// How many descriptors the request carries (a usable answer has one status for each).
+    pub fn descriptors(&self) -> usize {
+        self.charges.len()
+    }
+}
 
 /// One query per service the request's counters use, each carrying one descriptor per counter.
 pub fn queries(
     policy: &Policy,
-    meta: &RequestMeta,
+    namespace: &str,
+    session: Option<&str>,
     caller: &Caller,
     charges: Vec<(usize, RemoteCharge)>,
 ) -> Vec<ServiceQuery> {
@@ -27,7 +52,7 @@ pub fn queries(
         let Some(spec) = policy.counter(charge.id) else {
             continue;
         };
-        let descriptor = descriptor(meta.namespace, spec, caller, meta.session, charge.cost);
+        let descriptor = descriptor(namespace, spec, caller, session, charge.cost);
         match queries.iter_mut().find(|(s, _, _)| *s == service) {
             Some((_, descriptors, list)) => {
                 descriptors.push(descriptor);
@@ -92,136 +117,19 @@ pub fn descriptor(
     }
 }
 
-/// Complete the decision with each query's answer (in `queries` order): the serialized
-/// `RateLimitResponse`, or why there is none (gRPC error, timeout).
-pub fn finish(
-    policy: &Policy,
-    awaiting: AwaitingServices,
-    answers: Vec<Result<Vec<u8>, String>>,
-    store: &mut dyn CasStore,
-) -> Outcome {
-    let AwaitingServices {
-        queries,
-        mut charging,
-    } = awaiting;
-    let mut answers = answers.into_iter();
-    for query in queries {
-        let answer = answers
-            .next()
-            .unwrap_or_else(|| Err("no answer".to_owned()))
-            .and_then(|bytes| decode_response(&bytes))
-            .and_then(|response| usable(response, query.charges.len()))
-            .and_then(|response| {
-                // The service counts all or nothing: when only counters in shadow mode are over
-                // their limit, it counted none of the others either, and forwarding would let
-                // those calls through uncounted (found in review). So it is an answer that
-                // cannot be used, as if there were none.
-                let over_only_in_shadow = response.overall_code == Code::OverLimit
-                    && query
-                        .charges
-                        .iter()
-                        .zip(&response.statuses)
-                        .filter(|(_, status)| status.code == Code::OverLimit)
-                        .all(|(charge, _)| charging.only_reports(policy, charge.id))
-                    && query
-                        .charges
-                        .iter()
-                        .any(|charge| !charging.only_reports(policy, charge.id));
-                if over_only_in_shadow {
-                    Err("the answer counted nothing: only counters in shadow mode are over their limit, so the others were not charged".to_owned())
-                } else {
-                    Ok(response)
-                }
-            });
-        let service = policy.rate_limit_services.get(query.service);
-        let service_name = service.map_or_else(String::new, |s| s.name.clone());
-        let response = match answer {
-            Ok(response) => response,
-            Err(problem) => {
-                let failure_mode = service.map_or(ServiceFailureMode::Closed, |s| s.failure_mode);
-                let step = match failure_mode {
-                    ServiceFailureMode::Open => {
-                        charging.open_problems.push(format!(
-                            "rate-limit service \"{service_name}\": {problem} (failure_mode open: call let through uncounted)"
-                        ));
-                        Ok(())
-                    }
-                    ServiceFailureMode::Local => {
-                        charging.open_problems.push(format!(
-                            "rate-limit service \"{service_name}\": {problem} (failure_mode local: counted by this Envoy alone)"
-                        ));
-                        query
-                            .charges
-                            .into_iter()
-                            .try_for_each(|charge| charging.take_locally(policy, store, charge))
-                    }
-                    ServiceFailureMode::Closed => {
-                        let first = query.charges.first().map_or(0, |c| c.id);
-                        let error = CounterError::Service {
-                            service: service_name,
-                            problem,
-                        };
-                        charging.refuse(policy, store, first, Ok(error))
-                    }
-                };
-                if let Err(outcome) = step {
-                    return *outcome;
-                }
-                continue;
-            }
-        };
-        for (charge, status) in query.charges.into_iter().zip(&response.statuses) {
-            let Some(spec) = policy.counter(charge.id) else {
-                continue;
-            };
-            let used = spec.max.saturating_sub(u64::from(status.limit_remaining));
-            let window_start = spec.window.start_of(charging.now);
-            if response.overall_code == Code::Ok {
-                charging
-                    .readings
-                    .push(crate::request::evaluate::CounterReading {
-                        counter: spec.name.clone(),
-                        value: used,
-                        max: spec.max,
-                        window_start,
-                    });
-                continue;
-            }
-            if status.code != Code::OverLimit {
-                // Refused for another counter of the same request: this one was not charged.
-                continue;
-            }
-            let retry_after = match status.seconds_until_reset {
-                0 => spec.window.seconds_until_reset(charging.now),
-                n => n,
-            };
-            let hit = LimitHit {
-                window_start,
-                counter: spec.name.clone(),
-                max: spec.max,
-                window: spec.window,
-                scope: spec.scope,
-                used,
-                needed: charge.cost,
-                retry_after_seconds: (charge.cost <= spec.max).then_some(retry_after),
-                reason: charge.reason,
-            };
-            if let Err(outcome) = charging.refuse(policy, store, charge.id, Err(hit)) {
-                return *outcome;
-            }
-        }
-    }
-    charging.forward()
+/// A service's answer (or why there is none) read once: the response if it can be trusted.
+pub fn read_answer(
+    answer: Result<Vec<u8>, String>,
+    descriptors: usize,
+) -> Result<Response, String> {
+    answer
+        .and_then(|bytes| decode_response(&bytes))
+        .and_then(|response| usable(response, descriptors))
 }
 
-/// The metric label for one service answer: `error` unless `finish` would trust it.
-pub fn answer_label(answer: &Result<Vec<u8>, String>, descriptors: usize) -> &'static str {
-    let trusted = answer
-        .as_deref()
-        .map_err(Clone::clone)
-        .and_then(decode_response)
-        .and_then(|response| usable(response, descriptors));
-    match trusted {
+/// The metric label for one answer as `read_answer` read it.
+pub fn answer_label(answer: &Result<Response, String>) -> &'static str {
+    match answer {
         Ok(response) if response.overall_code == Code::OverLimit => "over_limit",
         Ok(_) => "ok",
         Err(_) => "error",
@@ -258,9 +166,37 @@ fn usable(response: Response, descriptors: usize) -> Result<Response, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::CasStore;
+    use crate::policy::ServiceFailureMode;
+    use crate::request::remote::AwaitingServices;
+
+    /// The host's part: each raw answer read once, then the request resumed with them.
+    fn finish(
+        policy: &Policy,
+        awaiting: AwaitingServices,
+        answers: Vec<Result<Vec<u8>, String>>,
+        store: &mut dyn CasStore,
+    ) -> Outcome {
+        let answers = awaiting
+            .queries
+            .iter()
+            .zip(answers)
+            .map(|(query, answer)| read_answer(answer, query.descriptors()))
+            .collect();
+        awaiting.resume(policy, answers, store)
+    }
+
+    fn label(answer: &Result<Vec<u8>, String>, descriptors: usize) -> &'static str {
+        answer_label(&read_answer(answer.clone(), descriptors))
+    }
     use crate::load::load_policy;
     use crate::policy::identity::Identity;
-    use crate::request::evaluate::{evaluate, Verdict};
+    #[allow(unused_imports)]
+    use crate::request::evaluate::{evaluate, RequestMeta, Step};
+    #[allow(unused_imports)]
+    use crate::request::outcome::*;
+    #[allow(unused_imports)]
+    use crate::test_support::done;
     use crate::test_support::{test, MemoryStore};
     use serde_json::Value;
 
@@ -293,8 +229,8 @@ mod tests {
             now: NOW,
             ..Default::default()
         };
-        match evaluate(policy, call(), &meta, store).verdict {
-            Verdict::AwaitServices(awaiting) => awaiting,
+        match evaluate(policy, call(), &meta, store) {
+            Step::AwaitServices(awaiting) => awaiting,
             other => panic!("expected to wait for the service, got {other:?}"),
         }
     }
@@ -418,7 +354,7 @@ mod tests {
         // The per-session count taken before the service answered was given back.
         let identity = Identity::new("agent-a");
         let caller = Caller::new(&policy, Some(&identity));
-        let slot = crate::request::evaluate::counter_slot(
+        let slot = crate::request::charge::counter_slot(
             &policy,
             "wechat",
             &policy.counters[1],
@@ -469,9 +405,7 @@ mod tests {
                 now: NOW,
                 ..Default::default()
             };
-            let Verdict::AwaitServices(awaiting) =
-                evaluate(&local, call(), &meta, &mut store).verdict
-            else {
+            let Step::AwaitServices(awaiting) = evaluate(&local, call(), &meta, &mut store) else {
                 panic!("expected to wait for the service");
             };
             let outcome = finish(&local, *awaiting, vec![Err("timeout".into())], &mut store);
@@ -499,7 +433,7 @@ mod tests {
         ] {
             let answer = Ok(answer);
             assert_eq!(
-                answer_label(&answer, 1),
+                label(&answer, 1),
                 "error",
                 "and counted as such: {answer:?}"
             );
@@ -511,13 +445,10 @@ mod tests {
 
     #[test]
     fn answers_are_labelled_as_the_decision_reads_them() {
-        assert_eq!(answer_label(&Ok(response(1, &[(1, 1, 1)])), 1), "ok");
-        assert_eq!(
-            answer_label(&Ok(response(2, &[(2, 0, 9)])), 1),
-            "over_limit"
-        );
-        assert_eq!(answer_label(&Ok(response(1, &[(1, 1, 1)])), 2), "error");
-        assert_eq!(answer_label(&Err("gRPC status 14".to_owned()), 1), "error");
+        assert_eq!(label(&Ok(response(1, &[(1, 1, 1)])), 1), "ok");
+        assert_eq!(label(&Ok(response(2, &[(2, 0, 9)])), 1), "over_limit");
+        assert_eq!(label(&Ok(response(1, &[(1, 1, 1)])), 2), "error");
+        assert_eq!(label(&Err("gRPC status 14".to_owned()), 1), "error");
     }
 
     #[test]
@@ -555,8 +486,7 @@ mod tests {
             now: NOW,
             ..Default::default()
         };
-        let Verdict::AwaitServices(awaiting) = evaluate(&policy, batch, &meta, &mut store).verdict
-        else {
+        let Step::AwaitServices(awaiting) = evaluate(&policy, batch, &meta, &mut store) else {
             panic!("expected to wait for the service")
         };
         let statuses: Vec<(u8, u8, u8)> = awaiting.queries[0]

@@ -1,0 +1,129 @@
+//! What a finished decision is: forward the request or answer it, what happened to each call,
+//! what the calls hold for refunds, and the counters they touched.
+
+use serde_json::Value;
+
+use crate::counters::reservations::Reservation;
+use crate::policy::RefusalMode;
+use crate::reply::{self, Refusal, Reply};
+use crate::services::approval::ApprovalQuery;
+
+/// What happened to one `tools/call` (for logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub tool: String,
+    pub decision: &'static str,
+    pub detail: String,
+    /// The policy element that decided (JSON path), for audit records.
+    pub rule: String,
+    /// The JSON-RPC id of the call, if it has one.
+    pub id: Option<Value>,
+    /// The call's `arguments` as sent (raw JSON), for the audit record (which hashes them
+    /// unless told otherwise).
+    pub arguments: Option<String>,
+}
+
+/// A counter this request touched: its value after the request (or when it refused it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterReading {
+    pub counter: String,
+    pub value: u64,
+    pub max: u64,
+    /// Start (Unix seconds) of the window `value` counts in.
+    pub window_start: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Release the request untouched.
+    Forward,
+    /// Answer it here; the upstream never sees it.
+    Reply(Reply),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub calls: Vec<CallRecord>,
+    /// Set when something went wrong that an operator should see (counter store failures).
+    pub problem: Option<String>,
+    /// Ids of forwarded `tools/list` requests, whose answers are to be filtered.
+    pub tools_list_ids: Vec<Value>,
+    /// What each forwarded tools/call with an id has taken: refunded if it fails upstream.
+    pub reservations: Vec<Reservation>,
+    /// Counters charged (or found used up), for the audit record.
+    pub counters: Vec<CounterReading>,
+}
+
+pub(crate) const BATCH_REFUSED_DETAIL: &str =
+    "not forwarded: another request in this batch was refused";
+
+impl Outcome {
+    pub fn refused(reply: Reply, calls: Vec<CallRecord>) -> Outcome {
+        Outcome::reply(reply, calls)
+    }
+
+    /// A refused request forwards nothing: calls in it that the policy let through are recorded
+    /// (and counted) as refused with their batch, as the client is told.
+    pub(crate) fn reply(reply: Reply, mut calls: Vec<CallRecord>) -> Outcome {
+        for call in &mut calls {
+            if matches!(call.decision, "allowed" | "would_deny") {
+                call.decision = Refusal::BatchRefused.decision();
+                call.detail = if call.detail.is_empty() {
+                    BATCH_REFUSED_DETAIL.to_owned()
+                } else {
+                    format!("{BATCH_REFUSED_DETAIL}; {}", call.detail)
+                };
+            }
+        }
+        Outcome {
+            verdict: Verdict::Reply(reply),
+            calls,
+            problem: None,
+            tools_list_ids: Vec::new(),
+            reservations: Vec::new(),
+            counters: Vec::new(),
+        }
+    }
+}
+
+impl Outcome {
+    /// The outcome of a call whose approval was refused (denied, still pending, or not asked).
+    pub fn approval_refused(
+        query: ApprovalQuery,
+        refusal: &Refusal,
+        refusal_mode: RefusalMode,
+    ) -> Outcome {
+        let detail = match refusal {
+            Refusal::ApprovalDenied {
+                approval_id,
+                approver,
+                reason,
+                ..
+            } => format!("approval {approval_id} denied by {approver}: {reason}"),
+            Refusal::ApprovalPending { approval_id, .. } => {
+                format!("approval {approval_id} pending")
+            }
+            Refusal::ApprovalUnavailable { problem, .. } => problem.clone(),
+            _ => String::new(),
+        };
+        let record = CallRecord {
+            tool: query.tool.clone(),
+            decision: refusal.decision(),
+            detail,
+            rule: query.rule.clone(),
+            id: query.id.clone(),
+            arguments: query.arguments,
+        };
+        let mut outcome = Outcome::refused(
+            reply::single(query.id.as_ref(), refusal, refusal_mode),
+            vec![record],
+        );
+        if let Refusal::ApprovalUnavailable { problem, .. } = refusal {
+            outcome.problem = Some(format!(
+                "approval service: {problem} (call refused: fail closed)"
+            ));
+        }
+        outcome
+    }
+}
