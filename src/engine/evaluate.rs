@@ -7,7 +7,7 @@ use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterE
 use super::decide::{decide_with_rule, Caller, ToolDecision};
 use super::identity::Identity;
 use super::json_write;
-use super::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
+use super::jsonrpc::{parse_body, Body, Id, Message, MessageKind, INVALID_REQUEST};
 use super::policy::{CounterId, CounterKeys, CounterSpec, Policy, RefusalMode, Scope};
 use super::remote_limits;
 use super::reply::{self, LimitHit, Refusal, Reply};
@@ -48,7 +48,7 @@ pub struct CallRecord {
     /// The policy element that decided (JSON path), for audit records.
     pub rule: String,
     /// The JSON-RPC id of the call, if it has one.
-    pub id: Option<Value>,
+    pub id: Option<Id>,
     /// The call's `arguments` as sent (raw JSON), for the audit record (which hashes them
     /// unless told otherwise).
     pub arguments: Option<String>,
@@ -593,7 +593,7 @@ impl Charging {
             .iter()
             .zip(&call_limits)
             .filter_map(|(message, charges)| {
-                let id = message.id.clone()?;
+                let id = message.id.as_ref()?.value().clone();
                 let holds = charges
                     .as_ref()?
                     .iter()
@@ -620,7 +620,7 @@ impl Charging {
                 .messages()
                 .iter()
                 .filter(|m| m.method() == Some("tools/list"))
-                .filter_map(|m| m.id.clone())
+                .filter_map(|m| m.id.as_ref().map(|id| id.value().clone()))
                 .collect(),
         }
     }
@@ -788,7 +788,7 @@ fn refuse(body: &Body, refusals: Vec<Option<Refusal>>, refusal_mode: RefusalMode
             reply::single(message.id.as_ref(), &refusal, refusal_mode)
         }
         Body::Batch(messages) => {
-            let entries: Vec<(Option<&Value>, Refusal, bool)> = messages
+            let entries: Vec<(Option<&Id>, Refusal, bool)> = messages
                 .iter()
                 .zip(refusals)
                 .map(|(m, r)| {
@@ -915,6 +915,7 @@ pub fn counter_slot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::jsonrpc;
     use crate::engine::load::load_policy;
     use crate::engine::reply::{
         BATCH_REFUSED, CANNOT_ENFORCE, HEADER_MISMATCH, POLICY_DENIED, RATE_LIMITED,
@@ -1011,7 +1012,7 @@ mod tests {
                 decision: "allowed",
                 detail: String::new(),
                 rule: "tools.wechat_mass_send".into(),
-                id: Some(json!(1)),
+                id: Some(json!(1).into()),
                 arguments: Some("{}".into()),
             }]
         );
@@ -1795,6 +1796,68 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn refusals_and_records_echo_the_id_exactly_as_sent() {
+        let mut h = Harness::new(POLICY);
+        let texts = [
+            "123456789012345678901234567890",
+            "-123456789012345678901234567890",
+            "18446744073709551616",
+            "1.0",
+            "-0",
+            "1e3",
+            "2.5E-7",
+            r#""a\u0062\"c\/""#,
+            r#""\ud83d\ude00""#,
+            "null",
+        ];
+        let written = |reply: &Reply, id: &str| reply.body.contains(&format!(r#","id":{id},"#));
+        for id in texts {
+            let denied = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"wechat_mass_delete"}}}}"#
+            );
+            let out = h.as_agent("a", &denied);
+            let (reply, _) = reply_of(&out);
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+            assert_eq!(out.calls[0].id.as_ref().map(Id::as_json), Some(id));
+            // In a batch, next to an allowed call refused with it.
+            let batch = format!(r#"[{denied},{}]"#, call(5, "wechat_get_followers"));
+            let (reply, _) = reply_of(&h.as_agent("a", &batch));
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+            // A malformed message, and headers that disagree with the body.
+            let invalid = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":7}}"#);
+            let (reply, _) = reply_of(&h.as_agent("a", &invalid));
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+            let meta = RequestMeta {
+                namespace: "wechat",
+                mcp_method: Some("tools/list"),
+                now: NOW,
+                ..Default::default()
+            };
+            let (reply, _) = reply_of(&h.run(&denied, meta));
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+        }
+        // The id a server echoes (serde_json reads a 30-digit integer as a double, as a
+        // JavaScript server does) still settles the call's reservation and finds its listing.
+        let big = "123456789012345678901234567890";
+        let allowed = format!(
+            r#"{{"jsonrpc":"2.0","id":{big},"method":"tools/call","params":{{"name":"wechat_mass_send","arguments":{{}}}}}}"#
+        );
+        let mut out = h.as_agent("b", &allowed);
+        assert_eq!(out.verdict, Verdict::Forward);
+        let answer: Value = serde_json::from_str(&format!(
+            r#"{{"jsonrpc":"2.0","id":{big},"error":{{"code":-32000,"message":"boom"}}}}"#
+        ))
+        .unwrap();
+        assert!(
+            crate::engine::reservations::settle(&mut out.reservations, &answer).is_some(),
+            "refunded"
+        );
+        let list = format!(r#"{{"jsonrpc":"2.0","id":{big},"method":"tools/list"}}"#);
+        let out = h.as_agent("b", &list);
+        assert!(jsonrpc::same_id(&out.tools_list_ids[0], &answer["id"]));
     }
 
     #[test]
