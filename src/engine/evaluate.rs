@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::approval::{self, ApprovalQuery, Approved};
 use super::counters::{current, release, try_acquire, Acquire, CasStore, CounterError, Slot};
 use super::decide::{decide_with_rule, Caller, ToolDecision};
+use super::header_value;
 use super::identity::Identity;
 use super::json_write;
 use super::jsonrpc::{parse_body, Body, Id, Message, MessageKind, INVALID_REQUEST};
@@ -25,7 +26,8 @@ pub struct RequestMeta<'a> {
     pub identity: Option<&'a Identity>,
     /// `Mcp-Session-Id`, if sent.
     pub session: Option<&'a str>,
-    /// `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28 clients), if sent.
+    /// `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28 clients), if sent, as sent (`Mcp-Name` may be
+    /// in the encoded form `=?base64?…?=`).
     pub mcp_method: Option<&'a str>,
     pub mcp_name: Option<&'a str>,
     /// Unix time, seconds.
@@ -836,10 +838,18 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
             }
         }
     }
+    // A name that is not plain printable ASCII comes encoded (`=?base64?…?=`): compared as the
+    // server compares it, decoded; one that does not decode matches nothing.
     if let (Some(header), MessageKind::ToolCall { name }) = (meta.mcp_name, &message.kind) {
-        if header != name {
+        let decoded = header_value::decode(header).map_err(|e| format!("Mcp-Name header {e}"))?;
+        if decoded != name.as_str() {
+            let shown = if decoded == header {
+                format!("\"{header}\"")
+            } else {
+                format!("{header:?} (decoded: {decoded:?})")
+            };
             return Err(format!(
-                "Mcp-Name header is \"{header}\" but the body calls tool \"{name}\""
+                "Mcp-Name header is {shown} but the body calls tool \"{name}\""
             ));
         }
     }
@@ -1795,6 +1805,93 @@ mod tests {
                 .0
                 .status,
             400
+        );
+    }
+
+    #[test]
+    fn an_encoded_mcp_name_is_decoded_before_it_is_compared() {
+        let mut h = Harness::new(
+            r#"{"version":"1","default":"deny","tools":{"发送通知":{},"wechat_get_followers":{},
+                "wechat_mass_delete":{"action":"deny","reason":"no"}}}"#,
+        );
+        let with = |method, name| RequestMeta {
+            namespace: "wechat",
+            identity: who("a"),
+            mcp_method: Some(method),
+            mcp_name: Some(name),
+            now: NOW,
+            ..Default::default()
+        };
+        // "发送通知" and "wechat_get_followers", as MCP 2026-07-28 clients encode them (a name
+        // that is plain ASCII needs no encoding, but servers decode whatever is encoded).
+        let unicode = "=?base64?5Y+R6YCB6YCa55+l?=";
+        let ascii = "=?base64?d2VjaGF0X2dldF9mb2xsb3dlcnM=?=";
+        assert_eq!(
+            h.run(&call(1, "发送通知"), with("tools/call", unicode))
+                .verdict,
+            Verdict::Forward
+        );
+        assert_eq!(
+            h.run(&call(2, "wechat_get_followers"), with("tools/call", ascii))
+                .verdict,
+            Verdict::Forward
+        );
+        for (body, method, name) in [
+            // Decodes to another name than the body's: an allowed one, or a denied one.
+            (call(3, "wechat_mass_delete"), "tools/call", ascii),
+            (call(3, "wechat_get_followers"), "tools/call", unicode),
+            // Does not decode: unpadded, not canonical, not UTF-8.
+            (
+                call(3, "发送通知"),
+                "tools/call",
+                "=?base64?5Y+R6YCB6YCa55+l==?=",
+            ),
+            (
+                call(3, "wechat_get_followers"),
+                "tools/call",
+                "=?base64?d2VjaGF0X2dldF9mb2xsb3dlcnM?=",
+            ),
+            (
+                call(3, "wechat_get_followers"),
+                "tools/call",
+                "=?base64?//79?=",
+            ),
+            // The markers are lower case; the raw name is not its own encoding.
+            (
+                call(3, "发送通知"),
+                "tools/call",
+                "=?BASE64?5Y+R6YCB6YCa55+l?=",
+            ),
+            (
+                call(3, "=?base64?5Y+R6YCB6YCa55+l?="),
+                "tools/call",
+                unicode,
+            ),
+            // Mcp-Method has no encoded form.
+            (
+                call(3, "wechat_get_followers"),
+                "=?base64?dG9vbHMvY2FsbA==?=",
+                "wechat_get_followers",
+            ),
+        ] {
+            let out = h.run(&body, with(method, name));
+            let (reply, value) = reply_of(&out);
+            assert_eq!(
+                (
+                    reply.status,
+                    value["error"]["code"].clone(),
+                    value["id"].clone()
+                ),
+                (400, json!(HEADER_MISMATCH), json!(3)),
+                "{method} {name} {body}"
+            );
+            assert!(out.calls.is_empty(), "{:?}", out.calls);
+        }
+        let out = h.run(&call(4, "wechat_mass_delete"), with("tools/call", ascii));
+        assert_eq!(
+            reply_of(&out).1["error"]["message"],
+            "Header mismatch: Mcp-Name header is \"=?base64?d2VjaGF0X2dldF9mb2xsb3dlcnM=?=\" \
+             (decoded: \"wechat_get_followers\") but the body calls tool \"wechat_mass_delete\""
         );
     }
 

@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod explain;
 pub mod grants;
 pub mod header_map;
+pub mod header_value;
 pub mod hex;
 pub mod identity;
 pub mod json_scan;
