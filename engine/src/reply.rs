@@ -1,13 +1,12 @@
 //! What the agent receives when a request is not forwarded: a JSON-RPC error it can read, in an
 //! HTTP response whose status follows the policy's `refusal_mode`.
 
-use serde_json::Value;
 
 use crate::json::write;
 
 use crate::counters::window::Window;
 use crate::policy::{RefusalMode, Scope};
-use crate::protocol::jsonrpc::{INVALID_REQUEST, PARSE_ERROR};
+use crate::protocol::jsonrpc::{Id, INVALID_REQUEST, PARSE_ERROR};
 
 /// The tool is not allowed by policy.
 pub const POLICY_DENIED: i64 = -32003;
@@ -284,10 +283,10 @@ impl Refusal {
 
     /// The `error` member as a document (tests read refusals this way).
     #[cfg(test)]
-    pub fn error_object(&self) -> Value {
+    pub fn error_object(&self) -> serde_json::Value {
         let mut text = String::new();
         self.write_error_object(&mut text);
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        serde_json::from_str(&text).unwrap_or_default()
     }
 
     /// HTTP status for this refusal; malformed input is always a 400.
@@ -323,12 +322,13 @@ fn invalid_data(parent: &mut Object) {
     data.close();
 }
 
-/// One JSON-RPC error response: `{"error": …, "id": …, "jsonrpc": "2.0"}`.
-fn write_response(out: &mut String, id: Option<&Value>, write_error: impl FnOnce(&mut String)) {
+/// One JSON-RPC error response: `{"error": …, "id": …, "jsonrpc": "2.0"}`, the id exactly as the
+/// client wrote it (`null` when there is none).
+fn write_response(out: &mut String, id: Option<&Id>, write_error: impl FnOnce(&mut String)) {
     out.push_str("{\"error\":");
     write_error(out);
     out.push_str(",\"id\":");
-    write::push_value(out, id.unwrap_or(&Value::Null));
+    out.push_str(id.map_or("null", Id::as_json));
     out.push_str(",\"jsonrpc\":\"2.0\"}");
 }
 
@@ -399,7 +399,7 @@ fn severity(status: u16) -> u8 {
 }
 
 /// One refused message (or an error about the whole body, with `id` None).
-pub fn single(id: Option<&Value>, refusal: &Refusal, mode: RefusalMode) -> Reply {
+pub fn single(id: Option<&Id>, refusal: &Refusal, mode: RefusalMode) -> Reply {
     build(
         refusal.status(mode),
         {
@@ -413,7 +413,7 @@ pub fn single(id: Option<&Value>, refusal: &Refusal, mode: RefusalMode) -> Reply
 
 /// A refused batch: one error per element that expects an answer, plus every culprit.
 /// `entries` are (id, refusal, expects_answer) in batch order.
-pub fn batch(entries: &[(Option<&Value>, Refusal, bool)], mode: RefusalMode) -> Reply {
+pub fn batch(entries: &[(Option<&Id>, Refusal, bool)], mode: RefusalMode) -> Reply {
     let mut status = 200;
     let mut body = String::with_capacity(256 * entries.len());
     body.push('[');
@@ -492,7 +492,7 @@ fn build(status: u16, body: String, retry_after: Option<u64>) -> Reply {
 mod tests {
     use super::*;
     use crate::test_support::test;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     /// The `error` member as it was built before it was written by hand: a `Value`.
     fn error_value(refusal: &Refusal) -> Value {
@@ -645,7 +645,8 @@ mod tests {
             json!(-7),
             json!(1.5),
             json!("req \"7\""),
-        ];
+        ]
+        .map(Id::from);
         for text in [
             "send",
             "a \"quoted\" \\ name\n\u{1}",
@@ -655,13 +656,13 @@ mod tests {
             for refusal in &refusals {
                 for id in &ids {
                     let expected =
-                        json!({"jsonrpc": "2.0", "id": id, "error": error_value(refusal)})
+                        json!({"jsonrpc": "2.0", "id": id.value(), "error": error_value(refusal)})
                             .to_string();
                     let reply = single(Some(id), refusal, RefusalMode::JsonRpc);
                     assert_eq!(reply.body, expected, "{refusal:?}");
                 }
             }
-            let entries: Vec<(Option<&Value>, Refusal, bool)> = refusals
+            let entries: Vec<(Option<&Id>, Refusal, bool)> = refusals
                 .iter()
                 .zip(ids.iter().cycle())
                 .enumerate()
@@ -670,7 +671,9 @@ mod tests {
             let expected: Vec<Value> = entries
                 .iter()
                 .filter(|(_, r, answer)| *answer || *r != Refusal::BatchRefused)
-                .map(|(id, r, _)| json!({"jsonrpc": "2.0", "id": id, "error": error_value(r)}))
+                .map(|(id, r, _)| {
+                    json!({"jsonrpc": "2.0", "id": id.map(Id::value), "error": error_value(r)})
+                })
                 .collect();
             assert_eq!(
                 batch(&entries, RefusalMode::Http).body,
@@ -692,5 +695,44 @@ mod tests {
             .to_string()
         );
         assert_eq!(batch(&[], RefusalMode::JsonRpc).body, "[]");
+    }
+
+    #[test]
+    fn the_id_is_echoed_exactly_as_the_client_wrote_it() {
+        let refusal = Refusal::Denied {
+            tool: "t".into(),
+            reason: "no".into(),
+        };
+        for id in [
+            "123456789012345678901234567890",
+            "-123456789012345678901234567890",
+            "18446744073709551616",
+            "1.0",
+            "-0",
+            "1e3",
+            "2.5E-7",
+            "0.10000000000000000000000001",
+            r#""a\u0062\"c\/""#,
+            r#""\ud83d\ude00 é""#,
+            "null",
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"t"}}}}"#
+            );
+            let parsed = crate::protocol::jsonrpc::parse_body(body.as_bytes()).unwrap();
+            let message = &parsed.messages()[0];
+            let written = single(message.id.as_ref(), &refusal, RefusalMode::JsonRpc).body;
+            assert!(
+                written.contains(&format!(r#","id":{id},"#)),
+                "{id}: {written}"
+            );
+            let batch = batch(
+                &[(message.id.as_ref(), refusal.clone(), true)],
+                RefusalMode::JsonRpc,
+            )
+            .body;
+            assert!(batch.contains(&format!(r#","id":{id},"#)), "{id}: {batch}");
+            serde_json::from_str::<Value>(&written).unwrap();
+        }
     }
 }

@@ -217,6 +217,7 @@ async fn rmcp_client_initialize_lifecycle(stateless: bool) {
             "wechat_mass_preview",
             "wechat_mass_send",
             "wechat_mass_status",
+            "获取粉丝总数",
         ]
     );
 
@@ -334,7 +335,7 @@ async fn rmcp_client_discover_lifecycle(stateless: bool) {
     assert_eq!(peer_info.protocol_version, ProtocolVersion::V_2026_07_28);
 
     let tools = client.list_all_tools().await.expect("tools/list");
-    assert_eq!(tools.len(), 6);
+    assert_eq!(tools.len(), 7);
     let result = client
         .call_tool(
             CallToolRequestParams::new("wechat_get_user_info").with_arguments(

@@ -1,6 +1,8 @@
 //! What a POSTed MCP body contains, as far as policy is concerned. Parsing is strict: anything
 //! that is not clearly a JSON-RPC 2.0 message is classified as invalid and never forwarded.
 
+use std::fmt;
+
 use serde_json::Value;
 
 use crate::json::scan::{self, Document, Object};
@@ -17,12 +19,71 @@ pub const TOOLS_CALL: &str = "tools/call";
 /// thread seconds of CPU and megabytes of error replies.
 pub const MAX_BATCH_LEN: usize = 64;
 
+/// A JSON-RPC id (a string, a number or null) as the client wrote it: its JSON text, echoed
+/// verbatim in refusals and audit records (a 30-digit integer, `1.0` or `"a\u0062"` comes back
+/// exactly as sent, not as serde_json would write the value it reads), and the value a server
+/// reads, which is what ids are compared by ([`same_id`]).
+#[derive(Debug, Clone)]
+pub struct Id {
+    text: Box<str>,
+    value: Value,
+}
+
+impl Id {
+    /// The id written as `text` (one JSON value, as the scanner delimited and checked it):
+    /// `None` unless it is a string, number or null that serde_json reads.
+    fn read(text: &str) -> Option<Id> {
+        let value = serde_json::from_str::<Value>(text).ok()?;
+        matches!(value, Value::String(_) | Value::Number(_) | Value::Null).then(|| Id {
+            text: text.into(),
+            value,
+        })
+    }
+
+    /// The id's JSON text exactly as the client sent it.
+    pub fn as_json(&self) -> &str {
+        &self.text
+    }
+
+    /// The id as a server reads it (a number as a double), to match answers against.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// The id serde_json writes for `value` (tests, and ids the filter makes up).
+impl From<Value> for Id {
+    fn from(value: Value) -> Id {
+        Id {
+            text: value.to_string().into(),
+            value,
+        }
+    }
+}
+
+/// Two ids are equal when they name the same request to a server ([`same_id`]): `1` and `1.0`
+/// are one id, though each is echoed as written.
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        same_id(&self.value, &other.value)
+    }
+}
+
+/// A JSON number is never NaN: the comparison is an equivalence.
+impl Eq for Id {}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// One element of the body: a request, notification or response as the client sent it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// The `id` member when present (requests and responses); `None` for notifications and for
     /// invalid messages whose id could not be read.
-    pub id: Option<Value>,
+    pub id: Option<Id>,
     pub kind: MessageKind,
     /// A tools/call's `params.arguments` as sent (raw JSON text): parsed only for rules on
     /// arguments, hashed as is for the audit record.
@@ -160,7 +221,7 @@ fn refuse_repeated_ids(messages: &mut [Message]) {
         let Some(id) = &message.id else {
             continue;
         };
-        if seen.iter().any(|earlier| same_id(earlier, id)) {
+        if seen.iter().any(|earlier| same_id(earlier, id.value())) {
             let problem = format!(
                 "id {id} repeats an earlier request's id in this batch: answers could not be told apart"
             );
@@ -170,7 +231,7 @@ fn refuse_repeated_ids(messages: &mut [Message]) {
             };
             message.arguments = None;
         } else {
-            seen.push(id.clone());
+            seen.push(id.value().clone());
         }
     }
 }
@@ -217,7 +278,7 @@ fn string(text: &str) -> Option<String> {
     serde_json::from_str(text).ok()
 }
 
-fn invalid(id: Option<Value>, code: i64, problem: impl Into<String>) -> Message {
+fn invalid(id: Option<Id>, code: i64, problem: impl Into<String>) -> Message {
     Message {
         id,
         arguments: None,
@@ -234,9 +295,7 @@ fn classify(object: &Object) -> Message {
     // An id we can echo: JSON-RPC allows strings, numbers and null.
     let id = match value("id") {
         None => None,
-        Some(v) if matches!(first_byte(v), b'"' | b'n' | b'-' | b'0'..=b'9') => {
-            serde_json::from_str::<Value>(v).ok()
-        }
+        Some(v) if matches!(first_byte(v), b'"' | b'n' | b'-' | b'0'..=b'9') => Id::read(v),
         Some(other) => {
             return invalid(
                 None,
@@ -352,6 +411,41 @@ mod tests {
     }
 
     #[test]
+    fn ids_keep_the_text_the_client_wrote_and_compare_as_servers_read_them() {
+        let id = |text: &str| {
+            single(&format!(
+                r#"{{"jsonrpc":"2.0","id":{text},"method":"ping"}}"#
+            ))
+            .id
+        };
+        for (text, value) in [
+            ("7", json!(7)),
+            (
+                "123456789012345678901234567890",
+                json!(1.2345678901234568e29),
+            ),
+            ("-1.50", json!(-1.5)),
+            ("1E+2", json!(100.0)),
+            (r#""\u0061\n""#, json!("a\n")),
+            ("null", Value::Null),
+        ] {
+            let read = id(text).unwrap();
+            assert_eq!((read.as_json(), read.value()), (text, &value));
+            assert_eq!(read.to_string(), text);
+        }
+        assert_eq!(id("1"), id("1.0"));
+        assert_eq!(id(r#""ab""#), id(r#""a\u0062""#));
+        assert_ne!(id("1"), id(r#""1""#));
+        // Beyond a double's range: the body is refused whole (as serde_json refuses it).
+        assert_eq!(
+            parse_body(br#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#)
+                .unwrap_err()
+                .code,
+            PARSE_ERROR
+        );
+    }
+
+    #[test]
     fn a_repeated_request_id_makes_the_later_element_invalid() {
         let body = br#"[{"jsonrpc":"2.0","id":7,"method":"ping"},{"jsonrpc":"2.0","id":7.0,"method":"tools/call","params":{"name":"t","arguments":{"a":1}}},{"jsonrpc":"2.0","id":7,"result":{}}]"#;
         let Ok(Body::Batch(messages)) = parse_body(body) else {
@@ -404,7 +498,7 @@ mod tests {
         let m = single(
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"wechat_mass_send","arguments":{}}}"#,
         );
-        assert_eq!(m.id, Some(json!(7)));
+        assert_eq!(m.id, Some(json!(7).into()));
         assert_eq!(
             m.kind,
             MessageKind::ToolCall {
@@ -465,7 +559,7 @@ mod tests {
                 ),
                 "{text}: {m:?}"
             );
-            assert_eq!(m.id, Some(json!(1)));
+            assert_eq!(m.id, Some(json!(1).into()));
         }
     }
 

@@ -2,6 +2,7 @@
 //! rate-limit service's protobuf messages.
 
 pub mod header_map;
+pub mod header_value;
 pub mod jsonrpc;
 pub mod ratelimit;
 pub mod sse;

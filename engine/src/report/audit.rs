@@ -5,7 +5,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::json::write::{push_key, push_opt_str, push_str, push_u64, push_value};
+use crate::json::write::{push_key, push_opt_str, push_str, push_u64};
 use crate::policy::identity::{push_sha256_tag, Identity};
 use crate::policy::Policy;
 use crate::request::outcome::{Outcome, Verdict};
@@ -70,11 +70,9 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
             out.push(',');
         }
         out.push('{');
+        // The id exactly as the client wrote it, as the refusal echoes it.
         push_key(&mut out, "id", true);
-        match &call.id {
-            Some(id) => push_value(&mut out, id),
-            None => out.push_str("null"),
-        }
+        out.push_str(call.id.as_ref().map_or("null", |id| id.as_json()));
         push_key(&mut out, "tool", false);
         push_str(&mut out, &call.tool);
         push_key(&mut out, "decision", false);
@@ -159,12 +157,13 @@ mod tests {
     }
 
     /// The record as serde's derived `Serialize` wrote it before `record` wrote it by hand: the
-    /// text must not change (operators parse it, and may compare it byte for byte).
+    /// text must not change (operators parse it, and may compare it byte for byte). Except call
+    /// ids, which are the client's own JSON text (`1.0`, a 30-digit integer) as refusals echo
+    /// them, not serde_json's rewriting of the value it reads.
     mod serde_reference {
         use crate::policy::identity::sha256_tag;
         use serde::Serialize;
         use serde_json::value::RawValue;
-        use serde_json::Value;
 
         use super::super::*;
 
@@ -184,7 +183,7 @@ mod tests {
 
         #[derive(Serialize)]
         struct CallEntry<'a> {
-            id: &'a Value,
+            id: &'a RawValue,
             tool: &'a str,
             decision: &'static str,
             rule: &'a str,
@@ -215,7 +214,10 @@ mod tests {
                 .map(|call| {
                     let arguments = call.arguments.as_deref().unwrap_or("null");
                     CallEntry {
-                        id: call.id.as_ref().unwrap_or(&Value::Null),
+                        id: serde_json::from_str(
+                            call.id.as_ref().map_or("null", |id| id.as_json()),
+                        )
+                        .unwrap(),
                         tool: &call.tool,
                         decision: call.decision,
                         rule: &call.rule,
@@ -401,5 +403,44 @@ mod tests {
             (invalid["status"].clone(), invalid["calls"].clone()),
             (json!(400), json!([]))
         );
+    }
+
+    #[test]
+    fn call_ids_are_recorded_exactly_as_sent() {
+        let policy = load_policy(br#"{"version":"1","default":"allow"}"#).unwrap();
+        let context = AuditContext {
+            time: 1_000,
+            request_id: None,
+            server: "wechat",
+            identity: None,
+            session: None,
+        };
+        for id in [
+            "123456789012345678901234567890",
+            "1.0",
+            "1e3",
+            "-0",
+            r#""a\u0062\/""#,
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"send"}}}}"#
+            );
+            let meta = RequestMeta {
+                namespace: "wechat",
+                now: 1_000,
+                ..Default::default()
+            };
+            let outcome = done(evaluate(
+                &policy,
+                body.as_bytes(),
+                &meta,
+                &mut MemoryStore::default(),
+            ));
+            let written = record(&policy, &context, &outcome).unwrap();
+            assert!(
+                written.contains(&format!(r#""calls":[{{"id":{id},"tool":"send""#)),
+                "{written}"
+            );
+        }
     }
 }

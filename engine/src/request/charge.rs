@@ -1,7 +1,6 @@
 //! The second pass: charge every counter the allowed calls use, all or nothing, and turn a
 //! counter that has no room (or cannot be read) into the request's refusal.
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::outcome::{CallRecord, CounterReading, Outcome, Verdict};
@@ -11,7 +10,7 @@ use crate::json::write;
 use crate::policy::caller::Caller;
 use crate::policy::rules::Charge;
 use crate::policy::{CounterId, CounterKeys, CounterSpec, Policy, RefusalMode, Scope};
-use crate::protocol::jsonrpc::{Body, MessageKind};
+use crate::protocol::jsonrpc::{Body, Id, MessageKind};
 use crate::reply::{self, LimitHit, Refusal, Reply};
 use crate::services::rate_limit::RemoteCharge;
 
@@ -178,7 +177,7 @@ impl Charging {
             .iter()
             .zip(&call_limits)
             .filter_map(|(message, charges)| {
-                let id = message.id.clone()?;
+                let id = message.id.as_ref()?.value().clone();
                 let holds = charges
                     .as_ref()?
                     .iter()
@@ -205,7 +204,7 @@ impl Charging {
                 .messages()
                 .iter()
                 .filter(|m| m.method() == Some("tools/list"))
-                .filter_map(|m| m.id.clone())
+                .filter_map(|m| m.id.as_ref().map(|id| id.value().clone()))
                 .collect(),
         }
     }
@@ -345,7 +344,7 @@ pub(crate) fn refuse(
             reply::single(message.id.as_ref(), &refusal, refusal_mode)
         }
         Body::Batch(messages) => {
-            let entries: Vec<(Option<&Value>, Refusal, bool)> = messages
+            let entries: Vec<(Option<&Id>, Refusal, bool)> = messages
                 .iter()
                 .zip(refusals)
                 .map(|(m, r)| {

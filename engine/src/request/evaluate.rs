@@ -12,6 +12,7 @@ use crate::policy::caller::Caller;
 use crate::policy::identity::Identity;
 use crate::policy::rules::Charge;
 use crate::policy::{CounterId, Policy, RefusalMode};
+use crate::protocol::header_value;
 use crate::protocol::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
 use crate::reply::{self, Refusal};
 use crate::services::approval::{self, ApprovalQuery, Approved};
@@ -26,7 +27,8 @@ pub struct RequestMeta<'a> {
     pub identity: Option<&'a Identity>,
     /// `Mcp-Session-Id`, if sent.
     pub session: Option<&'a str>,
-    /// `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28 clients), if sent.
+    /// `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28 clients), if sent, as sent (`Mcp-Name` may be
+    /// in the encoded form `=?base64?…?=`).
     pub mcp_method: Option<&'a str>,
     pub mcp_name: Option<&'a str>,
     /// Unix time, seconds.
@@ -404,10 +406,18 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
             }
         }
     }
+    // A name that is not plain printable ASCII comes encoded (`=?base64?…?=`): compared as the
+    // server compares it, decoded; one that does not decode matches nothing.
     if let (Some(header), MessageKind::ToolCall { name }) = (meta.mcp_name, &message.kind) {
-        if header != name {
+        let decoded = header_value::decode(header).map_err(|e| format!("Mcp-Name header {e}"))?;
+        if decoded != name.as_str() {
+            let shown = if decoded == header {
+                format!("\"{header}\"")
+            } else {
+                format!("{header:?} (decoded: {decoded:?})")
+            };
             return Err(format!(
-                "Mcp-Name header is \"{header}\" but the body calls tool \"{name}\""
+                "Mcp-Name header is {shown} but the body calls tool \"{name}\""
             ));
         }
     }
@@ -417,6 +427,7 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::jsonrpc::{self, Id};
     use crate::load::load_policy;
     use crate::reply::Reply;
     use crate::reply::{
@@ -524,7 +535,7 @@ mod tests {
                 decision: "allowed",
                 detail: String::new(),
                 rule: "tools.wechat_mass_send".into(),
-                id: Some(json!(1)),
+                id: Some(json!(1).into()),
                 arguments: Some("{}".into()),
             }]
         );
@@ -1309,6 +1320,155 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn an_encoded_mcp_name_is_decoded_before_it_is_compared() {
+        let mut h = Harness::new(
+            r#"{"version":"1","default":"deny","tools":{"发送通知":{},"wechat_get_followers":{},
+                "wechat_mass_delete":{"action":"deny","reason":"no"}}}"#,
+        );
+        let with = |method, name| RequestMeta {
+            namespace: "wechat",
+            identity: who("a"),
+            mcp_method: Some(method),
+            mcp_name: Some(name),
+            now: NOW,
+            ..Default::default()
+        };
+        // "发送通知" and "wechat_get_followers", as MCP 2026-07-28 clients encode them (a name
+        // that is plain ASCII needs no encoding, but servers decode whatever is encoded).
+        let unicode = "=?base64?5Y+R6YCB6YCa55+l?=";
+        let ascii = "=?base64?d2VjaGF0X2dldF9mb2xsb3dlcnM=?=";
+        assert_eq!(
+            h.run(&call(1, "发送通知"), with("tools/call", unicode))
+                .verdict,
+            Verdict::Forward
+        );
+        assert_eq!(
+            h.run(&call(2, "wechat_get_followers"), with("tools/call", ascii))
+                .verdict,
+            Verdict::Forward
+        );
+        for (body, method, name) in [
+            // Decodes to another name than the body's: an allowed one, or a denied one.
+            (call(3, "wechat_mass_delete"), "tools/call", ascii),
+            (call(3, "wechat_get_followers"), "tools/call", unicode),
+            // Does not decode: unpadded, not canonical, not UTF-8.
+            (
+                call(3, "发送通知"),
+                "tools/call",
+                "=?base64?5Y+R6YCB6YCa55+l==?=",
+            ),
+            (
+                call(3, "wechat_get_followers"),
+                "tools/call",
+                "=?base64?d2VjaGF0X2dldF9mb2xsb3dlcnM?=",
+            ),
+            (
+                call(3, "wechat_get_followers"),
+                "tools/call",
+                "=?base64?//79?=",
+            ),
+            // The markers are lower case; the raw name is not its own encoding.
+            (
+                call(3, "发送通知"),
+                "tools/call",
+                "=?BASE64?5Y+R6YCB6YCa55+l?=",
+            ),
+            (
+                call(3, "=?base64?5Y+R6YCB6YCa55+l?="),
+                "tools/call",
+                unicode,
+            ),
+            // Mcp-Method has no encoded form.
+            (
+                call(3, "wechat_get_followers"),
+                "=?base64?dG9vbHMvY2FsbA==?=",
+                "wechat_get_followers",
+            ),
+        ] {
+            let out = h.run(&body, with(method, name));
+            let (reply, value) = reply_of(&out);
+            assert_eq!(
+                (
+                    reply.status,
+                    value["error"]["code"].clone(),
+                    value["id"].clone()
+                ),
+                (400, json!(HEADER_MISMATCH), json!(3)),
+                "{method} {name} {body}"
+            );
+            assert!(out.calls.is_empty(), "{:?}", out.calls);
+        }
+        let out = h.run(&call(4, "wechat_mass_delete"), with("tools/call", ascii));
+        assert_eq!(
+            reply_of(&out).1["error"]["message"],
+            "Header mismatch: Mcp-Name header is \"=?base64?d2VjaGF0X2dldF9mb2xsb3dlcnM=?=\" \
+             (decoded: \"wechat_get_followers\") but the body calls tool \"wechat_mass_delete\""
+        );
+    }
+
+    #[test]
+    fn refusals_and_records_echo_the_id_exactly_as_sent() {
+        let mut h = Harness::new(POLICY);
+        let texts = [
+            "123456789012345678901234567890",
+            "-123456789012345678901234567890",
+            "18446744073709551616",
+            "1.0",
+            "-0",
+            "1e3",
+            "2.5E-7",
+            r#""a\u0062\"c\/""#,
+            r#""\ud83d\ude00""#,
+            "null",
+        ];
+        let written = |reply: &Reply, id: &str| reply.body.contains(&format!(r#","id":{id},"#));
+        for id in texts {
+            let denied = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"wechat_mass_delete"}}}}"#
+            );
+            let out = h.as_agent("a", &denied);
+            let (reply, _) = reply_of(&out);
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+            assert_eq!(out.calls[0].id.as_ref().map(Id::as_json), Some(id));
+            // In a batch, next to an allowed call refused with it.
+            let batch = format!(r#"[{denied},{}]"#, call(5, "wechat_get_followers"));
+            let (reply, _) = reply_of(&h.as_agent("a", &batch));
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+            // A malformed message, and headers that disagree with the body.
+            let invalid = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":7}}"#);
+            let (reply, _) = reply_of(&h.as_agent("a", &invalid));
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+            let meta = RequestMeta {
+                namespace: "wechat",
+                mcp_method: Some("tools/list"),
+                now: NOW,
+                ..Default::default()
+            };
+            let (reply, _) = reply_of(&h.run(&denied, meta));
+            assert!(written(&reply, id), "{id}: {}", reply.body);
+        }
+        // The id a server echoes (serde_json reads a 30-digit integer as a double, as a
+        // JavaScript server does) still settles the call's reservation and finds its listing.
+        let big = "123456789012345678901234567890";
+        let allowed = format!(
+            r#"{{"jsonrpc":"2.0","id":{big},"method":"tools/call","params":{{"name":"wechat_mass_send","arguments":{{}}}}}}"#
+        );
+        let mut out = h.as_agent("b", &allowed);
+        assert_eq!(out.verdict, Verdict::Forward);
+        let answer: Value = serde_json::from_str(&format!(
+            r#"{{"jsonrpc":"2.0","id":{big},"error":{{"code":-32000,"message":"boom"}}}}"#
+        ))
+        .unwrap();
+        assert!(
+            crate::counters::reservations::settle(&mut out.reservations, &answer).is_some(),
+            "refunded"
+        );
+        let list = format!(r#"{{"jsonrpc":"2.0","id":{big},"method":"tools/list"}}"#);
+        let out = h.as_agent("b", &list);
+        assert!(jsonrpc::same_id(&out.tools_list_ids[0], &answer["id"]));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::counters::reservations::Reservation;
 use crate::policy::RefusalMode;
+use crate::protocol::jsonrpc::Id;
 use crate::reply::{self, Refusal, Reply};
 use crate::services::approval::ApprovalQuery;
 
@@ -17,7 +18,7 @@ pub struct CallRecord {
     /// The policy element that decided (JSON path), for audit records.
     pub rule: String,
     /// The JSON-RPC id of the call, if it has one.
-    pub id: Option<Value>,
+    pub id: Option<Id>,
     /// The call's `arguments` as sent (raw JSON), for the audit record (which hashes them
     /// unless told otherwise).
     pub arguments: Option<String>,

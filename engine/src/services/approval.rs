@@ -11,6 +11,7 @@ use crate::hex::hex;
 use crate::json::strict;
 use crate::policy::identity::Identity;
 use crate::policy::Policy;
+use crate::protocol::jsonrpc::Id;
 use crate::reply::Refusal;
 
 /// The path the filter POSTs questions to.
@@ -23,7 +24,7 @@ pub struct ApprovalQuery {
     pub digest: String,
     pub tool: String,
     /// The call's JSON-RPC id, for the refusal.
-    pub id: Option<Value>,
+    pub id: Option<Id>,
     /// The call's arguments as sent, for the audit record.
     pub arguments: Option<String>,
     /// Body of the POST to the approval service.
@@ -48,7 +49,7 @@ pub fn query(
     namespace: &str,
     identity: Option<&Identity>,
     tool: &str,
-    id: Option<Value>,
+    id: Option<Id>,
     arguments: Option<&str>,
     rule: &str,
 ) -> Result<ApprovalQuery, String> {
@@ -321,7 +322,7 @@ mod tests {
         ));
         assert_eq!((store.gets, store.sets), (0, 0));
         assert_eq!(query.tool, "wechat_mass_send");
-        assert_eq!(query.id, Some(Value::from(5)));
+        assert_eq!(query.id, Some(Value::from(5).into()));
         let request: Value = serde_json::from_str(&query.request).unwrap();
         assert_eq!(request["digest"], query.digest.as_str());
         assert_eq!(request["server"], "wechat");

@@ -101,7 +101,7 @@ fn invalid_msg_type(msg_type: &str) -> Option<CallToolResult> {
 
 #[tool_router(router = tool_router)]
 impl WechatServer {
-    /// A server with all six WeChat tools.
+    /// A server with all seven WeChat tools.
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
@@ -208,6 +208,16 @@ impl WechatServer {
         Ok(ok_json(
             json!({"msg_id": args.msg_id, "msg_status": "SEND_SUCCESS"}),
         ))
+    }
+
+    /// A tool whose name is not ASCII: MCP 2026-07-28 clients send it in the `Mcp-Name` header
+    /// Base64-encoded (`=?base64?…?=`), which the policy filter must decode as the server does.
+    #[tool(
+        name = "获取粉丝总数",
+        description = "Get the total number of WeChat Official Account followers (a tool named in Chinese)."
+    )]
+    async fn follower_count(&self) -> Result<CallToolResult, ErrorData> {
+        Ok(ok_json(json!({"total": FAKE_FOLLOWERS.len()})))
     }
 
     #[tool(
