@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::load_policy;
 
 #[derive(Debug)]
 pub struct Imported {
@@ -139,11 +139,11 @@ fn convert_rule(rule: &Value, path: &str, warnings: &mut Vec<String>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_policy_engine::counters::memory::MemoryStore;
-    use mcp_policy_engine::load::policy_from_value;
-    use mcp_policy_engine::policy::Policy;
-    use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta, Step};
-    use mcp_policy_engine::request::outcome::Verdict;
+    use mcp_policy_engine::policy_from_value;
+    use mcp_policy_engine::testing::MemoryStore;
+    use mcp_policy_engine::Policy;
+    use mcp_policy_engine::Verdict;
+    use mcp_policy_engine::{evaluate, RequestMeta, Step};
     use serde_json::json;
 
     const NOON: u64 = 1_795_348_800; // 2026-11-22T12:00:00Z

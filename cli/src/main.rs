@@ -8,8 +8,8 @@ mod intercept_import;
 
 use std::process::ExitCode;
 
-use mcp_policy_engine::load::load_policy;
-use mcp_policy_engine::policy::identity::sha256_tag;
+use mcp_policy_engine::load_policy;
+use mcp_policy_engine::sha256_tag;
 
 const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE \
      | mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON] \
@@ -109,8 +109,7 @@ fn explain(file: &str, options: &[&str]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let explanation =
-        mcp_policy_engine::explain::explain(&policy, tool, identity, arguments.as_ref());
+    let explanation = mcp_policy_engine::explain(&policy, tool, identity, arguments.as_ref());
     match serde_json::to_string_pretty(&explanation) {
         Ok(text) => {
             println!("{text}");

@@ -21,11 +21,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mcp_policy_engine::counters::memory::MemoryStore;
-use mcp_policy_engine::load::load_policy;
-use mcp_policy_engine::policy::identity::Identity;
-use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
-use mcp_policy_engine::request::outcome::Verdict;
+use mcp_policy_engine::load_policy;
+use mcp_policy_engine::testing::{has_grant, tool_count, MemoryStore};
+use mcp_policy_engine::Identity;
+use mcp_policy_engine::Verdict;
+use mcp_policy_engine::{evaluate, RequestMeta};
 
 /// Policy sizes benchmarked: number of listed tools.
 const SIZES: [usize; 2] = [10, 1_000];
@@ -111,10 +111,10 @@ fn bench_evaluate(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("evaluate");
     for tools in SIZES {
-        let mut policy =
-            load_policy(policy_text(tools).as_bytes()).expect("generated policy loads");
-        // As the filter does when it configures.
-        policy.prepare_counter_keys(meta.namespace);
+        // Bound as the filter binds it when it configures.
+        let policy = load_policy(policy_text(tools).as_bytes())
+            .expect("generated policy loads")
+            .bind(meta.namespace, 0);
         let limited = format!("tool_{}", tools - 1);
         // (case, body, expected to be forwarded, expected counter readings)
         let cases: Vec<(&str, Vec<u8>, bool, usize)> = vec![
@@ -150,9 +150,9 @@ fn bench_evaluate(c: &mut Criterion) {
     // The granted shape: the caller holds a grant through a prefix, the one a scan of the
     // prefixes (longest first, in grant-name order among equals) would reach last: `team-9/`.
     for tools in SIZES {
-        let mut policy =
-            load_policy(granted_policy_text(tools).as_bytes()).expect("generated policy loads");
-        policy.prepare_counter_keys(meta.namespace);
+        let policy = load_policy(granted_policy_text(tools).as_bytes())
+            .expect("generated policy loads")
+            .bind(meta.namespace, 0);
         let groups = tools / 10;
         let last_tried = groups.min(10) - 1;
         let identity = Identity::new(format!("team-{last_tried}/bot"));
@@ -209,9 +209,9 @@ fn bench_grant_lookup(c: &mut Criterion) {
             load_policy(granted_policy_text(tools).as_bytes()).expect("generated policy loads");
         let last_tried = (tools / 10).min(10) - 1;
         let identity = format!("team-{last_tried}/bot");
-        assert!(policy.grants.find(&identity, false).is_some());
+        assert!(has_grant(&policy, &identity));
         group.bench_function(format!("{}_grants", tools / 10), |b| {
-            b.iter(|| policy.grants.find(black_box(&identity), false).is_some());
+            b.iter(|| has_grant(&policy, black_box(&identity)));
         });
     }
     group.finish();
@@ -222,7 +222,7 @@ fn bench_load(c: &mut Criterion) {
     for tools in SIZES {
         let text = policy_text(tools);
         let policy = load_policy(text.as_bytes()).expect("generated policy loads");
-        assert_eq!(policy.tools.len(), tools);
+        assert_eq!(tool_count(&policy), tools);
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_function(format!("{tools}_tools"), |b| {
             b.iter(|| load_policy(black_box(text.as_bytes())));

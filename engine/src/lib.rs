@@ -1,18 +1,71 @@
-//! The policy engine of mcp-policy-filter. It never names a host ABI: the proxy-wasm filter
-//! (and any other host) hands it what Envoy gives and performs what it returns.
+//! The policy engine of mcp-policy-filter. It never names a host ABI: a host (the proxy-wasm
+//! filter, a native Envoy module) hands it what the proxy gives and performs what it returns.
+//!
+//! The front door:
+//! - [`load_policy`] reads a policy; [`Policy::bind`] binds it to a filter instance and its
+//!   counter salt.
+//! - [`Stream`] is one HTTP stream: each proxy callback becomes one call on it, and it acts
+//!   through the [`Host`] the proxy implements (reply, resume, call a service, store the audit
+//!   record, count, log).
+//! - [`evaluate`] decides one request body alone (the CLI, benches, fuzzing): a [`Step`], done
+//!   with an [`Outcome`] or waiting for a service.
+//! - [`explain`] says which element of a policy decides a call.
+//!
+//! Inside, modules read top to bottom (docs/architecture.md): `stream` → `report`,
+//! `response` → `request` → `services` → `reply` → `load` → `policy` → `counters` →
+//! `protocol` → `json`.
 
-pub mod counters;
-pub mod explain;
-pub mod hex;
-pub mod json;
-pub mod load;
-pub mod policy;
-pub mod protocol;
-pub mod reply;
-pub mod report;
-pub mod request;
-pub mod response;
-pub mod services;
+mod counters;
+mod explain;
+mod hex;
+mod host;
+mod json;
+mod load;
+mod policy;
+mod protocol;
+mod reply;
+mod report;
+mod request;
+mod response;
+mod services;
+mod stream;
+
+pub use counters::{shared_salt, CasStore, SetOutcome, StoreError};
+pub use explain::explain;
+pub use host::{Action, Host, Level, Metric, Phase};
+pub use load::{load_policy, policy_from_value, PolicyError};
+pub use policy::identity::{sha256_tag, Identity};
+pub use policy::Policy;
+pub use reply::Reply;
+pub use request::evaluate::{evaluate, RequestMeta, Step};
+pub use request::outcome::{Outcome, Verdict};
+pub use stream::Stream;
+
+/// Wire formats other programs share with the engine.
+pub mod wire {
+    /// Envoy's serialized header maps, as hosts hand them over.
+    pub use crate::protocol::header_map;
+    /// The rate-limit service's protobuf messages (`envoy.service.ratelimit.v3`).
+    pub use crate::protocol::ratelimit;
+}
+
+/// What fuzz targets and benches drive beyond the front door.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::counters::memory::MemoryStore;
+    pub use crate::json::{scan, strict};
+    pub use crate::protocol::jsonrpc::parse_body;
+
+    /// Whether `identity` (not a secret) holds a grant of `policy`.
+    pub fn has_grant(policy: &crate::Policy, identity: &str) -> bool {
+        policy.grants.find(identity, false).is_some()
+    }
+
+    /// How many tools `policy` lists.
+    pub fn tool_count(policy: &crate::Policy) -> usize {
+        policy.tools.len()
+    }
+}
 
 #[cfg(test)]
 mod test_support;

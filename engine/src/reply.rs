@@ -1,7 +1,6 @@
 //! What the agent receives when a request is not forwarded: a JSON-RPC error it can read, in an
 //! HTTP response whose status follows the policy's `refusal_mode`.
 
-
 use crate::json::write;
 
 use crate::counters::window::Window;

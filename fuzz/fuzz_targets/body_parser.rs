@@ -17,17 +17,17 @@ mod common;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_engine::json::strict as strict_json;
-use mcp_policy_engine::load::load_policy;
-use mcp_policy_engine::policy::identity::Identity;
-use mcp_policy_engine::policy::Policy;
-use mcp_policy_engine::protocol::jsonrpc::parse_body;
-use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
-use mcp_policy_engine::request::outcome::Verdict;
+use mcp_policy_engine::load_policy;
+use mcp_policy_engine::testing::parse_body;
+use mcp_policy_engine::testing::strict as strict_json;
+use mcp_policy_engine::Identity;
+use mcp_policy_engine::Policy;
+use mcp_policy_engine::Verdict;
+use mcp_policy_engine::{evaluate, RequestMeta};
 use serde_json::Value;
 
 use common::check_reply;
-use mcp_policy_engine::counters::memory::MemoryStore;
+use mcp_policy_engine::testing::MemoryStore;
 
 const POLICY: &str = r#"{"version":"1","default":"deny",
  "tools":{
@@ -58,11 +58,8 @@ const NOW: u64 = 1_795_342_542;
 fn policy() -> &'static Policy {
     static POLICY_CELL: OnceLock<Policy> = OnceLock::new();
     POLICY_CELL.get_or_init(|| match load_policy(POLICY.as_bytes()) {
-        Ok(mut policy) => {
-            // As the filter does when it configures: counter keys built for its namespace.
-            policy.prepare_counter_keys("fuzz");
-            policy
-        }
+        // As the filter does when it configures: counter keys built for its namespace.
+        Ok(policy) => policy.bind("fuzz", 0),
         Err(e) => panic!("the fuzz policy does not load: {e}"),
     })
 }

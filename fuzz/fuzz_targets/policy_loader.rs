@@ -10,12 +10,12 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_engine::load::load_policy;
-use mcp_policy_engine::policy::identity::Identity;
-use mcp_policy_engine::request::evaluate::{evaluate, RequestMeta};
+use mcp_policy_engine::load_policy;
+use mcp_policy_engine::Identity;
+use mcp_policy_engine::{evaluate, RequestMeta};
 
 use common::check_reply;
-use mcp_policy_engine::counters::memory::MemoryStore;
+use mcp_policy_engine::testing::MemoryStore;
 
 const BODIES: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"wechat_mass_send","arguments":{"msg_type":"text","title":"hello","openids":["o1","o2"],"amount":12.5}}}"#,
@@ -23,10 +23,10 @@ const BODIES: &[&str] = &[
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut policy) = load_policy(data) else {
+    let Ok(policy) = load_policy(data) else {
         return;
     };
-    policy.prepare_counter_keys("fuzz");
+    let policy = policy.bind("fuzz", 0);
     let identity = Identity::new("mkt-1");
     for body in BODIES {
         let meta = RequestMeta {

@@ -15,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_policy_engine::json::{scan as json_scan, strict as strict_json};
+use mcp_policy_engine::testing::{scan as json_scan, strict as strict_json};
 use serde_json::Value;
 
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";

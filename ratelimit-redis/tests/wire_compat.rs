@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
-use mcp_policy_engine::protocol::ratelimit::{self as filter, Code, Descriptor, Unit};
+use mcp_policy_engine::wire::ratelimit::{self as filter, Code, Descriptor, Unit};
 use prost::Message;
 use ratelimit_redis::proto;
 

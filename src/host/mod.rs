@@ -1,14 +1,13 @@
 //! The proxy-wasm adapter: Envoy in, engine decision out. Everything that can be decided without
 //! the host lives in `crate::engine`.
 
-mod attributes;
 mod entropy;
+mod envoy;
 mod http;
 mod metrics;
 mod phase_timing;
 mod raw_headers;
 mod root;
-mod shared_data;
 
 use proxy_wasm::types::LogLevel;
 

@@ -4,32 +4,13 @@
 //! empty and compiles away; the shipped .wasm never reads the clock for it. The same builds
 //! count heap allocations in the VM (Envoy's copies into it included) and log them per request.
 
-#[derive(Clone, Copy)]
-pub enum Phase {
-    /// One host call for all request headers.
-    HeadersFetch = 0,
-    /// Decoding the headers Envoy handed over; screening, identity and session from them.
-    HeadersRead,
-    /// One host call for the buffered body.
-    BodyFetch,
-    /// The engine's decision, counters included.
-    Evaluate,
-    /// The same decision made again at once (`phase-timing` builds only): caches warm.
-    EvaluateAgain,
-    /// Building the audit record (the arguments' SHA-256 included).
-    AuditRecord,
-    /// Handing the record to Envoy as filter state.
-    AuditStore,
-    Metrics,
-    ResponseHeaders,
-    ResponseBody,
-}
+pub use mcp_policy_engine::Phase;
 
 #[cfg(feature = "phase-timing")]
 mod enabled {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::RefCell;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::UNIX_EPOCH;
 
     use proxy_wasm::hostcalls;
@@ -37,12 +18,11 @@ mod enabled {
 
     use super::Phase;
 
-    const PHASES: [&str; 10] = [
+    const PHASES: [&str; 9] = [
         "headers_fetch",
         "headers_read",
         "body_fetch",
         "evaluate",
-        "evaluate_again_warm",
         "audit_record",
         "audit_store",
         "metrics",
@@ -51,22 +31,11 @@ mod enabled {
     ];
     const REPORT_EVERY: u64 = 20_000;
 
-    /// Every allocation and reallocation in the VM, whoever asked for it, except in
-    /// `not_counted` (the measurement's own extra work).
+    /// Every allocation and reallocation in the VM, whoever asked for it.
     static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-    static COUNTING: AtomicBool = AtomicBool::new(true);
 
     fn count() {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn not_counted<T>(work: impl FnOnce() -> T) -> T {
-        let was_counting = COUNTING.swap(false, Ordering::Relaxed);
-        let result = work();
-        COUNTING.store(was_counting, Ordering::Relaxed);
-        result
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     }
 
     struct CountingAllocator;
@@ -97,7 +66,21 @@ mod enabled {
     static COUNTING_ALLOCATOR: CountingAllocator = CountingAllocator;
 
     thread_local! {
-        static TOTALS: RefCell<([u64; 10], u64)> = const { RefCell::new(([0; 10], 0)) };
+        static TOTALS: RefCell<([u64; 9], u64)> = const { RefCell::new(([0; 9], 0)) };
+    }
+
+    fn index(phase: Phase) -> usize {
+        match phase {
+            Phase::HeadersFetch => 0,
+            Phase::HeadersRead => 1,
+            Phase::BodyFetch => 2,
+            Phase::Evaluate => 3,
+            Phase::AuditRecord => 4,
+            Phase::AuditStore => 5,
+            Phase::Metrics => 6,
+            Phase::ResponseHeaders => 7,
+            Phase::ResponseBody => 8,
+        }
     }
 
     pub fn now() -> u64 {
@@ -110,7 +93,7 @@ mod enabled {
     pub fn mark(phase: Phase, since: u64) -> u64 {
         let now = now();
         TOTALS.with(|t| {
-            if let Some(total) = t.borrow_mut().0.get_mut(phase as usize) {
+            if let Some(total) = t.borrow_mut().0.get_mut(index(phase)) {
                 *total += now.saturating_sub(since);
             }
         });
@@ -149,13 +132,13 @@ mod enabled {
                     clock as f64 / 1e3
                 ),
             );
-            *t = ([0; 10], 0);
+            *t = ([0; 9], 0);
         });
     }
 }
 
 #[cfg(feature = "phase-timing")]
-pub use enabled::{mark, not_counted, now, request_done};
+pub use enabled::{mark, now, request_done};
 
 #[cfg(not(feature = "phase-timing"))]
 #[inline(always)]
@@ -172,9 +155,3 @@ pub fn mark(_phase: Phase, _since: u64) -> u64 {
 #[cfg(not(feature = "phase-timing"))]
 #[inline(always)]
 pub fn request_done() {}
-
-#[cfg(not(feature = "phase-timing"))]
-#[inline(always)]
-pub fn not_counted<T>(work: impl FnOnce() -> T) -> T {
-    work()
-}

@@ -2,22 +2,23 @@
 //! stream a read-only reference to it.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use mcp_policy_engine::counters::shared_salt;
-use mcp_policy_engine::load::load_policy;
-use mcp_policy_engine::policy::Policy;
+use mcp_policy_engine::load_policy;
+use mcp_policy_engine::shared_salt;
+use mcp_policy_engine::Policy;
 
 use super::entropy::random_u64;
+use super::envoy::SharedData;
 use super::http::PolicyStream;
-use super::shared_data::EnvoySharedData;
 
 #[derive(Default)]
 pub struct PolicyRoot {
-    policy: Option<Rc<Policy>>,
+    policy: Option<Arc<Policy>>,
     /// The filter's plugin name: separates the counters of filters protecting different servers.
     namespace: Rc<str>,
 }
@@ -30,7 +31,7 @@ impl RootContext for PolicyRoot {
         let text = self.get_plugin_configuration().unwrap_or_default();
         // Every worker's VM must mix the same salt into callers' fingerprints: the first one to
         // configure stores it in shared data, the others adopt it.
-        let salt = match shared_salt(&mut EnvoySharedData, random_u64()) {
+        let salt = match shared_salt(&mut SharedData, random_u64()) {
             Ok(salt) => salt,
             Err(e) => {
                 log(
@@ -42,14 +43,13 @@ impl RootContext for PolicyRoot {
             }
         };
         match load_policy(&text) {
-            Ok(mut policy) => {
-                policy.counter_salt = salt;
-                policy.prepare_counter_keys(&name);
+            Ok(policy) => {
+                let policy = policy.bind(&name, salt);
                 log(
                     LogLevel::Info,
                     &format!("mcp-policy-filter[{name}]: {}", policy.summary()),
                 );
-                self.policy = Some(Rc::new(policy));
+                self.policy = Some(Arc::new(policy));
                 self.namespace = name.into();
                 true
             }

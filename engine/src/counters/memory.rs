@@ -40,12 +40,6 @@ impl MemoryStore {
         self.bucket(&slot.key).map(|b| b.count_of(slot.owner))
     }
 
-    pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<_> = self.entries.keys().cloned().collect();
-        keys.sort();
-        keys
-    }
-
     /// Another worker adds 1 for the caller our write is about to add to (the entry whose count
     /// differs between what is stored and what we are writing).
     fn foreign_increment(&mut self, key: &str, ours: &[u8]) {

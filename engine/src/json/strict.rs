@@ -3,12 +3,11 @@
 //! keys case-insensitively. A filter that reads one tool name while the server reads another is
 //! bypassed, so objects with duplicate keys are refused outright.
 
-use std::borrow::Cow;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// A `Value` parsed with every object's keys required to be unique.
@@ -141,18 +140,21 @@ pub fn colliding_keys<'k>(keys: impl Iterator<Item = &'k str>) -> Option<(String
     None
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Check `bytes` exactly as `from_slice` would (syntax, duplicate keys at any depth) without
 /// building anything: the request path only needs a few members, taken out afterwards.
 pub fn validate(bytes: &[u8]) -> Result<(), serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    Check.deserialize(&mut deserializer)?;
+    de::DeserializeSeed::deserialize(Check, &mut deserializer)?;
     deserializer.end()
 }
 
+#[cfg(any(test, feature = "testing"))]
 #[derive(Clone, Copy)]
 struct Check;
 
-impl<'de> DeserializeSeed<'de> for Check {
+#[cfg(any(test, feature = "testing"))]
+impl<'de> de::DeserializeSeed<'de> for Check {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -160,6 +162,7 @@ impl<'de> DeserializeSeed<'de> for Check {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl<'de> Visitor<'de> for Check {
     type Value = ();
 
@@ -195,8 +198,9 @@ impl<'de> Visitor<'de> for Check {
         // Most objects are small and a linear scan beats allocating a set; past a few keys a
         // sorted set keeps a hostile object of 100,000 keys from costing 10^10 comparisons.
         const LINEAR_SCAN_KEYS: usize = 16;
-        let mut few: Vec<Cow<'de, str>> = Vec::new();
-        let mut many: BTreeSet<Cow<'de, str>> = BTreeSet::new();
+        let mut few: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut many: std::collections::BTreeSet<std::borrow::Cow<'de, str>> =
+            std::collections::BTreeSet::new();
         while let Some(key) = map.next_key_seed(Key)? {
             let duplicate = if many.is_empty() && few.len() < LINEAR_SCAN_KEYS {
                 few.contains(&key)
@@ -222,31 +226,34 @@ impl<'de> Visitor<'de> for Check {
 }
 
 /// An object key, borrowed from the input unless it had escapes to decode.
+#[cfg(any(test, feature = "testing"))]
 pub struct Key;
 
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
+#[cfg(any(test, feature = "testing"))]
+impl<'de> de::DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
+    type Value = std::borrow::Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object key")
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
+        Ok(std::borrow::Cow::Borrowed(v))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
     }
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
+        Ok(std::borrow::Cow::Owned(v))
     }
 }
 

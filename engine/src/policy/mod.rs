@@ -1,4 +1,5 @@
-//! The validated, immutable policy the filter enforces. Built only by `load::load_policy`.
+//! The validated policy the filter enforces: built only by `load::load_policy`, bound to a
+//! filter instance by `Policy::bind`, read-only from then on (its fields are the engine's).
 
 pub mod caller;
 pub mod counter;
@@ -50,47 +51,47 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Policy {
-    pub default_action: DefaultAction,
-    pub tools: HashMap<String, ToolRule>,
+    pub(crate) default_action: DefaultAction,
+    pub(crate) tools: HashMap<String, ToolRule>,
     /// Rules of the `"*"` entry: they apply to every call after the tool's own rules.
-    pub wildcard_rules: Vec<Rule>,
+    pub(crate) wildcard_rules: Vec<Rule>,
     /// Tools denied on call and removed from tools/list; `hide_all` for `"*"`.
-    pub hidden: HashSet<String>,
-    pub hide_all: bool,
+    pub(crate) hidden: HashSet<String>,
+    pub(crate) hide_all: bool,
     /// Tools whose metrics carry their own name (see `metric_label`), found once at load.
-    pub labelled_tools: HashSet<String>,
-    pub counters: Vec<CounterSpec>,
+    pub(crate) labelled_tools: HashSet<String>,
+    pub(crate) counters: Vec<CounterSpec>,
     /// Tried in order; the first present one identifies the caller.
-    pub identity_sources: Vec<IdentitySource>,
-    pub missing_identity: MissingIdentity,
+    pub(crate) identity_sources: Vec<IdentitySource>,
+    pub(crate) missing_identity: MissingIdentity,
     /// Empty when the policy defines no grants.
-    pub grants: GrantTable,
-    pub max_body_bytes: u64,
-    pub refusal_mode: RefusalMode,
+    pub(crate) grants: GrantTable,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) refusal_mode: RefusalMode,
     /// The whole policy only reports what it would refuse ("would deny") and blocks nothing.
-    pub shadow: bool,
+    pub(crate) shadow: bool,
     /// Audit records carry the calls' raw arguments (not only their SHA-256).
-    pub audit_arguments: bool,
+    pub(crate) audit_arguments: bool,
     /// Audit records carry a SHA-256 of each call's arguments (the default). Hashing costs
     /// about 4 ns per byte of arguments inside Envoy (Wasm SIMD): `"hash_arguments": false` saves it.
-    pub audit_hash: bool,
+    pub(crate) audit_hash: bool,
     /// When counters cannot be consulted (shared-data errors, CAS exhaustion): refuse the call
     /// (`false`, the default) or let it through uncounted (`"failure_mode": "open"`).
-    pub fail_open: bool,
+    pub(crate) fail_open: bool,
     /// The namespace (the filter's plugin name) the counters' `keys` were built for; empty
-    /// until `prepare_counter_keys`.
-    pub counter_namespace: String,
+    /// until `bind`.
+    pub(crate) counter_namespace: String,
     /// Buckets per scoped counter (`counter_slots` / `ENTRIES_PER_BUCKET`): the bound on the
     /// shared-data keys a counter can ever use, however many sessions and identities come.
-    pub counter_buckets: u64,
+    pub(crate) counter_buckets: u64,
     /// Mixed into callers' fingerprints so that nobody outside can pick session ids or
-    /// identities that crowd a chosen caller's bucket. The filter sets it from a random value
-    /// kept in shared data (the same for every worker); 0 until then.
-    pub counter_salt: u64,
+    /// identities that crowd a chosen caller's bucket. Set by `bind`, from a random value the
+    /// filter keeps in shared data (the same for every worker); 0 until then.
+    pub(crate) counter_salt: u64,
     /// Named in `"rate_limit_services"`; counters refer to them by index.
-    pub rate_limit_services: Vec<RateLimitService>,
+    pub(crate) rate_limit_services: Vec<RateLimitService>,
     /// Required when a tool's action is `require_approval`.
-    pub approval: Option<ApprovalSettings>,
+    pub(crate) approval: Option<ApprovalSettings>,
 }
 
 impl Policy {
@@ -140,9 +141,17 @@ impl Policy {
             .collect()
     }
 
+    /// The policy as one filter instance enforces it: its counters kept under `namespace`
+    /// (the filter's name), callers' fingerprints salted with `salt` (the same in every worker).
+    pub fn bind(mut self, namespace: &str, salt: u64) -> Policy {
+        self.counter_salt = salt;
+        self.prepare_counter_keys(namespace);
+        self
+    }
+
     /// Build every counter's shared-data keys for this filter's `namespace` (and the policy's
-    /// `counter_buckets`), once, when the filter configures.
-    pub fn prepare_counter_keys(&mut self, namespace: &str) {
+    /// `counter_buckets`), once.
+    pub(crate) fn prepare_counter_keys(&mut self, namespace: &str) {
         for spec in &mut self.counters {
             spec.keys = CounterKeys::new(namespace, spec, self.counter_buckets.max(1));
         }

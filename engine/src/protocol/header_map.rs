@@ -40,26 +40,30 @@ pub fn decode(raw: &[u8]) -> Option<Vec<(&str, &[u8])>> {
     (at == raw.len()).then_some(pairs)
 }
 
+/// The host's side of the layout: `pairs` serialized as `decode` reads them.
+pub fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let push_len = |out: &mut Vec<u8>, len: usize| {
+        out.extend(u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    };
+    push_len(&mut out, pairs.len());
+    for (name, value) in pairs {
+        push_len(&mut out, name.len());
+        push_len(&mut out, value.len());
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name);
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::test;
-
-    /// The host's side of the layout, for the tests.
-    fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (name, value) in pairs {
-            out.extend((name.len() as u32).to_le_bytes());
-            out.extend((value.len() as u32).to_le_bytes());
-        }
-        for (name, value) in pairs {
-            out.extend(*name);
-            out.push(0);
-            out.extend(*value);
-            out.push(0);
-        }
-        out
-    }
 
     #[test]
     fn reads_every_pair_in_order_values_as_raw_bytes() {

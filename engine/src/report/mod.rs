@@ -1,3 +1,57 @@
-//! What a decision leaves behind for operators: the audit record.
+//! What a decision leaves behind for operators: the audit record, metric increments and log
+//! lines, handed to the host.
 
 pub mod audit;
+
+use crate::host::{Host, Level, Metric, Phase};
+use crate::policy::identity::Identity;
+use crate::policy::Policy;
+use crate::request::outcome::{Outcome, Verdict};
+use audit::AuditContext;
+
+/// Store the audit record, count every call's decision and log what an operator should see.
+pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, outcome: &Outcome) {
+    let server = context.server;
+    let record = audit::record(policy, context, outcome);
+    host.mark(Phase::AuditRecord);
+    if let Some(record) = record {
+        if let Err(problem) = host.store_audit_record(&record) {
+            host.log(
+                Level::Warn,
+                &format!("mcp-policy-filter[{server}]: audit record not stored: {problem}"),
+            );
+        }
+    }
+    host.mark(Phase::AuditStore);
+    for call in &outcome.calls {
+        host.count(Metric::ToolCall {
+            tool: policy.metric_label(&call.tool),
+            decision: call.decision,
+        });
+    }
+    if outcome.calls.is_empty() && matches!(outcome.verdict, Verdict::Reply(_)) {
+        host.count(Metric::ToolCall {
+            tool: "none",
+            decision: "invalid",
+        });
+    }
+    host.mark(Phase::Metrics);
+    if let Some(problem) = &outcome.problem {
+        host.log(
+            Level::Error,
+            &format!("mcp-policy-filter[{server}]: {problem}"),
+        );
+    }
+    let caller = context
+        .identity
+        .map_or_else(|| "anonymous".to_owned(), Identity::display);
+    for call in outcome.calls.iter().filter(|c| c.decision != "allowed") {
+        host.log(
+            Level::Info,
+            &format!(
+                "mcp-policy-filter[{server}]: tools/call {:?} by {caller:?} {} {}",
+                call.tool, call.decision, call.detail
+            ),
+        );
+    }
+}

@@ -69,6 +69,7 @@ fn union(lists: &[&[CounterId]]) -> Vec<CounterId> {
 
 pub const HIDDEN: &str = "this tool is hidden by policy";
 
+#[cfg(test)]
 /// The full decision for one call: hidden tools, then access (identity, deny, grants, default),
 /// then the tool's rules and the `"*"` rules on its `arguments` and counters.
 pub fn decide_tool(

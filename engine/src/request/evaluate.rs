@@ -427,8 +427,8 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::jsonrpc::{self, Id};
     use crate::load::load_policy;
+    use crate::protocol::jsonrpc::{self, Id};
     use crate::reply::Reply;
     use crate::reply::{
         BATCH_REFUSED, CANNOT_ENFORCE, HEADER_MISMATCH, POLICY_DENIED, RATE_LIMITED,

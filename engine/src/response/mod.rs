@@ -1,3 +1,4 @@
 //! The response path: what an answer tells about the calls that were forwarded.
 
 pub mod tools_list;
+pub mod watch;

@@ -1,6 +1,6 @@
 //! Shared by the fuzz targets: the checks every `evaluate` outcome must pass.
 
-use mcp_policy_engine::request::outcome::{Outcome, Verdict};
+use mcp_policy_engine::{Outcome, Verdict};
 
 /// A refusal is a JSON-RPC answer the agent must be able to read: its body is JSON.
 pub fn check_reply(outcome: &Option<Outcome>) {

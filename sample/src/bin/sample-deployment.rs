@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mcp_policy_engine::load::load_policy;
+use mcp_policy_engine::load_policy;
 use mcp_policy_sample::deployment::{
     start_approval_service, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
     EnvoyTemplate,

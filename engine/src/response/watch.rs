@@ -1,0 +1,279 @@
+//! Reading the answer to a forwarded request: a call the server failed gives back what it took
+//! (refund), and a `tools/list` answer loses the tools this caller may not call. JSON answers are
+//! held whole (up to a cap) and read at their end; SSE answers are read event by event.
+
+use serde_json::Value;
+
+use super::tools_list::{filter_json_body, filter_message};
+use crate::counters::reservations::{http_error_refunds, refund, settle, Reservation};
+use crate::host::{Action, Host, Level};
+use crate::policy::caller::Caller;
+use crate::policy::Policy;
+use crate::protocol::header_map;
+use crate::protocol::sse::SseRewriter;
+
+/// The most of a JSON answer held to read it whole (to refund a failed call, to filter a
+/// tools/list): below Envoy's default per-stream buffer limit (1 MiB), so holding never makes
+/// Envoy reset the stream.
+pub const MAX_HELD_ANSWER: usize = 512 * 1024;
+
+/// How an answer is being read.
+#[derive(Debug, Default)]
+enum Reading {
+    #[default]
+    None,
+    /// `application/json`: buffered whole, read and rewritten at its end.
+    Json,
+    /// `text/event-stream`: read and rewritten event by event as it streams.
+    Sse(SseRewriter),
+}
+
+/// What a forwarded request left to watch for in its answer.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Ids of forwarded tools/list requests: their answers lose the tools this caller may not
+    /// call.
+    tools_list_ids: Vec<Value>,
+    /// What each forwarded tools/call took: refunded if the upstream fails it.
+    reservations: Vec<Reservation>,
+    reading: Reading,
+    /// Bytes of the answer buffered so far, as last reported.
+    body_size: usize,
+}
+
+impl Watch {
+    pub fn new(tools_list_ids: Vec<Value>, reservations: Vec<Reservation>) -> Watch {
+        Watch {
+            tools_list_ids,
+            reservations,
+            ..Watch::default()
+        }
+    }
+
+    /// Nothing to watch for: the answer passes unread.
+    pub fn idle(&self) -> bool {
+        self.tools_list_ids.is_empty() && self.reservations.is_empty()
+    }
+
+    /// Refund on an HTTP error; choose how the body is read. `raw`: the serialized header map
+    /// (`None` if the host could not give it).
+    pub fn on_headers(&mut self, host: &mut dyn Host, namespace: &str, raw: Option<&[u8]>) {
+        if self.idle() {
+            return;
+        }
+        let headers = raw.and_then(header_map::decode).unwrap_or_else(|| {
+            // Read as no headers: no status, so nothing is refunded (never undercharged), and no
+            // content type, so the answer is not rewritten, as an answer in a format the filter
+            // does not read; its tools stay enforced when called.
+            host.log(
+                Level::Error,
+                &format!(
+                    "mcp-policy-filter[{namespace}]: response headers unreadable; answer passed as is"
+                ),
+            );
+            Vec::new()
+        });
+        let text = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let status = text(":status")
+            .and_then(|v| v.parse::<u16>().ok())
+            .unwrap_or(0);
+        let content_type = text("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if status >= 400 && !self.reservations.is_empty() {
+            self.on_error_status(host, namespace, status);
+        }
+        self.reading = if content_type.starts_with("application/json") {
+            Reading::Json
+        } else if content_type.starts_with("text/event-stream") {
+            Reading::Sse(SseRewriter::default())
+        } else {
+            Reading::None
+        };
+        if !self.tools_list_ids.is_empty() && !matches!(self.reading, Reading::None) {
+            // A tools/list answer may be rewritten: its length will change.
+            host.remove_response_header("content-length");
+        }
+    }
+
+    /// The request failed as a whole: nothing it reserved was used — unless the proxy only
+    /// stopped waiting for a server that has the call.
+    fn on_error_status(&mut self, host: &mut dyn Host, namespace: &str, status: u16) {
+        match host.response_code_details() {
+            Some(details) if http_error_refunds(status, &details) => {
+                for reservation in std::mem::take(&mut self.reservations) {
+                    refund_one(host, namespace, &reservation, "HTTP error");
+                }
+            }
+            details => {
+                host.log(
+                    Level::Debug,
+                    &format!(
+                        "mcp-policy-filter[{namespace}]: HTTP {status} ({}): the server may have the call, so what it took stays taken",
+                        details.as_deref().unwrap_or("details unreadable")
+                    ),
+                );
+                self.reservations.clear();
+            }
+        }
+    }
+
+    pub fn on_body(
+        &mut self,
+        host: &mut dyn Host,
+        policy: &Policy,
+        caller: &Caller,
+        namespace: &str,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        self.body_size = body_size;
+        self.read(host, policy, caller, namespace, body_size, end_of_stream)
+    }
+
+    /// Trailers end the answer (HTTP/2): what waits for the end (a held JSON answer, an SSE
+    /// tail) is finished here.
+    pub fn on_trailers(
+        &mut self,
+        host: &mut dyn Host,
+        policy: &Policy,
+        caller: &Caller,
+        namespace: &str,
+    ) -> Action {
+        let size = match self.reading {
+            Reading::Json => self.body_size,
+            _ => 0,
+        };
+        self.read(host, policy, caller, namespace, size, true)
+    }
+
+    /// The stream is over. Calls still pending were forwarded and got no error we could see:
+    /// the client hung up (a disconnect is not a cancellation in MCP: the tool may still run),
+    /// the answer's id was spelled differently, or it came in a form we don't read. Refunds need
+    /// positive evidence of failure, so what they took stays taken.
+    pub fn close(&mut self) {
+        self.reservations.clear();
+    }
+
+    fn read(
+        &mut self,
+        host: &mut dyn Host,
+        policy: &Policy,
+        caller: &Caller,
+        namespace: &str,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        match std::mem::take(&mut self.reading) {
+            Reading::None => Action::Continue,
+            Reading::Json => {
+                self.reading = Reading::Json;
+                self.read_json(host, policy, caller, namespace, body_size, end_of_stream)
+            }
+            Reading::Sse(mut rewriter) => {
+                let chunk = host.response_body(body_size);
+                let ids = &self.tools_list_ids;
+                let pending = &mut self.reservations;
+                let mut refunds = Vec::new();
+                let mut observe = |message: &Value| {
+                    if let Some(failed) = settle(pending, message) {
+                        refunds.push(failed);
+                    }
+                    filter_message(policy, caller, ids, message)
+                };
+                let mut out = rewriter.feed(&chunk, &mut observe);
+                if end_of_stream {
+                    out.extend(rewriter.finish(&mut observe));
+                }
+                for failed in refunds {
+                    refund_one(host, namespace, &failed, "JSON-RPC error");
+                }
+                if body_size > 0 || !out.is_empty() {
+                    host.replace_response_body(body_size, &out);
+                }
+                self.reading = Reading::Sse(rewriter);
+                Action::Continue
+            }
+        }
+    }
+
+    fn read_json(
+        &mut self,
+        host: &mut dyn Host,
+        policy: &Policy,
+        caller: &Caller,
+        namespace: &str,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if !end_of_stream {
+            if body_size <= MAX_HELD_ANSWER {
+                return Action::Pause;
+            }
+            // Too large to hold (Envoy would reset the stream at its buffer limit): it goes on
+            // as is, its calls stay charged (no evidence of failure) and a tools/list in it is
+            // not filtered.
+            if !self.tools_list_ids.is_empty() {
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "mcp-policy-filter[{namespace}]: answer over {MAX_HELD_ANSWER} bytes passed unfiltered"
+                    ),
+                );
+            }
+            self.reservations.clear();
+            self.reading = Reading::None;
+            return Action::Continue;
+        }
+        let body = host.response_body(body_size);
+        if self.tools_list_ids.is_empty() && !contains(&body, b"\"error\"") {
+            // Nothing to rewrite and no JSON-RPC error: every reservation stands, and a large
+            // tool result is not parsed for nothing. (An error spelled with escapes is then not
+            // refunded: the caller is charged, never undercharged.)
+            self.reservations.clear();
+            return Action::Continue;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+            // Not a JSON-RPC answer: pending calls count as unanswered (they stay charged).
+            return Action::Continue;
+        };
+        let messages = match &value {
+            Value::Array(items) => items.iter().collect::<Vec<_>>(),
+            single => vec![single],
+        };
+        for message in messages {
+            if let Some(failed) = settle(&mut self.reservations, message) {
+                refund_one(host, namespace, &failed, "JSON-RPC error");
+            }
+        }
+        if let Some(filtered) = filter_json_body(policy, caller, &self.tools_list_ids, &body) {
+            host.replace_response_body(body_size, &filtered);
+        }
+        Action::Continue
+    }
+}
+
+fn refund_one(host: &mut dyn Host, namespace: &str, reservation: &Reservation, why: &str) {
+    match refund(host.store(), reservation) {
+        Err(problem) => host.log(
+            Level::Error,
+            &format!("mcp-policy-filter[{namespace}]: {problem}"),
+        ),
+        Ok(()) => host.log(
+            Level::Debug,
+            &format!(
+                "mcp-policy-filter[{namespace}]: refunded tools/call id {} ({why})",
+                reservation.id
+            ),
+        ),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,546 @@
+//! The whole stream, callback by callback, against a fake host that records what the engine
+//! asks of it: the sequences the end-to-end suite drives through a real Envoy.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::Stream;
+use crate::counters::memory::MemoryStore;
+use crate::counters::CasStore;
+use crate::host::{Action, Host, Level, Metric};
+use crate::load::load_policy;
+use crate::protocol::header_map;
+use crate::reply::{Reply, APPROVAL_PENDING, CANNOT_ENFORCE, POLICY_DENIED, RATE_LIMITED};
+use crate::test_support::test;
+
+const NOW: u64 = 1_795_342_542;
+
+/// Everything the engine asked the host to do, and what the host has to give.
+#[derive(Default)]
+struct FakeHost {
+    store: MemoryStore,
+    request_body: Vec<u8>,
+    response_body: Vec<u8>,
+    code_details: Option<String>,
+    /// Calls to services fail to go out.
+    unreachable: bool,
+    next_token: u32,
+    removed_request_headers: Vec<String>,
+    removed_response_headers: Vec<String>,
+    replies: Vec<Reply>,
+    resumed: usize,
+    rewritten: Vec<Vec<u8>>,
+    rate_limit_calls: Vec<(String, u32)>,
+    approval_calls: Vec<(String, String, u32)>,
+    audit: Vec<Value>,
+    metrics: Vec<String>,
+    logs: Vec<(Level, String)>,
+}
+
+impl FakeHost {
+    fn token(&mut self) -> Result<u32, String> {
+        if self.unreachable {
+            return Err("BadArgument".to_owned());
+        }
+        self.next_token += 1;
+        Ok(self.next_token)
+    }
+
+    fn last_error(&self) -> Value {
+        let reply = self.replies.last().expect("a reply");
+        serde_json::from_str::<Value>(&reply.body).unwrap()["error"].clone()
+    }
+
+    fn decisions(&self) -> Vec<String> {
+        self.audit
+            .iter()
+            .flat_map(|r| r["calls"].as_array().cloned().unwrap_or_default())
+            .map(|c| c["decision"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+impl Host for FakeHost {
+    fn now(&self) -> u64 {
+        NOW
+    }
+    fn store(&mut self) -> &mut dyn CasStore {
+        &mut self.store
+    }
+    fn request_body(&mut self, size: usize) -> Vec<u8> {
+        self.request_body.get(..size).unwrap_or_default().to_vec()
+    }
+    fn remove_request_header(&mut self, name: &str) {
+        self.removed_request_headers.push(name.to_owned());
+    }
+    fn reply(&mut self, reply: &Reply) {
+        self.replies.push(reply.clone());
+    }
+    fn resume_request(&mut self) {
+        self.resumed += 1;
+    }
+    fn response_body(&mut self, size: usize) -> Vec<u8> {
+        self.response_body.get(..size).unwrap_or_default().to_vec()
+    }
+    fn replace_response_body(&mut self, _size: usize, body: &[u8]) {
+        self.rewritten.push(body.to_vec());
+    }
+    fn remove_response_header(&mut self, name: &str) {
+        self.removed_response_headers.push(name.to_owned());
+    }
+    fn response_code_details(&mut self) -> Option<String> {
+        self.code_details.clone()
+    }
+    fn call_rate_limit_service(
+        &mut self,
+        cluster: &str,
+        _request: &[u8],
+        _timeout_ms: u64,
+    ) -> Result<u32, String> {
+        let token = self.token()?;
+        self.rate_limit_calls.push((cluster.to_owned(), token));
+        Ok(token)
+    }
+    fn call_approval_service(
+        &mut self,
+        cluster: &str,
+        path: &str,
+        _body: &[u8],
+        _timeout_seconds: u64,
+    ) -> Result<u32, String> {
+        let token = self.token()?;
+        self.approval_calls
+            .push((cluster.to_owned(), path.to_owned(), token));
+        Ok(token)
+    }
+    fn store_audit_record(&mut self, record: &str) -> Result<(), String> {
+        self.audit.push(serde_json::from_str(record).unwrap());
+        Ok(())
+    }
+    fn count(&mut self, metric: Metric<'_>) {
+        self.metrics.push(match metric {
+            Metric::ToolCall { tool, decision } => format!("call {tool} {decision}"),
+            Metric::ServiceAnswer { service, result } => format!("service {service} {result}"),
+        });
+    }
+    fn log(&mut self, level: Level, message: &str) {
+        self.logs.push((level, message.to_owned()));
+    }
+    fn jwt_claim(&self, _metadata_key: &str, _path: &[String]) -> Option<String> {
+        None
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        None
+    }
+}
+
+const POLICY: &str = r#"{"version":"1","default":"deny",
+    "tools":{"send":{"limits":[{"counter":"sends","window":"minute","max":1,"scope":"global"}]},
+             "read":{},
+             "delete":{"action":"deny","reason":"never"}}}"#;
+
+fn stream(policy: &str) -> Stream {
+    let mut policy = load_policy(policy.as_bytes()).unwrap();
+    policy.prepare_counter_keys("wechat");
+    Stream::new(Arc::new(policy), Arc::from("wechat"))
+}
+
+fn headers(method: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut pairs: Vec<(&[u8], &[u8])> = vec![
+        (b":method", method.as_bytes()),
+        (b":path", b"/mcp"),
+        (b"x-request-id", b"req-1"),
+    ];
+    if method == "POST" {
+        pairs.push((b"content-type", b"application/json"));
+    }
+    pairs.extend(extra.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    header_map::encode(&pairs)
+}
+
+fn call(id: u64, tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    )
+}
+
+/// Send a POST with `body` through `stream`: the action after its headers, and after its body.
+fn post(stream: &mut Stream, host: &mut FakeHost, body: &str) -> (Action, Action) {
+    let raw = headers(
+        "POST",
+        &[("x-agent-id", "agent-a"), ("accept-encoding", "gzip")],
+    );
+    let after_headers = stream.on_request_headers(host, Some(&raw), false);
+    host.request_body = body.as_bytes().to_vec();
+    let half = body.len() / 2;
+    assert_eq!(stream.on_request_body(host, half, false), Action::Pause);
+    let after_body = stream.on_request_body(host, body.len(), true);
+    (after_headers, after_body)
+}
+
+/// The answer `status` / `content_type` / `body` comes back through `stream`, in one chunk.
+fn answer(stream: &mut Stream, host: &mut FakeHost, status: &str, content_type: &str, body: &str) {
+    let raw = header_map::encode(&[
+        (b":status", status.as_bytes()),
+        (b"content-type", content_type.as_bytes()),
+    ]);
+    if stream.watches_response() {
+        assert_eq!(
+            stream.on_response_headers(host, Some(&raw)),
+            Action::Continue
+        );
+    }
+    host.response_body = body.as_bytes().to_vec();
+    if content_type == "application/json" && stream.watches_response() && body.len() > 1 {
+        // A JSON answer is held until it is complete.
+        assert_eq!(
+            stream.on_response_body(host, body.len() - 1, false),
+            Action::Pause
+        );
+    }
+    assert_eq!(
+        stream.on_response_body(host, body.len(), true),
+        Action::Continue
+    );
+    stream.on_done(host);
+}
+
+/// A fresh stream for one request of a conversation sharing `host`'s counters.
+fn exchange(policy: &str, host: &mut FakeHost, body: &str) -> (Stream, Action) {
+    let mut s = stream(policy);
+    let (_, action) = post(&mut s, host, body);
+    (s, action)
+}
+
+#[test]
+fn methods_without_a_body_pass_and_a_body_on_another_method_is_refused() {
+    let mut host = FakeHost::default();
+    let mut get = stream(POLICY);
+    assert_eq!(
+        get.on_request_headers(&mut host, Some(&headers("GET", &[])), true),
+        Action::Continue
+    );
+    assert!(!get.inspected());
+    let mut put = stream(POLICY);
+    assert_eq!(
+        put.on_request_headers(&mut host, Some(&headers("PUT", &[])), false),
+        Action::Pause
+    );
+    assert_eq!(host.replies[0].status, 405);
+    assert_eq!(host.metrics, ["call none invalid"]);
+    assert_eq!(host.audit[0]["outcome"], "refused");
+    // Unreadable headers fail closed.
+    let mut broken = stream(POLICY);
+    assert_eq!(
+        broken.on_request_headers(&mut host, Some(b"\x05"), false),
+        Action::Pause
+    );
+    assert_eq!(host.replies[1].status, 500);
+}
+
+#[test]
+fn an_allowed_call_is_held_until_its_body_is_complete_then_released() {
+    let mut host = FakeHost::default();
+    let mut s = stream(POLICY);
+    let (after_headers, after_body) = post(&mut s, &mut host, &call(1, "read"));
+    assert_eq!(
+        (after_headers, after_body),
+        (Action::Pause, Action::Continue)
+    );
+    assert!(s.inspected());
+    assert!(host.replies.is_empty());
+    assert_eq!(host.removed_request_headers, ["accept-encoding"]);
+    assert_eq!(host.metrics, ["call read allowed"]);
+    assert_eq!(host.audit[0]["request_id"], "req-1");
+    assert_eq!(host.audit[0]["identity"], "agent-a");
+    assert_eq!(host.decisions(), ["allowed"]);
+    // Nothing to watch in the answer of a call without limits.
+    assert!(!s.watches_response());
+}
+
+#[test]
+fn a_denied_call_is_answered_here_and_logged() {
+    let mut host = FakeHost::default();
+    let (_, action) = exchange(POLICY, &mut host, &call(7, "delete"));
+    assert_eq!(action, Action::Pause);
+    assert_eq!(host.last_error()["code"], POLICY_DENIED);
+    assert_eq!(host.metrics, ["call delete denied"]);
+    assert_eq!(host.decisions(), ["denied"]);
+    assert!(host.logs.iter().any(|(level, line)| *level == Level::Info
+        && line.contains("\"delete\" by \"agent-a\" denied never")));
+}
+
+#[test]
+fn a_call_over_its_limit_is_rate_limited() {
+    let mut host = FakeHost::default();
+    let (mut first, action) = exchange(POLICY, &mut host, &call(1, "send"));
+    assert_eq!(action, Action::Continue);
+    answer(
+        &mut first,
+        &mut host,
+        "200",
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+    );
+    let (_, action) = exchange(POLICY, &mut host, &call(2, "send"));
+    assert_eq!(action, Action::Pause);
+    assert_eq!(host.last_error()["code"], RATE_LIMITED);
+    assert_eq!(host.decisions(), ["allowed", "rate_limited"]);
+}
+
+/// After a first `send` and its answer, whether a second `send` still fits the budget of one.
+fn refunded_after(status: &str, content_type: &str, body: &str, details: Option<&str>) -> bool {
+    let mut host = FakeHost {
+        code_details: details.map(str::to_owned),
+        ..FakeHost::default()
+    };
+    let (mut first, action) = exchange(POLICY, &mut host, &call(1, "send"));
+    assert_eq!(action, Action::Continue);
+    assert!(first.watches_response());
+    answer(&mut first, &mut host, status, content_type, body);
+    let (_, again) = exchange(POLICY, &mut host, &call(2, "send"));
+    again == Action::Continue
+}
+
+#[test]
+fn a_json_rpc_error_refunds_the_call_and_a_result_commits_it() {
+    let error = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"failed"}}"#;
+    let result = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+    assert!(refunded_after("200", "application/json", error, None));
+    assert!(!refunded_after("200", "application/json", result, None));
+    // An error answering another id refunds nothing.
+    let other = r#"{"jsonrpc":"2.0","id":9,"error":{"code":-32000,"message":"failed"}}"#;
+    assert!(!refunded_after("200", "application/json", other, None));
+}
+
+#[test]
+fn an_error_event_in_an_sse_answer_refunds_the_call() {
+    let error = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-1,\"message\":\"x\"}}\n\n";
+    let result = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+    assert!(refunded_after("200", "text/event-stream", error, None));
+    assert!(!refunded_after("200", "text/event-stream", result, None));
+}
+
+#[test]
+fn an_http_error_refunds_unless_envoy_only_stopped_waiting() {
+    let reset = Some("upstream_reset_before_response_started{connection_termination}");
+    assert!(refunded_after("503", "text/plain", "upstream reset", reset));
+    assert!(!refunded_after(
+        "504",
+        "text/plain",
+        "timeout",
+        Some("response_timeout")
+    ));
+    // Without the details, the server may have the call: it stays charged.
+    assert!(!refunded_after("503", "text/plain", "unknown", None));
+}
+
+#[test]
+fn a_stream_that_ends_without_an_answer_keeps_the_charge() {
+    let mut host = FakeHost::default();
+    let (mut first, _) = exchange(POLICY, &mut host, &call(1, "send"));
+    first.on_done(&mut host);
+    let (_, again) = exchange(POLICY, &mut host, &call(2, "send"));
+    assert_eq!(again, Action::Pause);
+    assert_eq!(host.last_error()["code"], RATE_LIMITED);
+}
+
+#[test]
+fn tools_list_answers_lose_the_tools_the_caller_may_not_call() {
+    let tools = json!({"jsonrpc":"2.0","id":3,"result":{"tools":[
+        {"name":"send"},{"name":"read"},{"name":"delete"},{"name":"unlisted"}]}});
+    let kept = |rewritten: &[u8]| -> Vec<String> {
+        let text = std::str::from_utf8(rewritten).unwrap();
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or(text);
+        let value: Value = serde_json::from_str(json).unwrap();
+        value["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+    for (content_type, body) in [
+        ("application/json", tools.to_string()),
+        (
+            "text/event-stream",
+            format!("event: message\ndata: {tools}\n\n"),
+        ),
+    ] {
+        let mut host = FakeHost::default();
+        let (mut s, action) = exchange(POLICY, &mut host, list);
+        assert_eq!(action, Action::Continue);
+        assert!(host.audit.is_empty(), "no decision, no record");
+        answer(&mut s, &mut host, "200", content_type, &body);
+        assert_eq!(host.removed_response_headers, ["content-length"]);
+        assert_eq!(
+            kept(host.rewritten.last().unwrap()),
+            ["send", "read"],
+            "{content_type}"
+        );
+    }
+}
+
+const APPROVAL: &str = r#"{"version":"1","default":"deny",
+    "approval":{"cluster":"approvals","hold_seconds":20},
+    "tools":{"send":{"action":"require_approval"}}}"#;
+
+/// A call waiting for the approval service, then its answer.
+fn approval(answer: Result<(u16, &str), &str>) -> (FakeHost, Action) {
+    let mut host = FakeHost::default();
+    let (mut s, action) = exchange(APPROVAL, &mut host, &call(5, "send"));
+    assert_eq!(action, Action::Pause);
+    let (cluster, path, token) = host.approval_calls[0].clone();
+    assert_eq!(
+        (cluster.as_str(), path.as_str()),
+        ("approvals", "/v1/check")
+    );
+    assert!(host.replies.is_empty() && host.audit.is_empty());
+    // An answer to another call is not this one's.
+    s.on_approval_answer(&mut host, token + 1, Ok((200, b"{}".to_vec())));
+    assert!(host.replies.is_empty() && host.resumed == 0);
+    let answer = answer
+        .map(|(status, body)| (status, body.as_bytes().to_vec()))
+        .map_err(str::to_owned);
+    s.on_approval_answer(&mut host, token, answer);
+    let released = if host.resumed == 1 {
+        Action::Continue
+    } else {
+        Action::Pause
+    };
+    (host, released)
+}
+
+#[test]
+fn an_approved_call_is_released_and_audited_with_its_approver() {
+    let (host, released) = approval(Ok((
+        200,
+        r#"{"status":"approved","id":"a1","approver":"carol"}"#,
+    )));
+    assert_eq!(released, Action::Continue);
+    assert!(host.replies.is_empty());
+    assert_eq!(host.decisions(), ["allowed"]);
+    assert_eq!(
+        host.audit[0]["calls"][0]["reason"],
+        "approved by carol (approval a1)"
+    );
+}
+
+#[test]
+fn a_call_not_approved_is_answered_here() {
+    let (host, released) = approval(Ok((
+        200,
+        r#"{"status":"denied","id":"a2","approver":"carol","reason":"no"}"#,
+    )));
+    assert_eq!(released, Action::Pause);
+    assert_eq!(host.decisions(), ["approval_denied"]);
+    assert_eq!(host.metrics, ["call send approval_denied"]);
+
+    let (host, _) = approval(Ok((
+        200,
+        r#"{"status":"pending","id":"a3","approve_url":"http://x/a3"}"#,
+    )));
+    assert_eq!(host.last_error()["code"], APPROVAL_PENDING);
+    assert_eq!(host.decisions(), ["approval_pending"]);
+
+    let (host, _) = approval(Err("no answer (unreachable or timed out)"));
+    assert_eq!(host.last_error()["code"], CANNOT_ENFORCE);
+    assert_eq!(host.decisions(), ["error"]);
+    let (host, _) = approval(Ok((500, "oops")));
+    assert_eq!(host.decisions(), ["error"]);
+}
+
+#[test]
+fn an_approval_service_that_cannot_be_called_refuses_at_once() {
+    let mut host = FakeHost {
+        unreachable: true,
+        ..FakeHost::default()
+    };
+    let (_, action) = exchange(APPROVAL, &mut host, &call(5, "send"));
+    assert_eq!(action, Action::Pause);
+    assert_eq!(host.last_error()["code"], CANNOT_ENFORCE);
+    assert_eq!(host.decisions(), ["error"]);
+}
+
+const SERVICE: &str = r#"{"version":"1","default":"deny",
+    "rate_limit_services":{"shared":{"cluster":"ratelimit"}},
+    "tools":{"send":{"limits":[
+        {"counter":"sends","window":"minute","max":30,"scope":"global","rate_limit_service":"shared"},
+        {"counter":"local","window":"minute","max":1,"scope":"global"}]}}}"#;
+
+/// A `RateLimitResponse` with one descriptor status: OK (1) or OVER_LIMIT (2).
+fn service_answer(code: u8) -> Vec<u8> {
+    vec![
+        0x08, code, 0x12, 14, 0x08, code, 0x12, 4, 0x08, 30, 0x10, 2, 0x18, 0, 0x22, 2, 0x08, 9,
+    ]
+}
+
+fn ask_service(host: &mut FakeHost) -> (Stream, u32) {
+    let (s, action) = exchange(SERVICE, host, &call(1, "send"));
+    assert_eq!(action, Action::Pause);
+    let (cluster, token) = host.rate_limit_calls.last().unwrap().clone();
+    assert_eq!(cluster, "ratelimit");
+    (s, token)
+}
+
+#[test]
+fn a_call_waits_for_the_rate_limit_service_and_follows_its_answer() {
+    let mut host = FakeHost::default();
+    let (mut s, token) = ask_service(&mut host);
+    s.on_rate_limit_answer(&mut host, token, Ok(service_answer(1)));
+    assert_eq!(host.resumed, 1);
+    assert_eq!(host.metrics, ["service shared ok", "call send allowed"]);
+
+    // Over the service's limit: refused, and the local counter given back.
+    let mut host = FakeHost::default();
+    let (mut s, token) = ask_service(&mut host);
+    s.on_rate_limit_answer(&mut host, token, Ok(service_answer(2)));
+    assert_eq!(host.last_error()["code"], RATE_LIMITED);
+    assert_eq!(
+        host.metrics,
+        ["service shared over_limit", "call send rate_limited"]
+    );
+    let (mut again, token) = ask_service(&mut host);
+    again.on_rate_limit_answer(&mut host, token, Ok(service_answer(1)));
+    assert_eq!(host.resumed, 1, "the local budget of one was given back");
+}
+
+#[test]
+fn a_rate_limit_service_that_fails_refuses_the_call() {
+    let mut host = FakeHost::default();
+    let (mut s, token) = ask_service(&mut host);
+    s.on_rate_limit_answer(&mut host, token, Err("gRPC status 14".to_owned()));
+    assert_eq!(host.last_error()["code"], CANNOT_ENFORCE);
+    assert_eq!(host.metrics, ["service shared error", "call send error"]);
+    // An answer that does not add up is no answer.
+    let mut host = FakeHost::default();
+    let (mut s, token) = ask_service(&mut host);
+    s.on_rate_limit_answer(&mut host, token, Ok(vec![0x08, 1]));
+    assert_eq!(host.last_error()["code"], CANNOT_ENFORCE);
+    // A service that cannot be called at all.
+    let mut host = FakeHost {
+        unreachable: true,
+        ..FakeHost::default()
+    };
+    let (_, action) = exchange(SERVICE, &mut host, &call(1, "send"));
+    assert_eq!(action, Action::Pause);
+    assert_eq!(host.last_error()["code"], CANNOT_ENFORCE);
+}
+
+#[test]
+fn a_request_abandoned_while_the_service_is_asked_gives_back_what_it_took() {
+    let mut host = FakeHost::default();
+    let (mut s, _) = ask_service(&mut host);
+    s.on_done(&mut host);
+    assert!(host.replies.is_empty() && host.audit.is_empty());
+    let (mut again, token) = ask_service(&mut host);
+    again.on_rate_limit_answer(&mut host, token, Ok(service_answer(1)));
+    assert_eq!(host.resumed, 1);
+}
