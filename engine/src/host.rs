@@ -23,7 +23,7 @@ pub enum Level {
     Critical,
 }
 
-/// A metric increment: the host names the stat (Envoy's tag encoding is the host's business).
+/// A metric increment (`report::stats::Stats` names it as an Envoy stat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric<'a> {
     /// One `tools/call` decision (`tool` is `Policy::metric_label`, `none` for a request
@@ -31,6 +31,8 @@ pub enum Metric<'a> {
     ToolCall { tool: &'a str, decision: &'a str },
     /// One answer (or failure) of a rate-limit service: `ok`, `over_limit`, `error`.
     ServiceAnswer { service: &'a str, result: &'a str },
+    /// A policy the filter refused (at start or on an update).
+    ConfigFailure,
 }
 
 /// Where a request's time goes, for hosts that measure it (`make bench-phases`). Each mark ends

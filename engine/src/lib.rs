@@ -37,6 +37,7 @@ pub use load::{load_policy, policy_from_value, PolicyError};
 pub use policy::identity::{sha256_tag, Identity};
 pub use policy::Policy;
 pub use reply::Reply;
+pub use report::stats::Stats;
 pub use request::evaluate::{evaluate, RequestMeta, Step};
 pub use request::outcome::{Outcome, Verdict};
 pub use stream::Stream;

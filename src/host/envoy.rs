@@ -162,14 +162,7 @@ impl Host for EnvoyHost {
     }
 
     fn count(&mut self, metric: Metric<'_>) {
-        match metric {
-            Metric::ToolCall { tool, decision } => {
-                metrics::count_call(&self.namespace, tool, decision);
-            }
-            Metric::ServiceAnswer { service, result } => {
-                metrics::count_service_answer(&self.namespace, service, result);
-            }
-        }
+        metrics::count(&self.namespace, metric);
     }
 
     fn log(&mut self, level: Level, message: &str) {

@@ -10,6 +10,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 
 use mcp_policy_engine::load_policy;
 use mcp_policy_engine::shared_salt;
+use mcp_policy_engine::Metric;
 use mcp_policy_engine::Policy;
 
 use super::entropy::random_u64;
@@ -38,7 +39,7 @@ impl RootContext for PolicyRoot {
                     LogLevel::Critical,
                     &format!("mcp-policy-filter[{name}]: cannot set up counters: {e}"),
                 );
-                super::metrics::count_config_failure(&name);
+                super::metrics::count(&name, Metric::ConfigFailure);
                 return false;
             }
         };
@@ -60,7 +61,7 @@ impl RootContext for PolicyRoot {
                     LogLevel::Critical,
                     &format!("mcp-policy-filter[{name}]: invalid policy: {e}"),
                 );
-                super::metrics::count_config_failure(&name);
+                super::metrics::count(&name, Metric::ConfigFailure);
                 false
             }
         }

@@ -1,7 +1,8 @@
-//! What a decision leaves behind for operators: the audit record, metric increments and log
-//! lines, handed to the host.
+//! What a decision leaves behind for operators: the audit record, metric increments (named as
+//! Envoy stats by `stats`) and log lines, handed to the host.
 
 pub mod audit;
+pub mod stats;
 
 use crate::host::{Host, Level, Metric, Phase};
 use crate::policy::identity::Identity;

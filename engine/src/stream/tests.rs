@@ -124,6 +124,7 @@ impl Host for FakeHost {
         self.metrics.push(match metric {
             Metric::ToolCall { tool, decision } => format!("call {tool} {decision}"),
             Metric::ServiceAnswer { service, result } => format!("service {service} {result}"),
+            Metric::ConfigFailure => "config failure".to_owned(),
         });
     }
     fn log(&mut self, level: Level, message: &str) {
