@@ -16,6 +16,7 @@
 //! `protocol` → `json`.
 
 mod counters;
+mod decision;
 mod explain;
 mod hex;
 mod host;
@@ -31,6 +32,7 @@ mod services;
 mod stream;
 
 pub use counters::{shared_salt, CasStore, SetOutcome, StoreError};
+pub use decision::Decision;
 pub use explain::explain;
 pub use host::{Action, Host, Level, Metric, Phase};
 pub use load::{load_policy, policy_from_value, PolicyError};

@@ -1,6 +1,7 @@
 //! What the agent receives when a request is not forwarded: a JSON-RPC error it can read, in an
 //! HTTP response whose status follows the policy's `refusal_mode`.
 
+use crate::decision::Decision;
 use crate::json::write;
 
 use crate::counters::window::Window;
@@ -124,16 +125,15 @@ impl LimitHit {
 }
 
 impl Refusal {
-    pub fn decision(&self) -> &'static str {
+    pub fn decision(&self) -> Decision {
         match self {
-            Refusal::Denied { .. } => "denied",
-            Refusal::RateLimited { .. } => "rate_limited",
-            Refusal::CannotEnforce { .. } => "error",
-            Refusal::Invalid { .. } | Refusal::HeaderMismatch { .. } => "invalid",
-            Refusal::BatchRefused => "batch_refused",
-            Refusal::ApprovalDenied { .. } => "approval_denied",
-            Refusal::ApprovalPending { .. } => "approval_pending",
-            Refusal::ApprovalUnavailable { .. } => "error",
+            Refusal::Denied { .. } => Decision::Denied,
+            Refusal::RateLimited { .. } => Decision::RateLimited,
+            Refusal::CannotEnforce { .. } | Refusal::ApprovalUnavailable { .. } => Decision::Error,
+            Refusal::Invalid { .. } | Refusal::HeaderMismatch { .. } => Decision::Invalid,
+            Refusal::BatchRefused => Decision::BatchRefused,
+            Refusal::ApprovalDenied { .. } => Decision::ApprovalDenied,
+            Refusal::ApprovalPending { .. } => Decision::ApprovalPending,
         }
     }
 
@@ -146,7 +146,7 @@ impl Refusal {
             Refusal::Denied { tool, reason } => {
                 error.i64("code", POLICY_DENIED);
                 let mut data = error.object("data");
-                data.str("decision", "denied");
+                data.str("decision", Decision::Denied.as_str());
                 data.str("reason", reason);
                 data.str("tool", tool);
                 data.close();
@@ -159,7 +159,7 @@ impl Refusal {
                 error.i64("code", RATE_LIMITED);
                 let mut data = error.object("data");
                 data.str("counter", &limit.counter);
-                data.str("decision", "rate_limited");
+                data.str("decision", Decision::RateLimited.as_str());
                 data.u64("limit", limit.max);
                 data.u64("needed", limit.needed);
                 data.opt_str("reason", limit.reason.as_deref());
@@ -185,7 +185,7 @@ impl Refusal {
                 error.i64("code", CANNOT_ENFORCE);
                 let mut data = error.object("data");
                 data.str("counter", counter);
-                data.str("decision", "error");
+                data.str("decision", Decision::Error.as_str());
                 data.str("problem", problem);
                 data.str("tool", tool);
                 data.close();
@@ -219,7 +219,7 @@ impl Refusal {
                 let mut data = error.object("data");
                 data.str("approval_id", approval_id);
                 data.str("approver", approver);
-                data.str("decision", "approval_denied");
+                data.str("decision", Decision::ApprovalDenied.as_str());
                 data.str("reason", reason);
                 data.str("tool", tool);
                 data.close();
@@ -239,7 +239,7 @@ impl Refusal {
                 let mut data = error.object("data");
                 data.str("approval_id", approval_id);
                 data.str("approve_url", approve_url);
-                data.str("decision", "approval_pending");
+                data.str("decision", Decision::ApprovalPending.as_str());
                 data.str("tool", tool);
                 data.close();
                 error.str(
@@ -255,7 +255,7 @@ impl Refusal {
             Refusal::ApprovalUnavailable { tool, problem } => {
                 error.i64("code", CANNOT_ENFORCE);
                 let mut data = error.object("data");
-                data.str("decision", "error");
+                data.str("decision", Decision::Error.as_str());
                 data.str("problem", problem);
                 data.str("tool", tool);
                 data.close();
@@ -269,7 +269,7 @@ impl Refusal {
             Refusal::BatchRefused => {
                 error.i64("code", BATCH_REFUSED);
                 let mut data = error.object("data");
-                data.str("decision", "batch_refused");
+                data.str("decision", Decision::BatchRefused.as_str());
                 data.close();
                 error.str(
                     "message",
@@ -317,7 +317,7 @@ fn standard_message(code: i64) -> &'static str {
 /// `"data": {"decision": "invalid"}`, for malformed requests.
 fn invalid_data(parent: &mut Object) {
     let mut data = parent.object("data");
-    data.str("decision", "invalid");
+    data.str("decision", Decision::Invalid.as_str());
     data.close();
 }
 
@@ -439,7 +439,7 @@ pub fn too_large(limit: u64) -> Reply {
         let mut error = Object::open(out);
         error.i64("code", INVALID_REQUEST);
         let mut data = error.object("data");
-        data.str("decision", "invalid");
+        data.str("decision", Decision::Invalid.as_str());
         data.u64("max_body_bytes", limit);
         data.close();
         error.str(

@@ -76,7 +76,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         push_key(&mut out, "tool", false);
         push_str(&mut out, &call.tool);
         push_key(&mut out, "decision", false);
-        push_str(&mut out, call.decision);
+        push_str(&mut out, call.decision.as_str());
         push_key(&mut out, "rule", false);
         push_str(&mut out, &call.rule);
         if !call.detail.is_empty() {
@@ -219,7 +219,7 @@ mod tests {
                         )
                         .unwrap(),
                         tool: &call.tool,
-                        decision: call.decision,
+                        decision: call.decision.as_str(),
                         rule: &call.rule,
                         reason: &call.detail,
                         arguments_sha256: policy.audit_hash.then(|| sha256_tag(arguments)),
@@ -324,7 +324,7 @@ mod tests {
                             "{policy_text} {body}"
                         );
                         compared += 1;
-                        decisions.extend(outcome.calls.iter().map(|c| c.decision));
+                        decisions.extend(outcome.calls.iter().map(|c| c.decision.as_str()));
                     }
                 }
             }

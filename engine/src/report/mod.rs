@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod stats;
 
+use crate::decision::Decision;
 use crate::host::{Host, Level, Metric, Phase};
 use crate::policy::identity::Identity;
 use crate::policy::Policy;
@@ -27,7 +28,7 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
     for call in &outcome.calls {
         host.count(Metric::ToolCall {
             tool: policy.metric_label(&call.tool),
-            decision: call.decision,
+            decision: call.decision.as_str(),
         });
     }
     if outcome.calls.is_empty() && matches!(outcome.verdict, Verdict::Reply(_)) {
@@ -46,7 +47,11 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
     let caller = context
         .identity
         .map_or_else(|| "anonymous".to_owned(), Identity::display);
-    for call in outcome.calls.iter().filter(|c| c.decision != "allowed") {
+    for call in outcome
+        .calls
+        .iter()
+        .filter(|c| c.decision != Decision::Allowed)
+    {
         host.log(
             Level::Info,
             &format!(

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use super::outcome::{CallRecord, CounterReading, Outcome, Verdict};
 use crate::counters::reservations::{Hold, Reservation};
 use crate::counters::{release, try_acquire, Acquire, CasStore, CounterError, Slot};
+use crate::decision::Decision;
 use crate::json::write;
 use crate::policy::caller::Caller;
 use crate::policy::rules::Charge;
@@ -255,7 +256,7 @@ fn mark_would_deny(
             .as_ref()
             .is_some_and(|c| c.iter().any(|c| c.counter == counter))
         {
-            record.decision = "would_deny";
+            record.decision = Decision::WouldDeny;
             record.detail = format!("rate limited: counter {} is used up", spec.name);
         }
     }

@@ -7,6 +7,7 @@ use super::charge::{counter_slot, give_back, refuse, Charging};
 use super::outcome::{CallRecord, Outcome};
 use super::remote::AwaitingServices;
 use crate::counters::{current, CasStore};
+use crate::decision::Decision;
 use crate::json::strict;
 use crate::policy::caller::Caller;
 use crate::policy::identity::Identity;
@@ -186,7 +187,7 @@ pub fn evaluate(
                     ToolDecision::Deny { reason, .. } => {
                         calls.push(CallRecord {
                             tool: name.clone(),
-                            decision: "denied",
+                            decision: Decision::Denied,
                             detail: reason.clone(),
                             rule,
                             id: message.id.clone(),
@@ -229,7 +230,7 @@ pub fn evaluate(
                                     let reason = "this call needs a human's approval; send it alone, not in a JSON-RPC batch".to_owned();
                                     calls.push(CallRecord {
                                         tool: name.clone(),
-                                        decision: "denied",
+                                        decision: Decision::Denied,
                                         detail: reason.clone(),
                                         rule: approval_rule,
                                         id: message.id.clone(),
@@ -263,13 +264,13 @@ pub fn evaluate(
                         limits_of_this = Some(wanted);
                         // Shadowed refusals are reported, and the call goes on.
                         let (decision, detail) = if shadow_denials.is_empty() {
-                            ("allowed", approved_note.unwrap_or_default())
+                            (Decision::Allowed, approved_note.unwrap_or_default())
                         } else {
                             let what: Vec<String> = shadow_denials
                                 .iter()
                                 .map(|(r, p)| format!("{r} ({p})"))
                                 .collect();
-                            ("would_deny", what.join("; "))
+                            (Decision::WouldDeny, what.join("; "))
                         };
                         calls.push(CallRecord {
                             tool: name.clone(),
@@ -532,7 +533,7 @@ mod tests {
             out.calls,
             vec![CallRecord {
                 tool: "wechat_mass_send".into(),
-                decision: "allowed",
+                decision: Decision::Allowed,
                 detail: String::new(),
                 rule: "tools.wechat_mass_send".into(),
                 id: Some(json!(1).into()),
@@ -623,7 +624,7 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("retry in 18 s"));
-        assert_eq!(out.calls[0].decision, "rate_limited");
+        assert_eq!(out.calls[0].decision.as_str(), "rate_limited");
         // Another agent has its own budget.
         assert_eq!(
             h.as_agent("b", &call(1, "wechat_mass_send")).verdict,
@@ -935,7 +936,7 @@ mod tests {
         let recorded: Vec<_> = out
             .calls
             .iter()
-            .map(|c| (c.decision, c.detail.as_str()))
+            .map(|c| (c.decision.as_str(), c.detail.as_str()))
             .collect();
         assert_eq!(recorded[0], ("batch_refused", BATCH_REFUSED_DETAIL));
         assert_eq!(recorded[1].0, "denied");
@@ -1236,7 +1237,7 @@ mod tests {
         ));
         let (_, value) = reply_of(&closed);
         assert_eq!(value["error"]["code"], CANNOT_ENFORCE, "{value}");
-        assert_eq!(closed.calls[0].decision, "error");
+        assert_eq!(closed.calls[0].decision.as_str(), "error");
         let open = done(evaluate(&rules("open"), body.as_bytes(), &meta, &mut store));
         assert_eq!(open.verdict, Verdict::Forward);
         // Only a refusal that rests on the unreadable counter says so: another rule's denial
@@ -1655,7 +1656,7 @@ mod shadow_tests {
         let mut store = MemoryStore::default();
         let out = run(&policy, &mut store, "unlisted", "{}");
         assert_eq!(out.verdict, Verdict::Forward);
-        assert_eq!(out.calls[0].decision, "would_deny");
+        assert_eq!(out.calls[0].decision.as_str(), "would_deny");
         assert!(
             out.calls[0].detail.contains("(default)"),
             "{}",
@@ -1668,7 +1669,10 @@ mod shadow_tests {
         let over = run(&policy, &mut store, "limited", "{}");
         assert_eq!(over.verdict, Verdict::Forward);
         assert_eq!(
-            (over.calls[0].decision, over.calls[0].detail.as_str()),
+            (
+                over.calls[0].decision.as_str(),
+                over.calls[0].detail.as_str()
+            ),
             ("would_deny", "rate limited: counter c is used up")
         );
     }
@@ -1684,7 +1688,7 @@ mod shadow_tests {
         let mut store = MemoryStore::default();
         let out = run(&policy, &mut store, "new_rule", r#"{"n":9}"#);
         assert_eq!(out.verdict, Verdict::Forward);
-        assert_eq!(out.calls[0].decision, "would_deny");
+        assert_eq!(out.calls[0].decision.as_str(), "would_deny");
         assert!(out.calls[0]
             .detail
             .starts_with("n too big (tools.new_rule.rules[0])"));
@@ -1695,7 +1699,7 @@ mod shadow_tests {
         ));
         let trial = run(&policy, &mut store, "trial_tool", "{}");
         assert_eq!(
-            (trial.verdict, trial.calls[0].decision),
+            (trial.verdict, trial.calls[0].decision.as_str()),
             (Verdict::Forward, "would_deny")
         );
     }
@@ -1714,7 +1718,7 @@ mod shadow_tests {
         let mut store = MemoryStore::default();
         let missing = run(&policy, &mut store, "t", "{}");
         assert_eq!(
-            (missing.verdict, missing.calls[0].decision),
+            (missing.verdict, missing.calls[0].decision.as_str()),
             (Verdict::Forward, "would_deny"),
             "{}",
             missing.calls[0].detail
@@ -1726,12 +1730,12 @@ mod shadow_tests {
         );
         let second = run(&policy, &mut store, "t", r#"{"n":1}"#);
         assert_eq!(
-            (second.verdict, second.calls[0].decision),
+            (second.verdict, second.calls[0].decision.as_str()),
             (Verdict::Forward, "allowed")
         );
         let third = run(&policy, &mut store, "t", r#"{"n":1}"#);
         assert_eq!(
-            (third.verdict, third.calls[0].decision),
+            (third.verdict, third.calls[0].decision.as_str()),
             (Verdict::Forward, "would_deny"),
             "{}",
             third.calls[0].detail
@@ -1752,7 +1756,7 @@ mod shadow_tests {
         let mut store = MemoryStore::default();
         let trial = run(&policy, &mut store, "trial", "{}");
         assert_eq!(
-            (trial.verdict, trial.calls[0].decision),
+            (trial.verdict, trial.calls[0].decision.as_str()),
             (Verdict::Forward, "would_deny")
         );
         assert!(
@@ -1769,7 +1773,7 @@ mod shadow_tests {
                 .unwrap();
         let old = run(&everywhere, &mut store, "old", "{}");
         assert_eq!(
-            (old.verdict, old.calls[0].decision),
+            (old.verdict, old.calls[0].decision.as_str()),
             (Verdict::Forward, "would_deny")
         );
     }

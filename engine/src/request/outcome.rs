@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::counters::reservations::Reservation;
+use crate::decision::Decision;
 use crate::policy::RefusalMode;
 use crate::protocol::jsonrpc::Id;
 use crate::reply::{self, Refusal, Reply};
@@ -13,7 +14,7 @@ use crate::services::approval::ApprovalQuery;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
     pub tool: String,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub detail: String,
     /// The policy element that decided (JSON path), for audit records.
     pub rule: String,
@@ -68,7 +69,7 @@ impl Outcome {
     /// (and counted) as refused with their batch, as the client is told.
     pub(crate) fn reply(reply: Reply, mut calls: Vec<CallRecord>) -> Outcome {
         for call in &mut calls {
-            if matches!(call.decision, "allowed" | "would_deny") {
+            if call.decision.lets_through() {
                 call.decision = Refusal::BatchRefused.decision();
                 call.detail = if call.detail.is_empty() {
                     BATCH_REFUSED_DETAIL.to_owned()
