@@ -6,7 +6,7 @@ use crate::json::write;
 
 use crate::counters::window::Window;
 use crate::policy::{RefusalMode, Scope};
-use crate::protocol::jsonrpc::{Id, INVALID_REQUEST, PARSE_ERROR};
+use crate::protocol::jsonrpc::{Body, Id, INVALID_REQUEST, PARSE_ERROR};
 
 /// The tool is not allowed by policy.
 pub const POLICY_DENIED: i64 = -32003;
@@ -430,6 +430,35 @@ pub fn batch(entries: &[(Option<&Id>, Refusal, bool)], mode: RefusalMode) -> Rep
     }
     body.push(']');
     build(status, body, retry_after(entries.iter().map(|(_, r, _)| r)))
+}
+
+/// The reply refusing `body`: each message its refusal, or `BatchRefused` for those that have
+/// none but are refused with the rest.
+pub fn for_body(body: &Body, refusals: Vec<Option<Refusal>>, refusal_mode: RefusalMode) -> Reply {
+    match body {
+        Body::Single(message) => {
+            let refusal = refusals
+                .into_iter()
+                .flatten()
+                .next()
+                .unwrap_or(Refusal::BatchRefused);
+            single(message.id.as_ref(), &refusal, refusal_mode)
+        }
+        Body::Batch(messages) => {
+            let entries: Vec<(Option<&Id>, Refusal, bool)> = messages
+                .iter()
+                .zip(refusals)
+                .map(|(m, r)| {
+                    (
+                        m.id.as_ref(),
+                        r.unwrap_or(Refusal::BatchRefused),
+                        m.expects_answer(),
+                    )
+                })
+                .collect();
+            batch(&entries, refusal_mode)
+        }
+    }
 }
 
 /// 413: the body is larger than `max_body_bytes`; it was not read further.

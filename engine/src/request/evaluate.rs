@@ -1,47 +1,20 @@
-//! One POSTed body in, one verdict out: forward it untouched, or answer it ourselves.
+//! One POSTed body in, one step out: envelope → plan each call (`plan`) → charge counters
+//! (`charge`) → done (forward it untouched, or answer it ourselves) or waiting for a service.
 
-use serde_json::Value;
-
-use super::access::{decide_with_rule, ToolDecision};
-use super::charge::{counter_slot, give_back, refuse, Charging};
-use super::outcome::{CallRecord, Outcome};
+use super::charge::Charging;
+pub use super::meta::RequestMeta;
+use super::outcome::Outcome;
+use super::plan::Plan;
 use super::remote::AwaitingServices;
-use crate::counters::{current, CasStore};
-use crate::decision::Decision;
-use crate::json::strict;
+use super::slot::counter_slot;
+use crate::counters::CasStore;
 use crate::policy::caller::Caller;
-use crate::policy::identity::Identity;
-use crate::policy::rules::Charge;
-use crate::policy::{CounterId, Policy, RefusalMode};
+use crate::policy::{Policy, RefusalMode};
 use crate::protocol::header_value;
-use crate::protocol::jsonrpc::{parse_body, Body, Message, MessageKind, INVALID_REQUEST};
-use crate::reply::{self, Refusal};
-use crate::services::approval::{self, ApprovalQuery, Approved};
+use crate::protocol::jsonrpc::{parse_body, Body, Message, MessageKind};
+use crate::reply::{self, Refusal, Reply};
+use crate::services::approval::ApprovalQuery;
 use crate::services::rate_limit::{self, RemoteCharge};
-
-/// What the filter knows about the request besides its body.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestMeta<'a> {
-    /// Keeps the counters of different filter instances (one per MCP server) apart.
-    pub namespace: &'a str,
-    /// The caller, as resolved from the policy's identity sources.
-    pub identity: Option<&'a Identity>,
-    /// `Mcp-Session-Id`, if sent.
-    pub session: Option<&'a str>,
-    /// `Mcp-Method` and `Mcp-Name` (MCP 2026-07-28 clients), if sent, as sent (`Mcp-Name` may be
-    /// in the encoded form `=?base64?…?=`).
-    pub mcp_method: Option<&'a str>,
-    pub mcp_name: Option<&'a str>,
-    /// Unix time, seconds.
-    pub now: u64,
-    /// A POST to the legacy HTTP+SSE transport's message endpoint: its answer travels on the
-    /// session's SSE stream and clients read only the status of this response, so refusals use
-    /// HTTP error statuses (as `refusal_mode: http`) whatever the policy's refusal mode.
-    pub legacy_sse: bool,
-    /// A human approved the call with this digest (set when the request is decided again after
-    /// the approval service said yes).
-    pub approved: Option<Approved<'a>>,
-}
 
 /// Where a request stands after the engine has looked at it: finished, or waiting for an
 /// answer the host fetches and hands back (`AwaitingServices::resume`, or `evaluate` again with
@@ -65,6 +38,7 @@ impl Step {
     }
 }
 
+/// Decide `body`: envelope → plan each call → charge counters → step.
 pub fn evaluate(
     policy: &Policy,
     body: &[u8],
@@ -76,264 +50,74 @@ pub fn evaluate(
     } else {
         policy.refusal_mode
     };
-    if body.len() as u64 > policy.max_body_bytes {
-        return Step::Done(Outcome::reply(
-            reply::too_large(policy.max_body_bytes),
-            Vec::new(),
-        ));
-    }
-    let body = match parse_body(body) {
+    let body = match envelope(policy, body, meta, refusal_mode) {
         Ok(body) => body,
-        Err(e) => {
-            let refusal = Refusal::Invalid {
-                code: e.code,
-                problem: e.problem,
-            };
-            return Step::Done(Outcome::reply(
-                reply::single(None, &refusal, refusal_mode),
-                Vec::new(),
-            ));
-        }
+        Err(reply) => return Step::Done(Outcome::reply(reply, Vec::new())),
     };
+    let caller = Caller::new(policy, meta.identity);
+    let mut plan = Plan::make(policy, &caller, meta, store, body);
+    if plan.refuses() {
+        return Step::Done(plan.refuse(refusal_mode));
+    }
+    if let Some(query) = plan.approval.take() {
+        return Step::AwaitApproval(Box::new(query));
+    }
+    charge_counters(policy, &caller, meta, store, plan, refusal_mode)
+}
+
+/// The body as JSON-RPC, if its size, syntax and `Mcp-*` headers let it be read; else the
+/// reply refusing it.
+fn envelope(
+    policy: &Policy,
+    body: &[u8],
+    meta: &RequestMeta,
+    refusal_mode: RefusalMode,
+) -> Result<Body, Reply> {
+    if body.len() as u64 > policy.max_body_bytes {
+        return Err(reply::too_large(policy.max_body_bytes));
+    }
+    let body = parse_body(body).map_err(|e| {
+        let refusal = Refusal::Invalid {
+            code: e.code,
+            problem: e.problem,
+        };
+        reply::single(None, &refusal, refusal_mode)
+    })?;
     if let Err(problem) = headers_agree(&body, meta) {
         let id = match &body {
             Body::Single(m) => m.id.as_ref(),
             Body::Batch(_) => None,
         };
         let refusal = Refusal::HeaderMismatch { problem };
-        return Step::Done(Outcome::reply(
-            reply::single(id, &refusal, refusal_mode),
-            Vec::new(),
-        ));
+        return Err(reply::single(id, &refusal, refusal_mode));
     }
+    Ok(body)
+}
 
-    let mut body = body;
-    let message_count = body.messages().len();
-    let is_batch = matches!(body, Body::Batch(_));
-    // A call that needs a human's approval and has none yet: asked before any counter moves.
-    let mut awaiting_approval: Option<ApprovalQuery> = None;
-    let caller = Caller::new(policy, meta.identity);
-    // First pass: policy decisions and malformed messages, without touching any counter.
-    let mut refusals: Vec<Option<Refusal>> = Vec::with_capacity(message_count);
-    // The counters each allowed tools/call must fit in (None for everything else).
-    let mut call_limits: Vec<Option<Vec<Charge>>> = Vec::with_capacity(message_count);
-    let mut calls = Vec::new();
-    // Per counter: total amount this request charges, and the message if it does not fit.
-    let mut charges: Vec<(CounterId, u64, Option<String>)> = Vec::new();
-    // Arguments are only read here: each call's record takes them, rather than a copy.
-    for message in body.messages_mut() {
-        let mut limits_of_this = None;
-        refusals.push(match &message.kind {
-            MessageKind::ToolCall { name } => 'call: {
-                // Conditions on counters read them as they stand before this request.
-                // Why counters could not be read, for a refusal that rests on one.
-                let mut read_problems: Vec<(CounterId, String)> = Vec::new();
-                let mut read_counter = |id: CounterId| -> Result<u64, String> {
-                    let spec = policy
-                        .counter(id)
-                        .ok_or_else(|| format!("counter #{id} is not defined"))?;
-                    let slot = counter_slot(policy, meta.namespace, spec, &caller, meta.session);
-                    current(store, &slot, spec.window, meta.now).map_err(|e| {
-                        let problem = e.to_string();
-                        read_problems.push((id, problem.clone()));
-                        problem
-                    })
-                };
-                // Only rules read arguments: without any, they stay unparsed text.
-                let arguments = if policy.reads_arguments(name) {
-                    match message.arguments.as_deref().map(rule_arguments).transpose() {
-                        Ok(arguments) => arguments,
-                        Err(problem) => {
-                            break 'call Some(Refusal::Invalid {
-                                code: INVALID_REQUEST,
-                                problem,
-                            })
-                        }
-                    }
-                } else {
-                    None
-                };
-                let (decision, rule) =
-                    decide_with_rule(policy, &caller, name, arguments.as_ref(), &mut read_counter);
-                match decision {
-                    ToolDecision::Deny {
-                        unreadable: Some(id),
-                        ..
-                    } => {
-                        let counter = policy
-                            .counter(id)
-                            .map_or_else(|| format!("#{id}"), |spec| spec.name.clone());
-                        let problem = read_problems
-                            .iter()
-                            .find(|(read, _)| *read == id)
-                            .map(|(_, problem)| problem.clone())
-                            .unwrap_or_default();
-                        let detail = format!("counter {counter} could not be read: {problem}");
-                        let refusal = Refusal::CannotEnforce {
-                            tool: name.clone(),
-                            counter,
-                            problem,
-                        };
-                        calls.push(CallRecord {
-                            tool: name.clone(),
-                            decision: refusal.decision(),
-                            detail,
-                            rule,
-                            id: message.id.clone(),
-                            arguments: message.arguments.take(),
-                        });
-                        Some(refusal)
-                    }
-                    ToolDecision::Deny { reason, .. } => {
-                        calls.push(CallRecord {
-                            tool: name.clone(),
-                            decision: Decision::Denied,
-                            detail: reason.clone(),
-                            rule,
-                            id: message.id.clone(),
-                            arguments: message.arguments.take(),
-                        });
-                        Some(Refusal::Denied {
-                            tool: name.clone(),
-                            reason,
-                        })
-                    }
-                    ToolDecision::Allow {
-                        charges: wanted,
-                        shadow_denials,
-                        approval: approval_rule,
-                    } => {
-                        let mut approved_note = None;
-                        if let Some(approval_rule) = approval_rule {
-                            let query = match approval::query(
-                                policy,
-                                meta.namespace,
-                                meta.identity,
-                                name,
-                                message.id.clone(),
-                                message.arguments.as_deref(),
-                                &approval_rule,
-                            ) {
-                                Ok(query) => query,
-                                Err(problem) => {
-                                    break 'call Some(Refusal::Invalid {
-                                        code: INVALID_REQUEST,
-                                        problem,
-                                    })
-                                }
-                            };
-                            match meta.approved {
-                                Some(approved) if approved.digest == query.digest => {
-                                    approved_note = Some(approved.note.to_owned());
-                                }
-                                _ if is_batch => {
-                                    let reason = "this call needs a human's approval; send it alone, not in a JSON-RPC batch".to_owned();
-                                    calls.push(CallRecord {
-                                        tool: name.clone(),
-                                        decision: Decision::Denied,
-                                        detail: reason.clone(),
-                                        rule: approval_rule,
-                                        id: message.id.clone(),
-                                        arguments: message.arguments.take(),
-                                    });
-                                    break 'call Some(Refusal::Denied {
-                                        tool: name.clone(),
-                                        reason,
-                                    });
-                                }
-                                _ => awaiting_approval = Some(query),
-                            }
-                        }
-                        // Kept in counter order, the order they are charged in.
-                        for charge in &wanted {
-                            match charges.binary_search_by_key(&charge.counter, |(c, _, _)| *c) {
-                                Ok(at) => {
-                                    if let Some((_, amount, reason)) = charges.get_mut(at) {
-                                        *amount = amount.saturating_add(charge.amount);
-                                        if reason.is_none() {
-                                            reason.clone_from(&charge.reason);
-                                        }
-                                    }
-                                }
-                                Err(at) => charges.insert(
-                                    at,
-                                    (charge.counter, charge.amount, charge.reason.clone()),
-                                ),
-                            }
-                        }
-                        limits_of_this = Some(wanted);
-                        // Shadowed refusals are reported, and the call goes on.
-                        let (decision, detail) = if shadow_denials.is_empty() {
-                            (Decision::Allowed, approved_note.unwrap_or_default())
-                        } else {
-                            let what: Vec<String> = shadow_denials
-                                .iter()
-                                .map(|(r, p)| format!("{r} ({p})"))
-                                .collect();
-                            (Decision::WouldDeny, what.join("; "))
-                        };
-                        calls.push(CallRecord {
-                            tool: name.clone(),
-                            decision,
-                            detail,
-                            rule,
-                            id: message.id.clone(),
-                            arguments: message.arguments.take(),
-                        });
-                        None
-                    }
-                }
-            }
-            MessageKind::Invalid { code, problem } => Some(Refusal::Invalid {
-                code: *code,
-                problem: problem.clone(),
-            }),
-            MessageKind::Other { .. } | MessageKind::Response => None,
-        });
-        call_limits.push(limits_of_this);
-    }
-    if refusals.iter().any(Option::is_some) {
-        return Step::Done(Outcome::reply(refuse(&body, refusals, refusal_mode), calls));
-    }
-    if let Some(query) = awaiting_approval {
-        return Step::AwaitApproval(Box::new(query));
-    }
-
-    // Second pass: charge every counter the allowed calls use, all or nothing. Counters kept
-    // by a rate-limit service are asked for last (the host sends the queries): what is taken
-    // locally can be given back if a service refuses, what a service counted cannot.
-    let mut charging = Charging::new(
-        body,
-        call_limits,
-        calls,
-        refusal_mode,
-        meta.now,
-        charges.len(),
-    );
+/// The second pass: charge every counter the allowed calls use, all or nothing. Counters kept
+/// by a rate-limit service are asked for last (the host sends the queries): what is taken
+/// locally can be given back if a service refuses, what a service counted cannot.
+fn charge_counters(
+    policy: &Policy,
+    caller: &Caller,
+    meta: &RequestMeta,
+    store: &mut dyn CasStore,
+    mut plan: Plan,
+    refusal_mode: RefusalMode,
+) -> Step {
+    let totals = std::mem::take(&mut plan.totals);
+    let mut charging = Charging::new(plan, refusal_mode, meta.now, totals.len());
     let mut remote: Vec<(usize, RemoteCharge)> = Vec::new();
-    for (id, cost, reason) in charges {
-        let Some(spec) = policy.counter(id) else {
-            // Unreachable for a loaded policy; if it ever happens, refuse rather than skip a limit.
-            let problem = format!("counter #{id} is not defined");
-            let refusal = Refusal::CannotEnforce {
-                tool: String::new(),
-                counter: format!("#{id}"),
-                problem: problem.clone(),
-            };
-            let mut calls = charging.calls;
-            for call in &mut calls {
-                call.decision = refusal.decision();
-            }
-            let mut outcome = Outcome::reply(reply::single(None, &refusal, refusal_mode), calls);
-            outcome.problem = Some(problem);
-            give_back(store, &charging.taken);
-            return Step::Done(outcome);
+    for total in totals {
+        let Some(spec) = policy.counter(total.counter) else {
+            // Not for a loaded policy; if it ever happens, refuse rather than skip a limit.
+            return Step::Done(charging.undefined(store, total.counter));
         };
         let charge = RemoteCharge {
-            id,
-            cost,
-            reason,
-            slot: counter_slot(policy, meta.namespace, spec, &caller, meta.session),
+            id: total.counter,
+            cost: total.amount,
+            reason: total.reason,
+            slot: counter_slot(policy, meta.namespace, spec, caller, meta.session),
         };
         match spec.service {
             Some(service) => remote.push((service, charge)),
@@ -344,35 +128,11 @@ pub fn evaluate(
             }
         }
     }
-    if !remote.is_empty() {
-        let queries = rate_limit::queries(policy, meta.namespace, meta.session, &caller, remote);
-        return Step::AwaitServices(Box::new(AwaitingServices { queries, charging }));
+    if remote.is_empty() {
+        return Step::Done(charging.forward());
     }
-    Step::Done(charging.forward())
-}
-
-/// The arguments as rules read them. Parsed by our own reader: `serde_json::Value` (with the
-/// `raw_value` feature this crate needs) reads an object whose only key is
-/// `$serde_json::private::RawValue` as the JSON inside its string, which the server would not.
-/// Keys differing only in case are refused at any depth, as in the message and its params:
-/// a server that folds case (Go) would read another value than the rule checked.
-fn rule_arguments(text: &str) -> Result<Value, String> {
-    let value = strict::from_slice(text.as_bytes()).map_err(|e| e.to_string())?;
-    match first_case_collision(&value) {
-        Some((a, b)) => Err(format!(
-            "argument keys \"{a}\" and \"{b}\" differ only in case"
-        )),
-        None => Ok(value),
-    }
-}
-
-fn first_case_collision(value: &Value) -> Option<(String, String)> {
-    match value {
-        Value::Object(map) => strict::case_folding_collision(map)
-            .or_else(|| map.values().find_map(first_case_collision)),
-        Value::Array(items) => items.iter().find_map(first_case_collision),
-        _ => None,
-    }
+    let queries = rate_limit::queries(policy, meta.namespace, meta.session, caller, remote);
+    Step::AwaitServices(Box::new(AwaitingServices { queries, charging }))
 }
 
 /// MCP 2026-07-28 clients repeat the method (and tool name) in headers, which proxies and
@@ -428,7 +188,10 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::Decision;
     use crate::load::load_policy;
+    use crate::policy::identity::Identity;
+    use crate::protocol::jsonrpc::INVALID_REQUEST;
     use crate::protocol::jsonrpc::{self, Id};
     use crate::reply::Reply;
     use crate::reply::{

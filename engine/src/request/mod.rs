@@ -1,10 +1,14 @@
 //! The request path: headers are screened, then the body is evaluated against the policy:
-//! envelope → plan each call (`access`) → charge counters (`charge`) → a `Step`, finished
-//! (`outcome`) or waiting for rate-limit services (`remote`) or an approval.
+//! envelope → plan each call (`plan`, deciding access with `access`) → charge counters
+//! (`charge`) → a `Step`, finished (`outcome`) or waiting for rate-limit services (`remote`) or
+//! an approval.
 
 pub mod access;
 pub mod charge;
 pub mod evaluate;
 pub mod headers;
+pub mod meta;
 pub mod outcome;
+pub mod plan;
 pub mod remote;
+pub mod slot;

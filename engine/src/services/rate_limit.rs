@@ -354,7 +354,7 @@ mod tests {
         // The per-session count taken before the service answered was given back.
         let identity = Identity::new("agent-a");
         let caller = Caller::new(&policy, Some(&identity));
-        let slot = crate::request::charge::counter_slot(
+        let slot = crate::request::slot::counter_slot(
             &policy,
             "wechat",
             &policy.counters[1],

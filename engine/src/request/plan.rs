@@ -1,0 +1,363 @@
+//! The first pass over a request: each message planned against the policy, refused or allowed
+//! with the counters it must fit in, before any counter moves.
+
+use serde_json::Value;
+
+use super::access::{decide_with_rule, ToolDecision};
+use super::meta::RequestMeta;
+use super::outcome::{CallRecord, Outcome};
+use super::slot::counter_slot;
+use crate::counters::{current, CasStore};
+use crate::decision::Decision;
+use crate::json::strict;
+use crate::policy::caller::Caller;
+use crate::policy::rules::Charge;
+use crate::policy::{CounterId, Policy, RefusalMode};
+use crate::protocol::jsonrpc::{Body, Message, MessageKind, INVALID_REQUEST};
+use crate::reply::{self, Refusal};
+use crate::services::approval::{self, ApprovalQuery};
+
+/// What the first pass decided for one message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Planned {
+    /// Why the message is refused, if it is.
+    pub(crate) refusal: Option<Refusal>,
+    /// The counters an allowed tools/call must fit in.
+    pub(crate) charges: Option<Vec<Charge>>,
+    /// What happened to a tools/call that was decided, for the audit record and metrics.
+    pub(crate) record: Option<CallRecord>,
+}
+
+impl Planned {
+    pub(crate) fn uses(&self, counter: CounterId) -> bool {
+        self.charges
+            .iter()
+            .flatten()
+            .any(|charge| charge.counter == counter)
+    }
+
+    fn refused(refusal: Refusal, record: Option<CallRecord>) -> Planned {
+        Planned {
+            refusal: Some(refusal),
+            charges: None,
+            record,
+        }
+    }
+}
+
+/// One counter the request charges: the amount of all its calls together, and the message if
+/// it does not fit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Total {
+    pub(crate) counter: CounterId,
+    pub(crate) amount: u64,
+    pub(crate) reason: Option<String>,
+}
+
+/// The request after the first pass.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) body: Body,
+    /// One per message of `body`, in order.
+    pub(crate) entries: Vec<Planned>,
+    /// In counter order, the order they are charged in.
+    pub(crate) totals: Vec<Total>,
+    /// A call that needs a human's approval and has none yet: asked before any counter moves.
+    pub(crate) approval: Option<ApprovalQuery>,
+}
+
+impl Plan {
+    pub(crate) fn make(
+        policy: &Policy,
+        caller: &Caller,
+        meta: &RequestMeta,
+        store: &mut dyn CasStore,
+        mut body: Body,
+    ) -> Plan {
+        let mut planner = Planner {
+            policy,
+            caller,
+            meta,
+            store,
+            in_batch: matches!(body, Body::Batch(_)),
+            approval: None,
+            totals: Vec::new(),
+        };
+        let entries = body
+            .messages_mut()
+            .iter_mut()
+            .map(|message| planner.plan(message))
+            .collect();
+        let Planner {
+            approval, totals, ..
+        } = planner;
+        Plan {
+            body,
+            entries,
+            totals,
+            approval,
+        }
+    }
+
+    pub(crate) fn refuses(&self) -> bool {
+        self.entries.iter().any(|entry| entry.refusal.is_some())
+    }
+
+    /// The whole request refused for the refusals in it.
+    pub(crate) fn refuse(self, refusal_mode: RefusalMode) -> Outcome {
+        let (refusals, records): (Vec<_>, Vec<_>) = self
+            .entries
+            .into_iter()
+            .map(|entry| (entry.refusal, entry.record))
+            .unzip();
+        let reply = reply::for_body(&self.body, refusals, refusal_mode);
+        Outcome::reply(reply, records.into_iter().flatten().collect())
+    }
+}
+
+/// What planning one message needs.
+struct Planner<'a> {
+    policy: &'a Policy,
+    caller: &'a Caller<'a>,
+    meta: &'a RequestMeta<'a>,
+    store: &'a mut dyn CasStore,
+    in_batch: bool,
+    approval: Option<ApprovalQuery>,
+    totals: Vec<Total>,
+}
+
+impl Planner<'_> {
+    fn plan(&mut self, message: &mut Message) -> Planned {
+        match &message.kind {
+            MessageKind::ToolCall { .. } => self.plan_call(message),
+            MessageKind::Invalid { code, problem } => Planned::refused(
+                Refusal::Invalid {
+                    code: *code,
+                    problem: problem.clone(),
+                },
+                None,
+            ),
+            MessageKind::Other { .. } | MessageKind::Response => Planned::default(),
+        }
+    }
+
+    /// A tools/call: its tool, caller and arguments against the policy. Conditions on counters
+    /// read them as they stand before this request.
+    fn plan_call(&mut self, message: &mut Message) -> Planned {
+        let MessageKind::ToolCall { name } = &message.kind else {
+            return Planned::default();
+        };
+        let name = name.clone();
+        // Only rules read arguments: without any, they stay unparsed text.
+        let arguments = if self.policy.reads_arguments(&name) {
+            match message.arguments.as_deref().map(rule_arguments).transpose() {
+                Ok(arguments) => arguments,
+                Err(problem) => return Planned::refused(invalid(problem), None),
+            }
+        } else {
+            None
+        };
+        // Why counters could not be read, for a refusal that rests on one.
+        let mut read_problems: Vec<(CounterId, String)> = Vec::new();
+        let (decision, rule) = {
+            let Planner {
+                policy,
+                caller,
+                meta,
+                store,
+                ..
+            } = self;
+            let mut read_counter = |id: CounterId| -> Result<u64, String> {
+                let spec = policy
+                    .counter(id)
+                    .ok_or_else(|| format!("counter #{id} is not defined"))?;
+                let slot = counter_slot(policy, meta.namespace, spec, caller, meta.session);
+                current(&mut **store, &slot, spec.window, meta.now).map_err(|e| {
+                    let problem = e.to_string();
+                    read_problems.push((id, problem.clone()));
+                    problem
+                })
+            };
+            decide_with_rule(policy, caller, &name, arguments.as_ref(), &mut read_counter)
+        };
+        match decision {
+            ToolDecision::Deny {
+                unreadable: Some(id),
+                ..
+            } => {
+                let counter = self
+                    .policy
+                    .counter(id)
+                    .map_or_else(|| format!("#{id}"), |spec| spec.name.clone());
+                let problem = read_problems
+                    .into_iter()
+                    .find(|(read, _)| *read == id)
+                    .map(|(_, problem)| problem)
+                    .unwrap_or_default();
+                let detail = format!("counter {counter} could not be read: {problem}");
+                let refusal = Refusal::CannotEnforce {
+                    tool: name.clone(),
+                    counter,
+                    problem,
+                };
+                let record = record(message, &name, refusal.decision(), detail, rule);
+                Planned::refused(refusal, Some(record))
+            }
+            ToolDecision::Deny { reason, .. } => {
+                let record = record(message, &name, Decision::Denied, reason.clone(), rule);
+                Planned::refused(Refusal::Denied { tool: name, reason }, Some(record))
+            }
+            ToolDecision::Allow {
+                charges,
+                shadow_denials,
+                approval,
+            } => {
+                let approved_note = match approval {
+                    None => None,
+                    Some(approval_rule) => match self.ask_approval(message, &name, approval_rule) {
+                        Ok(note) => note,
+                        Err(refused) => return *refused,
+                    },
+                };
+                self.add_to_totals(&charges);
+                // Shadowed refusals are reported, and the call goes on.
+                let (decision, detail) = if shadow_denials.is_empty() {
+                    (Decision::Allowed, approved_note.unwrap_or_default())
+                } else {
+                    let what: Vec<String> = shadow_denials
+                        .iter()
+                        .map(|(r, p)| format!("{r} ({p})"))
+                        .collect();
+                    (Decision::WouldDeny, what.join("; "))
+                };
+                Planned {
+                    refusal: None,
+                    charges: Some(charges),
+                    record: Some(record(message, &name, decision, detail, rule)),
+                }
+            }
+        }
+    }
+
+    /// A call the rule at `approval_rule` makes wait for a human. `Ok(Some(note))`: approved
+    /// (who approved it, for the audit record); `Ok(None)`: to be asked, once every other
+    /// message is planned; `Err`: refused.
+    fn ask_approval(
+        &mut self,
+        message: &mut Message,
+        name: &str,
+        approval_rule: String,
+    ) -> Result<Option<String>, Box<Planned>> {
+        let query = approval::query(
+            self.policy,
+            self.meta.namespace,
+            self.meta.identity,
+            name,
+            message.id.clone(),
+            message.arguments.as_deref(),
+            &approval_rule,
+        )
+        .map_err(|problem| Box::new(Planned::refused(invalid(problem), None)))?;
+        match self.meta.approved {
+            Some(approved) if approved.digest == query.digest => Ok(Some(approved.note.to_owned())),
+            _ if self.in_batch => {
+                let reason =
+                    "this call needs a human's approval; send it alone, not in a JSON-RPC batch"
+                        .to_owned();
+                let record = record(
+                    message,
+                    name,
+                    Decision::Denied,
+                    reason.clone(),
+                    approval_rule,
+                );
+                let refusal = Refusal::Denied {
+                    tool: name.to_owned(),
+                    reason,
+                };
+                Err(Box::new(Planned::refused(refusal, Some(record))))
+            }
+            _ => {
+                self.approval = Some(query);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Kept in counter order, the order they are charged in.
+    fn add_to_totals(&mut self, charges: &[Charge]) {
+        for charge in charges {
+            match self
+                .totals
+                .binary_search_by_key(&charge.counter, |total| total.counter)
+            {
+                Ok(at) => {
+                    if let Some(total) = self.totals.get_mut(at) {
+                        total.amount = total.amount.saturating_add(charge.amount);
+                        if total.reason.is_none() {
+                            total.reason.clone_from(&charge.reason);
+                        }
+                    }
+                }
+                Err(at) => self.totals.insert(
+                    at,
+                    Total {
+                        counter: charge.counter,
+                        amount: charge.amount,
+                        reason: charge.reason.clone(),
+                    },
+                ),
+            }
+        }
+    }
+}
+
+/// The record of one decided call. Arguments are only read here: the record takes them, rather
+/// than a copy.
+fn record(
+    message: &mut Message,
+    tool: &str,
+    decision: Decision,
+    detail: String,
+    rule: String,
+) -> CallRecord {
+    CallRecord {
+        tool: tool.to_owned(),
+        decision,
+        detail,
+        rule,
+        id: message.id.clone(),
+        arguments: message.arguments.take(),
+    }
+}
+
+fn invalid(problem: String) -> Refusal {
+    Refusal::Invalid {
+        code: INVALID_REQUEST,
+        problem,
+    }
+}
+
+/// The arguments as rules read them. Parsed by our own reader: `serde_json::Value` (with the
+/// `raw_value` feature this crate needs) reads an object whose only key is
+/// `$serde_json::private::RawValue` as the JSON inside its string, which the server would not.
+/// Keys differing only in case are refused at any depth, as in the message and its params:
+/// a server that folds case (Go) would read another value than the rule checked.
+fn rule_arguments(text: &str) -> Result<Value, String> {
+    let value = strict::from_slice(text.as_bytes()).map_err(|e| e.to_string())?;
+    match first_case_collision(&value) {
+        Some((a, b)) => Err(format!(
+            "argument keys \"{a}\" and \"{b}\" differ only in case"
+        )),
+        None => Ok(value),
+    }
+}
+
+fn first_case_collision(value: &Value) -> Option<(String, String)> {
+    match value {
+        Value::Object(map) => strict::case_folding_collision(map)
+            .or_else(|| map.values().find_map(first_case_collision)),
+        Value::Array(items) => items.iter().find_map(first_case_collision),
+        _ => None,
+    }
+}
