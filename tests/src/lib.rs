@@ -58,6 +58,13 @@ pub fn sample_policy(name: &str) -> String {
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// A JSON-RPC `tools/call` of `tool` with `arguments`.
+pub fn tool_call_body(id: u64, tool: &str, arguments: &Value) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+           "params": {"name": tool, "arguments": arguments}})
+    .to_string()
+}
+
 pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -242,6 +249,20 @@ impl Deployment {
     /// Envoy's own counters from its admin endpoint, by exact name.
     pub fn envoy_stat(&self, name: &str) -> u64 {
         envoy_stat(self.envoy.admin_port, name)
+    }
+
+    /// The sample value of `mcp_policy_tool_calls_total` for these labels on Envoy's Prometheus
+    /// endpoint; `None` while the filter never counted that combination (so that a misspelt
+    /// label cannot read as 0).
+    pub fn decisions_counted(&self, server: &str, tool: &str, decision: &str) -> Option<u64> {
+        let (_, text) = http_get(self.envoy.admin_port, "/stats/prometheus")
+            .expect("admin /stats/prometheus");
+        let prefix = format!(
+            r#"mcp_policy_tool_calls_total{{mcp_server="{server}",mcp_tool="{tool}",mcp_decision="{decision}"}} "#
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().parse().expect("a counter value"))
     }
 
     /// The access log's JSON lines, parsed, with each `mcp_policy` audit record parsed too.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use e2e::http::post;
-use e2e::{wait_for_window_room, Deployment, DeploymentOptions};
+use e2e::{tool_call_body, wait_for_window_room, Deployment, DeploymentOptions};
 use serde_json::{json, Value};
 
 fn stateless(wechat_policy: &str, notify_policy: &str) -> Deployment {
@@ -17,26 +17,6 @@ fn stateless(wechat_policy: &str, notify_policy: &str) -> Deployment {
         stateless: true,
         ..Default::default()
     })
-}
-
-fn call_body(id: u64, tool: &str, arguments: &Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-           "params": {"name": tool, "arguments": arguments}})
-    .to_string()
-}
-
-/// The sample value of `mcp_policy_tool_calls_total` for these labels on Envoy's Prometheus
-/// endpoint; `None` while the filter never counted that combination.
-fn decisions_counted(d: &Deployment, server: &str, tool: &str, decision: &str) -> Option<u64> {
-    let (_, text) =
-        mcp_policy_sample::deployment::http_get(d.envoy.admin_port, "/stats/prometheus")
-            .expect("admin /stats/prometheus");
-    let prefix = format!(
-        r#"mcp_policy_tool_calls_total{{mcp_server="{server}",mcp_tool="{tool}",mcp_decision="{decision}"}} "#
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().parse().expect("a counter value"))
 }
 
 /// `default: allow` lets a tool the policy does not list through: the upstream runs it, the
@@ -53,7 +33,7 @@ async fn default_allow_lets_an_unlisted_tool_through() {
 
     let unlisted = post(
         &d.url("wechat"),
-        call_body(1, "wechat_get_followers", &json!({})),
+        tool_call_body(1, "wechat_get_followers", &json!({})),
         &agent,
     )
     .await;
@@ -64,7 +44,7 @@ async fn default_allow_lets_an_unlisted_tool_through() {
 
     let denied = post(
         &d.url("wechat"),
-        call_body(2, "wechat_mass_delete", &json!({"msg_id": 5})),
+        tool_call_body(2, "wechat_mass_delete", &json!({"msg_id": 5})),
         &agent,
     )
     .await
@@ -76,7 +56,7 @@ async fn default_allow_lets_an_unlisted_tool_through() {
     // The same kind of call under default: deny on the other server: refused, never run.
     let other = post(
         &d.url("notify"),
-        call_body(3, "ding_send_text", &json!({"text": "hi"})),
+        tool_call_body(3, "ding_send_text", &json!({"text": "hi"})),
         &agent,
     )
     .await
@@ -103,7 +83,7 @@ async fn default_allow_lets_an_unlisted_tool_through() {
         (json!("allowed"), json!("default"), json!("forwarded"))
     );
     // An unlisted tool is counted under "other", as allowed.
-    assert_eq!(decisions_counted(&d, "wechat", "other", "allowed"), Some(1));
+    assert_eq!(d.decisions_counted("wechat", "other", "allowed"), Some(1));
 }
 
 /// A batch with one element over its limit is refused whole: nothing in it reaches the
@@ -130,7 +110,7 @@ async fn a_refused_batch_leaves_the_other_elements_budgets_untouched() {
     // Use up "previews".
     let first = post(
         &url,
-        call_body(1, "wechat_mass_preview", &preview_args),
+        tool_call_body(1, "wechat_mass_preview", &preview_args),
         &agent,
     )
     .await
@@ -142,10 +122,10 @@ async fn a_refused_batch_leaves_the_other_elements_budgets_untouched() {
     // Two reads, the used-up preview and a send: refused whole.
     let batch = format!(
         "[{},{},{},{}]",
-        call_body(10, "wechat_get_followers", &json!({})),
-        call_body(11, "wechat_get_followers", &json!({})),
-        call_body(12, "wechat_mass_preview", &preview_args),
-        call_body(13, "wechat_mass_send", &send_args),
+        tool_call_body(10, "wechat_get_followers", &json!({})),
+        tool_call_body(11, "wechat_get_followers", &json!({})),
+        tool_call_body(12, "wechat_mass_preview", &preview_args),
+        tool_call_body(13, "wechat_mass_send", &send_args),
     );
     let refused = post(&url, batch, &agent).await;
     assert_eq!(refused.status, 200, "{refused:?}");
@@ -183,7 +163,7 @@ async fn a_refused_batch_leaves_the_other_elements_budgets_untouched() {
     ] {
         for n in 1..=budget {
             id += 1;
-            let answer = post(&url, call_body(id, tool, &arguments), &agent)
+            let answer = post(&url, tool_call_body(id, tool, &arguments), &agent)
                 .await
                 .json();
             assert!(
@@ -193,7 +173,7 @@ async fn a_refused_batch_leaves_the_other_elements_budgets_untouched() {
             assert_eq!(d.upstream_tool_calls("wechat", tool), n);
         }
         id += 1;
-        let over = post(&url, call_body(id, tool, &arguments), &agent)
+        let over = post(&url, tool_call_body(id, tool, &arguments), &agent)
             .await
             .json();
         assert_eq!(over["error"]["code"], -32029, "{tool}: {over}");
@@ -203,7 +183,7 @@ async fn a_refused_batch_leaves_the_other_elements_budgets_untouched() {
     }
     assert_eq!(d.upstream_tool_calls("wechat", "wechat_mass_preview"), 1);
     assert_eq!(
-        decisions_counted(&d, "wechat", "wechat_get_followers", "batch_refused"),
+        d.decisions_counted("wechat", "wechat_get_followers", "batch_refused"),
         Some(2)
     );
 }
@@ -365,7 +345,7 @@ async fn rule_operators_on_arguments_decide_through_envoy() {
         let before = d.upstream_tool_calls(server, tool);
         let response = post(
             &d.url(server),
-            call_body(i as u64 + 1, tool, arguments),
+            tool_call_body(i as u64 + 1, tool, arguments),
             &[("x-agent-id", "agent-1")],
         )
         .await;

@@ -4,7 +4,7 @@
 //! metrics; tools/list answers keep the tools shadow covers.
 
 use e2e::http::post;
-use e2e::{Deployment, DeploymentOptions};
+use e2e::{tool_call_body, Deployment, DeploymentOptions};
 use serde_json::{json, Value};
 
 /// Policy-level shadow: a denied tool, a hidden tool and an unlisted tool under default deny.
@@ -30,26 +30,6 @@ fn deployment() -> Deployment {
         stateless: true,
         ..Default::default()
     })
-}
-
-fn call_body(id: u64, tool: &str, arguments: &Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-           "params": {"name": tool, "arguments": arguments}})
-    .to_string()
-}
-
-/// `mcp_policy_tool_calls_total` for these labels on Envoy's Prometheus endpoint; `None` while
-/// the filter never counted that combination.
-fn decisions_counted(d: &Deployment, server: &str, tool: &str, decision: &str) -> Option<u64> {
-    let (_, text) =
-        mcp_policy_sample::deployment::http_get(d.envoy.admin_port, "/stats/prometheus")
-            .expect("admin /stats/prometheus");
-    let prefix = format!(
-        r#"mcp_policy_tool_calls_total{{mcp_server="{server}",mcp_tool="{tool}",mcp_decision="{decision}"}} "#
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim().parse().expect("a counter value"))
 }
 
 /// The audit record of the request whose (only) call has JSON-RPC id `id`.
@@ -176,7 +156,7 @@ async fn shadow_forwards_what_it_would_deny_audits_and_counts_it() {
     for (i, case) in cases.iter().enumerate() {
         let id = i as u64 + 1;
         assert_eq!(
-            decisions_counted(&d, case.server, case.label, case.decision),
+            d.decisions_counted(case.server, case.label, case.decision),
             None,
             "no {} counted for {} yet",
             case.decision,
@@ -185,7 +165,7 @@ async fn shadow_forwards_what_it_would_deny_audits_and_counts_it() {
         let before = d.upstream_tool_calls(case.server, case.tool);
         let response = post(
             &d.url(case.server),
-            call_body(id, case.tool, &case.arguments),
+            tool_call_body(id, case.tool, &case.arguments),
             &agent,
         )
         .await;
@@ -204,7 +184,7 @@ async fn shadow_forwards_what_it_would_deny_audits_and_counts_it() {
             assert_eq!(after, before, "the upstream never saw {}", case.tool);
         }
         assert_eq!(
-            decisions_counted(&d, case.server, case.label, case.decision),
+            d.decisions_counted(case.server, case.label, case.decision),
             Some(1),
             "{} counted as {}",
             case.tool,

@@ -28,6 +28,16 @@ enum Reading {
     Sse(SseRewriter),
 }
 
+/// What reading an answer's body needs from its stream.
+pub struct Reader<'a> {
+    pub host: &'a mut dyn Host,
+    pub policy: &'a Policy,
+    /// Whose tools/list answer is filtered.
+    pub caller: &'a Caller<'a>,
+    /// The filter instance, for log lines.
+    pub namespace: &'a str,
+}
+
 /// What a forwarded request left to watch for in its answer.
 #[derive(Debug, Default)]
 pub struct Watch {
@@ -123,33 +133,19 @@ impl Watch {
         }
     }
 
-    pub fn on_body(
-        &mut self,
-        host: &mut dyn Host,
-        policy: &Policy,
-        caller: &Caller,
-        namespace: &str,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Action {
+    pub fn on_body(&mut self, reader: Reader, body_size: usize, end_of_stream: bool) -> Action {
         self.body_size = body_size;
-        self.read(host, policy, caller, namespace, body_size, end_of_stream)
+        self.read(reader, body_size, end_of_stream)
     }
 
     /// Trailers end the answer (HTTP/2): what waits for the end (a held JSON answer, an SSE
     /// tail) is finished here.
-    pub fn on_trailers(
-        &mut self,
-        host: &mut dyn Host,
-        policy: &Policy,
-        caller: &Caller,
-        namespace: &str,
-    ) -> Action {
+    pub fn on_trailers(&mut self, reader: Reader) -> Action {
         let size = match self.reading {
             Reading::Json => self.body_size,
             _ => 0,
         };
-        self.read(host, policy, caller, namespace, size, true)
+        self.read(reader, size, true)
     }
 
     /// The stream is over. Calls still pending were forwarded and got no error we could see:
@@ -160,57 +156,65 @@ impl Watch {
         self.reservations.clear();
     }
 
-    fn read(
-        &mut self,
-        host: &mut dyn Host,
-        policy: &Policy,
-        caller: &Caller,
-        namespace: &str,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Action {
+    fn read(&mut self, reader: Reader, body_size: usize, end_of_stream: bool) -> Action {
         match std::mem::take(&mut self.reading) {
             Reading::None => Action::Continue,
             Reading::Json => {
                 self.reading = Reading::Json;
-                self.read_json(host, policy, caller, namespace, body_size, end_of_stream)
+                self.read_json(reader, body_size, end_of_stream)
             }
             Reading::Sse(mut rewriter) => {
-                let chunk = host.response_body(body_size);
-                let ids = &self.tools_list_ids;
-                let pending = &mut self.reservations;
-                let mut refunds = Vec::new();
-                let mut observe = |message: &Value| {
-                    if let Some(failed) = settle(pending, message) {
-                        refunds.push(failed);
-                    }
-                    filter_message(policy, caller, ids, message)
-                };
-                let mut out = rewriter.feed(&chunk, &mut observe);
-                if end_of_stream {
-                    out.extend(rewriter.finish(&mut observe));
-                }
-                for failed in refunds {
-                    refund_one(host, namespace, &failed, "JSON-RPC error");
-                }
-                if body_size > 0 || !out.is_empty() {
-                    host.replace_response_body(body_size, &out);
-                }
+                self.read_sse(reader, &mut rewriter, body_size, end_of_stream);
                 self.reading = Reading::Sse(rewriter);
                 Action::Continue
             }
         }
     }
 
-    fn read_json(
+    /// Every complete event of the chunk: calls it answers with an error are refunded, a
+    /// tools/list answer in it is rewritten.
+    fn read_sse(
         &mut self,
-        host: &mut dyn Host,
-        policy: &Policy,
-        caller: &Caller,
-        namespace: &str,
+        reader: Reader,
+        rewriter: &mut SseRewriter,
         body_size: usize,
         end_of_stream: bool,
-    ) -> Action {
+    ) {
+        let Reader {
+            host,
+            policy,
+            caller,
+            namespace,
+        } = reader;
+        let chunk = host.response_body(body_size);
+        let ids = &self.tools_list_ids;
+        let pending = &mut self.reservations;
+        let mut refunds = Vec::new();
+        let mut observe = |message: &Value| {
+            if let Some(failed) = settle(pending, message) {
+                refunds.push(failed);
+            }
+            filter_message(policy, caller, ids, message)
+        };
+        let mut out = rewriter.feed(&chunk, &mut observe);
+        if end_of_stream {
+            out.extend(rewriter.finish(&mut observe));
+        }
+        for failed in refunds {
+            refund_one(host, namespace, &failed, "JSON-RPC error");
+        }
+        if body_size > 0 || !out.is_empty() {
+            host.replace_response_body(body_size, &out);
+        }
+    }
+
+    fn read_json(&mut self, reader: Reader, body_size: usize, end_of_stream: bool) -> Action {
+        let Reader {
+            host,
+            policy,
+            caller,
+            namespace,
+        } = reader;
         if !end_of_stream {
             if body_size <= MAX_HELD_ANSWER {
                 return Action::Pause;

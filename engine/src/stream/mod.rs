@@ -18,7 +18,7 @@ use crate::request::evaluate::{evaluate, RequestMeta, Step};
 use crate::request::headers::{self, screen, RequestHeaders, Screening};
 use crate::request::outcome::{Outcome, Verdict};
 use crate::request::remote::AwaitingServices;
-use crate::response::watch::Watch;
+use crate::response::watch::{Reader, Watch};
 use crate::services::approval::{self, Answer, ApprovalQuery, Approved, CHECK_PATH};
 use crate::services::rate_limit;
 
@@ -299,22 +299,25 @@ impl Stream {
         end_of_stream: bool,
     ) -> Action {
         let caller = Caller::new(&self.policy, self.request.identity.as_ref());
-        let action = self.watch.on_body(
-            host,
-            &self.policy,
-            &caller,
-            &self.namespace,
-            body_size,
-            end_of_stream,
-        );
+        let reader = Reader {
+            host: &mut *host,
+            policy: &self.policy,
+            caller: &caller,
+            namespace: &self.namespace,
+        };
+        let action = self.watch.on_body(reader, body_size, end_of_stream);
         host.mark(Phase::ResponseBody);
         action
     }
 
     pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Action {
         let caller = Caller::new(&self.policy, self.request.identity.as_ref());
-        self.watch
-            .on_trailers(host, &self.policy, &caller, &self.namespace)
+        self.watch.on_trailers(Reader {
+            host,
+            policy: &self.policy,
+            caller: &caller,
+            namespace: &self.namespace,
+        })
     }
 
     /// The stream is over (completed, reset or abandoned).

@@ -545,3 +545,46 @@ fn a_request_abandoned_while_the_service_is_asked_gives_back_what_it_took() {
     again.on_rate_limit_answer(&mut host, token, Ok(service_answer(1)));
     assert_eq!(host.resumed, 1);
 }
+
+#[test]
+fn a_json_answer_too_large_to_hold_passes_as_is_and_its_calls_stay_charged() {
+    let mut host = FakeHost::default();
+    let (mut first, _) = exchange(POLICY, &mut host, &call(1, "send"));
+    let raw = header_map::encode(&[(b":status", b"200"), (b"content-type", b"application/json")]);
+    first.on_response_headers(&mut host, Some(&raw));
+    let size = crate::response::watch::MAX_HELD_ANSWER + 1;
+    host.response_body = vec![b' '; size];
+    assert_eq!(
+        first.on_response_body(&mut host, size, false),
+        Action::Continue
+    );
+    // The end of the answer carries an error, but it was never held to be read.
+    host.response_body
+        .extend(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#);
+    let end = host.response_body.len();
+    assert_eq!(
+        first.on_response_body(&mut host, end, true),
+        Action::Continue
+    );
+    assert!(host.rewritten.is_empty());
+    let (_, again) = exchange(POLICY, &mut host, &call(2, "send"));
+    assert_eq!(again, Action::Pause);
+    assert_eq!(host.last_error()["code"], RATE_LIMITED);
+}
+
+#[test]
+fn an_answer_ended_by_trailers_is_read_at_its_trailers() {
+    let mut host = FakeHost::default();
+    let (mut first, _) = exchange(POLICY, &mut host, &call(1, "send"));
+    let raw = header_map::encode(&[(b":status", b"200"), (b"content-type", b"application/json")]);
+    first.on_response_headers(&mut host, Some(&raw));
+    let error = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#;
+    host.response_body = error.to_vec();
+    assert_eq!(
+        first.on_response_body(&mut host, error.len(), false),
+        Action::Pause
+    );
+    assert_eq!(first.on_response_trailers(&mut host), Action::Continue);
+    let (_, again) = exchange(POLICY, &mut host, &call(2, "send"));
+    assert_eq!(again, Action::Continue, "refunded at the trailers");
+}
