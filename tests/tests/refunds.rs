@@ -241,7 +241,7 @@ const STATUS_CHECKS_ONCE_AN_HOUR: &str = r#"{"version":"1","default":"deny","too
 
 /// Envoy answers 504 when it stops waiting (here, a route timeout of half a second), but the
 /// server has the call and runs it: that is no evidence of failure, as a client hanging up is
-/// not (found in review).
+/// not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_envoy_stops_waiting_for_stays_charged() {
     wait_for_window_room(3600, 60);
@@ -274,7 +274,7 @@ async fn a_call_envoy_stops_waiting_for_stays_charged() {
 
 /// One charge, one run: Envoy's retry and timeout request headers are taken off a decided POST,
 /// so a caller Envoy trusts as internal cannot make it send the call again, or give up early
-/// and retry (found in review). Here 127.0.0.1 is internal, as callers inside a mesh often are;
+/// and retry. Here 127.0.0.1 is internal, as callers inside a mesh often are;
 /// without the filter taking the headers off, the server would run this call three times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_cannot_make_envoy_send_a_call_again() {

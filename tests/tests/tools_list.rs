@@ -89,7 +89,7 @@ async fn plain_json_answers_are_filtered_with_a_consistent_length() {
     assert_eq!(response.json()["id"], json!("list-1"));
 }
 
-/// Ways a client might hope to get an unfiltered list (found in review): the id spelled as a
+/// Ways a client might hope to get an unfiltered list: the id spelled as a
 /// float (a JavaScript server echoes `2`), a legacy transport's session query on a Streamable
 /// HTTP endpoint (the server ignores it and answers in this response), and a compressed answer
 /// (the filter takes `accept-encoding` off the request, so the server answers uncompressed).

@@ -482,7 +482,7 @@ mod tests {
     #[test]
     fn a_hashed_key_grant_is_held_only_by_the_secret_source() {
         // The hash is in the policy for anyone to read: a plain header carrying it must not take
-        // the key's grant (found in review).
+        // the key's grant.
         let hash = sha256_tag("sk-premium");
         let policy = load_policy(
             format!(

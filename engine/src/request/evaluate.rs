@@ -780,7 +780,7 @@ mod tests {
     #[test]
     fn a_batch_whose_request_ids_repeat_is_refused_and_charges_nothing() {
         // Answers are matched to calls by id: were it forwarded, the error answering `no/such`
-        // would refund the tool call next to it, which ran (found in review).
+        // would refund the tool call next to it, which ran.
         let mut h = Harness::new(POLICY);
         for (first, second) in [("1", "1"), ("1", "1.0"), ("1", "1e0"), (r#""a""#, r#""a""#)] {
             let batch = format!(
@@ -972,8 +972,8 @@ mod tests {
 
     #[test]
     fn a_rule_that_cannot_read_its_counter_follows_the_failure_mode() {
-        // Not the policy's refusal but the filter's failure to enforce it (found in review: it
-        // answered -32003 "denied by rule" whatever failure_mode said).
+        // Not the policy's refusal but the filter's failure to enforce it: not -32003 "denied by
+        // rule", whatever failure_mode says.
         let rules = |mode: &str| {
             load_policy(
                 format!(

@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn over_limit_only_in_shadow_counts_nothing_so_the_others_follow_the_failure_mode() {
         // The service counts all or nothing: `y` (shadow) over its limit means `x` was not
-        // charged either, so `send` must not go through as counted (found in review).
+        // charged either, so `send` must not go through as counted.
         let policy = load_policy(
             br#"{"version":"1","default":"deny",
                 "rate_limit_services":{"shared":{"cluster":"ratelimit","failure_mode":"closed"}},
