@@ -143,59 +143,13 @@ impl Refusal {
     pub fn write_error_object(&self, out: &mut String) {
         let mut error = Object::open(out);
         match self {
-            Refusal::Denied { tool, reason } => {
-                error.i64("code", POLICY_DENIED);
-                let mut data = error.object("data");
-                data.str("decision", Decision::Denied.as_str());
-                data.str("reason", reason);
-                data.str("tool", tool);
-                data.close();
-                error.str(
-                    "message",
-                    &format!("Tool \"{tool}\" is not allowed by policy: {reason}"),
-                );
-            }
-            Refusal::RateLimited { tool, limit } => {
-                error.i64("code", RATE_LIMITED);
-                let mut data = error.object("data");
-                data.str("counter", &limit.counter);
-                data.str("decision", Decision::RateLimited.as_str());
-                data.u64("limit", limit.max);
-                data.u64("needed", limit.needed);
-                data.opt_str("reason", limit.reason.as_deref());
-                data.opt_u64("retry_after_seconds", limit.retry_after_seconds);
-                data.str("scope", limit.scope.as_str());
-                data.str("tool", tool);
-                data.u64("used", limit.used);
-                data.u64("window_seconds", limit.window.seconds());
-                data.close();
-                error.str(
-                    "message",
-                    &format!(
-                        "Tool \"{tool}\" is rate limited by policy: {}",
-                        limit.explanation()
-                    ),
-                );
-            }
+            Refusal::Denied { tool, reason } => write_denied(&mut error, tool, reason),
+            Refusal::RateLimited { tool, limit } => write_rate_limited(&mut error, tool, limit),
             Refusal::CannotEnforce {
                 tool,
                 counter,
                 problem,
-            } => {
-                error.i64("code", CANNOT_ENFORCE);
-                let mut data = error.object("data");
-                data.str("counter", counter);
-                data.str("decision", Decision::Error.as_str());
-                data.str("problem", problem);
-                data.str("tool", tool);
-                data.close();
-                error.str(
-                    "message",
-                    &format!(
-                        "Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."
-                    ),
-                );
-            }
+            } => write_cannot_enforce(&mut error, tool, counter, problem),
             Refusal::Invalid { code, problem } => {
                 error.i64("code", *code);
                 invalid_data(&mut error);
@@ -214,68 +168,16 @@ impl Refusal {
                 approval_id,
                 approver,
                 reason,
-            } => {
-                error.i64("code", POLICY_DENIED);
-                let mut data = error.object("data");
-                data.str("approval_id", approval_id);
-                data.str("approver", approver);
-                data.str("decision", Decision::ApprovalDenied.as_str());
-                data.str("reason", reason);
-                data.str("tool", tool);
-                data.close();
-                let message = if reason.is_empty() {
-                    format!("Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id}).")
-                } else {
-                    format!("Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id}): {reason}")
-                };
-                error.str("message", &message);
-            }
+            } => write_approval_denied(&mut error, tool, approval_id, approver, reason),
             Refusal::ApprovalPending {
                 tool,
                 approval_id,
                 approve_url,
-            } => {
-                error.i64("code", APPROVAL_PENDING);
-                let mut data = error.object("data");
-                data.str("approval_id", approval_id);
-                data.str("approve_url", approve_url);
-                data.str("decision", Decision::ApprovalPending.as_str());
-                data.str("tool", tool);
-                data.close();
-                error.str(
-                    "message",
-                    &format!(
-                        "Tool \"{tool}\" needs a human's approval for this exact call and none was given yet. \
-                         A person can approve it at {approve_url} (approval {approval_id}). \
-                         Retry the same call with the same arguments later: once approved it goes through, once. \
-                         Changed arguments need a new approval."
-                    ),
-                );
-            }
+            } => write_approval_pending(&mut error, tool, approval_id, approve_url),
             Refusal::ApprovalUnavailable { tool, problem } => {
-                error.i64("code", CANNOT_ENFORCE);
-                let mut data = error.object("data");
-                data.str("decision", Decision::Error.as_str());
-                data.str("problem", problem);
-                data.str("tool", tool);
-                data.close();
-                error.str(
-                    "message",
-                    &format!(
-                        "Tool \"{tool}\" was not called: it needs a human's approval and the approval service could not be asked; retry shortly."
-                    ),
-                );
+                write_approval_unavailable(&mut error, tool, problem)
             }
-            Refusal::BatchRefused => {
-                error.i64("code", BATCH_REFUSED);
-                let mut data = error.object("data");
-                data.str("decision", Decision::BatchRefused.as_str());
-                data.close();
-                error.str(
-                    "message",
-                    "Not forwarded: another request in this JSON-RPC batch was refused by policy, and a batch is forwarded whole or not at all.",
-                );
-            }
+            Refusal::BatchRefused => write_batch_refused(&mut error),
         }
         error.close();
     }
@@ -304,6 +206,131 @@ impl Refusal {
             ) => 403,
         }
     }
+}
+
+// The members of a `Refusal`'s `error` object, one function for each kind of refusal: `code`,
+// `data`, `message`, in that order, as serde_json sorts them.
+
+fn write_denied(error: &mut Object, tool: &str, reason: &str) {
+    error.i64("code", POLICY_DENIED);
+    let mut data = error.object("data");
+    data.str("decision", Decision::Denied.as_str());
+    data.str("reason", reason);
+    data.str("tool", tool);
+    data.close();
+    error.str(
+        "message",
+        &format!("Tool \"{tool}\" is not allowed by policy: {reason}"),
+    );
+}
+
+fn write_rate_limited(error: &mut Object, tool: &str, limit: &LimitHit) {
+    error.i64("code", RATE_LIMITED);
+    let mut data = error.object("data");
+    data.str("counter", &limit.counter);
+    data.str("decision", Decision::RateLimited.as_str());
+    data.u64("limit", limit.max);
+    data.u64("needed", limit.needed);
+    data.opt_str("reason", limit.reason.as_deref());
+    data.opt_u64("retry_after_seconds", limit.retry_after_seconds);
+    data.str("scope", limit.scope.as_str());
+    data.str("tool", tool);
+    data.u64("used", limit.used);
+    data.u64("window_seconds", limit.window.seconds());
+    data.close();
+    error.str(
+        "message",
+        &format!(
+            "Tool \"{tool}\" is rate limited by policy: {}",
+            limit.explanation()
+        ),
+    );
+}
+
+fn write_cannot_enforce(error: &mut Object, tool: &str, counter: &str, problem: &str) {
+    error.i64("code", CANNOT_ENFORCE);
+    let mut data = error.object("data");
+    data.str("counter", counter);
+    data.str("decision", Decision::Error.as_str());
+    data.str("problem", problem);
+    data.str("tool", tool);
+    data.close();
+    error.str(
+        "message",
+        &format!(
+            "Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."
+        ),
+    );
+}
+
+fn write_approval_denied(
+    error: &mut Object,
+    tool: &str,
+    approval_id: &str,
+    approver: &str,
+    reason: &str,
+) {
+    error.i64("code", POLICY_DENIED);
+    let mut data = error.object("data");
+    data.str("approval_id", approval_id);
+    data.str("approver", approver);
+    data.str("decision", Decision::ApprovalDenied.as_str());
+    data.str("reason", reason);
+    data.str("tool", tool);
+    data.close();
+    let message = if reason.is_empty() {
+        format!(
+            "Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id})."
+        )
+    } else {
+        format!("Tool \"{tool}\" was not called: {approver} denied this call (approval {approval_id}): {reason}")
+    };
+    error.str("message", &message);
+}
+
+fn write_approval_pending(error: &mut Object, tool: &str, approval_id: &str, approve_url: &str) {
+    error.i64("code", APPROVAL_PENDING);
+    let mut data = error.object("data");
+    data.str("approval_id", approval_id);
+    data.str("approve_url", approve_url);
+    data.str("decision", Decision::ApprovalPending.as_str());
+    data.str("tool", tool);
+    data.close();
+    error.str(
+        "message",
+        &format!(
+            "Tool \"{tool}\" needs a human's approval for this exact call and none was given yet. \
+             A person can approve it at {approve_url} (approval {approval_id}). \
+             Retry the same call with the same arguments later: once approved it goes through, once. \
+             Changed arguments need a new approval."
+        ),
+    );
+}
+
+fn write_approval_unavailable(error: &mut Object, tool: &str, problem: &str) {
+    error.i64("code", CANNOT_ENFORCE);
+    let mut data = error.object("data");
+    data.str("decision", Decision::Error.as_str());
+    data.str("problem", problem);
+    data.str("tool", tool);
+    data.close();
+    error.str(
+        "message",
+        &format!(
+            "Tool \"{tool}\" was not called: it needs a human's approval and the approval service could not be asked; retry shortly."
+        ),
+    );
+}
+
+fn write_batch_refused(error: &mut Object) {
+    error.i64("code", BATCH_REFUSED);
+    let mut data = error.object("data");
+    data.str("decision", Decision::BatchRefused.as_str());
+    data.close();
+    error.str(
+        "message",
+        "Not forwarded: another request in this JSON-RPC batch was refused by policy, and a batch is forwarded whole or not at all.",
+    );
 }
 
 fn standard_message(code: i64) -> &'static str {

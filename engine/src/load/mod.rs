@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::counters::ENTRIES_PER_BUCKET;
 use crate::policy::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
 use crate::policy::identity::{IdentitySource, MissingIdentity};
+use crate::policy::rules::Rule;
 use crate::policy::{
     ApprovalSettings, CounterId, CounterKeys, CounterSpec, DefaultAction, Policy, RateLimitService,
     RefusalMode, Scope, ServiceFailureMode, ToolAction, ToolRule, DEFAULT_IDENTITY_HEADER,
@@ -86,94 +87,19 @@ pub fn load_policy(text: &[u8]) -> Result<Policy> {
     policy_from_value(&document)
 }
 
+/// A policy document already read as JSON, section by section. The sections are checked in a
+/// fixed order, so a document with several errors always reports the same one.
 pub fn policy_from_value(document: &Value) -> Result<Policy> {
     let root = as_object(document, "")?;
     reject_unknown_fields(root, "", POLICY_FIELDS)?;
-
-    match root.get("version") {
-        None => return err("version", "required; the only supported version is \"1\""),
-        Some(v) => {
-            one_of(v, "version", &["1"])?;
-        }
-    }
-
-    let default_action = match root.get("default") {
-        None => DefaultAction::Deny,
-        Some(v) => match one_of(v, "default", &["allow", "deny"])? {
-            "allow" => DefaultAction::Allow,
-            _ => DefaultAction::Deny,
-        },
-    };
-
+    version(root)?;
+    let default_action = default_action(root)?;
     let (identity_sources, missing_identity) = identity(root)?;
-    let max_body_bytes = match root.get("max_body_bytes") {
-        None => DEFAULT_MAX_BODY_BYTES,
-        Some(v) => {
-            let n = positive_integer(v, "max_body_bytes")?;
-            if n > MAX_BODY_BYTES_CEILING {
-                return err(
-                    "max_body_bytes",
-                    format!("at most {MAX_BODY_BYTES_CEILING} bytes, got {n}"),
-                );
-            }
-            n
-        }
-    };
-
-    let counter_slots = match root.get("counter_slots") {
-        None => DEFAULT_COUNTER_SLOTS,
-        Some(v) => {
-            let n = positive_integer(v, "counter_slots")?;
-            if !(MIN_COUNTER_SLOTS..=MAX_COUNTER_SLOTS).contains(&n) {
-                return err(
-                    "counter_slots",
-                    format!("between {MIN_COUNTER_SLOTS} and {MAX_COUNTER_SLOTS}, got {n}"),
-                );
-            }
-            n
-        }
-    };
-
-    let refusal_mode = match root.get("refusal_mode") {
-        None => RefusalMode::JsonRpc,
-        Some(v) => match one_of(v, "refusal_mode", &["jsonrpc", "http"])? {
-            "http" => RefusalMode::Http,
-            _ => RefusalMode::JsonRpc,
-        },
-    };
-
-    let mut counters = CounterTable::default();
-    counters.services = match root.get("rate_limit_services") {
-        Some(v) => rate_limit_services(v)?,
-        None => Vec::new(),
-    };
-    counters.default_service = match root.get("rate_limit_service") {
-        Some(v) => counters.service_named(v, "rate_limit_service")?,
-        None => None,
-    };
-    let mut tools = match root.get("tools") {
-        Some(v) => tool_rules(v, "tools", TOOL_FIELDS, &mut counters)?,
-        None => HashMap::new(),
-    };
-    // `"*"` is not a tool: it carries the rules for every call.
-    let wildcard_entry = tools.remove("*");
-    if let Some(entry) = &wildcard_entry {
-        if entry.action != ToolAction::Allow || entry.reason.is_some() || !entry.limits.is_empty() {
-            return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
-        }
-    }
-    let rules = match root.get("tools").and_then(Value::as_object) {
-        Some(tools_object) => rules::load(tools_object, &mut counters)?,
-        None => rules::LoadedRules {
-            by_tool: HashMap::new(),
-            wildcard: Vec::new(),
-        },
-    };
-    for (tool, list) in rules.by_tool {
-        if let Some(rule) = tools.get_mut(&tool) {
-            rule.rules = list;
-        }
-    }
+    let max_body_bytes = max_body_bytes(root)?;
+    let counter_slots = counter_slots(root)?;
+    let refusal_mode = refusal_mode(root)?;
+    let mut counters = counter_services(root)?;
+    let tools = tools(root, &mut counters)?;
     let (hidden, hide_all) = hide(root.get("hide"))?;
     if let Some(v) = root.get("description") {
         as_str(v, "description")?;
@@ -182,70 +108,13 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         Some(v) => grants(v, &identity_sources, &mut counters)?,
         None => GrantTable::default(),
     };
-
     let shadow = flag(root.get("shadow"), "shadow")?;
-    let (audit_arguments, audit_hash) = match root.get("audit") {
-        None => (false, true),
-        Some(v) => {
-            let audit = as_object(v, "audit")?;
-            reject_unknown_fields(audit, "audit", &["include_arguments", "hash_arguments"])?;
-            (
-                flag(audit.get("include_arguments"), "audit.include_arguments")?,
-                match audit.get("hash_arguments") {
-                    None => true,
-                    hash => flag(hash, "audit.hash_arguments")?,
-                },
-            )
-        }
-    };
-    if wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
+    let (audit_arguments, audit_hash) = audit(root.get("audit"))?;
+    if tools.wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
         return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
     }
-
-    let approval = match root.get("approval") {
-        Some(v) => Some(approval_settings(v)?),
-        None => None,
-    };
-    if approval.is_none() {
-        // The first in name order is reported (min, not a sort: each sort costs KBs of .wasm).
-        let needing = tools
-            .iter()
-            .filter(|(_, t)| t.action == ToolAction::RequireApproval)
-            .map(|(name, _)| name)
-            .min();
-        let rule_path = tools
-            .iter()
-            .flat_map(|(name, t)| {
-                t.rules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.approval)
-                    .map(move |(i, _)| format!("{}.rules[{i}].action", key_path("tools", name)))
-            })
-            .chain(
-                rules
-                    .wildcard
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.approval)
-                    .map(|(i, _)| format!("tools[\"*\"].rules[{i}].action")),
-            )
-            .min();
-        let first = needing
-            .map(|name| key_path(&key_path("tools", name), "action"))
-            .or(rule_path);
-        if let Some(path) = first {
-            return err(
-                &path,
-                "\"require_approval\" needs the policy's \"approval\" settings (at least {\"cluster\": ...}, the approval service's Envoy cluster)",
-            );
-        }
-    }
-
-    let fail_open = match root.get("failure_mode") {
-        None => false,
-        Some(v) => one_of(v, "failure_mode", &["closed", "open"])? == "open",
-    };
+    let approval = approval(root, &tools)?;
+    let fail_open = fail_open(root)?;
 
     let mut policy = Policy {
         fail_open,
@@ -258,8 +127,8 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         audit_arguments,
         audit_hash,
         default_action,
-        tools,
-        wildcard_rules: rules.wildcard,
+        tools: tools.by_name,
+        wildcard_rules: tools.wildcard_rules,
         hidden,
         hide_all,
         labelled_tools: HashSet::new(),
@@ -272,6 +141,191 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     };
     policy.labelled_tools = policy.names_to_label();
     Ok(policy)
+}
+
+/// `version`: required, and `"1"` is the only one.
+fn version(root: &Map<String, Value>) -> Result<()> {
+    match root.get("version") {
+        None => err("version", "required; the only supported version is \"1\""),
+        Some(v) => one_of(v, "version", &["1"]).map(|_| ()),
+    }
+}
+
+/// `default`: what happens to a tool the policy does not list (deny unless it says allow).
+fn default_action(root: &Map<String, Value>) -> Result<DefaultAction> {
+    Ok(match root.get("default") {
+        None => DefaultAction::Deny,
+        Some(v) => match one_of(v, "default", &["allow", "deny"])? {
+            "allow" => DefaultAction::Allow,
+            _ => DefaultAction::Deny,
+        },
+    })
+}
+
+/// `max_body_bytes`: the largest request body the filter buffers and reads.
+fn max_body_bytes(root: &Map<String, Value>) -> Result<u64> {
+    let Some(v) = root.get("max_body_bytes") else {
+        return Ok(DEFAULT_MAX_BODY_BYTES);
+    };
+    let n = positive_integer(v, "max_body_bytes")?;
+    if n > MAX_BODY_BYTES_CEILING {
+        return err(
+            "max_body_bytes",
+            format!("at most {MAX_BODY_BYTES_CEILING} bytes, got {n}"),
+        );
+    }
+    Ok(n)
+}
+
+/// `counter_slots`: how many callers each scoped counter tracks at once.
+fn counter_slots(root: &Map<String, Value>) -> Result<u64> {
+    let Some(v) = root.get("counter_slots") else {
+        return Ok(DEFAULT_COUNTER_SLOTS);
+    };
+    let n = positive_integer(v, "counter_slots")?;
+    if !(MIN_COUNTER_SLOTS..=MAX_COUNTER_SLOTS).contains(&n) {
+        return err(
+            "counter_slots",
+            format!("between {MIN_COUNTER_SLOTS} and {MAX_COUNTER_SLOTS}, got {n}"),
+        );
+    }
+    Ok(n)
+}
+
+/// `refusal_mode`: whether a refusal is a JSON-RPC error in a 200 or carries an HTTP status.
+fn refusal_mode(root: &Map<String, Value>) -> Result<RefusalMode> {
+    Ok(match root.get("refusal_mode") {
+        None => RefusalMode::JsonRpc,
+        Some(v) => match one_of(v, "refusal_mode", &["jsonrpc", "http"])? {
+            "http" => RefusalMode::Http,
+            _ => RefusalMode::JsonRpc,
+        },
+    })
+}
+
+/// A counter table that knows the rate-limit services (`rate_limit_services`) and the one
+/// counters use unless they name another (`rate_limit_service`), before any counter is defined.
+fn counter_services(root: &Map<String, Value>) -> Result<CounterTable> {
+    let mut counters = CounterTable::default();
+    counters.services = match root.get("rate_limit_services") {
+        Some(v) => rate_limit_services(v)?,
+        None => Vec::new(),
+    };
+    counters.default_service = match root.get("rate_limit_service") {
+        Some(v) => counters.service_named(v, "rate_limit_service")?,
+        None => None,
+    };
+    Ok(counters)
+}
+
+/// `tools`, server-wide: each named tool's rule with its `rules`, and the `"*"` entry.
+struct Tools {
+    by_name: HashMap<String, ToolRule>,
+    /// The `"*"` entry as written: it may carry nothing but `rules`.
+    wildcard_entry: Option<ToolRule>,
+    wildcard_rules: Vec<Rule>,
+}
+
+fn tools(root: &Map<String, Value>, counters: &mut CounterTable) -> Result<Tools> {
+    let mut by_name = match root.get("tools") {
+        Some(v) => tool_rules(v, "tools", TOOL_FIELDS, counters)?,
+        None => HashMap::new(),
+    };
+    // `"*"` is not a tool: it carries the rules for every call.
+    let wildcard_entry = by_name.remove("*");
+    if let Some(entry) = &wildcard_entry {
+        if entry.action != ToolAction::Allow || entry.reason.is_some() || !entry.limits.is_empty() {
+            return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
+        }
+    }
+    let rules = match root.get("tools").and_then(Value::as_object) {
+        Some(tools_object) => rules::load(tools_object, counters)?,
+        None => rules::LoadedRules {
+            by_tool: HashMap::new(),
+            wildcard: Vec::new(),
+        },
+    };
+    for (tool, list) in rules.by_tool {
+        if let Some(rule) = by_name.get_mut(&tool) {
+            rule.rules = list;
+        }
+    }
+    Ok(Tools {
+        by_name,
+        wildcard_entry,
+        wildcard_rules: rules.wildcard,
+    })
+}
+
+/// `audit`: whether audit records carry a call's arguments, and whether they carry their hash.
+fn audit(value: Option<&Value>) -> Result<(bool, bool)> {
+    let Some(v) = value else {
+        return Ok((false, true));
+    };
+    let audit = as_object(v, "audit")?;
+    reject_unknown_fields(audit, "audit", &["include_arguments", "hash_arguments"])?;
+    Ok((
+        flag(audit.get("include_arguments"), "audit.include_arguments")?,
+        match audit.get("hash_arguments") {
+            None => true,
+            hash => flag(hash, "audit.hash_arguments")?,
+        },
+    ))
+}
+
+/// `approval`: how to ask a human; required once a tool or a rule says `require_approval`.
+fn approval(root: &Map<String, Value>, tools: &Tools) -> Result<Option<ApprovalSettings>> {
+    if let Some(v) = root.get("approval") {
+        return approval_settings(v).map(Some);
+    }
+    match first_needing_approval(tools) {
+        Some(path) => err(
+            &path,
+            "\"require_approval\" needs the policy's \"approval\" settings (at least {\"cluster\": ...}, the approval service's Envoy cluster)",
+        ),
+        None => Ok(None),
+    }
+}
+
+/// The JSON path of the first `require_approval`: a tool's action, else a rule's.
+fn first_needing_approval(tools: &Tools) -> Option<String> {
+    // The first in name order is reported (min, not a sort: each sort costs KBs of .wasm).
+    let needing = tools
+        .by_name
+        .iter()
+        .filter(|(_, t)| t.action == ToolAction::RequireApproval)
+        .map(|(name, _)| name)
+        .min();
+    let rule_path = tools
+        .by_name
+        .iter()
+        .flat_map(|(name, t)| {
+            t.rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.approval)
+                .map(move |(i, _)| format!("{}.rules[{i}].action", key_path("tools", name)))
+        })
+        .chain(
+            tools
+                .wildcard_rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.approval)
+                .map(|(i, _)| format!("tools[\"*\"].rules[{i}].action")),
+        )
+        .min();
+    needing
+        .map(|name| key_path(&key_path("tools", name), "action"))
+        .or(rule_path)
+}
+
+/// `failure_mode`: whether a call goes on (`open`) when its counters cannot be consulted.
+fn fail_open(root: &Map<String, Value>) -> Result<bool> {
+    match root.get("failure_mode") {
+        None => Ok(false),
+        Some(v) => Ok(one_of(v, "failure_mode", &["closed", "open"])? == "open"),
+    }
 }
 
 fn tool_rules(
@@ -332,16 +386,6 @@ fn hide(value: Option<&Value>) -> Result<(HashSet<String>, bool)> {
 
 /// `identity_header` (shorthand for one header source) or `identity: {sources, missing}`.
 fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingIdentity)> {
-    let header = |v: &Value, path: &str| -> Result<String> {
-        let name = as_str(v, path)?;
-        if !is_header_name(name) {
-            return err(
-                path,
-                format!("not a valid HTTP header name: {}", describe(v)),
-            );
-        }
-        Ok(name.to_ascii_lowercase())
-    };
     let identity = match (root.get("identity_header"), root.get("identity")) {
         (Some(_), Some(_)) => {
             return err(
@@ -349,26 +393,8 @@ fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingId
                 "use either identity_header or identity.sources, not both",
             )
         }
-        (Some(v), None) => {
-            let name = header(v, "identity_header")?;
-            return Ok((
-                vec![IdentitySource::Header {
-                    name,
-                    secret: false,
-                }],
-                MissingIdentity::Anonymous,
-            ));
-        }
-        (None, None) => {
-            let name = DEFAULT_IDENTITY_HEADER.to_owned();
-            return Ok((
-                vec![IdentitySource::Header {
-                    name,
-                    secret: false,
-                }],
-                MissingIdentity::Anonymous,
-            ));
-        }
+        (Some(v), None) => return Ok(one_header(header_name(v, "identity_header")?)),
+        (None, None) => return Ok(one_header(DEFAULT_IDENTITY_HEADER.to_owned())),
         (None, Some(v)) => as_object(v, "identity")?,
     };
     reject_unknown_fields(identity, "identity", IDENTITY_FIELDS)?;
@@ -397,64 +423,95 @@ fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingId
     if items.is_empty() {
         return err("identity.sources", "list at least one identity source");
     }
-    let mut sources = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let path = format!("identity.sources[{index}]");
-        let source = as_object(item, &path)?;
-        let kind = ["header", "jwt_claim", "mtls"]
-            .into_iter()
-            .find_map(|k| source.get(k).map(|v| (k, v)));
-        sources.push(match kind {
-            Some(("header", value)) => {
-                reject_unknown_fields(source, &path, &["header", "secret"])?;
-                let name = header(value, &key_path(&path, "header"))?;
-                let secret = match source.get("secret") {
-                    None => false,
-                    Some(v) => v.as_bool().map_or_else(
-                        || err(&key_path(&path, "secret"), format!("expected true or false, got {}", describe(v))),
-                        Ok,
-                    )?,
-                };
-                IdentitySource::Header { name, secret }
-            }
-            Some(("jwt_claim", value)) => {
-                reject_unknown_fields(source, &path, &["jwt_claim", "metadata_key"])?;
-                let claim_path = key_path(&path, "jwt_claim");
-                // A string is a dot-separated path ("act.sub"); a list names each level as it is,
-                // for claim names with dots in them (["https://example.com/agent"]).
-                let segments: Vec<String> = match value.as_array() {
-                    Some(levels) => levels
-                        .iter()
-                        .enumerate()
-                        .map(|(i, level)| {
-                            as_str(level, &format!("{claim_path}[{i}]")).map(str::to_owned)
-                        })
-                        .collect::<Result<_>>()?,
-                    None => as_str(value, &claim_path)?
-                        .split('.')
-                        .map(str::to_owned)
-                        .collect(),
-                };
-                if segments.is_empty() || segments.iter().any(String::is_empty) {
-                    return err(&claim_path, "a claim path is dot-separated names, e.g. \"sub\" or \"act.sub\", or a list of names, e.g. [\"https://example.com/agent\"]");
-                }
-                let metadata_key = match source.get("metadata_key") {
-                    None => "jwt_payload".to_owned(),
-                    Some(v) => as_str(v, &key_path(&path, "metadata_key"))?.to_owned(),
-                };
-                IdentitySource::JwtClaim { metadata_key, path: segments }
-            }
-            Some((_, value)) => {
-                reject_unknown_fields(source, &path, &["mtls"])?;
-                one_of(value, &key_path(&path, "mtls"), &["uri_san"])?;
-                IdentitySource::MtlsUriSan
-            }
-            None => {
-                return err(&path, "expected one of {\"header\": NAME}, {\"jwt_claim\": CLAIM}, {\"mtls\": \"uri_san\"}")
-            }
-        });
-    }
+    let sources = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| identity_source(item, &format!("identity.sources[{index}]")))
+        .collect::<Result<Vec<_>>>()?;
     Ok((sources, missing))
+}
+
+/// The identity of a caller who sends it in header `name` (not as a secret), anonymous without.
+fn one_header(name: String) -> (Vec<IdentitySource>, MissingIdentity) {
+    (
+        vec![IdentitySource::Header {
+            name,
+            secret: false,
+        }],
+        MissingIdentity::Anonymous,
+    )
+}
+
+/// An HTTP header name, lower-cased as Envoy hands headers over.
+fn header_name(v: &Value, path: &str) -> Result<String> {
+    let name = as_str(v, path)?;
+    if !is_header_name(name) {
+        return err(
+            path,
+            format!("not a valid HTTP header name: {}", describe(v)),
+        );
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// One of `identity.sources`: `{"header": NAME}`, `{"jwt_claim": CLAIM}` or `{"mtls": "uri_san"}`.
+fn identity_source(item: &Value, path: &str) -> Result<IdentitySource> {
+    let source = as_object(item, path)?;
+    let kind = ["header", "jwt_claim", "mtls"]
+        .into_iter()
+        .find_map(|k| source.get(k).map(|v| (k, v)));
+    match kind {
+        Some(("header", value)) => {
+            reject_unknown_fields(source, path, &["header", "secret"])?;
+            let name = header_name(value, &key_path(path, "header"))?;
+            let secret = flag(source.get("secret"), &key_path(path, "secret"))?;
+            Ok(IdentitySource::Header { name, secret })
+        }
+        Some(("jwt_claim", value)) => jwt_claim_source(source, value, path),
+        Some((_, value)) => {
+            reject_unknown_fields(source, path, &["mtls"])?;
+            one_of(value, &key_path(path, "mtls"), &["uri_san"])?;
+            Ok(IdentitySource::MtlsUriSan)
+        }
+        None => err(
+            path,
+            "expected one of {\"header\": NAME}, {\"jwt_claim\": CLAIM}, {\"mtls\": \"uri_san\"}",
+        ),
+    }
+}
+
+/// `{"jwt_claim": CLAIM, "metadata_key": KEY}`: a claim of the JWT Envoy's filter verified.
+fn jwt_claim_source(
+    source: &Map<String, Value>,
+    claim: &Value,
+    path: &str,
+) -> Result<IdentitySource> {
+    reject_unknown_fields(source, path, &["jwt_claim", "metadata_key"])?;
+    let claim_path = key_path(path, "jwt_claim");
+    // A string is a dot-separated path ("act.sub"); a list names each level as it is,
+    // for claim names with dots in them (["https://example.com/agent"]).
+    let segments: Vec<String> = match claim.as_array() {
+        Some(levels) => levels
+            .iter()
+            .enumerate()
+            .map(|(i, level)| as_str(level, &format!("{claim_path}[{i}]")).map(str::to_owned))
+            .collect::<Result<_>>()?,
+        None => as_str(claim, &claim_path)?
+            .split('.')
+            .map(str::to_owned)
+            .collect(),
+    };
+    if segments.is_empty() || segments.iter().any(String::is_empty) {
+        return err(&claim_path, "a claim path is dot-separated names, e.g. \"sub\" or \"act.sub\", or a list of names, e.g. [\"https://example.com/agent\"]");
+    }
+    let metadata_key = match source.get("metadata_key") {
+        None => "jwt_payload".to_owned(),
+        Some(v) => as_str(v, &key_path(path, "metadata_key"))?.to_owned(),
+    };
+    Ok(IdentitySource::JwtClaim {
+        metadata_key,
+        path: segments,
+    })
 }
 
 fn grants(

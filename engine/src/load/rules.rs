@@ -332,29 +332,7 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
         let Some(list) = entry.get("rules") else {
             continue;
         };
-        let list_path = key_path(&key_path("tools", tool), "rules");
-        let items = list.as_array().map_or_else(
-            || {
-                err(
-                    &list_path,
-                    format!("expected an array, got {}", describe(list)),
-                )
-            },
-            Ok,
-        )?;
-        let scope = scope_of(tool);
-        let mut expanded = Vec::with_capacity(items.len());
-        for (index, item) in items.iter().enumerate() {
-            let path = format!("{list_path}[{index}]");
-            let rule = expand(as_object(item, &path)?, &path, &scope)?;
-            if let Some((name, state)) = state_counter(&rule, &scope, counters)? {
-                let key = format!("state.{scope}.{name}");
-                if states.insert(key.clone(), state).is_some() {
-                    return err(&path, format!("duplicate state counter {name:?} for {tool}: each counter is defined by one rule"));
-                }
-            }
-            expanded.push(rule);
-        }
+        let (list_path, expanded) = expand_list(tool, list, counters, &mut states)?;
         rule_lists.push((tool.clone(), list_path, expanded));
     }
 
@@ -365,83 +343,13 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
     };
     for (tool, list_path, expanded) in rule_lists {
         let scope = scope_of(&tool);
-        let mut rules = Vec::with_capacity(expanded.len());
-        for (index, rule) in expanded.into_iter().enumerate() {
-            let path = format!("{list_path}[{index}]");
-            let name_path = key_path(&path, "name");
-            let name = match rule.object.get("name") {
-                Some(v) => as_str(v, &name_path)?.to_owned(),
-                None => return err(&name_path, "required: every rule has a name"),
-            };
-            let action = match rule.object.get("action") {
-                None => "evaluate",
-                Some(v) => one_of(
-                    v,
-                    &key_path(&path, "action"),
-                    &["evaluate", "deny", "require_approval"],
-                )?,
-            };
-            let deny = action == "deny";
-            let approval = action == "require_approval";
-            if approval && rule.state.is_some() {
-                // Name the field the user wrote: `rate_limit` is expanded into a state block.
-                let field = if rule.object.contains_key("rate_limit") {
-                    "rate_limit"
-                } else {
-                    "state"
-                };
-                return err(
-                    &key_path(&path, field),
-                    "a require_approval rule selects calls; it keeps no counter",
-                );
-            }
-            if deny && !rule.conditions.is_empty() {
-                return err(
-                    &key_path(&path, "conditions"),
-                    "deny rules must not have conditions",
-                );
-            }
-            if !deny && rule.conditions.is_empty() {
-                return err(
-                    &path,
-                    "evaluate rules must have at least one condition (or a rate_limit)",
-                );
-            }
-            let conditions = rule
-                .conditions
-                .iter()
-                .map(|(c, p)| condition(c, p, &states))
-                .collect::<Result<Vec<_>>>()?;
-            let charge = rule.state.as_ref().and_then(|(block, _)| {
-                let counter = block.get("counter")?.as_str()?;
-                let state = states.get(&format!("state.{scope}.{counter}"))?;
-                Some(RuleCharge {
-                    counter: state.id?,
-                    amount: state.amount.clone(),
-                })
-            });
-            let shadow = match rule.object.get("shadow") {
-                None => false,
-                Some(v) => v.as_bool().map_or_else(
-                    || {
-                        err(
-                            &key_path(&path, "shadow"),
-                            format!("expected true or false, got {}", describe(v)),
-                        )
-                    },
-                    Ok,
-                )?,
-            };
-            rules.push(Rule {
-                shadow,
-                name,
-                deny,
-                approval,
-                conditions,
-                on_deny: rule.on_deny,
-                charge,
-            });
-        }
+        let rules = expanded
+            .into_iter()
+            .enumerate()
+            .map(|(index, rule)| {
+                finished_rule(rule, &format!("{list_path}[{index}]"), &scope, &states)
+            })
+            .collect::<Result<Vec<_>>>()?;
         if tool == "*" {
             loaded.wildcard = rules;
         } else {
@@ -449,4 +357,132 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
         }
     }
     Ok(loaded)
+}
+
+/// One tool's `rules`, expanded, with the path of the list; each state counter a rule defines
+/// is added to `states`.
+fn expand_list<'v>(
+    tool: &str,
+    list: &'v Value,
+    counters: &mut CounterTable,
+    states: &mut HashMap<String, StateCounter>,
+) -> Result<(String, Vec<Expanded<'v>>)> {
+    let list_path = key_path(&key_path("tools", tool), "rules");
+    let items = list.as_array().map_or_else(
+        || {
+            err(
+                &list_path,
+                format!("expected an array, got {}", describe(list)),
+            )
+        },
+        Ok,
+    )?;
+    let scope = scope_of(tool);
+    let mut expanded = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("{list_path}[{index}]");
+        let rule = expand(as_object(item, &path)?, &path, &scope)?;
+        if let Some((name, state)) = state_counter(&rule, &scope, counters)? {
+            let key = format!("state.{scope}.{name}");
+            if states.insert(key.clone(), state).is_some() {
+                return err(&path, format!("duplicate state counter {name:?} for {tool}: each counter is defined by one rule"));
+            }
+        }
+        expanded.push(rule);
+    }
+    Ok((list_path, expanded))
+}
+
+/// An expanded rule made a `Rule`, its conditions reading the counters in `states`.
+fn finished_rule(
+    rule: Expanded,
+    path: &str,
+    scope: &str,
+    states: &HashMap<String, StateCounter>,
+) -> Result<Rule> {
+    let name_path = key_path(path, "name");
+    let name = match rule.object.get("name") {
+        Some(v) => as_str(v, &name_path)?.to_owned(),
+        None => return err(&name_path, "required: every rule has a name"),
+    };
+    let action = match rule.object.get("action") {
+        None => "evaluate",
+        Some(v) => one_of(
+            v,
+            &key_path(path, "action"),
+            &["evaluate", "deny", "require_approval"],
+        )?,
+    };
+    let deny = action == "deny";
+    let approval = action == "require_approval";
+    check_fields_fit_action(&rule, path, deny, approval)?;
+    let conditions = rule
+        .conditions
+        .iter()
+        .map(|(c, p)| condition(c, p, states))
+        .collect::<Result<Vec<_>>>()?;
+    let charge = rule.state.as_ref().and_then(|(block, _)| {
+        let counter = block.get("counter")?.as_str()?;
+        let state = states.get(&format!("state.{scope}.{counter}"))?;
+        Some(RuleCharge {
+            counter: state.id?,
+            amount: state.amount.clone(),
+        })
+    });
+    let shadow = shadow(rule.object, path)?;
+    Ok(Rule {
+        shadow,
+        name,
+        deny,
+        approval,
+        conditions,
+        on_deny: rule.on_deny,
+        charge,
+    })
+}
+
+/// A rule's `shadow`: whether its refusals are only reported.
+fn shadow(object: &Map<String, Value>, path: &str) -> Result<bool> {
+    match object.get("shadow") {
+        None => Ok(false),
+        Some(v) => v.as_bool().map_or_else(
+            || {
+                err(
+                    &key_path(path, "shadow"),
+                    format!("expected true or false, got {}", describe(v)),
+                )
+            },
+            Ok,
+        ),
+    }
+}
+
+/// What each action allows beside it: an approval rule keeps no counter, a deny rule has no
+/// conditions, an evaluate rule has at least one.
+fn check_fields_fit_action(rule: &Expanded, path: &str, deny: bool, approval: bool) -> Result<()> {
+    if approval && rule.state.is_some() {
+        // Name the field the user wrote: `rate_limit` is expanded into a state block.
+        let field = if rule.object.contains_key("rate_limit") {
+            "rate_limit"
+        } else {
+            "state"
+        };
+        return err(
+            &key_path(path, field),
+            "a require_approval rule selects calls; it keeps no counter",
+        );
+    }
+    if deny && !rule.conditions.is_empty() {
+        return err(
+            &key_path(path, "conditions"),
+            "deny rules must not have conditions",
+        );
+    }
+    if !deny && rule.conditions.is_empty() {
+        return err(
+            path,
+            "evaluate rules must have at least one condition (or a rate_limit)",
+        );
+    }
+    Ok(())
 }

@@ -188,39 +188,39 @@ pub fn evaluate(
     fail_open: bool,
 ) -> RulesOutcome {
     let mut shadow_denials = Vec::new();
+    let approval = match check_conditions(
+        rules,
+        arguments,
+        counter_value,
+        fail_open,
+        &mut shadow_denials,
+    ) {
+        Ok(approval) => approval,
+        Err(denied) => return denied,
+    };
+    match charges(rules, arguments, &mut shadow_denials) {
+        Ok(charges) => RulesOutcome::Pass {
+            charges,
+            shadow_denials,
+            approval,
+        },
+        Err(denied) => denied,
+    }
+}
+
+/// Each rule's conditions, in order: `Err` is the first denial that is not in shadow mode
+/// (those are added to `shadow_denials`); `Ok` the index of the first `require_approval` rule
+/// whose conditions all hold, if any.
+fn check_conditions(
+    rules: &[&Rule],
+    arguments: Option<&Value>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    fail_open: bool,
+    shadow_denials: &mut Vec<(String, usize)>,
+) -> Result<Option<usize>, RulesOutcome> {
     let mut approval = None;
     for (index, rule) in rules.iter().enumerate() {
-        // The counter that could not be read, when that is why a condition failed.
-        let mut unreadable = None;
-        let all_hold = rule
-            .conditions
-            .iter()
-            .all(|condition| match &condition.subject {
-                // A value we cannot judge as the server will read it (another case of
-                // the key, a text where a number is compared) fails an evaluate rule's
-                // condition (deny), and meets an approval rule's (ask): never let through.
-                Subject::Argument(path) => {
-                    let value = lookup(arguments, path);
-                    let unsure = present_in_another_case(arguments, path)
-                        || undecidable(&condition.op, value);
-                    if rule.approval {
-                        unsure || holds(&condition.op, value)
-                    } else {
-                        !present_in_another_case(arguments, path) && holds(&condition.op, value)
-                    }
-                }
-                Subject::Counter(None) => holds(&condition.op, Some(&Value::from(0))),
-                // An unreadable counter: an approval rule asks; otherwise the condition holds
-                // under `fail_open` and fails (the filter cannot enforce the rule) if not.
-                Subject::Counter(Some(id)) => match counter_value(*id) {
-                    Ok(n) => holds(&condition.op, Some(&Value::from(n))),
-                    Err(_) if rule.approval || fail_open => true,
-                    Err(_) => {
-                        unreadable = Some(*id);
-                        false
-                    }
-                },
-            });
+        let (all_hold, unreadable) = conditions_hold(rule, arguments, counter_value, fail_open);
         if rule.approval {
             if all_hold && approval.is_none() {
                 approval = Some(index);
@@ -237,46 +237,39 @@ pub fn evaluate(
                 shadow_denials.push((reason, index));
                 continue;
             }
-            return RulesOutcome::Deny {
+            return Err(RulesOutcome::Deny {
                 reason,
                 rule: index,
                 unreadable,
-            };
+            });
         }
     }
+    Ok(approval)
+}
+
+/// What the rules charge once every rule passed: `Err` is the first amount that cannot be
+/// charged, outside shadow mode (those are added to `shadow_denials`).
+fn charges(
+    rules: &[&Rule],
+    arguments: Option<&Value>,
+    shadow_denials: &mut Vec<(String, usize)>,
+) -> Result<Vec<Charge>, RulesOutcome> {
     let mut charges = Vec::new();
     for (index, rule) in rules.iter().enumerate() {
         let Some(charge) = &rule.charge else { continue };
-        let amount = match &charge.amount {
-            Amount::Fixed(n) => *n,
-            // A number is charged as is (a fraction rounded up); a list by its length, e.g. the
-            // recipients of a mass send (an extension: Intercept accepts numbers only).
-            Amount::FromArgument(path) => match lookup(arguments, path).and_then(|v| match v {
-                Value::Array(items) => Some(items.len() as f64),
-                other => other.as_f64(),
-            }) {
-                // A fraction is rounded up: 0.99 a thousand times must not cost nothing
-                // (Intercept truncates; charged, never undercharged).
-                Some(n) if n >= 0.0 => n.ceil() as u64,
-                // Intercept lets a negative amount lower the counter; that would be a way to
-                // buy back budget, so it is refused here, as is a missing or non-numeric one.
-                _ => {
-                    let reason = format!(
-                        "rule \"{}\" charges its counter by args.{}, which must be a number of at least 0",
-                        rule.name,
-                        path.join(".")
-                    );
-                    if rule.shadow {
-                        shadow_denials.push((reason, index));
-                        continue;
-                    }
-                    return RulesOutcome::Deny {
-                        reason,
-                        rule: index,
-                        unreadable: None,
-                    };
-                }
-            },
+        let amount = match charged_amount(rule, &charge.amount, arguments) {
+            Ok(amount) => amount,
+            Err(reason) if rule.shadow => {
+                shadow_denials.push((reason, index));
+                continue;
+            }
+            Err(reason) => {
+                return Err(RulesOutcome::Deny {
+                    reason,
+                    rule: index,
+                    unreadable: None,
+                })
+            }
         };
         charges.push(Charge {
             counter: charge.counter,
@@ -289,10 +282,72 @@ pub fn evaluate(
             ),
         });
     }
-    RulesOutcome::Pass {
-        charges,
-        shadow_denials,
-        approval,
+    Ok(charges)
+}
+
+/// Whether every condition of `rule` holds, checked in order up to the first that fails; and
+/// the counter that could not be read, when that is why a condition failed.
+fn conditions_hold(
+    rule: &Rule,
+    arguments: Option<&Value>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    fail_open: bool,
+) -> (bool, Option<CounterId>) {
+    let mut unreadable = None;
+    let all_hold = rule
+        .conditions
+        .iter()
+        .all(|condition| match &condition.subject {
+            // A value we cannot judge as the server will read it (another case of
+            // the key, a text where a number is compared) fails an evaluate rule's
+            // condition (deny), and meets an approval rule's (ask): never let through.
+            Subject::Argument(path) => {
+                let value = lookup(arguments, path);
+                let unsure =
+                    present_in_another_case(arguments, path) || undecidable(&condition.op, value);
+                if rule.approval {
+                    unsure || holds(&condition.op, value)
+                } else {
+                    !present_in_another_case(arguments, path) && holds(&condition.op, value)
+                }
+            }
+            Subject::Counter(None) => holds(&condition.op, Some(&Value::from(0))),
+            // An unreadable counter: an approval rule asks; otherwise the condition holds
+            // under `fail_open` and fails (the filter cannot enforce the rule) if not.
+            Subject::Counter(Some(id)) => match counter_value(*id) {
+                Ok(n) => holds(&condition.op, Some(&Value::from(n))),
+                Err(_) if rule.approval || fail_open => true,
+                Err(_) => {
+                    unreadable = Some(*id);
+                    false
+                }
+            },
+        });
+    (all_hold, unreadable)
+}
+
+/// What a passing call costs `rule`'s counter; `Err` is the reason it is refused instead.
+fn charged_amount(rule: &Rule, amount: &Amount, arguments: Option<&Value>) -> Result<u64, String> {
+    let path = match amount {
+        Amount::Fixed(n) => return Ok(*n),
+        Amount::FromArgument(path) => path,
+    };
+    // A number is charged as is (a fraction rounded up); a list by its length, e.g. the
+    // recipients of a mass send (an extension: Intercept accepts numbers only).
+    match lookup(arguments, path).and_then(|v| match v {
+        Value::Array(items) => Some(items.len() as f64),
+        other => other.as_f64(),
+    }) {
+        // A fraction is rounded up: 0.99 a thousand times must not cost nothing
+        // (Intercept truncates; charged, never undercharged).
+        Some(n) if n >= 0.0 => Ok(n.ceil() as u64),
+        // Intercept lets a negative amount lower the counter; that would be a way to
+        // buy back budget, so it is refused here, as is a missing or non-numeric one.
+        _ => Err(format!(
+            "rule \"{}\" charges its counter by args.{}, which must be a number of at least 0",
+            rule.name,
+            path.join(".")
+        )),
     }
 }
 

@@ -96,93 +96,124 @@ pub fn decide_with_rule(
         if !shadow {
             return (deny(HIDDEN), "hide".to_owned());
         }
-        let shadow_denials = vec![(HIDDEN.to_owned(), "hide".to_owned())];
-        return (
-            ToolDecision::Allow {
-                charges: Vec::new(),
-                shadow_denials,
-                approval: None,
-            },
-            "hide".to_owned(),
-        );
+        return only_reported(Vec::new(), HIDDEN.to_owned(), "hide".to_owned());
     }
     let (limits, access_rule) = match access(policy, caller, tool) {
         (ToolDecision::Allow { charges, .. }, rule) => (charges, rule),
         (ToolDecision::Deny { reason, .. }, rule) if shadow => {
-            let shadow_denials = vec![(reason, rule.clone())];
-            return (
-                ToolDecision::Allow {
-                    charges: Vec::new(),
-                    shadow_denials,
-                    approval: None,
-                },
-                rule,
-            );
+            return only_reported(Vec::new(), reason, rule)
         }
         denied => return denied,
     };
-    let own_rules: &[rules::Rule] = policy.tools.get(tool).map_or(&[], |t| &t.rules);
-    let rule_list: Vec<&rules::Rule> = own_rules
-        .iter()
-        .chain(policy.wildcard_rules.iter())
-        .collect();
-    // Built only for a rule that decided: most calls never need one.
-    let rule_path = |index: usize| match index.checked_sub(own_rules.len()) {
-        None => format!("{}.rules[{index}]", key_path("tools", tool)),
-        Some(wildcard) => format!("tools[\"*\"].rules[{wildcard}]"),
-    };
-    match rules::evaluate(&rule_list, arguments, counter_value, policy.fail_open) {
+    let tool_rules = ToolRules::of(policy, tool);
+    match rules::evaluate(
+        &tool_rules.in_order(),
+        arguments,
+        counter_value,
+        policy.fail_open,
+    ) {
         RulesOutcome::Deny {
             reason,
             rule,
             unreadable,
         } => {
-            let path = rule_path(rule);
+            let path = tool_rules.path(rule);
             if shadow {
-                let shadow_denials = vec![(reason, path.clone())];
-                return (
-                    ToolDecision::Allow {
-                        charges: limits,
-                        shadow_denials,
-                        approval: None,
-                    },
-                    path,
-                );
+                return only_reported(limits, reason, path);
             }
             (ToolDecision::Deny { reason, unreadable }, path)
         }
         RulesOutcome::Pass {
-            mut charges,
+            charges,
             shadow_denials,
             approval,
         } => {
-            let mut all = limits;
-            all.append(&mut charges);
-            let mut shadow_denials: Vec<(String, String)> = shadow_denials
+            let shadow_denials = shadow_denials
                 .into_iter()
-                .map(|(reason, index)| (reason, rule_path(index)))
+                .map(|(reason, index)| (reason, tool_rules.path(index)))
                 .collect();
-            let tool_action = policy
-                .tools
-                .get(tool)
-                .filter(|t| t.action == ToolAction::RequireApproval)
-                .map(|_| format!("{}.action", key_path("tools", tool)));
-            let mut approval = tool_action.or_else(|| approval.map(rule_path));
-            if shadow {
-                // Shadow mode asks nobody: the call is reported as one that would wait.
-                if let Some(path) = approval.take() {
-                    shadow_denials.push(("requires a human's approval".to_owned(), path));
-                }
-            }
-            (
-                ToolDecision::Allow {
-                    charges: all,
-                    shadow_denials,
-                    approval,
-                },
-                access_rule,
-            )
+            let approval =
+                approval_path(policy, tool).or_else(|| approval.map(|i| tool_rules.path(i)));
+            let decision = passed(limits, charges, shadow_denials, approval, shadow);
+            (decision, access_rule)
         }
+    }
+}
+
+/// A refusal in shadow mode: the call is allowed with `charges`, and the refusal (`reason`,
+/// by the policy element at `path`) is only reported.
+fn only_reported(charges: Vec<Charge>, reason: String, path: String) -> (ToolDecision, String) {
+    let shadow_denials = vec![(reason, path.clone())];
+    (
+        ToolDecision::Allow {
+            charges,
+            shadow_denials,
+            approval: None,
+        },
+        path,
+    )
+}
+
+/// The rules a call to a tool must pass: the tool's own, then the `"*"` rules.
+struct ToolRules<'p> {
+    tool: &'p str,
+    own: &'p [rules::Rule],
+    wildcard: &'p [rules::Rule],
+}
+
+impl<'p> ToolRules<'p> {
+    fn of(policy: &'p Policy, tool: &'p str) -> Self {
+        ToolRules {
+            tool,
+            own: policy.tools.get(tool).map_or(&[], |t| &t.rules),
+            wildcard: &policy.wildcard_rules,
+        }
+    }
+
+    fn in_order(&self) -> Vec<&'p rules::Rule> {
+        self.own.iter().chain(self.wildcard.iter()).collect()
+    }
+
+    /// The JSON path of the rule at `index` in `in_order`. Built only for a rule that decided:
+    /// most calls never need one.
+    fn path(&self, index: usize) -> String {
+        match index.checked_sub(self.own.len()) {
+            None => format!("{}.rules[{index}]", key_path("tools", self.tool)),
+            Some(wildcard) => format!("tools[\"*\"].rules[{wildcard}]"),
+        }
+    }
+}
+
+/// The JSON path of the tool's own `require_approval` action, if it has one.
+fn approval_path(policy: &Policy, tool: &str) -> Option<String> {
+    policy
+        .tools
+        .get(tool)
+        .filter(|t| t.action == ToolAction::RequireApproval)
+        .map(|_| format!("{}.action", key_path("tools", tool)))
+}
+
+/// A call that passed its rules: it is charged the access `limits` and the rules' `charges`,
+/// and waits for approval when `approval` names what asks for it.
+fn passed(
+    limits: Vec<Charge>,
+    mut charges: Vec<Charge>,
+    mut shadow_denials: Vec<(String, String)>,
+    mut approval: Option<String>,
+    shadow: bool,
+) -> ToolDecision {
+    let mut all = limits;
+    all.append(&mut charges);
+    if shadow {
+        // Shadow mode asks nobody: the call is reported as one that would wait.
+        if let Some(path) = approval.take() {
+            shadow_denials.push(("requires a human's approval".to_owned(), path));
+        }
+    }
+    ToolDecision::Allow {
+        charges: all,
+        shadow_denials,
+        approval,
     }
 }
 
