@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::counter::CounterId;
+use crate::counters::CounterError;
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -89,8 +90,15 @@ pub enum RulesOutcome {
     Deny {
         reason: String,
         rule: usize,
-        unreadable: Option<CounterId>,
+        unreadable: Option<Unreadable>,
     },
+}
+
+/// A counter a condition could not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub counter: CounterId,
+    pub error: CounterError,
 }
 
 fn lookup<'v>(arguments: Option<&'v Value>, path: &[String]) -> Option<&'v Value> {
@@ -184,7 +192,7 @@ fn holds(op: &Op, actual: Option<&Value>) -> bool {
 pub fn evaluate(
     rules: &[&Rule],
     arguments: Option<&Value>,
-    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, CounterError>,
     fail_open: bool,
 ) -> RulesOutcome {
     let mut shadow_denials = Vec::new();
@@ -214,7 +222,7 @@ pub fn evaluate(
 fn check_conditions(
     rules: &[&Rule],
     arguments: Option<&Value>,
-    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, CounterError>,
     fail_open: bool,
     shadow_denials: &mut Vec<(String, usize)>,
 ) -> Result<Option<usize>, RulesOutcome> {
@@ -290,9 +298,9 @@ fn charges(
 fn conditions_hold(
     rule: &Rule,
     arguments: Option<&Value>,
-    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, CounterError>,
     fail_open: bool,
-) -> (bool, Option<CounterId>) {
+) -> (bool, Option<Unreadable>) {
     let mut unreadable = None;
     let all_hold = rule
         .conditions
@@ -317,8 +325,11 @@ fn conditions_hold(
             Subject::Counter(Some(id)) => match counter_value(*id) {
                 Ok(n) => holds(&condition.op, Some(&Value::from(n))),
                 Err(_) if rule.approval || fail_open => true,
-                Err(_) => {
-                    unreadable = Some(*id);
+                Err(error) => {
+                    unreadable = Some(Unreadable {
+                        counter: *id,
+                        error,
+                    });
                     false
                 }
             },
@@ -538,7 +549,9 @@ mod tests {
         ));
         // A counter that cannot be read fails the condition: closed.
         let failing = decide_tool(&policy, &caller, "report", Some(&json!({})), &mut |_| {
-            Err("store down".into())
+            Err(CounterError::Store(crate::counters::StoreError(
+                "store down".into(),
+            )))
         });
         assert!(matches!(failing, ToolDecision::Deny { .. }));
     }

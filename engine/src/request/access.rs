@@ -17,8 +17,9 @@ use crate::policy::caller::Caller;
 use crate::policy::identity::{Identity, IdentitySource, MissingIdentity};
 use serde_json::Value;
 
+use crate::counters::CounterError;
 use crate::json::path::key_path;
-use crate::policy::rules::{self, Charge, RulesOutcome};
+use crate::policy::rules::{self, Charge, RulesOutcome, Unreadable};
 use crate::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub enum ToolDecision {
         reason: String,
         /// Set when a rule denied only because this counter could not be read: not the
         /// policy's answer but the filter's failure to enforce it (`failure_mode` closed).
-        unreadable: Option<CounterId>,
+        unreadable: Option<Unreadable>,
     },
 }
 
@@ -77,7 +78,7 @@ pub fn decide_tool(
     caller: &Caller,
     tool: &str,
     arguments: Option<&Value>,
-    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, CounterError>,
 ) -> ToolDecision {
     decide_with_rule(policy, caller, tool, arguments, counter_value).0
 }
@@ -89,7 +90,7 @@ pub fn decide_with_rule(
     caller: &Caller,
     tool: &str,
     arguments: Option<&Value>,
-    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, String>,
+    counter_value: &mut dyn FnMut(CounterId) -> Result<u64, CounterError>,
 ) -> (ToolDecision, String) {
     let shadow = policy.in_shadow(tool);
     if policy.is_hidden(tool) {

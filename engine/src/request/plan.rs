@@ -7,11 +7,11 @@ use super::access::{decide_with_rule, ToolDecision};
 use super::meta::RequestMeta;
 use super::outcome::{CallRecord, Outcome};
 use super::slot::counter_slot;
-use crate::counters::{current, CasStore};
+use crate::counters::{current, CasStore, CounterError, StoreError};
 use crate::decision::Decision;
 use crate::json::strict;
 use crate::policy::caller::Caller;
-use crate::policy::rules::Charge;
+use crate::policy::rules::{Charge, Unreadable};
 use crate::policy::{CounterId, Policy, RefusalMode};
 use crate::protocol::jsonrpc::{Body, Message, MessageKind, INVALID_REQUEST};
 use crate::reply::{self, Refusal};
@@ -157,8 +157,6 @@ impl Planner<'_> {
         } else {
             None
         };
-        // Why counters could not be read, for a refusal that rests on one.
-        let mut read_problems: Vec<(CounterId, String)> = Vec::new();
         let (decision, rule) = {
             let Planner {
                 policy,
@@ -167,33 +165,25 @@ impl Planner<'_> {
                 store,
                 ..
             } = self;
-            let mut read_counter = |id: CounterId| -> Result<u64, String> {
-                let spec = policy
-                    .counter(id)
-                    .ok_or_else(|| format!("counter #{id} is not defined"))?;
+            let mut read_counter = |id: CounterId| -> Result<u64, CounterError> {
+                let spec = policy.counter(id).ok_or_else(|| {
+                    CounterError::Store(StoreError(format!("counter #{id} is not defined")))
+                })?;
                 let slot = counter_slot(policy, meta.namespace, spec, caller, meta.session);
-                current(&mut **store, &slot, spec.window, meta.now).map_err(|e| {
-                    let problem = e.to_string();
-                    read_problems.push((id, problem.clone()));
-                    problem
-                })
+                current(&mut **store, &slot, spec.window, meta.now)
             };
             decide_with_rule(policy, caller, &name, arguments.as_ref(), &mut read_counter)
         };
         match decision {
             ToolDecision::Deny {
-                unreadable: Some(id),
+                unreadable: Some(Unreadable { counter: id, error }),
                 ..
             } => {
                 let counter = self
                     .policy
                     .counter(id)
                     .map_or_else(|| format!("#{id}"), |spec| spec.name.clone());
-                let problem = read_problems
-                    .into_iter()
-                    .find(|(read, _)| *read == id)
-                    .map(|(_, problem)| problem)
-                    .unwrap_or_default();
+                let problem = error.to_string();
                 let detail = format!("counter {counter} could not be read: {problem}");
                 let refusal = Refusal::CannotEnforce {
                     tool: name.clone(),
