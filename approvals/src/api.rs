@@ -1,5 +1,5 @@
-//! HTTP: the filter's `/v1/check` (long poll), the JSON API people and bots use, live events and
-//! the page.
+//! HTTP: the filter's `/v1/check` (long poll; its request and answer are the engine's
+//! `wire::approval` types), the JSON API people and bots use, live events and the page.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
+use mcp_policy_engine::wire::approval::{CheckAnswer, CheckRequest, CheckStatus, CHECK_PATH};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -58,7 +59,7 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page))
-        .route("/v1/check", post(check))
+        .route(CHECK_PATH, post(check))
         .route("/v1/requests", get(list))
         .route("/v1/requests/{id}", get(one))
         .route("/v1/requests/{id}/approve", post(approve))
@@ -111,25 +112,12 @@ fn new_id() -> Result<String, ApiError> {
         .collect())
 }
 
-#[derive(Deserialize)]
-struct CheckBody {
-    digest: String,
-    server: String,
-    tool: String,
-    identity: Option<String>,
-    #[serde(default)]
-    arguments: Value,
-    #[serde(default)]
-    hold_ms: u64,
-    #[serde(default)]
-    valid_for_s: u64,
-}
-
+/// The filter's question about one call, answered once it is decided or the hold time ends.
 async fn check(
     State(app): State<Arc<App>>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let q: CheckBody =
+) -> Result<Json<CheckAnswer>, ApiError> {
+    let q: CheckRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid check: {e}")))?;
     if q.digest.is_empty() || q.tool.is_empty() {
         return Err(ApiError::bad("digest and tool are required"));
@@ -145,20 +133,21 @@ async fn check(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.hold_ms).min(MAX_HOLD);
     // Subscribed before looking, so a decision made in between still wakes us.
     let mut decided = app.decided.subscribe();
+    let decided_answer = |status, r: Request| CheckAnswer {
+        approve_url: None,
+        approver: r.decided_by,
+        id: r.id,
+        reason: r.reason,
+        status,
+    };
     loop {
         let (verdict, created) = app
             .store()?
             .check(&question, now(), &new_id()?)
             .map_err(ApiError::internal)?;
         match verdict {
-            Verdict::Approved(r) => {
-                return Ok(Json(json!({"status": "approved", "id": r.id,
-                                      "approver": r.decided_by, "reason": r.reason})))
-            }
-            Verdict::Denied(r) => {
-                return Ok(Json(json!({"status": "denied", "id": r.id,
-                                      "approver": r.decided_by, "reason": r.reason})))
-            }
+            Verdict::Approved(r) => return Ok(Json(decided_answer(CheckStatus::Approved, r))),
+            Verdict::Denied(r) => return Ok(Json(decided_answer(CheckStatus::Denied, r))),
             Verdict::Pending(r) => {
                 if created {
                     app.publish("created", &r);
@@ -167,8 +156,13 @@ async fn check(
                     .await
                     .is_err();
                 if timed_out || tokio::time::Instant::now() >= deadline {
-                    return Ok(Json(json!({"status": "pending", "id": r.id,
-                                          "approve_url": format!("{}/#{}", app.public_url, r.id)})));
+                    return Ok(Json(CheckAnswer {
+                        approve_url: Some(format!("{}/#{}", app.public_url, r.id)),
+                        approver: None,
+                        id: r.id,
+                        reason: None,
+                        status: CheckStatus::Pending,
+                    }));
                 }
             }
         }

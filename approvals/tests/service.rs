@@ -9,48 +9,24 @@
 )]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use mcp_policy_sample::deployment::first_line_within;
+use mcp_policy_sample::deployment::{start_approval_service, ServerProcess};
 use serde_json::{json, Value};
 
-/// The service, killed by PID when dropped (also when a test fails).
+/// The service and where it listens; killed by PID when dropped (also when a test fails).
 struct Service {
-    child: Child,
+    _process: ServerProcess,
     base: String,
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(db: &Path) -> Service {
-    let child = Command::new(env!("CARGO_BIN_EXE_approval-service"))
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Guarded before anything can fail: a service that does not start as expected is killed.
-    let mut service = Service {
-        child,
-        base: String::new(),
-    };
-    let line = first_line_within(
-        service.child.stdout.take().unwrap(),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    service.base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    service
+    let process =
+        start_approval_service(env!("CARGO_BIN_EXE_approval-service").as_ref(), 0, db).unwrap();
+    let base = format!("http://127.0.0.1:{}", process.port);
+    Service {
+        _process: process,
+        base,
+    }
 }
 
 async fn post(url: String, body: Value) -> (u16, Value) {

@@ -46,6 +46,8 @@ pub use stream::Stream;
 
 /// Wire formats other programs share with the engine.
 pub mod wire {
+    /// The approval service's check (`POST /v1/check`): the filter's question and the answer.
+    pub use crate::protocol::approval_check as approval;
     /// Envoy's serialized header maps, as hosts hand them over.
     pub use crate::protocol::header_map;
     /// The rate-limit service's protobuf messages (`envoy.service.ratelimit.v3`).

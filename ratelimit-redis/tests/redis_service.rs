@@ -9,11 +9,12 @@
 )]
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mcp_policy_sample::deployment::first_line_within;
+// Children are killed (by PID) when their guard drops, when a test ends or panics.
+use mcp_policy_sample::deployment::{first_line_within, ChildGuard};
 use ratelimit_redis::proto::{
     Code, Entry, RateLimitDescriptor, RateLimitOverride, RateLimitRequest, RateLimitResponse,
     UInt64Value, Unit,
@@ -21,18 +22,6 @@ use ratelimit_redis::proto::{
 use ratelimit_redis::service::SHOULD_RATE_LIMIT_PATH;
 use tonic::codec::ProstCodec;
 use tonic::transport::Channel;
-
-/// A child process killed (by its PID, through its handle) when the test ends, panics included.
-struct ChildGuard {
-    child: Child,
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_port() -> u16 {
     mcp_policy_sample::deployment::free_port().unwrap()
@@ -52,10 +41,10 @@ fn start_redis(port: u16) -> ChildGuard {
                  (`make test` installs it; or `apt-get install redis-server`)"
             )
         });
-    let mut guard = ChildGuard { child };
+    let mut guard = ChildGuard::new("redis-server", child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = guard.child.try_wait().unwrap() {
+        if let Some(status) = guard.try_exit_status() {
             panic!("redis-server on port {port} exited: {status}");
         }
         assert!(
@@ -69,14 +58,14 @@ fn start_redis(port: u16) -> ChildGuard {
 
 /// The service under test, and the address it printed.
 fn start_service(redis_port: u16) -> (ChildGuard, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ratelimit-redis"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ratelimit-redis"))
         .args(["--listen", "127.0.0.1:0"])
         .args(["--redis", &format!("redis://127.0.0.1:{redis_port}")])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard { child };
+    let mut guard = ChildGuard::new("ratelimit-redis", child);
+    let stdout = guard.take_stdout().unwrap();
     let line = first_line_within(stdout, Duration::from_secs(30)).unwrap();
     let addr = line
         .trim_end()

@@ -12,7 +12,7 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use mcp_policy_sample::deployment::{first_line_within, ChildGuard};
@@ -27,27 +27,27 @@ use serde_json::{json, Value};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running `sample-mcp-server`; killed by PID when dropped.
+/// A running `sample-mcp-server`; killed by PID when dropped (its guard).
 struct ServerProcess {
-    child: Child,
+    guard: ChildGuard,
     base: String,
 }
 
 impl ServerProcess {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sample-mcp-server"))
+        let child = Command::new(env!("CARGO_BIN_EXE_sample-mcp-server"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn sample-mcp-server");
-        let stdout = child.stdout.take().expect("child stdout is piped");
         // Guard first, so the child dies even if reading the port fails below.
         let mut server = ServerProcess {
-            child,
+            guard: ChildGuard::new("sample-mcp-server", child),
             base: String::new(),
         };
+        let stdout = server.guard.take_stdout().expect("child stdout is piped");
         let line = first_line_within(stdout, STARTUP_TIMEOUT)
             .unwrap_or_else(|e| panic!("the server's listening line: {e}"));
         let url = line
@@ -81,30 +81,9 @@ impl ServerProcess {
 
     /// Send SIGTERM by PID and wait (bounded) for the exit status.
     fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill -TERM <pid>");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        // `Child::kill` signals exactly this PID; harmless if it already exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.guard
+            .terminate(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("server did not exit after SIGTERM: {e}"))
     }
 }
 

@@ -255,8 +255,8 @@ impl Deployment {
     /// endpoint; `None` while the filter never counted that combination (so that a misspelt
     /// label cannot read as 0).
     pub fn decisions_counted(&self, server: &str, tool: &str, decision: &str) -> Option<u64> {
-        let (_, text) = http_get(self.envoy.admin_port, "/stats/prometheus")
-            .expect("admin /stats/prometheus");
+        let (_, text) =
+            http_get(self.envoy.admin_port, "/stats/prometheus").expect("admin /stats/prometheus");
         let prefix = format!(
             r#"mcp_policy_tool_calls_total{{mcp_server="{server}",mcp_tool="{tool}",mcp_decision="{decision}"}} "#
         );

@@ -4,34 +4,12 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room, wasm_path};
-use mcp_policy_sample::deployment::{free_port, http_get, kill_group, read_until_line};
+use mcp_policy_sample::deployment::{free_port, http_get, read_until_line, ChildGuard};
 use serde_json::{json, Value};
-
-/// The launcher cleans up its own children on SIGTERM, so stop it with SIGTERM (by PID).
-struct Launcher(Child);
-
-impl Drop for Launcher {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // It did not clean up: kill it with everything it started (its own process group).
-        kill_group(self.0.id());
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn python() -> PathBuf {
     std::env::var_os("PYTHON_MCP")
@@ -56,7 +34,7 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
     .unwrap();
     let (port, admin) = (free_port().unwrap(), free_port().unwrap());
     let launcher_bin = sample_server_bin().with_file_name("sample-deployment");
-    let mut child = Command::new(launcher_bin)
+    let child = Command::new(launcher_bin)
         .current_dir(repo_root())
         .args(["--policy-dir", &policies.path().display().to_string()])
         .args([
@@ -87,9 +65,13 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
         .process_group(0)
         .spawn()
         .expect("start sample-deployment");
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let _launcher = Launcher(child);
+    // The launcher cleans up its own children on SIGTERM, so it is stopped with SIGTERM (by
+    // PID); if it has not exited within 5 s, it is killed with everything it started (its own
+    // process group).
+    let mut launcher =
+        ChildGuard::new_group("sample-deployment", child).with_grace(Duration::from_secs(5));
+    let stdout = launcher.take_stdout().expect("stdout");
+    let stderr = launcher.take_stderr().expect("stderr");
     // What the launcher (and Envoy, whose log it passes on) reports, kept for the assertions;
     // read continuously so neither ever blocks on a full pipe.
     let reported = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -1,6 +1,7 @@
-//! Wire formats: JSON-RPC bodies, server-sent events, Envoy's serialized header maps and the
-//! rate-limit service's protobuf messages.
+//! Wire formats: JSON-RPC bodies, server-sent events, Envoy's serialized header maps, the
+//! approval service's check and the rate-limit service's protobuf messages.
 
+pub mod approval_check;
 pub mod header_map;
 pub mod header_value;
 pub mod jsonrpc;

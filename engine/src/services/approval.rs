@@ -4,18 +4,17 @@
 
 use std::fmt::Write;
 
-use serde_json::{json, Value};
+use serde::de::IgnoredAny;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::hex::hex;
 use crate::json::strict;
 use crate::policy::identity::Identity;
 use crate::policy::Policy;
+use crate::protocol::approval_check::{CheckAnswer, CheckRequest, CheckStatus};
 use crate::protocol::jsonrpc::Id;
 use crate::reply::Refusal;
-
-/// The path the filter POSTs questions to.
-pub const CHECK_PATH: &str = "/v1/check";
 
 /// One call waiting for a decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,16 +83,16 @@ pub fn query(
     }
     let digest = hex(&hasher.finalize());
     let settings = policy.approval.as_ref();
-    let request = json!({
-        "digest": digest,
-        "server": namespace,
-        "tool": tool,
-        "identity": identity.map(Identity::display),
-        "arguments": canonical,
-        "hold_ms": settings.map_or(0, |s| s.hold_seconds * 1000),
-        "valid_for_s": settings.map_or(0, |s| s.valid_seconds),
-    })
-    .to_string();
+    let request = CheckRequest {
+        arguments: canonical,
+        digest: digest.clone(),
+        hold_ms: settings.map_or(0, |s| s.hold_seconds * 1000),
+        identity: identity.map(Identity::display),
+        server: namespace.to_owned(),
+        tool: tool.to_owned(),
+        valid_for_s: settings.map_or(0, |s| s.valid_seconds),
+    };
+    let request = serde_json::to_string(&request).map_err(|e| e.to_string())?;
     Ok(ApprovalQuery {
         digest,
         tool: tool.to_owned(),
@@ -225,39 +224,43 @@ pub fn read_answer(tool: &str, answer: Result<(u16, Vec<u8>), String>) -> Answer
     if status != 200 {
         return unavailable(format!("approval service answered HTTP {status}"));
     }
-    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+    if serde_json::from_slice::<IgnoredAny>(&body).is_err() {
         return unavailable("approval service answered something that is not JSON".to_owned());
-    };
-    let text = |key: &str| {
-        value
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let id = text("id");
-    match value.get("status").and_then(Value::as_str) {
-        Some("approved") if !id.is_empty() => Answer::Approved {
-            note: format!("approved by {} (approval {id})", text("approver")),
-        },
-        Some("denied") if !id.is_empty() => Answer::Refused(Refusal::ApprovalDenied {
-            tool: tool.to_owned(),
-            approval_id: id,
-            approver: text("approver"),
-            reason: text("reason"),
-        }),
-        Some("pending") if !id.is_empty() => Answer::Refused(Refusal::ApprovalPending {
-            tool: tool.to_owned(),
-            approval_id: id,
-            approve_url: text("approve_url"),
-        }),
-        _ => unavailable(format!(
+    }
+    let unusable = || {
+        unavailable(format!(
             "approval service answered without a usable status: {}",
             String::from_utf8_lossy(&body)
                 .chars()
                 .take(200)
                 .collect::<String>()
-        )),
+        ))
+    };
+    let Ok(answer) = serde_json::from_slice::<CheckAnswer>(&body) else {
+        return unusable();
+    };
+    if answer.id.is_empty() {
+        return unusable();
+    }
+    let id = answer.id;
+    match answer.status {
+        CheckStatus::Approved => Answer::Approved {
+            note: format!(
+                "approved by {} (approval {id})",
+                answer.approver.unwrap_or_default()
+            ),
+        },
+        CheckStatus::Denied => Answer::Refused(Refusal::ApprovalDenied {
+            tool: tool.to_owned(),
+            approval_id: id,
+            approver: answer.approver.unwrap_or_default(),
+            reason: answer.reason.unwrap_or_default(),
+        }),
+        CheckStatus::Pending => Answer::Refused(Refusal::ApprovalPending {
+            tool: tool.to_owned(),
+            approval_id: id,
+            approve_url: answer.approve_url.unwrap_or_default(),
+        }),
     }
 }
 
@@ -344,6 +347,43 @@ mod tests {
             &mut store,
         ));
         assert_eq!(other.verdict, Verdict::Forward);
+    }
+
+    #[test]
+    fn the_request_body_is_the_json_map_of_the_call() {
+        let policy = load_policy(POLICY.as_bytes()).unwrap();
+        let alice = Identity::new("alice");
+        for (identity, arguments) in [
+            (
+                Some(&alice),
+                Some(r#"{ "to" : "all", "n" : [1, 2.5e3, -0.0], "t" : "\u00e9\"" }"#),
+            ),
+            (None, None),
+        ] {
+            let query = query(
+                &policy,
+                "wechat",
+                identity,
+                "wechat_mass_send",
+                None,
+                arguments,
+                "tools.wechat_mass_send.action",
+            )
+            .unwrap();
+            let canonical: Value =
+                arguments.map_or(Value::Null, |a| serde_json::from_str(a).unwrap());
+            let as_map = serde_json::json!({
+                "digest": query.digest,
+                "server": "wechat",
+                "tool": "wechat_mass_send",
+                "identity": identity.map(Identity::display),
+                "arguments": canonical,
+                "hold_ms": 20_000,
+                "valid_for_s": 600,
+            })
+            .to_string();
+            assert_eq!(query.request, as_map);
+        }
     }
 
     #[test]

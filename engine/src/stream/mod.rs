@@ -10,6 +10,7 @@ use crate::host::{Action, Host, Level, Metric, Phase};
 use crate::policy::caller::Caller;
 use crate::policy::identity::{self, Identity, RequestAttributes};
 use crate::policy::{Policy, RefusalMode};
+use crate::protocol::approval_check::CHECK_PATH;
 use crate::protocol::header_map;
 use crate::protocol::ratelimit::Response;
 use crate::reply::{self, Refusal, Reply};
@@ -19,7 +20,7 @@ use crate::request::headers::{self, screen, RequestHeaders, Screening};
 use crate::request::outcome::{Outcome, Verdict};
 use crate::request::remote::AwaitingServices;
 use crate::response::watch::{Reader, Watch};
-use crate::services::approval::{self, Answer, ApprovalQuery, Approved, CHECK_PATH};
+use crate::services::approval::{self, Answer, ApprovalQuery, Approved};
 use crate::services::rate_limit;
 
 /// Where the request stands.

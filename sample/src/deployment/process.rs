@@ -1,10 +1,11 @@
 //! A child process that is killed (by PID, never by name) when its guard is dropped, including
-//! when a test fails or panics.
+//! when a test fails or panics. Every program and test here that starts a child holds it in a
+//! [`ChildGuard`], so stopping and reaping is written once.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::Child;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct ChildGuard {
     name: String,
@@ -12,6 +13,9 @@ pub struct ChildGuard {
     /// The child leads its own process group (`CommandExt::process_group(0)`), and what it
     /// started (a browser under node, say) is killed with it.
     group: bool,
+    /// Stopping sends SIGTERM first and waits this long for the child to exit on its own (a
+    /// child that cleans up after itself on SIGTERM), before killing it.
+    grace: Option<Duration>,
 }
 
 impl ChildGuard {
@@ -20,6 +24,7 @@ impl ChildGuard {
             name: name.into(),
             child: Some(child),
             group: false,
+            grace: None,
         }
     }
 
@@ -29,6 +34,23 @@ impl ChildGuard {
         let mut guard = ChildGuard::new(name, child);
         guard.group = true;
         guard
+    }
+
+    /// Stopping first asks the child to exit (SIGTERM) and gives it `grace` to do so; only a
+    /// child still running then is killed (with its group, for [`ChildGuard::new_group`]).
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// The child's piped stdout, taken once.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.child.as_mut().and_then(|c| c.stdout.take())
+    }
+
+    /// The child's piped stderr, taken once.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.as_mut().and_then(|c| c.stderr.take())
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -46,7 +68,54 @@ impl ChildGuard {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// SIGTERM (by PID), then the exit status once the child has exited, within `patience`.
+    /// A child that has already exited is not signalled (its PID may be another process's now).
+    /// Once it has exited the guard holds nothing; if it has not, the guard still kills it.
+    pub fn terminate(&mut self, patience: Duration) -> Result<ExitStatus, String> {
+        let name = &self.name;
+        let Some(child) = self.child.as_mut() else {
+            return Err(format!("{name} was already stopped"));
+        };
+        let exited = |child: &mut Child| {
+            child
+                .try_wait()
+                .map_err(|e| format!("waiting for {name}: {e}"))
+        };
+        if let Some(status) = exited(child)? {
+            self.child = None;
+            return Ok(status);
+        }
+        let pid = child.id();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        if !sent.is_ok_and(|s| s.success()) {
+            return Err(format!("kill -TERM {pid} ({name}) failed"));
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = exited(child)? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{name} did not exit within {patience:?} of SIGTERM"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stop the child now (after its grace, if it has one) and reap it.
     pub fn stop(&mut self) {
+        if let Some(grace) = self.grace {
+            // A child that exits on SIGTERM has stopped what it started itself.
+            if self.child.is_some() && self.terminate(grace).is_ok() {
+                return;
+            }
+        }
         if let Some(mut child) = self.child.take() {
             if self.group {
                 kill_group(child.id());
@@ -59,9 +128,9 @@ impl ChildGuard {
 
 /// SIGKILL to every process in the group `pgid` (by its id, never by name).
 pub fn kill_group(pgid: u32) {
-    let _ = std::process::Command::new("kill")
+    let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
-        .stderr(std::process::Stdio::null())
+        .stderr(Stdio::null())
         .status();
 }
 
