@@ -569,7 +569,7 @@ mod tests {
     #[test]
     fn numbers_are_approved_by_exact_value() {
         // The canonical arguments hold doubles: two calls differing beyond a double's precision
-        // would share one digest while an exact server runs different calls (found in review).
+        // would share one digest while an exact server runs different calls.
         let policy = load_policy(
             br#"{"version":"1","approval":{"cluster":"approvals"},"tools":{"t":{"action":"require_approval"}}}"#,
         )
@@ -650,7 +650,7 @@ mod tests {
         ));
         assert_eq!(outcome.verdict, Verdict::Forward);
         // What a lenient server reads as a big send waits too: a text it converts to a number,
-        // a key it matches ignoring case (found in review: both went through unasked).
+        // a key it matches ignoring case (neither may go through unasked).
         for sneaky in [
             r#"{"recipients":"5000"}"#,
             r#"{"Recipients":5000}"#,
