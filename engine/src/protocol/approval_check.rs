@@ -1,7 +1,9 @@
 //! The approval service's check, as JSON on the wire: what the filter POSTs to [`CHECK_PATH`]
 //! and what the service answers. The filter writes [`CheckRequest`] and reads [`CheckAnswer`];
 //! the service reads the one and writes the other with these same types, so the two cannot
-//! drift apart.
+//! drift apart. The filter writes and reads them through `serde_json::Value`
+//! ([`CheckRequest::to_json`], [`CheckAnswer::read`]), which it parses anyway: derived serde code
+//! would only add to the `.wasm`; the tests hold both ways to the same bytes and meanings.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +36,22 @@ pub struct CheckRequest {
     pub valid_for_s: u64,
 }
 
+impl CheckRequest {
+    /// The request body, as the derived `Serialize` writes it.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "arguments": self.arguments,
+            "digest": self.digest,
+            "hold_ms": self.hold_ms,
+            "identity": self.identity,
+            "server": self.server,
+            "tool": self.tool,
+            "valid_for_s": self.valid_for_s,
+        })
+        .to_string()
+    }
+}
+
 /// Where the call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +80,37 @@ pub struct CheckAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub status: CheckStatus,
+}
+
+impl CheckAnswer {
+    /// The answer in `value`, as the derived `Deserialize` reads it; `None` if it is not one.
+    pub fn read(value: &Value) -> Option<CheckAnswer> {
+        let object = value.as_object()?;
+        let text = |key: &str| -> Option<Option<String>> {
+            match object.get(key) {
+                None | Some(Value::Null) => Some(None),
+                Some(Value::String(text)) => Some(Some(text.clone())),
+                Some(_) => None,
+            }
+        };
+        let status = match object.get("status")?.as_str()? {
+            "approved" => CheckStatus::Approved,
+            "denied" => CheckStatus::Denied,
+            "pending" => CheckStatus::Pending,
+            _ => return None,
+        };
+        let id = match object.get("id") {
+            None => String::new(),
+            Some(id) => id.as_str()?.to_owned(),
+        };
+        Some(CheckAnswer {
+            approve_url: text("approve_url")?,
+            approver: text("approver")?,
+            id,
+            reason: text("reason")?,
+            status,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +211,55 @@ mod tests {
             assert!(
                 serde_json::from_str::<CheckAnswer>(unusable).is_err(),
                 "{unusable}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_filter_writes_requests_as_serde_does() {
+        for (identity, arguments) in [
+            (
+                Some("sha256:0123456789abcdef".to_owned()),
+                json!({"b": [1, 2.5, "x"], "a": null}),
+            ),
+            (None, Value::Null),
+            (Some("a\"b\u{7f}".to_owned()), json!("text")),
+        ] {
+            let request = CheckRequest {
+                arguments,
+                digest: "d".repeat(64),
+                hold_ms: 20_000,
+                identity,
+                server: "we\"chat".to_owned(),
+                tool: "发送".to_owned(),
+                valid_for_s: 600,
+            };
+            assert_eq!(request.to_json(), serde_json::to_string(&request).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_filter_reads_answers_as_serde_does() {
+        for text in [
+            r#"{"status":"approved","id":"a1","approver":"carol"}"#,
+            r#"{"status":"denied","id":"a2","approver":"dan","reason":"no","extra":1}"#,
+            r#"{"status":"pending","id":"a3","approve_url":"http://x/#a3"}"#,
+            r#"{"status":"pending","approve_url":null}"#,
+            r#"{"status":"approved","id":"a1","approver":7}"#,
+            r#"{"status":"approved","id":null}"#,
+            r#"{"status":"approved","id":5}"#,
+            r#"{"status":"APPROVED","id":"a1"}"#,
+            r#"{"status":"maybe","id":"x"}"#,
+            r#"{"id":"x"}"#,
+            r#"{"status":null}"#,
+            r#"[]"#,
+            r#""approved""#,
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                CheckAnswer::read(&value),
+                serde_json::from_str::<CheckAnswer>(text).ok(),
+                "{text}"
             );
         }
     }

@@ -4,7 +4,6 @@
 
 use std::fmt::Write;
 
-use serde::de::IgnoredAny;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -92,7 +91,7 @@ pub fn query(
         tool: tool.to_owned(),
         valid_for_s: settings.map_or(0, |s| s.valid_seconds),
     };
-    let request = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+    let request = request.to_json();
     Ok(ApprovalQuery {
         digest,
         tool: tool.to_owned(),
@@ -224,9 +223,9 @@ pub fn read_answer(tool: &str, answer: Result<(u16, Vec<u8>), String>) -> Answer
     if status != 200 {
         return unavailable(format!("approval service answered HTTP {status}"));
     }
-    if serde_json::from_slice::<IgnoredAny>(&body).is_err() {
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return unavailable("approval service answered something that is not JSON".to_owned());
-    }
+    };
     let unusable = || {
         unavailable(format!(
             "approval service answered without a usable status: {}",
@@ -236,7 +235,7 @@ pub fn read_answer(tool: &str, answer: Result<(u16, Vec<u8>), String>) -> Answer
                 .collect::<String>()
         ))
     };
-    let Ok(answer) = serde_json::from_slice::<CheckAnswer>(&body) else {
+    let Some(answer) = CheckAnswer::read(&value) else {
         return unusable();
     };
     if answer.id.is_empty() {
