@@ -423,11 +423,15 @@ fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingId
     if items.is_empty() {
         return err("identity.sources", "list at least one identity source");
     }
-    let sources = items
-        .iter()
-        .enumerate()
-        .map(|(index, item)| identity_source(item, &format!("identity.sources[{index}]")))
-        .collect::<Result<Vec<_>>>()?;
+    // Loops rather than `collect::<Result<_>>`: the loader runs once per configuration, and the
+    // adapter's code is larger in the .wasm.
+    let mut sources = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        sources.push(identity_source(
+            item,
+            &format!("identity.sources[{index}]"),
+        )?);
+    }
     Ok((sources, missing))
 }
 
@@ -491,11 +495,13 @@ fn jwt_claim_source(
     // A string is a dot-separated path ("act.sub"); a list names each level as it is,
     // for claim names with dots in them (["https://example.com/agent"]).
     let segments: Vec<String> = match claim.as_array() {
-        Some(levels) => levels
-            .iter()
-            .enumerate()
-            .map(|(i, level)| as_str(level, &format!("{claim_path}[{i}]")).map(str::to_owned))
-            .collect::<Result<_>>()?,
+        Some(levels) => {
+            let mut segments = Vec::with_capacity(levels.len());
+            for (i, level) in levels.iter().enumerate() {
+                segments.push(as_str(level, &format!("{claim_path}[{i}]"))?.to_owned());
+            }
+            segments
+        }
         None => as_str(claim, &claim_path)?
             .split('.')
             .map(str::to_owned)

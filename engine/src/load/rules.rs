@@ -343,13 +343,15 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
     };
     for (tool, list_path, expanded) in rule_lists {
         let scope = scope_of(&tool);
-        let rules = expanded
-            .into_iter()
-            .enumerate()
-            .map(|(index, rule)| {
-                finished_rule(rule, &format!("{list_path}[{index}]"), &scope, &states)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut rules = Vec::with_capacity(expanded.len());
+        for (index, rule) in expanded.into_iter().enumerate() {
+            rules.push(finished_rule(
+                rule,
+                &format!("{list_path}[{index}]"),
+                &scope,
+                &states,
+            )?);
+        }
         if tool == "*" {
             loaded.wildcard = rules;
         } else {
@@ -416,11 +418,10 @@ fn finished_rule(
     let deny = action == "deny";
     let approval = action == "require_approval";
     check_fields_fit_action(&rule, path, deny, approval)?;
-    let conditions = rule
-        .conditions
-        .iter()
-        .map(|(c, p)| condition(c, p, states))
-        .collect::<Result<Vec<_>>>()?;
+    let mut conditions = Vec::with_capacity(rule.conditions.len());
+    for (c, p) in &rule.conditions {
+        conditions.push(condition(c, p, states)?);
+    }
     let charge = rule.state.as_ref().and_then(|(block, _)| {
         let counter = block.get("counter")?.as_str()?;
         let state = states.get(&format!("state.{scope}.{counter}"))?;
