@@ -41,6 +41,8 @@ impl CounterTable {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn define(&mut self, spec: CounterSpec, path: &str) -> Result<CounterId> {
         let existing = self.specs.iter().position(|s| s.name == spec.name);
         match existing {

@@ -1,6 +1,10 @@
 //! Policy document (JSON) → validated `Policy`. Every error names the JSON path of the offending
 //! value, e.g. `tools.wechat_mass_send.limits[0].window: ...`, because that is what an operator
 //! needs to fix a rejected configuration.
+//!
+//! The loader runs once per configuration, never per request: its functions are marked
+//! `#[cold]` and `#[inline(never)]` so that the compiler builds them small, and the `.wasm`
+//! spends its size on the request path.
 
 mod counter_table;
 pub mod rules;
@@ -31,6 +35,8 @@ use crate::protocol::ratelimit::Unit;
 
 use crate::json::strict;
 
+#[cold]
+#[inline(never)]
 fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -79,6 +85,8 @@ pub const MAX_BODY_BYTES_CEILING: u64 = 64 * 1024 * 1024;
 
 /// Parse and validate a policy document. Nothing half-understood is accepted: unknown fields,
 /// wrong types, out-of-range values and inconsistent counters are all errors.
+#[cold]
+#[inline(never)]
 pub fn load_policy(text: &[u8]) -> Result<Policy> {
     let document: Value = strict::from_slice(text).map_err(|e| PolicyError {
         path: String::new(),
@@ -89,6 +97,8 @@ pub fn load_policy(text: &[u8]) -> Result<Policy> {
 
 /// A policy document already read as JSON, section by section. The sections are checked in a
 /// fixed order, so a document with several errors always reports the same one.
+#[cold]
+#[inline(never)]
 pub fn policy_from_value(document: &Value) -> Result<Policy> {
     let root = as_object(document, "")?;
     reject_unknown_fields(root, "", POLICY_FIELDS)?;
@@ -144,6 +154,8 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
 }
 
 /// `version`: required, and `"1"` is the only one.
+#[cold]
+#[inline(never)]
 fn version(root: &Map<String, Value>) -> Result<()> {
     match root.get("version") {
         None => err("version", "required; the only supported version is \"1\""),
@@ -152,6 +164,8 @@ fn version(root: &Map<String, Value>) -> Result<()> {
 }
 
 /// `default`: what happens to a tool the policy does not list (deny unless it says allow).
+#[cold]
+#[inline(never)]
 fn default_action(root: &Map<String, Value>) -> Result<DefaultAction> {
     Ok(match root.get("default") {
         None => DefaultAction::Deny,
@@ -163,6 +177,8 @@ fn default_action(root: &Map<String, Value>) -> Result<DefaultAction> {
 }
 
 /// `max_body_bytes`: the largest request body the filter buffers and reads.
+#[cold]
+#[inline(never)]
 fn max_body_bytes(root: &Map<String, Value>) -> Result<u64> {
     let Some(v) = root.get("max_body_bytes") else {
         return Ok(DEFAULT_MAX_BODY_BYTES);
@@ -178,6 +194,8 @@ fn max_body_bytes(root: &Map<String, Value>) -> Result<u64> {
 }
 
 /// `counter_slots`: how many callers each scoped counter tracks at once.
+#[cold]
+#[inline(never)]
 fn counter_slots(root: &Map<String, Value>) -> Result<u64> {
     let Some(v) = root.get("counter_slots") else {
         return Ok(DEFAULT_COUNTER_SLOTS);
@@ -193,6 +211,8 @@ fn counter_slots(root: &Map<String, Value>) -> Result<u64> {
 }
 
 /// `refusal_mode`: whether a refusal is a JSON-RPC error in a 200 or carries an HTTP status.
+#[cold]
+#[inline(never)]
 fn refusal_mode(root: &Map<String, Value>) -> Result<RefusalMode> {
     Ok(match root.get("refusal_mode") {
         None => RefusalMode::JsonRpc,
@@ -205,6 +225,8 @@ fn refusal_mode(root: &Map<String, Value>) -> Result<RefusalMode> {
 
 /// A counter table that knows the rate-limit services (`rate_limit_services`) and the one
 /// counters use unless they name another (`rate_limit_service`), before any counter is defined.
+#[cold]
+#[inline(never)]
 fn counter_services(root: &Map<String, Value>) -> Result<CounterTable> {
     let mut counters = CounterTable::default();
     counters.services = match root.get("rate_limit_services") {
@@ -226,6 +248,8 @@ struct Tools {
     wildcard_rules: Vec<Rule>,
 }
 
+#[cold]
+#[inline(never)]
 fn tools(root: &Map<String, Value>, counters: &mut CounterTable) -> Result<Tools> {
     let mut by_name = match root.get("tools") {
         Some(v) => tool_rules(v, "tools", TOOL_FIELDS, counters)?,
@@ -258,6 +282,8 @@ fn tools(root: &Map<String, Value>, counters: &mut CounterTable) -> Result<Tools
 }
 
 /// `audit`: whether audit records carry a call's arguments, and whether they carry their hash.
+#[cold]
+#[inline(never)]
 fn audit(value: Option<&Value>) -> Result<(bool, bool)> {
     let Some(v) = value else {
         return Ok((false, true));
@@ -274,6 +300,8 @@ fn audit(value: Option<&Value>) -> Result<(bool, bool)> {
 }
 
 /// `approval`: how to ask a human; required once a tool or a rule says `require_approval`.
+#[cold]
+#[inline(never)]
 fn approval(root: &Map<String, Value>, tools: &Tools) -> Result<Option<ApprovalSettings>> {
     if let Some(v) = root.get("approval") {
         return approval_settings(v).map(Some);
@@ -288,6 +316,8 @@ fn approval(root: &Map<String, Value>, tools: &Tools) -> Result<Option<ApprovalS
 }
 
 /// The JSON path of the first `require_approval`: a tool's action, else a rule's.
+#[cold]
+#[inline(never)]
 fn first_needing_approval(tools: &Tools) -> Option<String> {
     // The first in name order is reported (min, not a sort: each sort costs KBs of .wasm).
     let needing = tools
@@ -321,6 +351,8 @@ fn first_needing_approval(tools: &Tools) -> Option<String> {
 }
 
 /// `failure_mode`: whether a call goes on (`open`) when its counters cannot be consulted.
+#[cold]
+#[inline(never)]
 fn fail_open(root: &Map<String, Value>) -> Result<bool> {
     match root.get("failure_mode") {
         None => Ok(false),
@@ -328,6 +360,8 @@ fn fail_open(root: &Map<String, Value>) -> Result<bool> {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn tool_rules(
     value: &Value,
     path: &str,
@@ -345,6 +379,8 @@ fn tool_rules(
     Ok(tools)
 }
 
+#[cold]
+#[inline(never)]
 fn flag(value: Option<&Value>, path: &str) -> Result<bool> {
     match value {
         None => Ok(false),
@@ -356,6 +392,8 @@ fn flag(value: Option<&Value>, path: &str) -> Result<bool> {
 }
 
 /// `hide`: tool names (or `"*"` for all) that agents are not to see or call.
+#[cold]
+#[inline(never)]
 fn hide(value: Option<&Value>) -> Result<(HashSet<String>, bool)> {
     let Some(value) = value else {
         return Ok((HashSet::new(), false));
@@ -385,6 +423,8 @@ fn hide(value: Option<&Value>) -> Result<(HashSet<String>, bool)> {
 }
 
 /// `identity_header` (shorthand for one header source) or `identity: {sources, missing}`.
+#[cold]
+#[inline(never)]
 fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingIdentity)> {
     let identity = match (root.get("identity_header"), root.get("identity")) {
         (Some(_), Some(_)) => {
@@ -436,6 +476,8 @@ fn identity(root: &Map<String, Value>) -> Result<(Vec<IdentitySource>, MissingId
 }
 
 /// The identity of a caller who sends it in header `name` (not as a secret), anonymous without.
+#[cold]
+#[inline(never)]
 fn one_header(name: String) -> (Vec<IdentitySource>, MissingIdentity) {
     (
         vec![IdentitySource::Header {
@@ -447,6 +489,8 @@ fn one_header(name: String) -> (Vec<IdentitySource>, MissingIdentity) {
 }
 
 /// An HTTP header name, lower-cased as Envoy hands headers over.
+#[cold]
+#[inline(never)]
 fn header_name(v: &Value, path: &str) -> Result<String> {
     let name = as_str(v, path)?;
     if !is_header_name(name) {
@@ -459,6 +503,8 @@ fn header_name(v: &Value, path: &str) -> Result<String> {
 }
 
 /// One of `identity.sources`: `{"header": NAME}`, `{"jwt_claim": CLAIM}` or `{"mtls": "uri_san"}`.
+#[cold]
+#[inline(never)]
 fn identity_source(item: &Value, path: &str) -> Result<IdentitySource> {
     let source = as_object(item, path)?;
     let kind = ["header", "jwt_claim", "mtls"]
@@ -485,6 +531,8 @@ fn identity_source(item: &Value, path: &str) -> Result<IdentitySource> {
 }
 
 /// `{"jwt_claim": CLAIM, "metadata_key": KEY}`: a claim of the JWT Envoy's filter verified.
+#[cold]
+#[inline(never)]
 fn jwt_claim_source(
     source: &Map<String, Value>,
     claim: &Value,
@@ -520,6 +568,8 @@ fn jwt_claim_source(
     })
 }
 
+#[cold]
+#[inline(never)]
 fn grants(
     value: &Value,
     sources: &[IdentitySource],
@@ -601,6 +651,8 @@ fn grants(
 
 /// What is wrong with a grant entry written as a secret key's hash, if anything: it must be
 /// exactly what `mcp-policy hash` prints, and only a secret source yields such identities.
+#[cold]
+#[inline(never)]
 fn hashed_key_problem(text: &str, secret_source: bool) -> Option<String> {
     let digits = text
         .get(..SECRET_PREFIX.len())
@@ -627,6 +679,8 @@ fn hashed_key_problem(text: &str, secret_source: bool) -> Option<String> {
     None
 }
 
+#[cold]
+#[inline(never)]
 fn tool_rule(
     value: &Value,
     path: &str,
@@ -671,6 +725,8 @@ fn tool_rule(
     })
 }
 
+#[cold]
+#[inline(never)]
 fn limit_list(
     list: &Value,
     list_path: &str,
@@ -700,6 +756,8 @@ fn limit_list(
     Ok(limits)
 }
 
+#[cold]
+#[inline(never)]
 fn limit(value: &Value, path: &str, counters: &CounterTable) -> Result<CounterSpec> {
     let object = as_object(value, path)?;
     reject_unknown_fields(object, path, LIMIT_FIELDS)?;
@@ -769,6 +827,8 @@ pub const MAX_APPROVAL_HOLD_SECONDS: u64 = 600;
 pub const DEFAULT_APPROVAL_VALID_SECONDS: u64 = 3600;
 pub const MAX_APPROVAL_VALID_SECONDS: u64 = 30 * 86_400;
 
+#[cold]
+#[inline(never)]
 fn approval_settings(value: &Value) -> Result<ApprovalSettings> {
     const PATH: &str = "approval";
     let object = as_object(value, PATH)?;
@@ -813,6 +873,8 @@ fn approval_settings(value: &Value) -> Result<ApprovalSettings> {
     })
 }
 
+#[cold]
+#[inline(never)]
 fn rate_limit_services(value: &Value) -> Result<Vec<RateLimitService>> {
     const PATH: &str = "rate_limit_services";
     let services = as_object(value, PATH)?;

@@ -35,6 +35,8 @@ pub struct LoadedRules {
     pub wildcard: Vec<Rule>,
 }
 
+#[cold]
+#[inline(never)]
 fn scope_of(tool: &str) -> String {
     if tool == "*" {
         "_global".to_owned()
@@ -52,6 +54,8 @@ struct Expanded<'v> {
     on_deny: Option<String>,
 }
 
+#[cold]
+#[inline(never)]
 fn expand<'v>(object: &'v Map<String, Value>, path: &str, scope: &str) -> Result<Expanded<'v>> {
     reject_unknown_fields(object, path, RULE_FIELDS)?;
     let on_deny = object
@@ -142,6 +146,8 @@ fn expand<'v>(object: &'v Map<String, Value>, path: &str, scope: &str) -> Result
 
 /// The limit a rule puts on its own counter: `lte N` → N, `lt N` → N - 1 (Intercept checks the
 /// value after adding the call). No such condition: the counter is never charged.
+#[cold]
+#[inline(never)]
 fn own_limit(conditions: &[(Value, String)], own_path: &str) -> Option<u64> {
     conditions.iter().find_map(|(c, _)| {
         if c.get("path")?.as_str()? != own_path {
@@ -163,6 +169,8 @@ struct StateCounter {
     amount: Amount,
 }
 
+#[cold]
+#[inline(never)]
 fn amount(block: &Map<String, Value>, path: &str) -> Result<Amount> {
     match (block.get("increment"), block.get("increment_from")) {
         (Some(_), Some(_)) => err(
@@ -186,6 +194,8 @@ fn amount(block: &Map<String, Value>, path: &str) -> Result<Amount> {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn state_counter(
     expanded: &Expanded,
     scope: &str,
@@ -232,6 +242,8 @@ fn state_counter(
     Ok(Some((name.to_owned(), StateCounter { id, amount })))
 }
 
+#[cold]
+#[inline(never)]
 fn condition(
     value: &Value,
     path: &str,
@@ -324,6 +336,8 @@ fn condition(
 }
 
 /// `tools` as written (server-wide): the rules of every tool, and of `"*"`.
+#[cold]
+#[inline(never)]
 pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> Result<LoadedRules> {
     // Pass 1: every state counter, under its scope, so that any condition can refer to it.
     let mut rule_lists: Vec<(String, String, Vec<Expanded>)> = Vec::new();
@@ -363,6 +377,8 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
 
 /// One tool's `rules`, expanded, with the path of the list; each state counter a rule defines
 /// is added to `states`.
+#[cold]
+#[inline(never)]
 fn expand_list<'v>(
     tool: &str,
     list: &'v Value,
@@ -396,6 +412,8 @@ fn expand_list<'v>(
 }
 
 /// An expanded rule made a `Rule`, its conditions reading the counters in `states`.
+#[cold]
+#[inline(never)]
 fn finished_rule(
     rule: Expanded,
     path: &str,
@@ -443,6 +461,8 @@ fn finished_rule(
 }
 
 /// A rule's `shadow`: whether its refusals are only reported.
+#[cold]
+#[inline(never)]
 fn shadow(object: &Map<String, Value>, path: &str) -> Result<bool> {
     match object.get("shadow") {
         None => Ok(false),
@@ -460,6 +480,8 @@ fn shadow(object: &Map<String, Value>, path: &str) -> Result<bool> {
 
 /// What each action allows beside it: an approval rule keeps no counter, a deny rule has no
 /// conditions, an evaluate rule has at least one.
+#[cold]
+#[inline(never)]
 fn check_fields_fit_action(rule: &Expanded, path: &str, deny: bool, approval: bool) -> Result<()> {
     if approval && rule.state.is_some() {
         // Name the field the user wrote: `rate_limit` is expanded into a state block.

@@ -15,6 +15,8 @@ pub struct PolicyError {
 }
 
 impl fmt::Display for PolicyError {
+    #[cold]
+    #[inline(never)]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
             write!(f, "(document): {}", self.message)
@@ -28,6 +30,8 @@ impl std::error::Error for PolicyError {}
 
 pub(crate) type Result<T> = std::result::Result<T, PolicyError>;
 
+#[cold]
+#[inline(never)]
 pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
     Err(PolicyError {
         path: path.to_owned(),
@@ -35,6 +39,8 @@ pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
     })
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn describe(value: &Value) -> String {
     let text = value.to_string();
     let kind = match value {
@@ -53,6 +59,8 @@ pub(crate) fn describe(value: &Value) -> String {
     }
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<String, Value>> {
     value.as_object().map_or_else(
         || err(path, format!("expected an object, got {}", describe(value))),
@@ -60,6 +68,8 @@ pub(crate) fn as_object<'v>(value: &'v Value, path: &str) -> Result<&'v Map<Stri
     )
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
     value.as_str().map_or_else(
         || err(path, format!("expected a string, got {}", describe(value))),
@@ -67,6 +77,8 @@ pub(crate) fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str> {
     )
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn positive_integer(value: &Value, path: &str) -> Result<u64> {
     match value.as_u64() {
         Some(n) if n > 0 => Ok(n),
@@ -77,6 +89,8 @@ pub(crate) fn positive_integer(value: &Value, path: &str) -> Result<u64> {
     }
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Result<&'a str> {
     let text = as_str(value, path)?;
     allowed.iter().copied().find(|a| *a == text).map_or_else(
@@ -94,6 +108,8 @@ pub(crate) fn one_of<'a>(value: &Value, path: &str, allowed: &[&'a str]) -> Resu
     )
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn quoted_list(items: &[&str]) -> String {
     items
         .iter()
@@ -102,6 +118,8 @@ pub(crate) fn quoted_list(items: &[&str]) -> String {
         .join(", ")
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn reject_unknown_fields(
     object: &Map<String, Value>,
     path: &str,
@@ -116,6 +134,8 @@ pub(crate) fn reject_unknown_fields(
     }
 }
 
+#[cold]
+#[inline(never)]
 pub(crate) fn window(value: &Value, path: &str) -> Result<Window> {
     const NAMED: &[&str] = &["second", "minute", "hour", "day"];
     let invalid = || {
