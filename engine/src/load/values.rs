@@ -30,13 +30,18 @@ impl std::error::Error for PolicyError {}
 
 pub(crate) type Result<T> = std::result::Result<T, PolicyError>;
 
+pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
+    Err(error(path, message.into()))
+}
+
+/// One body for every `err` (which is generic, and would be copied once per type).
 #[cold]
 #[inline(never)]
-pub(crate) fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
-    Err(PolicyError {
+fn error(path: &str, message: String) -> PolicyError {
+    PolicyError {
         path: path.to_owned(),
-        message: message.into(),
-    })
+        message,
+    }
 }
 
 #[cold]

@@ -5,7 +5,7 @@ pub mod audit;
 pub mod stats;
 
 use crate::decision::Decision;
-use crate::host::{Host, Level, Metric, Phase};
+use crate::host::{mark, Host, Level, Metric, Phase};
 use crate::policy::identity::Identity;
 use crate::policy::Policy;
 use crate::request::outcome::{Outcome, Verdict};
@@ -15,7 +15,7 @@ use audit::AuditContext;
 pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, outcome: &Outcome) {
     let server = context.server;
     let record = audit::record(policy, context, outcome);
-    host.mark(Phase::AuditRecord);
+    mark(host, Phase::AuditRecord);
     if let Some(record) = record {
         if let Err(problem) = host.store_audit_record(&record) {
             host.log(
@@ -24,7 +24,7 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
             );
         }
     }
-    host.mark(Phase::AuditStore);
+    mark(host, Phase::AuditStore);
     for call in &outcome.calls {
         host.count(Metric::ToolCall {
             tool: policy.metric_label(&call.tool),
@@ -37,7 +37,7 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
             decision: "invalid",
         });
     }
-    host.mark(Phase::Metrics);
+    mark(host, Phase::Metrics);
     if let Some(problem) = &outcome.problem {
         host.log(
             Level::Error,

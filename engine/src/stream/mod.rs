@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::host::{Action, Host, Level, Metric, Phase};
+use crate::host::{mark, Action, Host, Level, Metric, Phase};
 use crate::policy::caller::Caller;
 use crate::policy::identity::{self, Identity, RequestAttributes};
 use crate::policy::{Policy, RefusalMode};
@@ -156,7 +156,7 @@ impl Stream {
             host.remove_request_header(name);
         }
         self.read_request_headers(host, &headers);
-        host.mark(Phase::HeadersRead);
+        mark(host, Phase::HeadersRead);
         if end_of_stream {
             return self.decide(host, &[]);
         }
@@ -195,7 +195,7 @@ impl Stream {
             return Action::Pause;
         }
         let body = host.request_body(body_size);
-        host.mark(Phase::BodyFetch);
+        mark(host, Phase::BodyFetch);
         self.decide(host, &body)
     }
 
@@ -289,7 +289,7 @@ impl Stream {
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host, raw: Option<&[u8]>) -> Action {
         self.watch.on_headers(host, &self.namespace, raw);
-        host.mark(Phase::ResponseHeaders);
+        mark(host, Phase::ResponseHeaders);
         Action::Continue
     }
 
@@ -307,7 +307,7 @@ impl Stream {
             namespace: &self.namespace,
         };
         let action = self.watch.on_body(reader, body_size, end_of_stream);
-        host.mark(Phase::ResponseBody);
+        mark(host, Phase::ResponseBody);
         action
     }
 
@@ -357,7 +357,7 @@ impl Stream {
 
     fn decide(&mut self, host: &mut dyn Host, body: &[u8]) -> Action {
         let step = self.evaluate(host, body, None);
-        host.mark(Phase::Evaluate);
+        mark(host, Phase::Evaluate);
         self.proceed(host, step)
     }
 
