@@ -193,6 +193,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use crate::load::load_policy;
+    use crate::test_support::test;
 
     #[test]
     fn metrics_label_only_tools_the_policy_names_and_stat_names_can_hold() {

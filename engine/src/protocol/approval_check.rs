@@ -120,6 +120,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::test_support::test;
 
     #[test]
     fn a_request_is_written_as_the_map_of_its_fields() {
