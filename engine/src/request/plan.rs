@@ -13,7 +13,7 @@ use crate::json::strict;
 use crate::policy::caller::Caller;
 use crate::policy::rules::{Charge, Unreadable};
 use crate::policy::{CounterId, Policy, RefusalMode};
-use crate::protocol::jsonrpc::{Body, Message, MessageKind, INVALID_REQUEST};
+use crate::protocol::jsonrpc::{Body, Id, Message, MessageKind, INVALID_REQUEST};
 use crate::reply::{self, Refusal};
 use crate::services::approval::{self, ApprovalQuery};
 
@@ -144,13 +144,23 @@ impl Planner<'_> {
     /// A tools/call: its tool, caller and arguments against the policy. Conditions on counters
     /// read them as they stand before this request.
     fn plan_call(&mut self, message: &mut Message) -> Planned {
-        let MessageKind::ToolCall { name } = &message.kind else {
+        let Message {
+            id,
+            kind: MessageKind::ToolCall { name },
+            arguments: text,
+        } = message
+        else {
             return Planned::default();
         };
-        let name = name.clone();
+        let mut call = Call {
+            name,
+            id,
+            arguments: text,
+        };
+        let name = call.name;
         // Only rules read arguments: without any, they stay unparsed text.
-        let arguments = if self.policy.reads_arguments(&name) {
-            match message.arguments.as_deref().map(rule_arguments).transpose() {
+        let arguments = if self.policy.reads_arguments(name) {
+            match call.arguments.as_deref().map(rule_arguments).transpose() {
                 Ok(arguments) => arguments,
                 Err(problem) => return Planned::refused(invalid(problem), None),
             }
@@ -172,7 +182,7 @@ impl Planner<'_> {
                 let slot = counter_slot(policy, meta.namespace, spec, caller, meta.session);
                 current(&mut **store, &slot, spec.window, meta.now)
             };
-            decide_with_rule(policy, caller, &name, arguments.as_ref(), &mut read_counter)
+            decide_with_rule(policy, caller, name, arguments.as_ref(), &mut read_counter)
         };
         match decision {
             ToolDecision::Deny {
@@ -186,16 +196,20 @@ impl Planner<'_> {
                 let problem = error.to_string();
                 let detail = format!("counter {counter} could not be read: {problem}");
                 let refusal = Refusal::CannotEnforce {
-                    tool: name.clone(),
+                    tool: name.to_owned(),
                     counter,
                     problem,
                 };
-                let record = record(message, &name, refusal.decision(), detail, rule);
+                let record = call.record(refusal.decision(), detail, rule);
                 Planned::refused(refusal, Some(record))
             }
             ToolDecision::Deny { reason, .. } => {
-                let record = record(message, &name, Decision::Denied, reason.clone(), rule);
-                Planned::refused(Refusal::Denied { tool: name, reason }, Some(record))
+                let record = call.record(Decision::Denied, reason.clone(), rule);
+                let refusal = Refusal::Denied {
+                    tool: name.to_owned(),
+                    reason,
+                };
+                Planned::refused(refusal, Some(record))
             }
             ToolDecision::Allow {
                 charges,
@@ -204,7 +218,7 @@ impl Planner<'_> {
             } => {
                 let approved_note = match approval {
                     None => None,
-                    Some(approval_rule) => match self.ask_approval(message, &name, approval_rule) {
+                    Some(approval_rule) => match self.ask_approval(&mut call, approval_rule) {
                         Ok(note) => note,
                         Err(refused) => return *refused,
                     },
@@ -223,7 +237,7 @@ impl Planner<'_> {
                 Planned {
                     refusal: None,
                     charges: Some(charges),
-                    record: Some(record(message, &name, decision, detail, rule)),
+                    record: Some(call.record(decision, detail, rule)),
                 }
             }
         }
@@ -234,17 +248,17 @@ impl Planner<'_> {
     /// message is planned; `Err`: refused.
     fn ask_approval(
         &mut self,
-        message: &mut Message,
-        name: &str,
+        call: &mut Call,
         approval_rule: String,
     ) -> Result<Option<String>, Box<Planned>> {
+        let name = call.name;
         let query = approval::query(
             self.policy,
             self.meta.namespace,
             self.meta.identity,
             name,
-            message.id.clone(),
-            message.arguments.as_deref(),
+            call.id.clone(),
+            call.arguments.as_deref(),
             &approval_rule,
         )
         .map_err(|problem| Box::new(Planned::refused(invalid(problem), None)))?;
@@ -254,13 +268,7 @@ impl Planner<'_> {
                 let reason =
                     "this call needs a human's approval; send it alone, not in a JSON-RPC batch"
                         .to_owned();
-                let record = record(
-                    message,
-                    name,
-                    Decision::Denied,
-                    reason.clone(),
-                    approval_rule,
-                );
+                let record = call.record(Decision::Denied, reason.clone(), approval_rule);
                 let refusal = Refusal::Denied {
                     tool: name.to_owned(),
                     reason,
@@ -302,22 +310,25 @@ impl Planner<'_> {
     }
 }
 
-/// The record of one decided call. Arguments are only read here: the record takes them, rather
-/// than a copy.
-fn record(
-    message: &mut Message,
-    tool: &str,
-    decision: Decision,
-    detail: String,
-    rule: String,
-) -> CallRecord {
-    CallRecord {
-        tool: tool.to_owned(),
-        decision,
-        detail,
-        rule,
-        id: message.id.clone(),
-        arguments: message.arguments.take(),
+/// A tools/call message, seen as its parts.
+struct Call<'m> {
+    name: &'m str,
+    id: &'m Option<Id>,
+    /// The arguments as sent: the call's record takes them, rather than a copy.
+    arguments: &'m mut Option<String>,
+}
+
+impl Call<'_> {
+    /// The record of this call, decided.
+    fn record(&mut self, decision: Decision, detail: String, rule: String) -> CallRecord {
+        CallRecord {
+            tool: self.name.to_owned(),
+            decision,
+            detail,
+            rule,
+            id: self.id.clone(),
+            arguments: self.arguments.take(),
+        }
     }
 }
 
