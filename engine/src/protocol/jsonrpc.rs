@@ -659,6 +659,62 @@ mod tests {
         assert!(error.problem.contains("exceeds"));
     }
 
+    /// Long arguments are scanned many bytes at a time: a character of 2 to 4 bytes, valid or
+    /// not, at every offset around those blocks' edges must be read exactly as it is alone.
+    #[test]
+    fn multibyte_and_invalid_utf8_at_every_offset_of_long_arguments() {
+        let call = |text: &[u8]| {
+            let mut body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"t":""#.to_vec();
+            let arguments_at = body.len() - r#"{"t":""#.len();
+            body.extend_from_slice(text);
+            body.extend_from_slice(br#""}}}"#);
+            (body, arguments_at)
+        };
+        let valid: [&[u8]; 4] = ["é".as_bytes(), "€".as_bytes(), "😀".as_bytes(), b"\x7f"];
+        let invalid: [&[u8]; 7] = [
+            b"\x80",             // a lone continuation byte
+            b"\xe2\x82",         // a sequence cut short
+            b"\xe2\x82\"",       // cut short by the closing quote
+            b"\xc0\xaf",         // overlong
+            b"\xed\xa0\x80",     // a surrogate
+            b"\xf4\x90\x80\x80", // past U+10FFFF
+            b"\xff",
+        ];
+        for len in [0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 129] {
+            for at in 0..=len {
+                let padded = |piece: &[u8]| {
+                    let mut text = vec![b'x'; len];
+                    text.splice(at..at, piece.iter().copied());
+                    text
+                };
+                for piece in valid {
+                    let text = padded(piece);
+                    let (body, arguments_at) = call(&text);
+                    let m = match parse_body(&body) {
+                        Ok(Body::Single(m)) => m,
+                        other => panic!("{piece:?} at {at} of {len}: {other:?}"),
+                    };
+                    let expected = body.get(arguments_at..body.len() - 2).unwrap();
+                    assert_eq!(
+                        m.arguments.as_deref().map(str::as_bytes),
+                        Some(expected),
+                        "{piece:?} at {at} of {len}"
+                    );
+                }
+                for piece in invalid {
+                    let (body, _) = call(&padded(piece));
+                    let error = parse_body(&body).unwrap_err();
+                    assert_eq!(error.code, PARSE_ERROR, "{piece:?} at {at} of {len}");
+                    assert!(
+                        error.problem.contains("utf-8"),
+                        "{piece:?} at {at} of {len}: {}",
+                        error.problem
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn deep_nesting_is_refused_not_a_crash() {
         let deep = "[".repeat(100_000);
