@@ -100,6 +100,11 @@ impl Policy {
         !self.wildcard_rules.is_empty() || self.tools.get(tool).is_some_and(|t| !t.rules.is_empty())
     }
 
+    /// Whether audit records read the calls' arguments: their hash, or the arguments themselves.
+    pub(crate) fn audit_reads_arguments(&self) -> bool {
+        self.audit_hash || self.audit_arguments
+    }
+
     /// Whether refusals of `tool` are only reported ("would deny"): the whole policy or the
     /// tool's entry is in shadow mode.
     pub fn in_shadow(&self, tool: &str) -> bool {

@@ -405,6 +405,51 @@ mod tests {
         );
     }
 
+    /// A decided call keeps a copy of its arguments (which may be most of the body) only when
+    /// its audit record reads them, hashed or whole; a refused call, or one in a batch, alike.
+    #[test]
+    fn arguments_are_kept_only_for_an_audit_record_that_reads_them() {
+        let arguments = r#"{"to":"o1","text":"secret plan"}"#;
+        let single = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"send","arguments":{arguments}}}}}"#
+        );
+        let denied = single.replace("\"send\"", "\"drop\"");
+        let batch = format!("[{single},{}]", denied.replace("\"id\":1", "\"id\":2"));
+        for (audit, kept) in [
+            (r#"{}"#, true),
+            (r#"{"hash_arguments":true}"#, true),
+            (r#"{"include_arguments":true,"hash_arguments":false}"#, true),
+            (r#"{"hash_arguments":false}"#, false),
+        ] {
+            let policy = load_policy(
+                format!(r#"{{"version":"1","default":"allow","tools":{{"drop":{{"action":"deny"}}}},"audit":{audit}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap();
+            for body in [&single, &denied, &batch] {
+                let meta = RequestMeta {
+                    namespace: "wechat",
+                    now: 1_000,
+                    ..Default::default()
+                };
+                let outcome = done(evaluate(
+                    &policy,
+                    body.as_bytes(),
+                    &meta,
+                    &mut MemoryStore::default(),
+                ));
+                assert!(!outcome.calls.is_empty(), "{body}");
+                for call in &outcome.calls {
+                    assert_eq!(
+                        call.arguments.as_deref(),
+                        kept.then_some(arguments),
+                        "{audit} {body}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn call_ids_are_recorded_exactly_as_sent() {
         let policy = load_policy(br#"{"version":"1","default":"allow"}"#).unwrap();
