@@ -300,7 +300,8 @@ mod tests {
                 detail: String::new(),
                 rule: "tools.wechat_mass_send".into(),
                 id: Some(json!(1).into()),
-                arguments: Some("{}".into()),
+                // No audit record reads them (the policy asks for neither hash nor arguments).
+                arguments: None,
             }]
         );
     }
