@@ -6,8 +6,8 @@ SHELL := /bin/bash
 
 ENVOY_VERSION        := 1.40.0
 WASM_BINDGEN_VERSION := 0.2.130
-# The engine, the filter, the CLI, the rate-limit service (ratelimit-redis/) and the approval service (approvals/).
-SERVICE_CRATES       := -p mcp-policy-engine -p mcp-policy-filter -p mcp-policy-cli -p ratelimit-redis -p approval-service
+# The engine, the filter (.wasm host and native host), the CLI, the rate-limit service (ratelimit-redis/) and the approval service (approvals/).
+SERVICE_CRATES       := -p mcp-policy-engine -p mcp-policy-filter -p mcp-policy-native -p mcp-policy-cli -p ratelimit-redis -p approval-service
 CARGO_HOME           ?= $(HOME)/.cargo
 VENV                 := .venv
 ENVOY                := $(VENV)/bin/envoy
@@ -16,6 +16,11 @@ PYTHON_MCP_VERSION   := 2.3.0
 PYTHON_MCP_STAMP     := $(VENV)/.mcp-$(PYTHON_MCP_VERSION)
 WASM_TARGET_DIR      := target/wasm32-unknown-unknown/wasm-release
 WASM                 := dist/mcp_policy_filter.wasm
+# The native build: the same engine as an Envoy dynamic module (native/).
+NATIVE               := dist/libmcp_policy_native.so
+NATIVE_TARGET        := target/native-release/libmcp_policy_native.so
+# Which build `make run` serves: wasm or native.
+FILTER_BUILD         ?= wasm
 FLOOR_WASM           := $(WASM_TARGET_DIR)/floor_filter.wasm
 # Binaryen's wasm-opt (pinned by tools/binaryen/package-lock.json) runs after cargo. -O1 takes
 # 10% off what LTO leaves at no cost per request; -O2 and up (and -Os/-Oz) take more but make
@@ -41,25 +46,35 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
+.PHONY: native-abi browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
 
-## build: the release filter at dist/mcp_policy_filter.wasm
+## build: both release artefacts, the .wasm at dist/mcp_policy_filter.wasm and the native
+## Envoy dynamic module at dist/libmcp_policy_native.so
 build: wasm-target wasm-opt
 	cargo build -p mcp-policy-filter --target wasm32-unknown-unknown --profile wasm-release --lib
 	@mkdir -p dist
 	@[ $(WASM) -nt $(WASM_TARGET_DIR)/mcp_policy_filter.wasm -a $(WASM) -nt Makefile ] \
 	  || $(WASM_OPT) $(WASM_OPT_FLAGS) $(WASM_TARGET_DIR)/mcp_policy_filter.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+	cargo build -p mcp-policy-native --profile native-release --lib
+	@cp -p $(NATIVE_TARGET) $(NATIVE)
+	@echo "built $(NATIVE) ($$(stat -c %s $(NATIVE)) bytes)"
 
-## run: the sample deployment in the foreground (Ctrl-C stops everything)
+## native-abi: every Envoy callback the native module imports is exported by the pinned Envoy,
+## and every hook Envoy looks up is exported by the module
+native-abi: build envoy
+	python3 native/check_abi.py $(NATIVE) $(VENV)/lib/python3*/site-packages/envoy/_bin/envoy
+
+## run: the sample deployment in the foreground (Ctrl-C stops everything); FILTER_BUILD=native
+## serves it with the native module
 run: build envoy sample-bins
 	cargo build -q -p approval-service
 	cargo run -q -p mcp-policy-sample --bin sample-deployment -- \
-	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --wasm "$(WASM)" \
+	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --build "$(FILTER_BUILD)" \
 	  --server-bin target/debug/sample-mcp-server --approval-bin target/debug/approval-service
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
-test: lint unit-test wasm-test validate-deploy e2e-test bench-smoke fuzz-smoke
+test: lint unit-test wasm-test native-abi validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy $(SERVICE_CRATES) --all-targets -- -D warnings
@@ -75,15 +90,18 @@ wasm-test: wasm-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
 	  cargo test -p mcp-policy-engine --target wasm32-unknown-unknown --lib
 
+# The end-to-end suite runs twice, once per build of the filter (FILTER_BUILD).
+E2E_ENV := APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
+	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" MCP_POLICY_NATIVE="$(CURDIR)/$(NATIVE)" \
+	SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
+	RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
+	MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python"
+
 e2e-test: build envoy python-mcp sample-bins redis browser-tools
 	cargo build -p mcp-policy-cli
 	cargo test $(SERVICE_CRATES) --no-run
-	APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
-	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
-	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
-	  RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
-	  MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python" \
-	  cargo test -p mcp-policy-sample -p e2e -- --test-threads=2
+	FILTER_BUILD=wasm $(E2E_ENV) cargo test -p mcp-policy-sample -p e2e -- --test-threads=2
+	FILTER_BUILD=native $(E2E_ENV) cargo test -p e2e -- --test-threads=2
 
 sample-bins:
 	cargo build -p mcp-policy-sample --bins

@@ -43,7 +43,7 @@ const CLIENTS: [&str; 4] = [
 ];
 
 fn wasm_filter(name: &str, policy: &str) -> String {
-    format!("\n          {}", e2e::wasm_filter_entry(name, policy))
+    format!("\n          {}", e2e::filter_entry(name, policy))
 }
 
 fn listener(name: &str, port: u16, cluster: &str, filters: &str, tls: &str) -> String {

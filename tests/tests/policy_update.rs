@@ -33,7 +33,7 @@ fn listener(port: u16, policy: &str) -> String {
         - name: envoy.filters.http.router
           typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
 "#,
-        filter = e2e::wasm_filter_entry("wechat", policy)
+        filter = e2e::filter_entry("wechat", policy)
     )
 }
 
