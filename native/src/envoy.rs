@@ -134,7 +134,7 @@ impl EnvoyStream {
 
     /// The first `size` bytes of the body (held, then just arrived), copied.
     pub fn body(self, which: Headers, size: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(size);
+        let mut out = Vec::with_capacity(size.min(self.body_size(which)));
         for kind in which.bodies() {
             // SAFETY: the chunk array is sized as Envoy says and copied before the hook returns.
             unsafe {

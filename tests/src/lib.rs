@@ -112,6 +112,14 @@ pub fn filter_entry(name: &str, policy: &str) -> String {
     filter_build().filter_entry(name, &filter_path(), policy)
 }
 
+/// What Envoy itself says when the filter refuses its configuration.
+pub fn envoy_refusal() -> &'static str {
+    match filter_build() {
+        FilterBuild::Wasm => "Unable to create Wasm plugin",
+        FilterBuild::Native => "Failed to initialize dynamic module",
+    }
+}
+
 /// The filter state key of the audit record, for an access log's `%FILTER_STATE(…:PLAIN)%`.
 pub fn audit_key() -> &'static str {
     filter_build().audit_key()

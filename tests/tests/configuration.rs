@@ -55,10 +55,7 @@ fn with_static_configuration_envoy_refuses_to_start_and_logs_the_path() {
         )),
         "{error}"
     );
-    assert!(
-        error.contains("Unable to create Wasm plugin wechat"),
-        "{error}"
-    );
+    assert!(error.contains(e2e::envoy_refusal()), "{error}");
 }
 
 #[test]
