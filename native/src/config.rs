@@ -2,7 +2,8 @@
 //! instance's name (`filter_name`, the counters' namespace), and the metrics Envoy defined for
 //! it. Built on Envoy's main thread, then shared read-only by every worker.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use mcp_policy_engine::{load_policy, shared_salt, Policy};
 
@@ -17,12 +18,16 @@ pub struct CounterIds {
     pub tool_calls: Option<usize>,
     /// `mcp_policy_rate_limit_service_total{mcp_server, mcp_service, mcp_result}`
     pub service_answers: Option<usize>,
+    /// `mcp_policy_config_failures_total{mcp_server}`
+    pub config_failures: Option<usize>,
 }
 
 pub struct FilterConfig {
     pub policy: Arc<Policy>,
     pub namespace: Arc<str>,
     pub counters: CounterIds,
+    /// Envoy's pointer for this configuration (as a number: only compared, see `retire`).
+    pub envoy: usize,
 }
 
 /// The policy in `text` for the instance `name`, or why it is refused (the message names the
@@ -72,6 +77,54 @@ pub fn define_counters(config: HttpFilterConfigEnvoyPtr) -> CounterIds {
             "mcp_policy_rate_limit_service_total",
             &["mcp_server", "mcp_service", "mcp_result"],
         ),
+        config_failures: define("mcp_policy_config_failures_total", &["mcp_server"]),
+    }
+}
+
+/// The configuration each instance serves with, by name: where a refused update of that
+/// instance is counted (a refused configuration's own counters go with it). Only Envoy's main
+/// thread creates and destroys configurations.
+fn serving() -> MutexGuard<'static, HashMap<String, (usize, usize)>> {
+    static SERVING: OnceLock<Mutex<HashMap<String, (usize, usize)>>> = OnceLock::new();
+    SERVING
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `config` (Envoy's pointer) now serves instance `name`.
+pub fn serve(name: &str, config: HttpFilterConfigEnvoyPtr, counters: CounterIds) {
+    if let Some(id) = counters.config_failures {
+        serving().insert(name.to_owned(), (config as usize, id));
+    }
+}
+
+/// `config` is destroyed: no longer where failures of `name` are counted.
+pub fn retire(name: &str, config: usize) {
+    let mut serving = serving();
+    if serving.get(name).is_some_and(|(serving, _)| *serving == config) {
+        serving.remove(name);
+    }
+}
+
+/// Count a refused configuration of instance `name`, on the configuration still serving it.
+pub fn count_failure(name: &str) {
+    let Some((config, id)) = serving().get(name).copied() else {
+        return;
+    };
+    let config = config as HttpFilterConfigEnvoyPtr;
+    let label = mcp_policy_engine::Stats::label(name);
+    let mut labels = [ModuleBuffer::from_bytes(label.as_bytes())];
+    // SAFETY: `config` serves `name` until `retire` (both on Envoy's main thread, as this
+    // call); the label outlives the call.
+    unsafe {
+        abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+            config,
+            id,
+            labels.as_mut_ptr(),
+            labels.len(),
+            1,
+        );
     }
 }
 

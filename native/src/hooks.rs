@@ -112,15 +112,18 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                     &format!("mcp-policy-filter[{name}]: {}", policy.summary()),
                 );
                 let counters = config::define_counters(config_envoy);
+                config::serve(&name, config_envoy, counters);
                 let config = FilterConfig {
                     policy: Arc::new(policy),
                     namespace: Arc::from(name.as_str()),
                     counters,
+                    envoy: config_envoy as usize,
                 };
                 Arc::into_raw(Arc::new(config)).cast::<c_void>()
             }
             Err(e) => {
                 envoy::log(LOG_LEVEL_CRITICAL, &format!("mcp-policy-filter[{name}]: {e}"));
+                config::count_failure(&name);
                 std::ptr::null()
             }
         },
@@ -138,7 +141,13 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(
     config: HttpFilterConfigModulePtr,
 ) {
     if !config.is_null() {
-        guarded(|| drop(Arc::from_raw(config.cast::<FilterConfig>())), || ());
+        guarded(
+            || {
+                let config = Arc::from_raw(config.cast::<FilterConfig>());
+                config::retire(&config.namespace, config.envoy);
+            },
+            || (),
+        );
     }
 }
 
