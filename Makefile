@@ -114,11 +114,11 @@ oci: build
 	python3 deploy/oci/build_layout.py $(WASM) dist/oci $(OCI_TAG)
 	python3 deploy/oci/build_layout.py --verify $(WASM) dist/oci $(OCI_TAG)
 
-## validate-deploy: every shipped Envoy config (`envoy --mode validate`, with the built .wasm),
+## validate-deploy: every shipped Envoy config (`envoy --mode validate`, with the built .wasm and native module),
 ## Kubernetes object (schemas of Kubernetes $(K8S_VERSION)) and embedded policy, offline
 validate-deploy: oci envoy $(K8S_VALIDATE_STAMP)
 	cargo build -q -p mcp-policy-cli
-	$(VENV)/bin/python deploy/validate.py $(ENVOY) $(WASM) target/debug/mcp-policy $(K8S_VERSION)
+	$(VENV)/bin/python deploy/validate.py $(ENVOY) $(WASM) $(NATIVE) target/debug/mcp-policy $(K8S_VERSION)
 
 $(K8S_VALIDATE_STAMP): $(ENVOY_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(K8S_VALIDATE_VERSION)
@@ -130,33 +130,35 @@ soak: build envoy sample-bins
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" SOAK_CALLERS=$${SOAK_CALLERS:-100000} \
 	  cargo test -p e2e --test soak -- --test-threads=1 --nocapture
 
-# Every benchmark arm (passthrough, the Wasm floors, our filter three ways, Lua, native MCP + RBAC
-# with and without a local rate limit, an ext_proc hop) starts on the real Envoy and forwards an
-# allowed call; every arm that decides refuses the blocked one before the upstream sees it; arms
-# C and L with a limit of 2 refuse the third call with their own 429; every step of
+# Every benchmark arm (passthrough, the Wasm floors, our filter three ways as .wasm and two as the
+# native module, Lua, native MCP + RBAC with and without a local rate limit, an ext_proc hop)
+# starts on the real Envoy and forwards an allowed call; every arm that decides refuses the
+# blocked one before the upstream sees it; arms C, NC and L with a limit of 2 refuse the third
+# call with their own 429; every step of
 # bench-host-calls and every kind of bench-compare variant starts and forwards: the bench cannot
 # rot unnoticed.
 bench-smoke: build floor-filter envoy sample-bins redis
 	cargo test -q $(SERVICE_CRATES) --no-run
 	cargo build -q -p bench-ext-proc
-	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
+	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --native "$(NATIVE)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream --ext-proc target/debug/bench-ext-proc \
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
 	python3 bench/host_calls.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream
 	python3 bench/compare.py --smoke --envoy "$(ENVOY)" --upstream target/debug/bench-upstream \
-	  "$(WASM)" '$(WASM)@{"audit":{"hash_arguments":false}}' E
+	  "$(WASM)" '$(WASM)@{"audit":{"hash_arguments":false}}' "$(NATIVE)" E
 	@report=$$(mktemp -d) && cp bench/results/latest.json "$$report/" \
 	  && python3 bench/run.py --report "$$report/latest.json" > /dev/null \
 	  && grep -q '^Noise: each arm' "$$report/latest.md" && rm -rf "$$report" \
 	  && echo "bench report: renders from saved data, with the run's noise"
 
-## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
-## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
+## bench: Envoy passthrough vs this filter (.wasm and native module) vs Lua vs native MCP+RBAC,
+## side by side, with the budgets; table saved to bench/results/latest.md
+## (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
 bench: build floor-filter envoy load-tools redis
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
 	cargo build --release -p ratelimit-redis -p bench-ext-proc
-	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
+	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --native "$(NATIVE)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream --ext-proc target/release/bench-ext-proc \
 	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
 
@@ -168,7 +170,8 @@ bench-host-calls: build floor-filter envoy load-tools
 	  --upstream target/release/bench-upstream $(HOST_CALLS_ARGS)
 
 ## bench-compare: before/after on the whole request in Envoy (arm C, 1 KB): VARIANTS="before.wasm
-## after.wasm" (or policy changes written without spaces, or other arms: see bench/compare.py)
+## after.wasm" (or native modules, .so, or policy changes written without spaces, or other arms:
+## see bench/compare.py)
 bench-compare: floor-filter envoy load-tools
 	@test -n '$(VARIANTS)' || { echo 'usage: make bench-compare VARIANTS="before.wasm after.wasm"'; exit 2; }
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
