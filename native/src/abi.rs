@@ -60,7 +60,10 @@ pub struct EnvoyBuffer {
 
 impl EnvoyBuffer {
     /// An empty buffer suitable as an out-parameter.
-    pub const EMPTY: Self = Self { ptr: std::ptr::null(), length: 0 };
+    pub const EMPTY: Self = Self {
+        ptr: std::ptr::null(),
+        length: 0,
+    };
 }
 
 /// A byte range owned by the module and lent to Envoy for the duration of one call.
@@ -73,11 +76,17 @@ pub struct ModuleBuffer {
 
 impl ModuleBuffer {
     /// The null buffer (for `set_header` this means "remove the header").
-    pub const NULL: Self = Self { ptr: std::ptr::null(), length: 0 };
+    pub const NULL: Self = Self {
+        ptr: std::ptr::null(),
+        length: 0,
+    };
 
     /// Borrow a byte slice. The slice must outlive the callback it is passed to.
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        Self { ptr: bytes.as_ptr().cast(), length: bytes.len() }
+        Self {
+            ptr: bytes.as_ptr().cast(),
+            length: bytes.len(),
+        }
     }
 }
 
@@ -140,6 +149,7 @@ pub const HEADER_TYPE_RESPONSE_TRAILERS: HeaderType = 3;
 ///   `on_http_filter_request_body` / `on_http_filter_response_body` is running.
 /// * `Buffered*` is what the filter chain has accumulated so far because this (or an earlier)
 ///   filter returned `StopIterationAndBuffer`. It is reachable from any hook.
+///
 /// Observed on 1.40: when the body hook returned `StopIterationAndBuffer` for earlier chunks,
 /// Envoy moves the final (end_of_stream) chunk into the buffered body before calling the hook,
 /// so at end of stream `Buffered*` holds the whole body and `Received*` is empty. When nothing was
@@ -598,8 +608,10 @@ pub type OnHttpFilterConfigNew = unsafe extern "C" fn(
 pub type OnHttpFilterConfigDestroy = unsafe extern "C" fn(config: HttpFilterConfigModulePtr);
 
 /// Per-route configuration (`DynamicModuleFilterPerRoute`); null rejects the route config.
-pub type OnHttpFilterPerRouteConfigNew =
-    unsafe extern "C" fn(name: EnvoyBuffer, config: EnvoyBuffer) -> HttpFilterPerRouteConfigModulePtr;
+pub type OnHttpFilterPerRouteConfigNew = unsafe extern "C" fn(
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> HttpFilterPerRouteConfigModulePtr;
 
 pub type OnHttpFilterPerRouteConfigDestroy =
     unsafe extern "C" fn(config: HttpFilterPerRouteConfigModulePtr);
@@ -622,8 +634,10 @@ pub type OnHttpFilterRequestBody = unsafe extern "C" fn(
     end_of_stream: bool,
 ) -> BodyStatus;
 
-pub type OnHttpFilterRequestTrailers =
-    unsafe extern "C" fn(filter_envoy: HttpFilterEnvoyPtr, filter: HttpFilterModulePtr) -> TrailersStatus;
+pub type OnHttpFilterRequestTrailers = unsafe extern "C" fn(
+    filter_envoy: HttpFilterEnvoyPtr,
+    filter: HttpFilterModulePtr,
+) -> TrailersStatus;
 
 pub type OnHttpFilterResponseHeaders = unsafe extern "C" fn(
     filter_envoy: HttpFilterEnvoyPtr,
@@ -637,8 +651,10 @@ pub type OnHttpFilterResponseBody = unsafe extern "C" fn(
     end_of_stream: bool,
 ) -> BodyStatus;
 
-pub type OnHttpFilterResponseTrailers =
-    unsafe extern "C" fn(filter_envoy: HttpFilterEnvoyPtr, filter: HttpFilterModulePtr) -> TrailersStatus;
+pub type OnHttpFilterResponseTrailers = unsafe extern "C" fn(
+    filter_envoy: HttpFilterEnvoyPtr,
+    filter: HttpFilterModulePtr,
+) -> TrailersStatus;
 
 /// Stream finished (before access logs are written and before destroy). Attributes such as
 /// `response.code_details` are final here.
@@ -687,8 +703,11 @@ pub type OnHttpFilterHttpStreamTrailers = unsafe extern "C" fn(
     trailers_size: usize,
 );
 
-pub type OnHttpFilterHttpStreamComplete =
-    unsafe extern "C" fn(filter_envoy: HttpFilterEnvoyPtr, filter: HttpFilterModulePtr, stream_id: u64);
+pub type OnHttpFilterHttpStreamComplete = unsafe extern "C" fn(
+    filter_envoy: HttpFilterEnvoyPtr,
+    filter: HttpFilterModulePtr,
+    stream_id: u64,
+);
 
 pub type OnHttpFilterHttpStreamReset = unsafe extern "C" fn(
     filter_envoy: HttpFilterEnvoyPtr,
@@ -698,8 +717,11 @@ pub type OnHttpFilterHttpStreamReset = unsafe extern "C" fn(
 );
 
 /// Delivered on the stream's worker after a scheduler commit (scheduler callbacks not bound here).
-pub type OnHttpFilterScheduled =
-    unsafe extern "C" fn(filter_envoy: HttpFilterEnvoyPtr, filter: HttpFilterModulePtr, event_id: u64);
+pub type OnHttpFilterScheduled = unsafe extern "C" fn(
+    filter_envoy: HttpFilterEnvoyPtr,
+    filter: HttpFilterModulePtr,
+    event_id: u64,
+);
 
 /// Delivered on the main thread after a config-scheduler commit.
 pub type OnHttpFilterConfigScheduled = unsafe extern "C" fn(

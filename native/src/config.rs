@@ -102,7 +102,10 @@ pub fn serve(name: &str, config: HttpFilterConfigEnvoyPtr, counters: CounterIds)
 /// `config` is destroyed: no longer where failures of `name` are counted.
 pub fn retire(name: &str, config: usize) {
     let mut serving = serving();
-    if serving.get(name).is_some_and(|(serving, _)| *serving == config) {
+    if serving
+        .get(name)
+        .is_some_and(|(serving, _)| *serving == config)
+    {
         serving.remove(name);
     }
 }

@@ -74,7 +74,10 @@ impl Headers {
     /// The body that goes with these headers: (what was held, what just arrived).
     fn bodies(self) -> [abi::BodyType; 2] {
         match self {
-            Headers::Request => [abi::BODY_TYPE_BUFFERED_REQUEST, abi::BODY_TYPE_RECEIVED_REQUEST],
+            Headers::Request => [
+                abi::BODY_TYPE_BUFFERED_REQUEST,
+                abi::BODY_TYPE_RECEIVED_REQUEST,
+            ],
             Headers::Response => [
                 abi::BODY_TYPE_BUFFERED_RESPONSE,
                 abi::BODY_TYPE_RECEIVED_RESPONSE,
@@ -94,7 +97,8 @@ impl EnvoyStream {
         // SAFETY: the pointer is this stream's; the array is sized as Envoy says and read
         // before the hook returns.
         unsafe {
-            let count = abi::envoy_dynamic_module_callback_http_get_headers_size(self.0, which.kind());
+            let count =
+                abi::envoy_dynamic_module_callback_http_get_headers_size(self.0, which.kind());
             let mut headers = vec![EnvoyHttpHeader::EMPTY; count];
             if count > 0
                 && !abi::envoy_dynamic_module_callback_http_get_headers(
@@ -128,7 +132,9 @@ impl EnvoyStream {
             .bodies()
             .iter()
             // SAFETY: the pointer is this stream's.
-            .map(|kind| unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(self.0, *kind) })
+            .map(|kind| unsafe {
+                abi::envoy_dynamic_module_callback_http_get_body_size(self.0, *kind)
+            })
             .sum()
     }
 
@@ -138,7 +144,8 @@ impl EnvoyStream {
         for kind in which.bodies() {
             // SAFETY: the chunk array is sized as Envoy says and copied before the hook returns.
             unsafe {
-                let count = abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind);
+                let count =
+                    abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind);
                 if count == 0 {
                     continue;
                 }
@@ -280,8 +287,10 @@ impl EnvoyStream {
         let mut value = EnvoyBuffer::EMPTY;
         // SAFETY: the value is copied before the hook returns.
         unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut value)
-                .then(|| String::from_utf8_lossy(lent(value.ptr, value.length)).into_owned())
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.0, id, &mut value,
+            )
+            .then(|| String::from_utf8_lossy(lent(value.ptr, value.length)).into_owned())
         }
     }
 

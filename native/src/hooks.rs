@@ -42,7 +42,10 @@ unsafe fn fail_closed(filter: HttpFilterModulePtr) {
         return;
     };
     filter.failed = true;
-    envoy::log(LOG_LEVEL_CRITICAL, "mcp-policy-filter: internal error; request refused");
+    envoy::log(
+        LOG_LEVEL_CRITICAL,
+        "mcp-policy-filter: internal error; request refused",
+    );
     // A second panic here must not unwind either.
     let _ = catch_unwind(AssertUnwindSafe(|| {
         if !filter.host.replied {
@@ -122,13 +125,19 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 Arc::into_raw(Arc::new(config)).cast::<c_void>()
             }
             Err(e) => {
-                envoy::log(LOG_LEVEL_CRITICAL, &format!("mcp-policy-filter[{name}]: {e}"));
+                envoy::log(
+                    LOG_LEVEL_CRITICAL,
+                    &format!("mcp-policy-filter[{name}]: {e}"),
+                );
                 config::count_failure(&name);
                 std::ptr::null()
             }
         },
         || {
-            envoy::log(LOG_LEVEL_CRITICAL, &format!("mcp-policy-filter[{name}]: internal error loading the policy"));
+            envoy::log(
+                LOG_LEVEL_CRITICAL,
+                &format!("mcp-policy-filter[{name}]: internal error loading the policy"),
+            );
             std::ptr::null()
         },
     )
@@ -193,7 +202,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
             Arc::increment_strong_count(config);
             let config = Arc::from_raw(config);
             let filter = Filter::new(config, EnvoyStream::new(filter_envoy));
-            Box::into_raw(Box::new(filter)).cast_const().cast::<c_void>()
+            Box::into_raw(Box::new(filter))
+                .cast_const()
+                .cast::<c_void>()
         },
         std::ptr::null,
     )
@@ -204,7 +215,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: HttpFilterModulePtr) {
     if !filter.is_null() {
-        guarded(|| drop(Box::from_raw(filter.cast::<Filter>().cast_mut())), || ());
+        guarded(
+            || drop(Box::from_raw(filter.cast::<Filter>().cast_mut())),
+            || (),
+        );
     }
 }
 
@@ -222,9 +236,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     guarded(
         || {
             let raw = this.host.envoy.header_map(Headers::Request);
-            let action = this
-                .stream
-                .on_request_headers(&mut this.host, raw.as_deref(), end_of_stream);
+            let action =
+                this.stream
+                    .on_request_headers(&mut this.host, raw.as_deref(), end_of_stream);
             headers_status(this, action)
         },
         || {
@@ -248,7 +262,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     guarded(
         || {
             let size = this.host.envoy.body_size(Headers::Request);
-            let action = this.stream.on_request_body(&mut this.host, size, end_of_stream);
+            let action = this
+                .stream
+                .on_request_body(&mut this.host, size, end_of_stream);
             body_status(this, action)
         },
         || {
@@ -297,7 +313,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
                 return HEADERS_STATUS_CONTINUE;
             }
             let raw = this.host.envoy.header_map(Headers::Response);
-            let action = this.stream.on_response_headers(&mut this.host, raw.as_deref());
+            let action = this
+                .stream
+                .on_response_headers(&mut this.host, raw.as_deref());
             headers_status(this, action)
         },
         || {
@@ -324,7 +342,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
                 return BODY_STATUS_CONTINUE;
             }
             let size = this.host.envoy.body_size(Headers::Response);
-            let action = this.stream.on_response_body(&mut this.host, size, end_of_stream);
+            let action = this
+                .stream
+                .on_response_body(&mut this.host, size, end_of_stream);
             body_status(this, action)
         },
         || {
@@ -366,7 +386,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     if let Some(this) = filter_of(filter) {
         guarded(
             || this.stream.on_done(&mut this.host),
-            || envoy::log(LOG_LEVEL_CRITICAL, "mcp-policy-filter: internal error closing a stream"),
+            || {
+                envoy::log(
+                    LOG_LEVEL_CRITICAL,
+                    "mcp-policy-filter: internal error closing a stream",
+                )
+            },
         );
     }
 }
@@ -408,7 +433,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             let Ok(token) = u32::try_from(callout_id) else {
                 return;
             };
-            this.stream.on_approval_answer(&mut this.host, token, answer);
+            this.stream
+                .on_approval_answer(&mut this.host, token, answer);
         },
         || fail_closed(filter),
     );
@@ -428,7 +454,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers
     if let Some(this) = filter_of(filter) {
         guarded(
             || {
-                let call = this.calls.entry(stream_id).or_insert_with(GrpcCall::default);
+                let call = this
+                    .calls
+                    .entry(stream_id)
+                    .or_insert_with(GrpcCall::default);
                 call.on_headers(&envoy::header_pairs(headers, headers_size));
             },
             || fail_closed(filter),
@@ -450,7 +479,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     if let Some(this) = filter_of(filter) {
         guarded(
             || {
-                let call = this.calls.entry(stream_id).or_insert_with(GrpcCall::default);
+                let call = this
+                    .calls
+                    .entry(stream_id)
+                    .or_insert_with(GrpcCall::default);
                 envoy::append_chunks(data, data_count, call.body());
             },
             || fail_closed(filter),
@@ -471,7 +503,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailer
     if let Some(this) = filter_of(filter) {
         guarded(
             || {
-                let call = this.calls.entry(stream_id).or_insert_with(GrpcCall::default);
+                let call = this
+                    .calls
+                    .entry(stream_id)
+                    .or_insert_with(GrpcCall::default);
                 call.on_headers(&envoy::header_pairs(trailers, trailers_size));
             },
             || fail_closed(filter),

@@ -119,8 +119,15 @@ mod tests {
         assert_eq!(ok.answer().unwrap(), b"\x08\x01");
 
         let mut down = GrpcCall::default();
-        down.on_headers(&[(b":status", b"200"), (b"grpc-status", b"14"), (b"grpc-message", b"no healthy upstream")]);
-        assert_eq!(down.answer().unwrap_err(), "gRPC status 14 no healthy upstream");
+        down.on_headers(&[
+            (b":status", b"200"),
+            (b"grpc-status", b"14"),
+            (b"grpc-message", b"no healthy upstream"),
+        ]);
+        assert_eq!(
+            down.answer().unwrap_err(),
+            "gRPC status 14 no healthy upstream"
+        );
 
         let mut local = GrpcCall::default();
         local.on_headers(&[(b":status", b"503")]);

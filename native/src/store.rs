@@ -46,7 +46,9 @@ fn shard_of(key: &str) -> Result<MutexGuard<'static, HashMap<Box<str>, Entry>>, 
         .ok_or_else(|| StoreError(format!("no counter shard {index}")))?;
     // A worker that panicked while holding the lock left a whole entry (entries are replaced,
     // never edited in place): the map is still sound.
-    Ok(shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    Ok(shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
 /// A handle on the process-wide store.
@@ -94,7 +96,10 @@ mod tests {
         assert_eq!(store.set(key, b"1", u32::MAX).unwrap(), SetOutcome::Stored);
         let (value, cas) = store.get(key).unwrap().unwrap();
         assert_eq!(value, b"1");
-        assert_eq!(store.set(key, b"2", cas.wrapping_add(1)).unwrap(), SetOutcome::CasMismatch);
+        assert_eq!(
+            store.set(key, b"2", cas.wrapping_add(1)).unwrap(),
+            SetOutcome::CasMismatch
+        );
         assert_eq!(store.set(key, b"2", cas).unwrap(), SetOutcome::Stored);
         assert_eq!(store.set(key, b"3", cas).unwrap(), SetOutcome::CasMismatch);
         assert_eq!(store.set(key, b"4", 0).unwrap(), SetOutcome::Stored);
@@ -111,7 +116,9 @@ mod tests {
                     for _ in 0..1000 {
                         loop {
                             let (current, cas) = match store.get(key).unwrap() {
-                                Some((v, cas)) => (String::from_utf8(v).unwrap().parse::<u64>().unwrap(), cas),
+                                Some((v, cas)) => {
+                                    (String::from_utf8(v).unwrap().parse::<u64>().unwrap(), cas)
+                                }
                                 None => (0, u32::MAX),
                             };
                             let next = (current + 1).to_string();

@@ -142,9 +142,7 @@ fn run() -> Result<(), String> {
         .unwrap_or_else(|| PathBuf::from(args.build.default_artifact()));
     let filter =
         std::fs::canonicalize(&filter).map_err(|e| format!("{}: {e}", filter.display()))?;
-    let filter_template_path = args
-        .template
-        .with_file_name(args.build.filter_template());
+    let filter_template_path = args.template.with_file_name(args.build.filter_template());
     let filter_template = std::fs::read_to_string(&filter_template_path)
         .map_err(|e| format!("{}: {e}", filter_template_path.display()))?;
     let filter_dir =
