@@ -46,7 +46,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: native-abi browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
+.PHONY: native-abi native-probe browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
 
 ## build: both release artefacts, the .wasm at dist/mcp_policy_filter.wasm and the native
 ## Envoy dynamic module at dist/libmcp_policy_native.so
@@ -59,6 +59,11 @@ build: wasm-target wasm-opt
 	cargo build -p mcp-policy-native --profile native-release --lib
 	@cp -p $(NATIVE_TARGET) $(NATIVE)
 	@echo "built $(NATIVE) ($$(stat -c %s $(NATIVE)) bytes)"
+
+# The native module with a panic on request (`panic-probe`), for tests/tests/native_panics.rs.
+NATIVE_PROBE := target/native-probe/libmcp_policy_native.so
+native-probe:
+	cargo build -p mcp-policy-native --features panic-probe --profile native-probe --lib
 
 ## native-abi: every Envoy callback the native module imports is exported by the pinned Envoy,
 ## and every hook Envoy looks up is exported by the module
@@ -95,9 +100,10 @@ E2E_ENV := APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
 	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" MCP_POLICY_NATIVE="$(CURDIR)/$(NATIVE)" \
 	SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
 	RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
-	MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python"
+	MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python" \
+	MCP_POLICY_NATIVE_PROBE="$(CURDIR)/$(NATIVE_PROBE)"
 
-e2e-test: build envoy python-mcp sample-bins redis browser-tools
+e2e-test: build native-probe envoy python-mcp sample-bins redis browser-tools
 	cargo build -p mcp-policy-cli
 	cargo test $(SERVICE_CRATES) --no-run
 	FILTER_BUILD=wasm $(E2E_ENV) cargo test -p mcp-policy-sample -p e2e -- --test-threads=2

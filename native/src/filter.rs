@@ -25,6 +25,8 @@ pub struct Filter {
     pub calls: HashMap<u64, GrpcCall>,
     /// A hook panicked: the request was refused and the stream is left alone.
     pub failed: bool,
+    /// Test builds (`panic-probe`): the response body hook is to panic.
+    pub probe_response: bool,
 }
 
 impl Filter {
@@ -39,6 +41,7 @@ impl Filter {
             },
             calls: HashMap::new(),
             failed: false,
+            probe_response: false,
         }
     }
 }

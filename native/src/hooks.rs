@@ -92,6 +92,11 @@ fn trailers_status(filter: &Filter, action: Action) -> TrailersStatus {
 /// Called by Envoy once, when it loads the module.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_program_init() -> AbiVersionModulePtr {
+    // A panic's message goes to Envoy's log (the hook that caught it then refuses the request),
+    // not to Envoy's stderr.
+    std::panic::set_hook(Box::new(|info| {
+        envoy::log(LOG_LEVEL_CRITICAL, &format!("mcp-policy-filter: {info}"));
+    }));
     ABI_VERSION.as_ptr()
 }
 
@@ -236,6 +241,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     guarded(
         || {
             let raw = this.host.envoy.header_map(Headers::Request);
+            probe::maybe_panic(raw.as_deref(), b"request", &mut this.probe_response);
             let action =
                 this.stream
                     .on_request_headers(&mut this.host, raw.as_deref(), end_of_stream);
@@ -342,6 +348,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
                 return BODY_STATUS_CONTINUE;
             }
             let size = this.host.envoy.body_size(Headers::Response);
+            probe::maybe_panic(None, b"", &mut this.probe_response);
             let action = this
                 .stream
                 .on_response_body(&mut this.host, size, end_of_stream);
@@ -562,6 +569,32 @@ fn rate_limit_answer(filter: &mut Filter, stream_id: u64, answer: Result<Vec<u8>
             .stream
             .on_rate_limit_answer(&mut filter.host, token, answer);
     }
+}
+
+/// Test builds only: panic where a request asks (`x-mcp-policy-panic: request` in the request
+/// headers hook, `…: response` in the response body hook).
+mod probe {
+    #[cfg(feature = "panic-probe")]
+    #[allow(clippy::panic)]
+    pub fn maybe_panic(headers: Option<&[u8]>, at: &[u8], response: &mut bool) {
+        let asked = headers
+            .and_then(mcp_policy_engine::wire::header_map::decode)
+            .and_then(|all| {
+                all.into_iter()
+                    .find(|(name, _)| *name == "x-mcp-policy-panic")
+                    .map(|(_, value)| value.to_vec())
+            });
+        if asked.as_deref() == Some(b"response") {
+            *response = true;
+        }
+        if asked.as_deref() == Some(at) || (headers.is_none() && *response) {
+            panic!("panic probe");
+        }
+    }
+
+    #[cfg(not(feature = "panic-probe"))]
+    #[inline(always)]
+    pub fn maybe_panic(_headers: Option<&[u8]>, _at: &[u8], _response: &mut bool) {}
 }
 
 // ---------------------------------------------------------------------------------- unused

@@ -49,6 +49,13 @@ pub fn filter_path() -> PathBuf {
         }
     }
 }
+/// The native module built with its panic probe (`make native-probe`).
+pub fn native_probe_path() -> PathBuf {
+    artifact(
+        "MCP_POLICY_NATIVE_PROBE",
+        "target/native-probe/libmcp_policy_native.so",
+    )
+}
 pub fn wasm_path() -> PathBuf {
     artifact("MCP_POLICY_WASM", FilterBuild::Wasm.default_artifact())
 }
