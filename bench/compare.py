@@ -4,6 +4,8 @@ and the benchmark's other arms, so a change is judged on the whole request in En
 phase timings.
 
     bench/compare.py --envoy ENVOY --upstream BENCH_UPSTREAM [--arm C] [--size 1024] VARIANT...
+    bench/compare.py ... --size 1024,10240 VARIANT...   # sizes interleaved too, and what the
+                                                        # larger body costs over the smaller
     bench/compare.py --smoke ...   # each variant starts, forwards and refuses as its arm must
 
 A VARIANT is one of
@@ -70,13 +72,22 @@ def main() -> int:
                              "variant runs its native twin, NB or NC)")
     parser.add_argument("--floor-wasm", type=Path,
                         help="bench/floor-filter's .wasm, for the floor arms W and H")
-    parser.add_argument("--size", type=int, default=1024, help="tools/call body size, bytes")
+    parser.add_argument("--size", default="1024",
+                        help="tools/call body size in bytes; several, comma-separated, are "
+                             "interleaved in the same rounds, and each variant's difference "
+                             "between the largest and the smallest is printed")
     parser.add_argument("--rate", type=float, default=3000, help="req/s of the fixed-rate runs")
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("variants", nargs="+", help="what to compare (see above)")
     args = parser.parse_args()
+    try:
+        sizes = [int(size) for size in args.size.split(",")]
+    except ValueError:
+        parser.error(f"--size {args.size!r}: body sizes in bytes, comma-separated")
+    if len(set(sizes)) != len(sizes):
+        parser.error("each size once")
     names = args.variants
     if len(set(names)) != len(names):
         parser.error("each variant once")
@@ -106,47 +117,71 @@ def main() -> int:
                 started.append(envoys[name])
             for envoy in envoys.values():
                 envoy.wait_ready()
-                bench.check_arm(envoy, args.size)
+                for size in sizes:
+                    bench.check_arm(envoy, size)
             if args.smoke:
                 print(f"compare smoke: {', '.join(names)} forward an allowed call (and those that "
-                      f"decide refuse blocked_tool) at {args.size} B")
+                      f"decide refuse blocked_tool) at {', '.join(f'{s} B' for s in sizes)}")
                 return 0
             script = workdir / "post.lua"
             script.write_text(bench.WRK_SCRIPT)
-            body = workdir / "body.json"
-            body.write_bytes(bench.tools_call_body(args.size))
+            bodies = {}
+            for size in sizes:
+                bodies[size] = workdir / f"body-{size}.json"
+                bodies[size].write_bytes(bench.tools_call_body(size))
             for name in names:
                 # Warm: the first seconds of a fresh Envoy cost more (as in bench/run.py).
-                bench.run_wrk(envoys[name], body, script, 1, 32)
-            fixed = {name: [] for name in names}
-            achieved = {name: [] for name in names}
-            saturated = {name: [] for name in names}
+                bench.run_wrk(envoys[name], bodies[sizes[0]], script, 1, 32)
+            # A variant's sizes run one after the other: each round's difference between them is
+            # measured in the same conditions.
+            runs = [(name, size) for name in names for size in sizes]
+            fixed = {run: [] for run in runs}
+            achieved = {run: [] for run in runs}
+            saturated = {run: [] for run in runs}
             for round_ in range(args.rounds):
-                shift = round_ * len(names) // args.rounds
-                order = names[shift:] + names[:shift]
-                for name in order:
-                    result = bench.run_oha(envoys[name], body, args.seconds, args.rate, 32)
-                    fixed[name].append(result["cpu_us_per_request_equal_rate"])
-                    achieved[name].append(result["achieved_rps"])
-                    saturated[name].append(bench.run_wrk(envoys[name], body, script, args.seconds,
-                                                         32)["cpu_us_per_request"])
-            print(f"{args.size} B bodies (.wasm variants as arm {args.arm}, .so variants as its native "
-                  f"twin), {args.rounds} interleaved "
-                  f"rounds of {args.seconds:g} s; Envoy CPU µs per request, median (each round); "
-                  f"overloaded: answered under 95% of the fixed rate")
-            print(f"| variant | module bytes | saturated | at {args.rate:g} req/s |")
-            print("|---|---:|---:|---:|")
-            for name, (_, wasm, native, _) in variants.items():
-                module = wasm or native
-                size = f"{module.stat().st_size:,}" if module else "—"
-                print(f"| {name} | {size} | "
-                      f"{statistics.median(saturated[name]):.1f} "
-                      f"({' '.join(f'{x:.1f}' for x in saturated[name])}) | "
-                      f"{statistics.median(fixed[name]):.1f}"
-                      f"{' (overloaded)' if statistics.median(achieved[name]) < 0.95 * args.rate else ''} "
-                      f"({' '.join(f'{x:.1f}' for x in fixed[name])}) |")
-            print()
-            print(bench.noise_sentence((bench.spread(saturated[name]), name) for name in names))
+                shift = round_ * len(runs) // args.rounds
+                for name, size in runs[shift:] + runs[:shift]:
+                    result = bench.run_oha(envoys[name], bodies[size], args.seconds, args.rate, 32)
+                    fixed[name, size].append(result["cpu_us_per_request_equal_rate"])
+                    achieved[name, size].append(result["achieved_rps"])
+                    saturated[name, size].append(bench.run_wrk(
+                        envoys[name], bodies[size], script, args.seconds, 32)["cpu_us_per_request"])
+            for size in sizes:
+                print(f"{size} B bodies (.wasm variants as arm {args.arm}, .so variants as its native "
+                      f"twin), {args.rounds} interleaved "
+                      f"rounds of {args.seconds:g} s; Envoy CPU µs per request, median (each round); "
+                      f"overloaded: answered under 95% of the fixed rate")
+                print(f"| variant | module bytes | saturated | at {args.rate:g} req/s |")
+                print("|---|---:|---:|---:|")
+                for name, (_, wasm, native, _) in variants.items():
+                    module = wasm or native
+                    wasm_size = f"{module.stat().st_size:,}" if module else "—"
+                    run = (name, size)
+                    overloaded = statistics.median(achieved[run]) < 0.95 * args.rate
+                    print(f"| {name} | {wasm_size} | "
+                          f"{statistics.median(saturated[run]):.1f} "
+                          f"({' '.join(f'{x:.1f}' for x in saturated[run])}) | "
+                          f"{statistics.median(fixed[run]):.1f}"
+                          f"{' (overloaded)' if overloaded else ''} "
+                          f"({' '.join(f'{x:.1f}' for x in fixed[run])}) |")
+                print()
+            if len(sizes) > 1:
+                small, large = min(sizes), max(sizes)
+                print(f"What a {large} B body costs over a {small} B one (Envoy CPU µs per "
+                      f"request): the median of each round's difference (the two sizes ran one "
+                      f"after the other), and the differences")
+                print(f"| variant | saturated | at {args.rate:g} req/s |")
+                print("|---|---:|---:|")
+                for name in names:
+                    cells = []
+                    for values in (saturated, fixed):
+                        pairs = [b - a for a, b in zip(values[name, small], values[name, large])]
+                        cells.append(f"{statistics.median(pairs):+.1f} "
+                                     f"({' '.join(f'{x:+.1f}' for x in pairs)})")
+                    print(f"| {name} | {cells[0]} | {cells[1]} |")
+                print()
+            print(bench.noise_sentence((bench.spread(saturated[run]), f"{run[0]} at {run[1]} B")
+                                       for run in runs))
             return 0
         finally:
             for process in reversed(started):

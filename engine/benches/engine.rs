@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the engine's per-request decision path (`evaluate`) and of policy
-//! loading, natively: `make bench-engine`.
+//! Micro-benchmarks of the engine's per-request decision path (`evaluate`), of what each byte
+//! of a large call costs (`per_byte`) and of policy loading, natively: `make bench-engine`.
 //!
 //! Policies are generated: `tool_0` .. `tool_{n-1}` under `default: deny`, all without limits
 //! except the last, which has a global per-minute counter that never trips. The `granted` shape
@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mcp_policy_engine::load_policy;
-use mcp_policy_engine::testing::{has_grant, tool_count, MemoryStore};
+use mcp_policy_engine::sha256_tag;
+use mcp_policy_engine::testing::{has_grant, parse_body, scan, tool_count, MemoryStore};
 use mcp_policy_engine::Identity;
 use mcp_policy_engine::Verdict;
 use mcp_policy_engine::{evaluate, RequestMeta};
@@ -217,6 +218,33 @@ fn bench_grant_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// What each byte of a large call costs, piece by piece, on the bodies `evaluate` is timed on:
+/// checking it is UTF-8, scanning it (`scan`: syntax, duplicate keys, the members noted),
+/// reading it as JSON-RPC (`parse_body`: both, and the message classified) and the SHA-256 of
+/// its text, which the audit record carries with `"hash_arguments": true`.
+fn bench_per_byte(c: &mut Criterion) {
+    let mut group = c.benchmark_group("per_byte");
+    for (size, name) in [(1024, "1KB"), (10 * 1024, "10KB")] {
+        let body = call_body("tool_0", size);
+        let text = std::str::from_utf8(&body).expect("UTF-8");
+        assert!(scan::scan(text).is_ok() && parse_body(&body).is_ok());
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(format!("utf8_{name}"), |b| {
+            b.iter(|| std::str::from_utf8(black_box(&body)).is_ok());
+        });
+        group.bench_function(format!("scan_{name}"), |b| {
+            b.iter(|| scan::scan(black_box(text)).is_ok());
+        });
+        group.bench_function(format!("parse_body_{name}"), |b| {
+            b.iter(|| parse_body(black_box(&body)).is_ok());
+        });
+        group.bench_function(format!("sha256_{name}"), |b| {
+            b.iter(|| sha256_tag(black_box(text)));
+        });
+    }
+    group.finish();
+}
+
 fn bench_load(c: &mut Criterion) {
     let mut group = c.benchmark_group("load");
     for tools in SIZES {
@@ -236,7 +264,7 @@ fn bench_load(c: &mut Criterion) {
     group.finish();
 }
 
-/// 26 benchmarks × (0.5 s warm-up + 2 s measurement + analysis): about a minute in all.
+/// 34 benchmarks × (0.5 s warm-up + 2 s measurement + analysis): under two minutes in all.
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -247,6 +275,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_evaluate, bench_grant_lookup, bench_load
+    targets = bench_evaluate, bench_per_byte, bench_grant_lookup, bench_load
 }
 criterion_main!(benches);

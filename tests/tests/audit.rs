@@ -1,13 +1,13 @@
 //! The audit record, delivered through Envoy's own access log (filter state read by the JSON
 //! log format): one line per request, with every decision, the deciding rule, counters, a hash
-//! of the arguments (never the arguments themselves) and the caller's identity, hashed when it
-//! is a key.
+//! of the arguments (never the arguments themselves; the policy asks for the hash) and the
+//! caller's identity, hashed when it is a key.
 
 use e2e::http::{post, tools_call};
 use e2e::{wait_for_window_room, Deployment, DeploymentOptions};
 use serde_json::{json, Value};
 
-const POLICY: &str = r#"{"version":"1","default":"deny",
+const POLICY: &str = r#"{"version":"1","default":"deny","audit":{"hash_arguments":true},
   "identity":{"sources":[{"header":"x-api-key","secret":true}]},
   "tools":{
     "wechat_mass_send":{"limits":[{"counter":"sends","window":"hour","max":1,"scope":"identity"}]},

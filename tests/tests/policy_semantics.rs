@@ -384,13 +384,13 @@ async fn rule_operators_on_arguments_decide_through_envoy() {
     }
 }
 
-/// `"audit": {"include_arguments": true}`: every call's record carries its `arguments` exactly
-/// as the client wrote them (whitespace, key order and escapes kept), allowed or refused, next to
-/// their hash.
+/// `"audit": {"include_arguments": true, "hash_arguments": true}`: every call's record carries
+/// its `arguments` exactly as the client wrote them (whitespace, key order and escapes kept),
+/// allowed or refused, next to their hash.
 #[tokio::test(flavor = "multi_thread")]
 async fn included_arguments_are_audited_verbatim() {
     let d = stateless(
-        r#"{"version":"1","default":"deny","audit":{"include_arguments":true},"tools":{
+        r#"{"version":"1","default":"deny","audit":{"include_arguments":true,"hash_arguments":true},"tools":{
             "wechat_mass_send":{},
             "wechat_mass_delete":{"action":"deny","reason":"needs a human"}}}"#,
         &e2e::sample_policy("notify.json"),

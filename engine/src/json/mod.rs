@@ -2,6 +2,7 @@
 //! validation (duplicate and case-colliding keys), and writing without an intermediate value.
 
 pub mod path;
+mod plain;
 pub mod scan;
 pub mod strict;
 pub mod write;

@@ -12,6 +12,8 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::plain;
+
 /// serde_json refuses a 128th level of nesting.
 const MAX_DEPTH: usize = 127;
 /// Below this many keys an object's keys are compared as a list; past it, a set.
@@ -300,34 +302,11 @@ impl<'a> Scanner<'a> {
                     return Err(self
                         .error("control character (\\u0000-\\u001F) found while parsing a string"))
                 }
-                _ => self.pos += 1 + self.plain_run(self.pos + 1),
+                _ => {
+                    self.pos += 1 + self.bytes.get(self.pos + 1..).map_or(0, plain::plain_run);
+                }
             }
         }
-    }
-
-    /// How many bytes from `from` on need no attention inside a string (no `"`, `\\`, nor
-    /// control character), counted 8 at a time as far as possible: arguments are mostly long
-    /// plain strings.
-    fn plain_run(&self, from: usize) -> usize {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGHS: u64 = 0x8080_8080_8080_8080;
-        let mut at = from;
-        while let Some(chunk) = self.bytes.get(at..at + 8) {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            let word = u64::from_le_bytes(word);
-            // A byte of zero in `v` sets its high bit here (others may be set too, but only
-            // above a true one): so any flag means "look at these bytes one by one".
-            let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-            let attention = zero_byte(word ^ (ONES * u64::from(b'"')))
-                | zero_byte(word ^ (ONES * u64::from(b'\\')))
-                | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS);
-            if attention != 0 {
-                break;
-            }
-            at += 8;
-        }
-        at - from
     }
 
     /// The escape after a backslash, decoded.
@@ -512,8 +491,9 @@ mod tests {
             let members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":0")).collect();
             format!("{{{},\"{last}\":0}}", members.join(","))
         };
-        // Every special byte at every offset of strings longer than the 8-byte stride.
-        for len in 0..20 {
+        // Every special byte at every offset of strings shorter and longer than each stride
+        // `plain::plain_run` checks at once (8, 16, 32 and 64 bytes).
+        for len in (0..20).chain([31, 32, 33, 47, 48, 63, 64, 65, 66, 79, 80, 127, 128, 129]) {
             for at in 0..len {
                 for special in [
                     "\"", "\\", "\\n", "\\u00e9", "\n", "\u{1}", "\u{1f}", "é", "\u{7f}",

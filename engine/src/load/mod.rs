@@ -281,21 +281,19 @@ fn tools(root: &Map<String, Value>, counters: &mut CounterTable) -> Result<Tools
     })
 }
 
-/// `audit`: whether audit records carry a call's arguments, and whether they carry their hash.
+/// `audit`: whether audit records carry a call's arguments, and whether they carry their hash
+/// (neither unless asked: the hash is most of what a large call costs, docs/performance.md).
 #[cold]
 #[inline(never)]
 fn audit(value: Option<&Value>) -> Result<(bool, bool)> {
     let Some(v) = value else {
-        return Ok((false, true));
+        return Ok((false, false));
     };
     let audit = as_object(v, "audit")?;
     reject_unknown_fields(audit, "audit", &["include_arguments", "hash_arguments"])?;
     Ok((
         flag(audit.get("include_arguments"), "audit.include_arguments")?,
-        match audit.get("hash_arguments") {
-            None => true,
-            hash => flag(hash, "audit.hash_arguments")?,
-        },
+        flag(audit.get("hash_arguments"), "audit.hash_arguments")?,
     ))
 }
 

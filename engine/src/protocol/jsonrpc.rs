@@ -80,14 +80,14 @@ impl fmt::Display for Id {
 
 /// One element of the body: a request, notification or response as the client sent it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Message {
+pub struct Message<'a> {
     /// The `id` member when present (requests and responses); `None` for notifications and for
     /// invalid messages whose id could not be read.
     pub id: Option<Id>,
     pub kind: MessageKind,
-    /// A tools/call's `params.arguments` as sent (raw JSON text): parsed only for rules on
-    /// arguments, hashed as is for the audit record.
-    pub arguments: Option<String>,
+    /// A tools/call's `params.arguments` as sent (raw JSON text, in the body): parsed only for
+    /// rules on arguments, copied only for the audit record, and only if it reads them.
+    pub arguments: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +102,7 @@ pub enum MessageKind {
     Invalid { code: i64, problem: String },
 }
 
-impl Message {
+impl Message<'_> {
     pub fn method(&self) -> Option<&str> {
         match &self.kind {
             MessageKind::ToolCall { .. } => Some(TOOLS_CALL),
@@ -118,23 +118,30 @@ impl Message {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Body {
-    Single(Message),
-    Batch(Vec<Message>),
+pub enum Body<'a> {
+    Single(Message<'a>),
+    Batch(Vec<Message<'a>>),
 }
 
-impl Body {
-    pub fn messages(&self) -> &[Message] {
+impl<'a> Body<'a> {
+    pub fn messages(&self) -> &[Message<'a>] {
         match self {
             Body::Single(m) => std::slice::from_ref(m),
             Body::Batch(ms) => ms,
         }
     }
 
-    pub fn messages_mut(&mut self) -> &mut [Message] {
+    /// The messages without their arguments: what a request waiting for services keeps of its
+    /// body, which it outlives.
+    pub fn without_arguments(self) -> Body<'static> {
+        let detach = |m: Message<'a>| Message {
+            id: m.id,
+            kind: m.kind,
+            arguments: None,
+        };
         match self {
-            Body::Single(m) => std::slice::from_mut(m),
-            Body::Batch(ms) => ms,
+            Body::Single(m) => Body::Single(detach(m)),
+            Body::Batch(ms) => Body::Batch(ms.into_iter().map(detach).collect()),
         }
     }
 }
@@ -149,7 +156,7 @@ pub struct BodyError {
 /// The body is checked whole (syntax, duplicate keys) in one pass that notes where the members
 /// of the message and of its `params` are (`json_scan`); nothing else is built, and a tool
 /// call's `arguments` stay raw JSON text.
-pub fn parse_body(bytes: &[u8]) -> Result<Body, BodyError> {
+pub fn parse_body(bytes: &[u8]) -> Result<Body<'_>, BodyError> {
     let parse_error = |e: &dyn std::fmt::Display| BodyError {
         code: PARSE_ERROR,
         problem: format!("body is not valid JSON: {e}"),
@@ -278,7 +285,7 @@ fn string(text: &str) -> Option<String> {
     serde_json::from_str(text).ok()
 }
 
-fn invalid(id: Option<Id>, code: i64, problem: impl Into<String>) -> Message {
+fn invalid<'a>(id: Option<Id>, code: i64, problem: impl Into<String>) -> Message<'a> {
     Message {
         id,
         arguments: None,
@@ -290,7 +297,7 @@ fn invalid(id: Option<Id>, code: i64, problem: impl Into<String>) -> Message {
 }
 
 /// What one JSON-RPC message (an object already checked by the scanner) asks for.
-fn classify(object: &Object) -> Message {
+fn classify<'a>(object: &Object<'a>) -> Message<'a> {
     let value = |name: &str| object.get(name).map(|m| m.value);
     // An id we can echo: JSON-RPC allows strings, numbers and null.
     let id = match value("id") {
@@ -356,7 +363,7 @@ fn classify(object: &Object) -> Message {
             kind: MessageKind::ToolCall {
                 name: string(name).unwrap_or_default(),
             },
-            arguments: param("arguments").map(str::to_owned),
+            arguments: param("arguments"),
         },
         Some(other) => invalid(
             id,
@@ -376,7 +383,7 @@ mod tests {
     use crate::test_support::test;
     use serde_json::json;
 
-    fn single(text: &str) -> Message {
+    fn single(text: &str) -> Message<'_> {
         match parse_body(text.as_bytes()) {
             Ok(Body::Single(m)) => m,
             other => panic!("expected a single message, got {other:?}"),
@@ -657,6 +664,62 @@ mod tests {
         let error = parse_body(too_many.as_bytes()).unwrap_err();
         assert_eq!(error.code, INVALID_REQUEST);
         assert!(error.problem.contains("exceeds"));
+    }
+
+    /// Long arguments are scanned many bytes at a time: a character of 2 to 4 bytes, valid or
+    /// not, at every offset around those blocks' edges must be read exactly as it is alone.
+    #[test]
+    fn multibyte_and_invalid_utf8_at_every_offset_of_long_arguments() {
+        let call = |text: &[u8]| {
+            let mut body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"t":""#.to_vec();
+            let arguments_at = body.len() - r#"{"t":""#.len();
+            body.extend_from_slice(text);
+            body.extend_from_slice(br#""}}}"#);
+            (body, arguments_at)
+        };
+        let valid: [&[u8]; 4] = ["é".as_bytes(), "€".as_bytes(), "😀".as_bytes(), b"\x7f"];
+        let invalid: [&[u8]; 7] = [
+            b"\x80",             // a lone continuation byte
+            b"\xe2\x82",         // a sequence cut short
+            b"\xe2\x82\"",       // cut short by the closing quote
+            b"\xc0\xaf",         // overlong
+            b"\xed\xa0\x80",     // a surrogate
+            b"\xf4\x90\x80\x80", // past U+10FFFF
+            b"\xff",
+        ];
+        for len in [0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 129] {
+            for at in 0..=len {
+                let padded = |piece: &[u8]| {
+                    let mut text = vec![b'x'; len];
+                    text.splice(at..at, piece.iter().copied());
+                    text
+                };
+                for piece in valid {
+                    let text = padded(piece);
+                    let (body, arguments_at) = call(&text);
+                    let m = match parse_body(&body) {
+                        Ok(Body::Single(m)) => m,
+                        other => panic!("{piece:?} at {at} of {len}: {other:?}"),
+                    };
+                    let expected = body.get(arguments_at..body.len() - 2).unwrap();
+                    assert_eq!(
+                        m.arguments.map(str::as_bytes),
+                        Some(expected),
+                        "{piece:?} at {at} of {len}"
+                    );
+                }
+                for piece in invalid {
+                    let (body, _) = call(&padded(piece));
+                    let error = parse_body(&body).unwrap_err();
+                    assert_eq!(error.code, PARSE_ERROR, "{piece:?} at {at} of {len}");
+                    assert!(
+                        error.problem.contains("utf-8"),
+                        "{piece:?} at {at} of {len}: {}",
+                        error.problem
+                    );
+                }
+            }
+        }
     }
 
     #[test]

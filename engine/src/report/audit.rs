@@ -262,10 +262,11 @@ mod tests {
 
     #[test]
     fn the_record_is_byte_for_byte_what_serde_wrote() {
-        let limited = r#"{"version":"1","default":"deny","tools":{"send":{"limits":[{"counter":"sends","window":60,"max":2,"scope":"global"},{"counter":"per\"key\u0001\u007f/","window":"hour","max":9,"scope":"session"}]},"drop":{"action":"deny","reason":"no \"drops\"\n ever \u007f/"}}}"#;
-        let with_arguments =
+        let limited = r#"{"version":"1","default":"deny","audit":{"hash_arguments":true},"tools":{"send":{"limits":[{"counter":"sends","window":60,"max":2,"scope":"global"},{"counter":"per\"key\u0001\u007f/","window":"hour","max":9,"scope":"session"}]},"drop":{"action":"deny","reason":"no \"drops\"\n ever \u007f/"}}}"#;
+        let with_arguments = r#"{"version":"1","default":"allow","audit":{"include_arguments":true,"hash_arguments":true}}"#;
+        let arguments_only =
             r#"{"version":"1","default":"allow","audit":{"include_arguments":true}}"#;
-        let unhashed = r#"{"version":"1","default":"allow","audit":{"hash_arguments":false}}"#;
+        let by_default = r#"{"version":"1","default":"allow"}"#;
         let key = Identity {
             value: sha256_tag("sk-1"),
             secret: true,
@@ -294,7 +295,7 @@ mod tests {
         ];
         let mut compared = 0;
         let mut decisions = std::collections::BTreeSet::new();
-        for policy_text in [limited, with_arguments, unhashed] {
+        for policy_text in [limited, with_arguments, arguments_only, by_default] {
             let policy = load_policy(policy_text.as_bytes()).unwrap();
             for identity in [None, Some(&key), Some(&plain)] {
                 for (request_id, session) in [(Some("req-1"), Some("s\t1")), (None, None)] {
@@ -340,7 +341,7 @@ mod tests {
 
     #[test]
     fn records_the_decision_rule_counters_and_a_hash_of_the_arguments() {
-        let policy = r#"{"version":"1","default":"deny","tools":{"send":{"limits":[{"counter":"sends","window":60,"max":5,"scope":"global"}]}}}"#;
+        let policy = r#"{"version":"1","default":"deny","audit":{"hash_arguments":true},"tools":{"send":{"limits":[{"counter":"sends","window":60,"max":5,"scope":"global"}]}}}"#;
         let key = Identity {
             value: sha256_tag("sk-1"),
             secret: true,
@@ -394,15 +395,67 @@ mod tests {
         assert_eq!(record["calls"][0]["decision"], "denied");
         assert_eq!(record["calls"][0]["rule"], "default");
         assert_eq!(record["calls"][0]["arguments"]["text"], "secret plan");
-        let unhashed = r#"{"version":"1","default":"allow","audit":{"hash_arguments":false}}"#;
-        let record = audit(unhashed, CALL, None);
-        assert_eq!(record["calls"][0]["decision"], "allowed");
-        assert!(record["calls"][0].get("arguments_sha256").is_none());
+        for unhashed in [
+            r#"{"version":"1","default":"allow","audit":{"hash_arguments":false}}"#,
+            r#"{"version":"1","default":"allow"}"#,
+        ] {
+            let record = audit(unhashed, CALL, None);
+            assert_eq!(record["calls"][0]["decision"], "allowed");
+            assert!(
+                record["calls"][0].get("arguments_sha256").is_none(),
+                "no hash unless asked: {unhashed}"
+            );
+        }
         let invalid = audit(policy, "{not json", None);
         assert_eq!(
             (invalid["status"].clone(), invalid["calls"].clone()),
             (json!(400), json!([]))
         );
+    }
+
+    /// A decided call keeps a copy of its arguments (which may be most of the body) only when
+    /// its audit record reads them, hashed or whole; a refused call, or one in a batch, alike.
+    #[test]
+    fn arguments_are_kept_only_for_an_audit_record_that_reads_them() {
+        let arguments = r#"{"to":"o1","text":"secret plan"}"#;
+        let single = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"send","arguments":{arguments}}}}}"#
+        );
+        let denied = single.replace("\"send\"", "\"drop\"");
+        let batch = format!("[{single},{}]", denied.replace("\"id\":1", "\"id\":2"));
+        for (audit, kept) in [
+            (r#"{}"#, false),
+            (r#"{"hash_arguments":true}"#, true),
+            (r#"{"include_arguments":true,"hash_arguments":false}"#, true),
+            (r#"{"hash_arguments":false}"#, false),
+        ] {
+            let policy = load_policy(
+                format!(r#"{{"version":"1","default":"allow","tools":{{"drop":{{"action":"deny"}}}},"audit":{audit}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap();
+            for body in [&single, &denied, &batch] {
+                let meta = RequestMeta {
+                    namespace: "wechat",
+                    now: 1_000,
+                    ..Default::default()
+                };
+                let outcome = done(evaluate(
+                    &policy,
+                    body.as_bytes(),
+                    &meta,
+                    &mut MemoryStore::default(),
+                ));
+                assert!(!outcome.calls.is_empty(), "{body}");
+                for call in &outcome.calls {
+                    assert_eq!(
+                        call.arguments.as_deref(),
+                        kept.then_some(arguments),
+                        "{audit} {body}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::services::rate_limit::RemoteCharge;
 /// Everything the second pass carries from counter to counter.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Charging {
-    body: Body,
+    /// Without the arguments: they were read when the request was planned.
+    body: Body<'static>,
     /// One per message of `body`, in order.
     entries: Vec<Planned>,
     /// Slot, window start and amount of every counter taken so far.
@@ -28,13 +29,13 @@ pub(crate) struct Charging {
 
 impl Charging {
     pub(crate) fn new(
-        plan: Plan,
+        plan: Plan<'_>,
         refusal_mode: RefusalMode,
         now: u64,
         counters: usize,
     ) -> Charging {
         Charging {
-            body: plan.body,
+            body: plan.body.without_arguments(),
             entries: plan.entries,
             taken: Vec::with_capacity(counters),
             taken_ids: Vec::with_capacity(counters),

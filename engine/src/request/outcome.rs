@@ -20,8 +20,8 @@ pub struct CallRecord {
     pub rule: String,
     /// The JSON-RPC id of the call, if it has one.
     pub id: Option<Id>,
-    /// The call's `arguments` as sent (raw JSON), for the audit record (which hashes them
-    /// unless told otherwise).
+    /// The call's `arguments` as sent (raw JSON), for the audit record: kept only when it
+    /// reads them (`Policy::audit_reads_arguments`), hashed or whole.
     pub arguments: Option<String>,
 }
 

@@ -56,8 +56,8 @@ pub(crate) struct Total {
 
 /// The request after the first pass.
 #[derive(Debug)]
-pub(crate) struct Plan {
-    pub(crate) body: Body,
+pub(crate) struct Plan<'a> {
+    pub(crate) body: Body<'a>,
     /// One per message of `body`, in order.
     pub(crate) entries: Vec<Planned>,
     /// In counter order, the order they are charged in.
@@ -66,14 +66,14 @@ pub(crate) struct Plan {
     pub(crate) approval: Option<ApprovalQuery>,
 }
 
-impl Plan {
+impl<'a> Plan<'a> {
     pub(crate) fn make(
         policy: &Policy,
         caller: &Caller,
         meta: &RequestMeta,
         store: &mut dyn CasStore,
-        mut body: Body,
-    ) -> Plan {
+        body: Body<'a>,
+    ) -> Plan<'a> {
         let mut planner = Planner {
             policy,
             caller,
@@ -84,8 +84,8 @@ impl Plan {
             totals: Vec::new(),
         };
         let entries = body
-            .messages_mut()
-            .iter_mut()
+            .messages()
+            .iter()
             .map(|message| planner.plan(message))
             .collect();
         let Planner {
@@ -127,7 +127,7 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn plan(&mut self, message: &mut Message) -> Planned {
+    fn plan(&mut self, message: &Message) -> Planned {
         match &message.kind {
             MessageKind::ToolCall { .. } => self.plan_call(message),
             MessageKind::Invalid { code, problem } => Planned::refused(
@@ -143,24 +143,25 @@ impl Planner<'_> {
 
     /// A tools/call: its tool, caller and arguments against the policy. Conditions on counters
     /// read them as they stand before this request.
-    fn plan_call(&mut self, message: &mut Message) -> Planned {
+    fn plan_call(&mut self, message: &Message) -> Planned {
         let Message {
             id,
             kind: MessageKind::ToolCall { name },
-            arguments: text,
+            arguments,
         } = message
         else {
             return Planned::default();
         };
-        let mut call = Call {
+        let call = Call {
             name,
             id,
-            arguments: text,
+            arguments: *arguments,
+            audited: self.policy.audit_reads_arguments(),
         };
         let name = call.name;
         // Only rules read arguments: without any, they stay unparsed text.
         let arguments = if self.policy.reads_arguments(name) {
-            match call.arguments.as_deref().map(rule_arguments).transpose() {
+            match call.arguments.map(rule_arguments).transpose() {
                 Ok(arguments) => arguments,
                 Err(problem) => return Planned::refused(invalid(problem), None),
             }
@@ -218,7 +219,7 @@ impl Planner<'_> {
             } => {
                 let approved_note = match approval {
                     None => None,
-                    Some(approval_rule) => match self.ask_approval(&mut call, approval_rule) {
+                    Some(approval_rule) => match self.ask_approval(&call, approval_rule) {
                         Ok(note) => note,
                         Err(refused) => return *refused,
                     },
@@ -248,7 +249,7 @@ impl Planner<'_> {
     /// message is planned; `Err`: refused.
     fn ask_approval(
         &mut self,
-        call: &mut Call,
+        call: &Call,
         approval_rule: String,
     ) -> Result<Option<String>, Box<Planned>> {
         let name = call.name;
@@ -258,7 +259,7 @@ impl Planner<'_> {
             self.meta.identity,
             name,
             call.id.clone(),
-            call.arguments.as_deref(),
+            call.arguments,
             &approval_rule,
         )
         .map_err(|problem| Box::new(Planned::refused(invalid(problem), None)))?;
@@ -314,20 +315,23 @@ impl Planner<'_> {
 struct Call<'m> {
     name: &'m str,
     id: &'m Option<Id>,
-    /// The arguments as sent: the call's record takes them, rather than a copy.
-    arguments: &'m mut Option<String>,
+    /// The arguments as sent, in the body.
+    arguments: Option<&'m str>,
+    /// The audit record reads the arguments (their hash, or themselves): the call's record
+    /// keeps a copy, which outlives the body.
+    audited: bool,
 }
 
 impl Call<'_> {
     /// The record of this call, decided.
-    fn record(&mut self, decision: Decision, detail: String, rule: String) -> CallRecord {
+    fn record(&self, decision: Decision, detail: String, rule: String) -> CallRecord {
         CallRecord {
             tool: self.name.to_owned(),
             decision,
             detail,
             rule,
             id: self.id.clone(),
-            arguments: self.arguments.take(),
+            arguments: self.arguments.filter(|_| self.audited).map(str::to_owned),
         }
     }
 }
