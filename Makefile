@@ -6,8 +6,8 @@ SHELL := /bin/bash
 
 ENVOY_VERSION        := 1.40.0
 WASM_BINDGEN_VERSION := 0.2.130
-# The engine, the filter, the CLI, the rate-limit service (ratelimit-redis/) and the approval service (approvals/).
-SERVICE_CRATES       := -p mcp-policy-engine -p mcp-policy-filter -p mcp-policy-cli -p ratelimit-redis -p approval-service
+# The engine, the filter (.wasm host and native host), the CLI, the rate-limit service (ratelimit-redis/) and the approval service (approvals/).
+SERVICE_CRATES       := -p mcp-policy-engine -p mcp-policy-filter -p mcp-policy-native -p mcp-policy-cli -p ratelimit-redis -p approval-service
 CARGO_HOME           ?= $(HOME)/.cargo
 VENV                 := .venv
 ENVOY                := $(VENV)/bin/envoy
@@ -16,6 +16,11 @@ PYTHON_MCP_VERSION   := 2.3.0
 PYTHON_MCP_STAMP     := $(VENV)/.mcp-$(PYTHON_MCP_VERSION)
 WASM_TARGET_DIR      := target/wasm32-unknown-unknown/wasm-release
 WASM                 := dist/mcp_policy_filter.wasm
+# The native build: the same engine as an Envoy dynamic module (native/).
+NATIVE               := dist/libmcp_policy_native.so
+NATIVE_TARGET        := target/native-release/libmcp_policy_native.so
+# Which build `make run` serves: wasm or native.
+FILTER_BUILD         ?= wasm
 FLOOR_WASM           := $(WASM_TARGET_DIR)/floor_filter.wasm
 # Binaryen's wasm-opt (pinned by tools/binaryen/package-lock.json) runs after cargo. -O1 takes
 # 10% off what LTO leaves at no cost per request; -O2 and up (and -Os/-Oz) take more but make
@@ -41,25 +46,40 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
+.PHONY: native-abi native-probe browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
 
-## build: the release filter at dist/mcp_policy_filter.wasm
+## build: both release artefacts, the .wasm at dist/mcp_policy_filter.wasm and the native
+## Envoy dynamic module at dist/libmcp_policy_native.so
 build: wasm-target wasm-opt
 	cargo build -p mcp-policy-filter --target wasm32-unknown-unknown --profile wasm-release --lib
 	@mkdir -p dist
 	@[ $(WASM) -nt $(WASM_TARGET_DIR)/mcp_policy_filter.wasm -a $(WASM) -nt Makefile ] \
 	  || $(WASM_OPT) $(WASM_OPT_FLAGS) $(WASM_TARGET_DIR)/mcp_policy_filter.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+	cargo build -p mcp-policy-native --profile native-release --lib
+	@cp -p $(NATIVE_TARGET) $(NATIVE)
+	@echo "built $(NATIVE) ($$(stat -c %s $(NATIVE)) bytes)"
 
-## run: the sample deployment in the foreground (Ctrl-C stops everything)
+# The native module with a panic on request (`panic-probe`), for tests/tests/native_panics.rs.
+NATIVE_PROBE := target/native-probe/libmcp_policy_native.so
+native-probe:
+	cargo build -p mcp-policy-native --features panic-probe --profile native-probe --lib
+
+## native-abi: every Envoy callback the native module imports is exported by the pinned Envoy,
+## and every hook Envoy looks up is exported by the module
+native-abi: build envoy
+	python3 native/check_abi.py $(NATIVE) $(VENV)/lib/python3*/site-packages/envoy/_bin/envoy
+
+## run: the sample deployment in the foreground (Ctrl-C stops everything); FILTER_BUILD=native
+## serves it with the native module
 run: build envoy sample-bins
 	cargo build -q -p approval-service
 	cargo run -q -p mcp-policy-sample --bin sample-deployment -- \
-	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --wasm "$(WASM)" \
+	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --build "$(FILTER_BUILD)" \
 	  --server-bin target/debug/sample-mcp-server --approval-bin target/debug/approval-service
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
-test: lint unit-test wasm-test validate-deploy e2e-test bench-smoke fuzz-smoke
+test: lint unit-test wasm-test native-abi validate-deploy e2e-test bench-smoke fuzz-smoke
 
 lint: wasm-target
 	cargo clippy $(SERVICE_CRATES) --all-targets -- -D warnings
@@ -75,15 +95,19 @@ wasm-test: wasm-target wasm-bindgen
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(TEST_RUNNER) \
 	  cargo test -p mcp-policy-engine --target wasm32-unknown-unknown --lib
 
-e2e-test: build envoy python-mcp sample-bins redis browser-tools
+# The end-to-end suite runs twice, once per build of the filter (FILTER_BUILD).
+E2E_ENV := APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
+	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" MCP_POLICY_NATIVE="$(CURDIR)/$(NATIVE)" \
+	SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
+	RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
+	MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python" \
+	MCP_POLICY_NATIVE_PROBE="$(CURDIR)/$(NATIVE_PROBE)"
+
+e2e-test: build native-probe envoy python-mcp sample-bins redis browser-tools
 	cargo build -p mcp-policy-cli
 	cargo test $(SERVICE_CRATES) --no-run
-	APPROVAL_SERVICE_BIN="$(CURDIR)/target/debug/approval-service" \
-	ENVOY_BIN="$(CURDIR)/$(ENVOY)" MCP_POLICY_WASM="$(CURDIR)/$(WASM)" \
-	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" \
-	  RATELIMIT_REDIS_BIN="$(CURDIR)/target/debug/ratelimit-redis" REDIS_SERVER_BIN="$$(command -v redis-server)" \
-	  MCP_POLICY_BIN="$(CURDIR)/target/debug/mcp-policy" PYTHON_MCP="$(CURDIR)/$(VENV)/bin/python" \
-	  cargo test -p mcp-policy-sample -p e2e -- --test-threads=2
+	FILTER_BUILD=wasm $(E2E_ENV) cargo test -p mcp-policy-sample -p e2e -- --test-threads=2
+	FILTER_BUILD=native $(E2E_ENV) cargo test -p e2e -- --test-threads=2
 
 sample-bins:
 	cargo build -p mcp-policy-sample --bins
@@ -96,11 +120,11 @@ oci: build
 	python3 deploy/oci/build_layout.py $(WASM) dist/oci $(OCI_TAG)
 	python3 deploy/oci/build_layout.py --verify $(WASM) dist/oci $(OCI_TAG)
 
-## validate-deploy: every shipped Envoy config (`envoy --mode validate`, with the built .wasm),
+## validate-deploy: every shipped Envoy config (`envoy --mode validate`, with the built .wasm and native module),
 ## Kubernetes object (schemas of Kubernetes $(K8S_VERSION)) and embedded policy, offline
 validate-deploy: oci envoy $(K8S_VALIDATE_STAMP)
 	cargo build -q -p mcp-policy-cli
-	$(VENV)/bin/python deploy/validate.py $(ENVOY) $(WASM) target/debug/mcp-policy $(K8S_VERSION)
+	$(VENV)/bin/python deploy/validate.py $(ENVOY) $(WASM) $(NATIVE) target/debug/mcp-policy $(K8S_VERSION)
 
 $(K8S_VALIDATE_STAMP): $(ENVOY_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(K8S_VALIDATE_VERSION)
@@ -112,33 +136,35 @@ soak: build envoy sample-bins
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" SOAK_CALLERS=$${SOAK_CALLERS:-100000} \
 	  cargo test -p e2e --test soak -- --test-threads=1 --nocapture
 
-# Every benchmark arm (passthrough, the Wasm floors, our filter three ways, Lua, native MCP + RBAC
-# with and without a local rate limit, an ext_proc hop) starts on the real Envoy and forwards an
-# allowed call; every arm that decides refuses the blocked one before the upstream sees it; arms
-# C and L with a limit of 2 refuse the third call with their own 429; every step of
+# Every benchmark arm (passthrough, the Wasm floors, our filter three ways as .wasm and two as the
+# native module, Lua, native MCP + RBAC with and without a local rate limit, an ext_proc hop)
+# starts on the real Envoy and forwards an allowed call; every arm that decides refuses the
+# blocked one before the upstream sees it; arms C, NC and L with a limit of 2 refuse the third
+# call with their own 429; every step of
 # bench-host-calls and every kind of bench-compare variant starts and forwards: the bench cannot
 # rot unnoticed.
 bench-smoke: build floor-filter envoy sample-bins redis
 	cargo test -q $(SERVICE_CRATES) --no-run
 	cargo build -q -p bench-ext-proc
-	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
+	python3 bench/run.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --native "$(NATIVE)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream --ext-proc target/debug/bench-ext-proc \
 	  --ratelimit-redis target/debug/ratelimit-redis --redis-server "$$(command -v redis-server)"
 	python3 bench/host_calls.py --smoke --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/debug/bench-upstream
 	python3 bench/compare.py --smoke --envoy "$(ENVOY)" --upstream target/debug/bench-upstream \
-	  "$(WASM)" '$(WASM)@{"audit":{"hash_arguments":false}}' E
+	  "$(WASM)" '$(WASM)@{"audit":{"hash_arguments":false}}' "$(NATIVE)" E
 	@report=$$(mktemp -d) && cp bench/results/latest.json "$$report/" \
 	  && python3 bench/run.py --report "$$report/latest.json" > /dev/null \
 	  && grep -q '^Noise: each arm' "$$report/latest.md" && rm -rf "$$report" \
 	  && echo "bench report: renders from saved data, with the run's noise"
 
-## bench: Envoy passthrough vs this filter vs Lua vs native MCP+RBAC, side by side; table saved
-## to bench/results/latest.md (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
+## bench: Envoy passthrough vs this filter (.wasm and native module) vs Lua vs native MCP+RBAC,
+## side by side, with the budgets; table saved to bench/results/latest.md
+## (BENCH_ARGS="--duration 3 --repeats 1" for a quick look)
 bench: build floor-filter envoy load-tools redis
 	cargo build --release -p mcp-policy-sample --bin bench-upstream
 	cargo build --release -p ratelimit-redis -p bench-ext-proc
-	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --floor-wasm "$(FLOOR_WASM)" \
+	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --native "$(NATIVE)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream --ext-proc target/release/bench-ext-proc \
 	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
 
@@ -150,7 +176,8 @@ bench-host-calls: build floor-filter envoy load-tools
 	  --upstream target/release/bench-upstream $(HOST_CALLS_ARGS)
 
 ## bench-compare: before/after on the whole request in Envoy (arm C, 1 KB): VARIANTS="before.wasm
-## after.wasm" (or policy changes written without spaces, or other arms: see bench/compare.py)
+## after.wasm" (or native modules, .so, or policy changes written without spaces, or other arms:
+## see bench/compare.py)
 bench-compare: floor-filter envoy load-tools
 	@test -n '$(VARIANTS)' || { echo 'usage: make bench-compare VARIANTS="before.wasm after.wasm"'; exit 2; }
 	cargo build --release -p mcp-policy-sample --bin bench-upstream

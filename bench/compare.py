@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Before and after, side by side: builds of the filter's .wasm, policy changes, and the
-benchmark's other arms, so a change is judged on the whole request in Envoy, not only on its
+"""Before and after, side by side: builds of the filter (.wasm or native module), policy changes,
+and the benchmark's other arms, so a change is judged on the whole request in Envoy, not only on its
 phase timings.
 
     bench/compare.py --envoy ENVOY --upstream BENCH_UPSTREAM [--arm C] [--size 1024] VARIANT...
@@ -12,6 +12,8 @@ A VARIANT is one of
   - a .wasm file, run as `--arm` (B or C) with that arm's policy: `before.wasm`;
   - the same with top-level members of the policy replaced (JSON after `@`):
     `dist/mcp_policy_filter.wasm@{"audit":{"hash_arguments":false}}`;
+  - a native module (.so), run as the native arm with the same policy (NB or NC), `@` as
+    above: `dist/libmcp_policy_native.so`;
   - a letter of bench/run.py's arms that needs no extra process (A, W, H, D, E, L): `E`.
 
 One Envoy per variant (`--concurrency 1` on CPU 0, as in bench/run.py), a warm-up, then
@@ -38,13 +40,13 @@ FLOOR_ARMS = set(bench.FLOOR_MODES)
 
 
 def parse_variant(text: str, arm: str):
-    """(arm, .wasm or None, policy changes or None) for one VARIANT argument."""
+    """(arm, .wasm or None, native module or None, policy changes or None) for one VARIANT."""
     if text in PLAIN_ARMS | FLOOR_ARMS:
-        return text, None, None
+        return text, None, None, None
     path, _, changes = text.partition("@")
-    if not path.endswith(".wasm"):
-        raise ValueError(f"{text!r}: neither a .wasm file nor one of the arms "
-                         f"{''.join(sorted(PLAIN_ARMS | FLOOR_ARMS))}")
+    if not path.endswith((".wasm", ".so")):
+        raise ValueError(f"{text!r}: neither a .wasm file, a native module (.so) nor one of the "
+                         f"arms {''.join(sorted(PLAIN_ARMS | FLOOR_ARMS))}")
     try:
         policy_changes = json.loads(changes) if changes else None
     except json.JSONDecodeError as error:
@@ -54,7 +56,10 @@ def parse_variant(text: str, arm: str):
         raise ValueError(f"{text!r}: no file {path}")
     if policy_changes is not None and not isinstance(policy_changes, dict):
         raise ValueError(f"{text!r}: the policy changes after @ must be a JSON object")
-    return arm, Path(path), policy_changes
+    if path.endswith(".so"):
+        native_arm = next(n for n, w in bench.NATIVE_ARMS.items() if w == arm)
+        return native_arm, None, Path(path), policy_changes
+    return arm, Path(path), None, policy_changes
 
 
 def main() -> int:
@@ -63,7 +68,8 @@ def main() -> int:
     parser.add_argument("--envoy", type=Path, required=True)
     parser.add_argument("--upstream", type=Path, required=True)
     parser.add_argument("--arm", default="C", choices=["B", "C"],
-                        help="the benchmark arm (policy) every .wasm variant runs")
+                        help="the benchmark arm (policy) every .wasm variant runs (a .so "
+                             "variant runs its native twin, NB or NC)")
     parser.add_argument("--floor-wasm", type=Path,
                         help="bench/floor-filter's .wasm, for the floor arms W and H")
     parser.add_argument("--size", default="1024",
@@ -89,10 +95,10 @@ def main() -> int:
         variants = {name: parse_variant(name, args.arm) for name in names}
     except ValueError as error:
         parser.error(str(error))
-    if any(arm in FLOOR_ARMS for arm, _, _ in variants.values()) and not args.floor_wasm:
+    if any(arm in FLOOR_ARMS for arm, _, _, _ in variants.values()) and not args.floor_wasm:
         parser.error("the floor arms need --floor-wasm")
     # Arms without a .wasm of their own still need a path for the configuration builder.
-    any_wasm = next((wasm for _, wasm, _ in variants.values() if wasm), args.floor_wasm)
+    any_wasm = next((wasm for _, wasm, _, _ in variants.values() if wasm), args.floor_wasm)
     with tempfile.TemporaryDirectory(prefix="mcp-policy-compare-") as tmp:
         workdir = Path(tmp)
         started = []
@@ -102,12 +108,12 @@ def main() -> int:
             started.append(upstream)
             upstream_port = int(re.search(r":(\d+)/", upstream.popen.stdout.readline()).group(1))
             envoys = {}
-            for index, (name, (arm, wasm, policy_changes)) in enumerate(variants.items()):
+            for index, (name, (arm, wasm, native, policy_changes)) in enumerate(variants.items()):
                 directory = workdir / f"variant-{index}"
                 directory.mkdir()
                 envoys[name] = bench.Envoy(args.envoy, arm, wasm or any_wasm,
                                            args.floor_wasm or any_wasm, upstream_port, directory,
-                                           policy_changes=policy_changes)
+                                           policy_changes=policy_changes, native=native)
                 started.append(envoys[name])
             for envoy in envoys.values():
                 envoy.wait_ready()
@@ -141,13 +147,15 @@ def main() -> int:
                     saturated[name, size].append(bench.run_wrk(
                         envoys[name], bodies[size], script, args.seconds, 32)["cpu_us_per_request"])
             for size in sizes:
-                print(f"{size} B bodies (.wasm variants as arm {args.arm}), {args.rounds} interleaved "
+                print(f"{size} B bodies (.wasm variants as arm {args.arm}, .so variants as its native "
+                      f"twin), {args.rounds} interleaved "
                       f"rounds of {args.seconds:g} s; Envoy CPU µs per request, median (each round); "
                       f"overloaded: answered under 95% of the fixed rate")
-                print(f"| variant | .wasm bytes | saturated | at {args.rate:g} req/s |")
+                print(f"| variant | module bytes | saturated | at {args.rate:g} req/s |")
                 print("|---|---:|---:|---:|")
-                for name, (_, wasm, _) in variants.items():
-                    wasm_size = f"{wasm.stat().st_size:,}" if wasm else "—"
+                for name, (_, wasm, native, _) in variants.items():
+                    module = wasm or native
+                    wasm_size = f"{module.stat().st_size:,}" if module else "—"
                     run = (name, size)
                     overloaded = statistics.median(achieved[run]) < 0.95 * args.rate
                     print(f"| {name} | {wasm_size} | "

@@ -5,12 +5,14 @@
   the Kubernetes schemas bundled in PyPI `kubernetes-validate` (strict: unknown fields fail).
   Istio kinds are parsed and their policy checked below; their schemas are not bundled.
 - Every Envoy configuration shipped — the sample (envoy/envoy.yaml with envoy/policy-filter.yaml
-  rendered) and each `envoy.yaml` in a ConfigMap — with `envoy --mode validate` and the built
-  .wasm. Filters delivered by ECDS are also inlined into the listener for a second validation,
-  so the Wasm filter's own configuration is checked by Envoy too.
+  or envoy/policy-filter-native.yaml rendered), the gateway (envoy/gateway.yaml), each with both
+  builds of the filter, and each `envoy.yaml` in a ConfigMap — with `envoy --mode validate` and
+  the built .wasm and native module. Filters delivered by ECDS are also inlined into the listener
+  for a second validation, so the filter's own configuration is checked by Envoy too (Envoy loads
+  the native module and runs its configuration hook).
 - Every policy embedded in a manifest with `mcp-policy check` (the filter's own loader).
 
-Usage: validate.py ENVOY WASM MCP_POLICY_BIN KUBERNETES_VERSION
+Usage: validate.py ENVOY WASM NATIVE MCP_POLICY_BIN KUBERNETES_VERSION
 """
 
 import glob
@@ -204,36 +206,50 @@ def render(template, values):
     return re.sub(r"\$\{([A-Z_]+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def validate_sample(envoy, wasm, policy_bin):
-    """envoy/envoy.yaml and envoy/policy-filter.yaml, rendered as `make run` renders them."""
+# Each build of the filter: its per-server template and the filter state key of its audit record.
+BUILDS = {
+    "wasm": ("envoy/policy-filter.yaml", "wasm.mcp_policy_audit"),
+    "native": ("envoy/policy-filter-native.yaml", "mcp_policy_audit"),
+}
+
+
+def filter_resource(build, artifact, server, policy):
+    """The build's filter for `server`, as its template renders it (an ECDS resource)."""
+    with open(os.path.join(REPO, BUILDS[build][0])) as f:
+        template = f.read()
+    rendered = render(template, {"SERVER": server, "FILTER_PATH": artifact, "POLICY": json.dumps(policy)})
+    (resource,) = yaml.safe_load(rendered)["resources"]
+    return rendered, resource
+
+
+def validate_sample(envoy, build, artifact, policy_bin):
+    """envoy/envoy.yaml and the build's per-server filter, rendered as `make run` renders them."""
     problems = []
     with open(os.path.join(REPO, "envoy/envoy.yaml")) as f:
         template = f.read()
-    with open(os.path.join(REPO, "envoy/policy-filter.yaml")) as f:
-        filter_template = f.read()
+    label = f"envoy/envoy.yaml (sample, {build})"
     with tempfile.TemporaryDirectory() as tmp:
         filters = {}
         for server in ("wechat", "notify"):
             with open(os.path.join(REPO, "envoy/policies", f"{server}.json")) as f:
                 policy = f.read()
             problems += policy_check(policy_bin, policy, f"envoy/policies/{server}.json")
-            rendered = render(filter_template, {"SERVER": server, "WASM_PATH": wasm,
-                                                "POLICY": json.dumps(policy)})
+            rendered, resource = filter_resource(build, artifact, server, policy)
             with open(os.path.join(tmp, f"{server}.yaml"), "w") as f:
                 f.write(rendered)
-            for resource in yaml.safe_load(rendered)["resources"]:
-                filters[resource["name"]] = resource
+            filters[resource["name"]] = resource
         config = render(template, {"ADMIN_PORT": "0", "LISTENER_PORT": "0", "WECHAT_PORT": "1",
                                    "NOTIFY_PORT": "2", "APPROVAL_PORT": "3", "FILTER_CONFIG_DIR": tmp,
+                                   "AUDIT_KEY": BUILDS[build][1],
                                    "ACCESS_LOG": os.path.join(tmp, "access.log")})
         path = os.path.join(tmp, "envoy.yaml")
         with open(path, "w") as f:
             f.write(config)
-        problems += envoy_validate(envoy, path, "envoy/envoy.yaml (sample)")
+        problems += envoy_validate(envoy, path, label)
         inlined = os.path.join(tmp, "envoy-inlined.json")
         with open(inlined, "w") as f:
             json.dump(inline_ecds(yaml.safe_load(config), {"resources": list(filters.values())}), f)
-        problems += envoy_validate(envoy, inlined, "envoy/envoy.yaml (sample) with the filters inlined")
+        problems += envoy_validate(envoy, inlined, f"{label} with the filters inlined")
     return problems
 
 
@@ -243,31 +259,35 @@ GATEWAY_POLICY = """{"version": "1", "default": "deny",
    {"counter": "wechat_mass_send_rate", "window": "minute", "max": 30, "scope": "grant"}]}}}"""
 
 
-def validate_gateway(envoy, wasm, policy_bin):
+def validate_gateway(envoy, build, artifact, policy_bin):
     """envoy/gateway.yaml (one replica of a gateway sharing limits), rendered as the tests do."""
     problems = policy_check(policy_bin, GATEWAY_POLICY, "envoy/gateway.yaml policy")
     with open(os.path.join(REPO, "envoy/gateway.yaml")) as f:
         template = f.read()
+    _, resource = filter_resource(build, artifact, "wechat", GATEWAY_POLICY)
+    entry = "- " + json.dumps({"name": resource["name"], "typed_config": resource["typed_config"]})
     with tempfile.TemporaryDirectory() as tmp:
         config = render(template, {"ADMIN_PORT": "0", "LISTENER_PORT": "0", "UPSTREAM_PORT": "1",
-                                   "RATELIMIT_PORT": "2", "WASM_PATH": wasm,
-                                   "POLICY": json.dumps(GATEWAY_POLICY),
+                                   "RATELIMIT_PORT": "2", "POLICY_FILTER": entry,
+                                   "AUDIT_KEY": BUILDS[build][1],
                                    "ACCESS_LOG": os.path.join(tmp, "access.log")})
         path = os.path.join(tmp, "gateway.yaml")
         with open(path, "w") as f:
             f.write(config)
-        problems += envoy_validate(envoy, path, "envoy/gateway.yaml")
+        problems += envoy_validate(envoy, path, f"envoy/gateway.yaml ({build})")
     return problems
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) != 6:
         print(__doc__, file=sys.stderr)
         return 2
-    envoy, wasm, policy_bin, k8s_version = sys.argv[1:]
-    wasm = os.path.abspath(wasm)
-    problems = validate_sample(envoy, wasm, policy_bin)
-    problems += validate_gateway(envoy, wasm, policy_bin)
+    envoy, wasm, native, policy_bin, k8s_version = sys.argv[1:]
+    wasm, native = os.path.abspath(wasm), os.path.abspath(native)
+    problems = []
+    for build, artifact in (("wasm", wasm), ("native", native)):
+        problems += validate_sample(envoy, build, artifact, policy_bin)
+        problems += validate_gateway(envoy, build, artifact, policy_bin)
     problems += validate_manifests(envoy, wasm, policy_bin, k8s_version)
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)

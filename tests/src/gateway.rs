@@ -12,7 +12,7 @@ use mcp_policy_sample::deployment::{
     EnvoyTemplate,
 };
 
-use crate::{artifact, envoy_bin, repo_root, wasm_path};
+use crate::{artifact, envoy_bin, repo_root};
 
 pub fn redis_server_bin() -> PathBuf {
     artifact("REDIS_SERVER_BIN", "/usr/bin/redis-server")
@@ -99,7 +99,8 @@ impl Gateway {
             .set("ADMIN_PORT", admin_port)
             .set("UPSTREAM_PORT", upstream_port)
             .set("RATELIMIT_PORT", ratelimit_port)
-            .set("WASM_PATH", wasm_path().display())
+            .set("POLICY_FILTER", crate::filter_entry("wechat", policy))
+            .set("AUDIT_KEY", crate::audit_key())
             .set("ACCESS_LOG", dir.path().join("access.log").display())
             .set_policy("POLICY", policy)
             .render(&template)

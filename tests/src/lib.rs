@@ -2,7 +2,8 @@
 //! front of the real sample MCP servers) started per test on free ports, torn down by `Drop`.
 //!
 //! Artifacts come from the environment (`make e2e-test` sets them) or default to the paths the
-//! Makefile builds: ENVOY_BIN, MCP_POLICY_WASM, SAMPLE_SERVER_BIN, MCP_POLICY_BIN.
+//! Makefile builds: ENVOY_BIN, MCP_POLICY_WASM, MCP_POLICY_NATIVE, SAMPLE_SERVER_BIN,
+//! MCP_POLICY_BIN. `FILTER_BUILD=wasm|native` picks the build of the filter every test runs.
 
 pub mod gateway;
 pub mod http;
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcp_policy_sample::deployment::{
     free_port, http_get, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
-    EnvoyProcess, EnvoyTemplate, ServerProcess,
+    EnvoyProcess, EnvoyTemplate, FilterBuild, ServerProcess,
 };
 use serde_json::Value;
 
@@ -35,8 +36,28 @@ pub(crate) fn artifact(var: &str, default: &str) -> PathBuf {
 pub fn envoy_bin() -> PathBuf {
     artifact("ENVOY_BIN", ".venv/bin/envoy")
 }
+/// The build of the filter under test (`FILTER_BUILD`, the .wasm when unset).
+pub fn filter_build() -> FilterBuild {
+    FilterBuild::from_env().unwrap_or_else(|e| panic!("{e}"))
+}
+/// The artefact of the build under test.
+pub fn filter_path() -> PathBuf {
+    match filter_build() {
+        FilterBuild::Wasm => wasm_path(),
+        FilterBuild::Native => {
+            artifact("MCP_POLICY_NATIVE", FilterBuild::Native.default_artifact())
+        }
+    }
+}
+/// The native module built with its panic probe (`make native-probe`).
+pub fn native_probe_path() -> PathBuf {
+    artifact(
+        "MCP_POLICY_NATIVE_PROBE",
+        "target/native-probe/libmcp_policy_native.so",
+    )
+}
 pub fn wasm_path() -> PathBuf {
-    artifact("MCP_POLICY_WASM", "dist/mcp_policy_filter.wasm")
+    artifact("MCP_POLICY_WASM", FilterBuild::Wasm.default_artifact())
 }
 pub fn sample_server_bin() -> PathBuf {
     artifact("SAMPLE_SERVER_BIN", "target/debug/sample-mcp-server")
@@ -49,8 +70,9 @@ pub fn policy_cli_bin() -> PathBuf {
 }
 
 fn filter_template() -> String {
-    std::fs::read_to_string(repo_root().join("envoy/policy-filter.yaml"))
-        .expect("envoy/policy-filter.yaml")
+    let file = filter_build().filter_template();
+    std::fs::read_to_string(repo_root().join("envoy").join(file))
+        .unwrap_or_else(|e| panic!("envoy/{file}: {e}"))
 }
 
 pub fn sample_policy(name: &str) -> String {
@@ -91,14 +113,23 @@ pub fn envoy_stat(admin_port: u16, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("Envoy has no stat {name:?}:\n{body}"))
 }
 
-/// An `http_filters` entry for the built filter with `policy` (flow style, so it fits at any
-/// indentation), configured as in envoy/envoy.yaml.
-pub fn wasm_filter_entry(name: &str, policy: &str) -> String {
-    format!(
-        r#"- {{ name: mcp-policy.{name}, typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm, config: {{ name: {name}, vm_config: {{ vm_id: mcp-policy, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}, configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: {policy} }}, allow_on_headers_stop_iteration: true, failure_policy: FAIL_RELOAD }} }} }}"#,
-        wasm = wasm_path().display(),
-        policy = Value::String(policy.to_owned()),
-    )
+/// An `http_filters` entry for the filter under test with `policy` (flow style, so it fits at
+/// any indentation), configured as in envoy/envoy.yaml.
+pub fn filter_entry(name: &str, policy: &str) -> String {
+    filter_build().filter_entry(name, &filter_path(), policy)
+}
+
+/// What Envoy itself says when the filter refuses its configuration.
+pub fn envoy_refusal() -> &'static str {
+    match filter_build() {
+        FilterBuild::Wasm => "Unable to create Wasm plugin",
+        FilterBuild::Native => "Failed to initialize dynamic module",
+    }
+}
+
+/// The filter state key of the audit record, for an access log's `%FILTER_STATE(…:PLAIN)%`.
+pub fn audit_key() -> &'static str {
+    filter_build().audit_key()
 }
 
 #[derive(Debug, Clone)]
@@ -152,14 +183,14 @@ impl Deployment {
             &filter_template(),
             &filter_dir,
             "wechat",
-            &wasm_path(),
+            &filter_path(),
             &options.wechat_policy,
         )?;
         write_filter_config(
             &filter_template(),
             &filter_dir,
             "notify",
-            &wasm_path(),
+            &filter_path(),
             &options.notify_policy,
         )?;
         let config = EnvoyTemplate::default()
@@ -175,6 +206,7 @@ impl Deployment {
                 },
             )
             .set("FILTER_CONFIG_DIR", filter_dir.display())
+            .set("AUDIT_KEY", audit_key())
             .set("ACCESS_LOG", dir.path().join("access.log").display())
             .render(&template)?;
         let envoy = start_envoy(&EnvoyOptions {
@@ -201,7 +233,7 @@ impl Deployment {
             &filter_template(),
             &self._dir.path().join("filters"),
             server,
-            &wasm_path(),
+            &filter_path(),
             policy,
         )
         .unwrap_or_else(|e| panic!("{e}"));

@@ -30,7 +30,7 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
 "#,
-        filter = e2e::wasm_filter_entry("wechat", policy)
+        filter = e2e::filter_entry("wechat", policy)
     );
     start_envoy(&EnvoyOptions {
         envoy_bin: e2e::envoy_bin(),
@@ -55,10 +55,7 @@ fn with_static_configuration_envoy_refuses_to_start_and_logs_the_path() {
         )),
         "{error}"
     );
-    assert!(
-        error.contains("Unable to create Wasm plugin wechat"),
-        "{error}"
-    );
+    assert!(error.contains(e2e::envoy_refusal()), "{error}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room};
+use mcp_policy_sample::deployment::FilterBuild;
 use mcp_policy_sample::deployment::{
     free_port, http_get, start_envoy, start_sample_server, EnvoyOptions, EnvoyProcess,
     ServerProcess,
@@ -42,8 +43,40 @@ const CLIENTS: [&str; 4] = [
     "spiffe://cluster.local/ns/sales/sa/bot",
 ];
 
-fn wasm_filter(name: &str, policy: &str) -> String {
-    format!("\n          {}", e2e::wasm_filter_entry(name, policy))
+/// How a verified JWT claim reaches the filter. The .wasm reads the payload jwt_authn keeps in
+/// dynamic metadata; the native module cannot (docs/parity.md), so jwt_authn copies the claim
+/// into a header (`claim_to_headers`) that a filter before it strips from every request: a
+/// client cannot forge it.
+struct JwtClaim {
+    source: &'static str,
+    described: &'static str,
+    provider: &'static str,
+    strip: &'static str,
+}
+
+fn jwt_claim() -> JwtClaim {
+    match e2e::filter_build() {
+        FilterBuild::Wasm => JwtClaim {
+            source: r#"{"jwt_claim":"sub"}"#,
+            described: "JWT claim sub",
+            provider: "",
+            strip: "",
+        },
+        FilterBuild::Native => JwtClaim {
+            source: r#"{"header":"x-jwt-sub"}"#,
+            described: "header x-jwt-sub",
+            provider: "\n                  claim_to_headers: [{ header_name: x-jwt-sub, claim_name: sub }]",
+            strip: r#"
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations: { request_mutations: [{ remove: x-jwt-sub }] }"#,
+        },
+    }
+}
+
+fn policy_filter(name: &str, policy: &str) -> String {
+    format!("\n          {}", e2e::filter_entry(name, policy))
 }
 
 fn listener(name: &str, port: u16, cluster: &str, filters: &str, tls: &str) -> String {
@@ -122,8 +155,9 @@ fn setup() -> Setup {
     // jwt_authn runs first: it rejects bad tokens itself (401) and stores verified payloads in
     // dynamic metadata, where the policy filter reads the `sub` claim. Requests without a token
     // go on (allow_missing) so the filter can fall back to the API-key header.
+    let claim = jwt_claim();
     let jwt_authn = format!(
-        r#"
+        r#"{strip}
           - name: envoy.filters.http.jwt_authn
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
@@ -132,15 +166,19 @@ fn setup() -> Setup {
                   issuer: https://issuer.mcp-policy.test
                   audiences: [mcp-servers]
                   local_jwks: {{ inline_string: {jwks} }}
-                  payload_in_metadata: jwt_payload
+                  payload_in_metadata: jwt_payload{provider}
               rules:
               - match: {{ prefix: / }}
                 requires: {{ requires_any: {{ requirements: [{{ provider_name: agents }}, {{ allow_missing: {{}} }}] }} }}{}"#,
-        wasm_filter(
+        policy_filter(
             "jwt-wechat",
-            &JWT_POLICY.replace("READER_KEY_HASH", &key_hash("k-reader-1"))
+            &JWT_POLICY
+                .replace("READER_KEY_HASH", &key_hash("k-reader-1"))
+                .replace(r#"{"jwt_claim":"sub"}"#, claim.source)
         ),
-        jwks = Value::String(jwks)
+        jwks = Value::String(jwks),
+        strip = claim.strip,
+        provider = claim.provider,
     );
     let tls = format!(
         r#"transport_socket:
@@ -156,7 +194,7 @@ fn setup() -> Setup {
     let config = format!(
         "admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}\nstatic_resources:\n  listeners:{}{}\n  clusters:{}{}\n",
         listener("jwt", jwt_port, "jwt_upstream", &jwt_authn, ""),
-        listener("mtls", mtls_port, "mtls_upstream", &wasm_filter("mtls-wechat", MTLS_POLICY), &tls),
+        listener("mtls", mtls_port, "mtls_upstream", &policy_filter("mtls-wechat", MTLS_POLICY), &tls),
         cluster("jwt_upstream", jwt_upstream.port),
         cluster("mtls_upstream", mtls_upstream.port),
     );
@@ -347,7 +385,18 @@ fn identities_from_jwt_authn_and_api_keys_map_to_grants() {
     // Valid token without the claim, and no key: no identity at all.
     assert_eq!(
         reason(&s.jwt_call(Some("no_sub"), "wechat_get_followers", &[])),
-        "the caller has no identity (expected JWT claim sub or header x-api-key)"
+        format!(
+            "the caller has no identity (expected {} or header x-api-key)",
+            jwt_claim().described
+        )
+    );
+    // A claim header sent by the client is never taken for a verified claim.
+    assert_eq!(
+        reason(&s.jwt_call(None, "wechat_mass_send", &["-H", "x-jwt-sub: alice"])),
+        format!(
+            "the caller has no identity (expected {} or header x-api-key)",
+            jwt_claim().described
+        )
     );
     // Bad tokens are stopped by jwt_authn itself.
     for bad in ["expired", "wrong_issuer"] {

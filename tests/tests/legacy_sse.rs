@@ -134,7 +134,7 @@ static_resources:
       cluster_name: legacy_sse
       endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }}] }}]
 "#,
-        filter = e2e::wasm_filter_entry("legacy", POLICY),
+        filter = e2e::filter_entry("legacy", POLICY),
         upstream = server.port,
     );
     let envoy = start_envoy(&EnvoyOptions {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::{envoy_bin, repo_root, sample_server_bin, wait_for_window_room, wasm_path};
+use e2e::{envoy_bin, filter_path, repo_root, sample_server_bin, wait_for_window_room};
 use mcp_policy_sample::deployment::{free_port, http_get, read_until_line, ChildGuard};
 use serde_json::{json, Value};
 
@@ -50,8 +50,10 @@ fn a_policy_dir_is_enforced_for_the_python_sdk_agent() {
         .args([
             "--envoy",
             &envoy_bin().display().to_string(),
-            "--wasm",
-            &wasm_path().display().to_string(),
+            "--build",
+            e2e::filter_build().name(),
+            "--filter",
+            &filter_path().display().to_string(),
         ])
         .args(["--server-bin", &sample_server_bin().display().to_string()])
         .args([

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e::http::{post, tools_call};
+use mcp_policy_sample::deployment::FilterBuild;
 use mcp_policy_sample::deployment::{free_port, start_envoy, start_sample_server, EnvoyOptions};
 
 fn listener(port: u16, policy: &str) -> String {
@@ -33,7 +34,7 @@ fn listener(port: u16, policy: &str) -> String {
         - name: envoy.filters.http.router
           typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
 "#,
-        filter = e2e::wasm_filter_entry("wechat", policy)
+        filter = e2e::filter_entry("wechat", policy)
     )
 }
 
@@ -112,10 +113,12 @@ async fn an_invalid_update_is_rejected_and_the_previous_policy_keeps_serving() {
         "/stats?filter=mcp_policy_config_failures_total",
     )
     .expect("stats");
-    assert!(
-        stats.contains("server=.=wechat;.;mcp_policy_config_failures_total: 1"),
-        "{stats}"
-    );
+    // Without the sample bootstrap's tag rules, each build's own stat name.
+    let counted = match e2e::filter_build() {
+        FilterBuild::Wasm => "server=.=wechat;.;mcp_policy_config_failures_total: 1",
+        FilterBuild::Native => "mcp_policy_config_failures_total.mcp_server.wechat: 1",
+    };
+    assert!(stats.contains(counted), "{stats}");
     let log = {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

@@ -209,7 +209,7 @@ static_resources:
       cluster_name: wechat
       endpoints: [{{ lb_endpoints: [{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }} }}] }}]
 "#,
-            filter = e2e::wasm_filter_entry("wechat", policy),
+            filter = e2e::filter_entry("wechat", policy),
             upstream = upstream.port,
         );
         let dir = tempfile::tempdir().unwrap();

@@ -164,6 +164,15 @@ impl Policy {
         namespace.clone_into(&mut self.counter_namespace);
     }
 
+    /// The JSON path of the first identity source that reads a `jwt_authn` claim from dynamic
+    /// metadata (`identity.sources[2]`), for hosts that cannot read it.
+    pub fn jwt_claim_source(&self) -> Option<String> {
+        self.identity_sources
+            .iter()
+            .position(|s| matches!(s, IdentitySource::JwtClaim { .. }))
+            .map(|index| format!("identity.sources[{index}]"))
+    }
+
     pub fn counter(&self, id: CounterId) -> Option<&CounterSpec> {
         self.counters.get(id)
     }

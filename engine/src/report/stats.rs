@@ -58,14 +58,26 @@ impl Stats {
     fn tag(&mut self, tag: &str, value: &str) {
         self.scratch.push_str(tag);
         self.scratch.push_str("=.=");
-        self.scratch.extend(value.chars().map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        }));
+        self.scratch.extend(value.chars().map(label_char));
         self.scratch.push_str(";.;");
+    }
+
+    /// `value` as a metric label: characters other than ASCII letters, digits, `_` and `-`
+    /// become `_`, as in the stat names (hosts with labelled metrics use this).
+    pub fn label(value: &str) -> std::borrow::Cow<'_, str> {
+        if value.chars().all(|c| label_char(c) == c) {
+            std::borrow::Cow::Borrowed(value)
+        } else {
+            std::borrow::Cow::Owned(value.chars().map(label_char).collect())
+        }
+    }
+}
+
+fn label_char(c: char) -> char {
+    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+        c
+    } else {
+        '_'
     }
 }
 

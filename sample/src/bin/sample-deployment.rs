@@ -2,12 +2,13 @@
 //! Envoy with the filter in front of them, prints the endpoints and an example, and stops
 //! everything on Ctrl-C (or when any of the processes exits).
 //!
-//! sample-deployment --policy-dir DIR --envoy PATH --wasm PATH --server-bin PATH
-//!                   [--approval-bin target/debug/approval-service] [--approval-port 9080]
+//! sample-deployment --policy-dir DIR --envoy PATH --server-bin PATH
+//!                   [--build wasm|native] [--filter PATH] [--approval-bin target/debug/approval-service] [--approval-port 9080]
 //!                   [--listener-port 10000] [--admin-port 9901] [--concurrency 2] [--stateless]
 //!                   [--template envoy/envoy.yaml] [--work-dir build]
 //!
-//! The approval service keeps its decisions in `<work-dir>/approvals.sqlite3`.
+//! `--build` defaults to `FILTER_BUILD` (the .wasm when unset), `--filter` to that build's artefact
+//! in dist/. The approval service keeps its decisions in `<work-dir>/approvals.sqlite3`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,13 +17,14 @@ use std::time::Duration;
 use mcp_policy_engine::load_policy;
 use mcp_policy_sample::deployment::{
     start_approval_service, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
-    EnvoyTemplate,
+    EnvoyTemplate, FilterBuild,
 };
 
 struct Args {
     policy_dir: PathBuf,
     envoy: PathBuf,
-    wasm: PathBuf,
+    build: FilterBuild,
+    filter: Option<PathBuf>,
     server_bin: PathBuf,
     approval_bin: PathBuf,
     approval_port: u16,
@@ -38,7 +40,8 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         policy_dir: PathBuf::from("envoy/policies"),
         envoy: PathBuf::from(".venv/bin/envoy"),
-        wasm: PathBuf::from("dist/mcp_policy_filter.wasm"),
+        build: FilterBuild::from_env()?,
+        filter: None,
         server_bin: PathBuf::from("target/debug/sample-mcp-server"),
         approval_bin: PathBuf::from("target/debug/approval-service"),
         approval_port: 9080,
@@ -63,7 +66,8 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--policy-dir" => args.policy_dir = value.into(),
             "--envoy" => args.envoy = value.into(),
-            "--wasm" => args.wasm = value.into(),
+            "--build" => args.build = FilterBuild::parse(&value)?,
+            "--filter" => args.filter = Some(value.into()),
             "--server-bin" => args.server_bin = value.into(),
             "--approval-bin" => args.approval_bin = value.into(),
             "--approval-port" => {
@@ -132,9 +136,13 @@ fn run() -> Result<(), String> {
 
     let template = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("{}: {e}", args.template.display()))?;
-    let wasm =
-        std::fs::canonicalize(&args.wasm).map_err(|e| format!("{}: {e}", args.wasm.display()))?;
-    let filter_template_path = args.template.with_file_name("policy-filter.yaml");
+    let filter = args
+        .filter
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(args.build.default_artifact()));
+    let filter =
+        std::fs::canonicalize(&filter).map_err(|e| format!("{}: {e}", filter.display()))?;
+    let filter_template_path = args.template.with_file_name(args.build.filter_template());
     let filter_template = std::fs::read_to_string(&filter_template_path)
         .map_err(|e| format!("{}: {e}", filter_template_path.display()))?;
     let filter_dir =
@@ -143,14 +151,14 @@ fn run() -> Result<(), String> {
         &filter_template,
         &filter_dir,
         "wechat",
-        &wasm,
+        &filter,
         &wechat_policy,
     )?;
     write_filter_config(
         &filter_template,
         &filter_dir,
         "notify",
-        &wasm,
+        &filter,
         &notify_policy,
     )?;
     let config = EnvoyTemplate::default()
@@ -160,6 +168,7 @@ fn run() -> Result<(), String> {
         .set("NOTIFY_PORT", notify.port)
         .set("APPROVAL_PORT", approvals.port)
         .set("FILTER_CONFIG_DIR", filter_dir.display())
+        .set("AUDIT_KEY", args.build.audit_key())
         .set(
             "ACCESS_LOG",
             std::path::absolute(args.work_dir.join("audit.log"))
@@ -179,7 +188,7 @@ fn run() -> Result<(), String> {
     let base = format!("http://127.0.0.1:{}", args.listener_port);
     println!(
         r#"
-mcp-policy-filter sample deployment is up (policies from {dir}/, rendered config {work}/envoy.yaml)
+mcp-policy-filter sample deployment is up ({build} build {filter}; policies from {dir}/, rendered config {work}/envoy.yaml)
 
   wechat MCP server  {base}/wechat/mcp   (policy {dir}/wechat.json, upstream 127.0.0.1:{wp})
   notify MCP server  {base}/notify/mcp   (policy {dir}/notify.json, upstream 127.0.0.1:{np})
@@ -196,6 +205,8 @@ Or try a denied call by hand; the filter answers and the server never sees it:
 
 Edit a policy file and it takes effect within a second, without a restart. Ctrl-C stops everything.
 "#,
+        build = args.build.name(),
+        filter = filter.display(),
         dir = args.policy_dir.display(),
         work = args.work_dir.display(),
         wp = wechat.port,
@@ -233,7 +244,7 @@ Edit a policy file and it takes effect within a second, without a restart. Ctrl-
                         &filter_template,
                         &filter_dir,
                         server,
-                        &wasm,
+                        &filter,
                         &text,
                     ) {
                         Ok(()) => println!(

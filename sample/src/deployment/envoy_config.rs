@@ -77,12 +77,12 @@ pub fn write_filter_config(
     template: &str,
     dir: &Path,
     server: &str,
-    wasm: &Path,
+    artifact: &Path,
     policy_text: &str,
 ) -> Result<(), String> {
     let rendered = EnvoyTemplate::default()
         .set("SERVER", server)
-        .set("WASM_PATH", wasm.display())
+        .set("FILTER_PATH", artifact.display())
         .set_policy("POLICY", policy_text)
         .render(template)?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
