@@ -1,6 +1,6 @@
 //! The audit record of one request: who called which tools, what was decided and by which rule,
-//! the counters involved, and a SHA-256 of each call's arguments (the arguments themselves only
-//! if the policy says `"audit": {"include_arguments": true}`). The filter hands it to Envoy as
+//! the counters involved, and, if the policy says `"audit": {"hash_arguments": true}`, a SHA-256
+//! of each call's arguments (the arguments themselves only with `"include_arguments": true`). The filter hands it to Envoy as
 //! filter state, so it leaves through the operator's own access log.
 
 use serde_json::value::RawValue;
