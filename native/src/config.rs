@@ -112,7 +112,9 @@ pub fn retire(name: &str, config: usize) {
 
 /// Count a refused configuration of instance `name`, on the configuration still serving it.
 pub fn count_failure(name: &str) {
-    let Some((config, id)) = serving().get(name).copied() else {
+    // Held while counting: the configuration cannot be retired (and destroyed) meanwhile.
+    let serving = serving();
+    let Some((config, id)) = serving.get(name).copied() else {
         return;
     };
     let config = config as HttpFilterConfigEnvoyPtr;

@@ -126,10 +126,37 @@ impl EnvoyStream {
         }
     }
 
+    /// The body's buffers to read: what was held, then what just arrived; or only what arrived
+    /// when that is the body an earlier filter held and released (then both name one buffer).
+    fn parts(self, which: Headers) -> &'static [abi::BodyType] {
+        // SAFETY: the pointer is this stream's.
+        let released = unsafe {
+            match which {
+                Headers::Request => {
+                    abi::envoy_dynamic_module_callback_http_received_buffered_request_body(self.0)
+                }
+                Headers::Response => {
+                    abi::envoy_dynamic_module_callback_http_received_buffered_response_body(self.0)
+                }
+            }
+        };
+        match (which, released) {
+            (Headers::Request, true) => &[abi::BODY_TYPE_RECEIVED_REQUEST],
+            (Headers::Response, true) => &[abi::BODY_TYPE_RECEIVED_RESPONSE],
+            (Headers::Request, false) => &[
+                abi::BODY_TYPE_BUFFERED_REQUEST,
+                abi::BODY_TYPE_RECEIVED_REQUEST,
+            ],
+            (Headers::Response, false) => &[
+                abi::BODY_TYPE_BUFFERED_RESPONSE,
+                abi::BODY_TYPE_RECEIVED_RESPONSE,
+            ],
+        }
+    }
+
     /// Bytes of the body held so far plus the part that just arrived.
     pub fn body_size(self, which: Headers) -> usize {
-        which
-            .bodies()
+        self.parts(which)
             .iter()
             // SAFETY: the pointer is this stream's.
             .map(|kind| unsafe {
@@ -141,18 +168,18 @@ impl EnvoyStream {
     /// The first `size` bytes of the body (held, then just arrived), copied.
     pub fn body(self, which: Headers, size: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(size.min(self.body_size(which)));
-        for kind in which.bodies() {
+        for kind in self.parts(which) {
             // SAFETY: the chunk array is sized as Envoy says and copied before the hook returns.
             unsafe {
                 let count =
-                    abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind);
+                    abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, *kind);
                 if count == 0 {
                     continue;
                 }
                 let mut chunks = vec![EnvoyBuffer::EMPTY; count];
                 if abi::envoy_dynamic_module_callback_http_get_body_chunks(
                     self.0,
-                    kind,
+                    *kind,
                     chunks.as_mut_ptr(),
                 ) {
                     append_chunks(chunks.as_ptr(), count, &mut out);
@@ -164,32 +191,41 @@ impl EnvoyStream {
     }
 
     /// Replace the first `size` bytes of the body with `replacement`: the whole body is taken
-    /// out and written back where it was (held, or just arrived).
+    /// out and written back where it was (held, or just arrived; in a trailers hook, where only
+    /// the held body can take bytes, there).
     pub fn replace_body(self, which: Headers, size: usize, replacement: &[u8]) {
         let whole = self.body(which, usize::MAX);
         let rest = whole.get(size..).unwrap_or_default();
-        let [held, arrived] = which.bodies();
+        let parts = self.parts(which);
         // SAFETY: the pointer is this stream's; the module buffers outlive the calls.
         unsafe {
-            let held_size = abi::envoy_dynamic_module_callback_http_get_body_size(self.0, held);
-            let target = if held_size > 0 { held } else { arrived };
-            for kind in [held, arrived] {
-                let present = abi::envoy_dynamic_module_callback_http_get_body_size(self.0, kind);
+            let mut target = None;
+            for kind in parts {
+                let present = abi::envoy_dynamic_module_callback_http_get_body_size(self.0, *kind);
                 if present > 0 {
-                    abi::envoy_dynamic_module_callback_http_drain_body(self.0, kind, present);
+                    abi::envoy_dynamic_module_callback_http_drain_body(self.0, *kind, present);
+                    target.get_or_insert(*kind);
                 }
             }
-            abi::envoy_dynamic_module_callback_http_append_body(
-                self.0,
-                target,
-                ModuleBuffer::from_bytes(replacement),
-            );
-            if !rest.is_empty() {
-                abi::envoy_dynamic_module_callback_http_append_body(
+            let [held, arrived] = which.bodies();
+            let mut order = vec![target.unwrap_or(arrived), arrived, held];
+            order.dedup();
+            for kind in order {
+                let written = abi::envoy_dynamic_module_callback_http_append_body(
                     self.0,
-                    target,
-                    ModuleBuffer::from_bytes(rest),
+                    kind,
+                    ModuleBuffer::from_bytes(replacement),
                 );
+                if written {
+                    if !rest.is_empty() {
+                        abi::envoy_dynamic_module_callback_http_append_body(
+                            self.0,
+                            kind,
+                            ModuleBuffer::from_bytes(rest),
+                        );
+                    }
+                    return;
+                }
             }
         }
     }

@@ -1,7 +1,9 @@
 //! One HTTP stream: each hook becomes one call into the engine's `Stream`, which acts through
 //! `NativeHost`, the engine's `Host` over Envoy's dynamic-module ABI.
 
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,11 +20,50 @@ const AUDIT_KEY: &str = "mcp_policy_audit";
 /// Envoy's `response.code_details` for the filter's own answers.
 const REPLY_DETAILS: &str = "mcp_policy";
 
+/// What Envoy's pointer to one stream refers to. Envoy calls some hooks from inside its own
+/// callbacks (a local reply completes and destroys the stream before `send_response` returns;
+/// a service that fails at once answers before the call that started it returns): those
+/// re-entrant calls must not reach the filter while a hook is using it, so they are recorded
+/// here and acted on when the running hook is done.
+pub struct Slot {
+    /// A hook is using the filter.
+    pub running: Cell<bool>,
+    /// The stream ended while a hook was running.
+    pub completed: Cell<bool>,
+    /// Envoy destroyed the stream while a hook was running: freed when it is done.
+    pub destroyed: Cell<bool>,
+    /// Service calls' answers as they arrive, shared with the host.
+    pub calls: Rc<RefCell<Calls>>,
+    pub filter: UnsafeCell<Filter>,
+}
+
+impl Slot {
+    pub fn new(config: Arc<FilterConfig>, envoy: EnvoyStream) -> Slot {
+        let calls = Rc::new(RefCell::new(Calls::default()));
+        Slot {
+            running: Cell::new(false),
+            completed: Cell::new(false),
+            destroyed: Cell::new(false),
+            filter: UnsafeCell::new(Filter::new(config, envoy, calls.clone())),
+            calls,
+        }
+    }
+}
+
+/// Service calls in flight and answers that came back before their call was registered.
+#[derive(Default)]
+pub struct Calls {
+    /// Rate-limit calls, by Envoy's stream id, as their answer arrives.
+    pub streams: HashMap<u64, GrpcCall>,
+    /// Rate-limit calls that ended inside `start_http_stream` (a cluster with no healthy host).
+    pub streams_ended: HashMap<u64, Result<Vec<u8>, String>>,
+    /// Approval calls that ended inside `http_callout`.
+    pub callouts_ended: HashMap<u64, Result<(u16, Vec<u8>), String>>,
+}
+
 pub struct Filter {
     pub stream: Stream,
     pub host: NativeHost,
-    /// Rate-limit calls in flight, by Envoy's stream id.
-    pub calls: HashMap<u64, GrpcCall>,
     /// A hook panicked: the request was refused and the stream is left alone.
     pub failed: bool,
     /// Test builds (`panic-probe`): the response body hook is to panic.
@@ -30,7 +71,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(config: Arc<FilterConfig>, envoy: EnvoyStream) -> Filter {
+    fn new(config: Arc<FilterConfig>, envoy: EnvoyStream, calls: Rc<RefCell<Calls>>) -> Filter {
         Filter {
             stream: Stream::new(config.policy.clone(), config.namespace.clone()),
             host: NativeHost {
@@ -38,8 +79,8 @@ impl Filter {
                 config,
                 store: ProcessStore,
                 replied: false,
+                calls,
             },
-            calls: HashMap::new(),
             failed: false,
             probe_response: false,
         }
@@ -52,6 +93,7 @@ pub struct NativeHost {
     store: ProcessStore,
     /// Whether the filter answered the request itself (Envoy then wants the hook to stop).
     pub replied: bool,
+    calls: Rc<RefCell<Calls>>,
 }
 
 /// The engine's ids for calls are 32 bits; Envoy's 64.
@@ -84,9 +126,9 @@ impl Host for NativeHost {
             .iter()
             .map(|(k, v)| (*k, v.as_str()))
             .collect();
+        self.replied = true;
         self.envoy
             .send_response(reply.status, &headers, reply.body.as_bytes(), REPLY_DETAILS);
-        self.replied = true;
     }
 
     fn resume_request(&mut self) {
@@ -116,7 +158,12 @@ impl Host for NativeHost {
         timeout_ms: u64,
     ) -> Result<u32, String> {
         let id = crate::rate_limit::start(self.envoy, cluster, request, timeout_ms)?;
-        token(id)
+        // Ended before it started (no healthy host, overflow): the answer is that failure.
+        match self.calls.borrow_mut().streams_ended.remove(&id) {
+            Some(Err(why)) => Err(why),
+            Some(Ok(_)) => Err("answered before the call was registered".to_owned()),
+            None => token(id),
+        }
     }
 
     fn call_approval_service(
@@ -138,7 +185,13 @@ impl Host for NativeHost {
             body,
             timeout_seconds.saturating_mul(1000),
         )?;
-        token(id)
+        match self.calls.borrow_mut().callouts_ended.remove(&id) {
+            Some(Err(why)) => Err(why),
+            Some(Ok((status, _))) => Err(format!(
+                "answered ({status}) before the call was registered"
+            )),
+            None => token(id),
+        }
     }
 
     fn store_audit_record(&mut self, record: &str) -> Result<(), String> {

@@ -1,7 +1,8 @@
 //! The hooks Envoy calls (`envoy_dynamic_module_on_*`). Each one turns its callback into one
-//! call on the filter (`filter.rs`) and its answer into Envoy's status, inside `guarded`: a
+//! call on the filter (`filter.rs`) and its answer into Envoy's status, through `enter`: a
 //! panic never unwinds into Envoy; it fails that request closed (a 500 the agent can read) and
-//! every later hook of the stream passes it by.
+//! every later hook of the stream passes it by. A hook Envoy calls from inside one of its own
+//! callbacks never reaches the filter while another hook uses it (`filter::Slot`).
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -12,8 +13,7 @@ use mcp_policy_engine::Action;
 use crate::abi::*;
 use crate::config::{self, FilterConfig};
 use crate::envoy::{self, EnvoyStream, Headers};
-use crate::filter::{holds, Filter};
-use crate::rate_limit::GrpcCall;
+use crate::filter::{holds, Filter, Slot};
 
 /// The ABI version this module was written against (`abi.rs`); a v0.2 Envoy accepts v0.1 modules.
 static ABI_VERSION: &std::ffi::CStr = c"v0.1.0";
@@ -23,41 +23,87 @@ fn guarded<T>(body: impl FnOnce() -> T, failed: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| failed())
 }
 
-/// The filter behind Envoy's pointer, unless an earlier hook of its stream panicked.
+/// Envoy's pointer to a stream, as what it points to.
 ///
 /// # Safety
-/// `filter` must be a pointer `on_http_filter_new` returned and Envoy has not destroyed.
-unsafe fn filter_of<'a>(filter: HttpFilterModulePtr) -> Option<&'a mut Filter> {
-    let filter = filter.cast::<Filter>().cast_mut().as_mut()?;
-    (!filter.failed).then_some(filter)
+/// `slot` must be a pointer `on_http_filter_new` returned that has not been freed.
+unsafe fn slot_of<'a>(slot: HttpFilterModulePtr) -> Option<&'a Slot> {
+    slot.cast::<Slot>().as_ref()
+}
+
+/// Run `body` on the stream's filter: the one way a hook reaches it. If another hook of the
+/// stream is running (Envoy called this one from inside a callback), `busy` answers; if an
+/// earlier hook panicked, or this one does, `failed` answers (the request refused). Then what
+/// Envoy asked for meanwhile happens: the stream's end, and freeing it.
+///
+/// # Safety
+/// As `slot_of`; `slot` may be freed when this returns.
+unsafe fn enter<T>(
+    slot: HttpFilterModulePtr,
+    busy: T,
+    failed: T,
+    body: impl FnOnce(&mut Filter) -> T,
+) -> T {
+    let Some(cell) = slot_of(slot) else {
+        return failed;
+    };
+    if cell.running.replace(true) {
+        return busy;
+    }
+    // SAFETY: `running` makes each reference below the only one to the filter while it lives.
+    let out = if (*cell.filter.get()).failed {
+        failed
+    } else {
+        catch_unwind(AssertUnwindSafe(|| body(&mut *cell.filter.get()))).unwrap_or_else(|_| {
+            fail_closed(&mut *cell.filter.get());
+            failed
+        })
+    };
+    if cell.completed.get() {
+        complete(&mut *cell.filter.get());
+    }
+    cell.running.set(false);
+    if cell.destroyed.get() {
+        drop(Box::from_raw(slot.cast::<Slot>().cast_mut()));
+    }
+    out
+}
+
+/// The stream is over: what it still holds goes back (also after a panic refused it).
+fn complete(filter: &mut Filter) {
+    guarded(
+        || filter.stream.on_done(&mut filter.host),
+        || {
+            envoy::log(
+                LOG_LEVEL_CRITICAL,
+                "mcp-policy-filter: internal error closing a stream",
+            )
+        },
+    );
 }
 
 /// A panic while deciding: refuse the request (unless it was already answered) and leave the
 /// stream alone from now on.
-///
-/// # Safety
-/// As `filter_of`.
-unsafe fn fail_closed(filter: HttpFilterModulePtr) {
-    let Some(filter) = filter.cast::<Filter>().cast_mut().as_mut() else {
-        return;
-    };
+fn fail_closed(filter: &mut Filter) {
     filter.failed = true;
     envoy::log(
         LOG_LEVEL_CRITICAL,
         "mcp-policy-filter: internal error; request refused",
     );
+    if filter.host.replied {
+        return;
+    }
+    filter.host.replied = true;
     // A second panic here must not unwind either.
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        if !filter.host.replied {
-            filter.host.replied = true;
-            filter.host.envoy.send_response(
-                500,
-                &[("content-type", "application/json")],
-                br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the policy filter failed; the request was refused"}}"#,
-                "mcp_policy_internal_error",
-            );
-        }
-    }));
+    let envoy = filter.host.envoy;
+    let _ = catch_unwind(|| {
+        envoy.send_response(
+            500,
+            &[("content-type", "application/json")],
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the policy filter failed; the request was refused"}}"#,
+            "mcp_policy_internal_error",
+        );
+    });
 }
 
 fn headers_status(filter: &Filter, action: Action) -> HeadersStatus {
@@ -206,115 +252,99 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
             let config = config.cast::<FilterConfig>();
             Arc::increment_strong_count(config);
             let config = Arc::from_raw(config);
-            let filter = Filter::new(config, EnvoyStream::new(filter_envoy));
-            Box::into_raw(Box::new(filter))
-                .cast_const()
-                .cast::<c_void>()
+            let slot = Slot::new(config, EnvoyStream::new(filter_envoy));
+            Box::into_raw(Box::new(slot)).cast_const().cast::<c_void>()
         },
         std::ptr::null,
     )
 }
 
+/// Freed now, or by the hook running when Envoy destroys the stream from inside a callback.
+///
 /// # Safety
 /// `filter` is a pointer `filter_new` returned, destroyed once.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: HttpFilterModulePtr) {
-    if !filter.is_null() {
+    let Some(slot) = slot_of(filter) else {
+        return;
+    };
+    if slot.running.get() {
+        slot.destroyed.set(true);
+    } else {
         guarded(
-            || drop(Box::from_raw(filter.cast::<Filter>().cast_mut())),
+            || drop(Box::from_raw(filter.cast::<Slot>().cast_mut())),
             || (),
         );
     }
 }
 
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
     end_of_stream: bool,
 ) -> HeadersStatus {
-    let Some(this) = filter_of(filter) else {
-        return HEADERS_STATUS_STOP_ITERATION;
-    };
-    guarded(
-        || {
-            let raw = this.host.envoy.header_map(Headers::Request);
-            probe::maybe_panic(raw.as_deref(), b"request", &mut this.probe_response);
-            let action =
-                this.stream
-                    .on_request_headers(&mut this.host, raw.as_deref(), end_of_stream);
-            headers_status(this, action)
-        },
-        || {
-            fail_closed(filter);
-            HEADERS_STATUS_STOP_ITERATION
-        },
-    )
+    let stop = HEADERS_STATUS_STOP_ITERATION;
+    enter(filter, stop, stop, |this| {
+        let raw = this.host.envoy.header_map(Headers::Request);
+        probe::maybe_panic(raw.as_deref(), b"request", &mut this.probe_response);
+        let action = this
+            .stream
+            .on_request_headers(&mut this.host, raw.as_deref(), end_of_stream);
+        headers_status(this, action)
+    })
 }
 
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
     end_of_stream: bool,
 ) -> BodyStatus {
-    let Some(this) = filter_of(filter) else {
-        return BODY_STATUS_STOP_ITERATION_NO_BUFFER;
-    };
-    guarded(
-        || {
-            let size = this.host.envoy.body_size(Headers::Request);
-            let action = this
-                .stream
-                .on_request_body(&mut this.host, size, end_of_stream);
-            body_status(this, action)
-        },
-        || {
-            fail_closed(filter);
-            BODY_STATUS_STOP_ITERATION_NO_BUFFER
-        },
-    )
+    let stop = BODY_STATUS_STOP_ITERATION_NO_BUFFER;
+    enter(filter, stop, stop, |this| {
+        let size = this.host.envoy.body_size(Headers::Request);
+        let action = this
+            .stream
+            .on_request_body(&mut this.host, size, end_of_stream);
+        body_status(this, action)
+    })
 }
 
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
 ) -> TrailersStatus {
-    let Some(this) = filter_of(filter) else {
-        return TRAILERS_STATUS_STOP_ITERATION;
-    };
-    guarded(
-        || {
-            let action = this.stream.on_request_trailers(&mut this.host);
-            trailers_status(this, action)
-        },
-        || {
-            fail_closed(filter);
-            TRAILERS_STATUS_STOP_ITERATION
-        },
-    )
+    let stop = TRAILERS_STATUS_STOP_ITERATION;
+    enter(filter, stop, stop, |this| {
+        let action = this.stream.on_request_trailers(&mut this.host);
+        trailers_status(this, action)
+    })
 }
 
+/// While another hook runs (Envoy's own local reply, sent from inside a callback), the answer is
+/// Envoy's and passes.
+///
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
     _end_of_stream: bool,
 ) -> HeadersStatus {
-    let Some(this) = filter_of(filter) else {
-        return HEADERS_STATUS_STOP_ITERATION;
-    };
-    guarded(
-        || {
+    enter(
+        filter,
+        HEADERS_STATUS_CONTINUE,
+        HEADERS_STATUS_STOP_ITERATION,
+        |this| {
             if !this.stream.watches_response() {
                 return HEADERS_STATUS_CONTINUE;
             }
@@ -324,26 +354,22 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
                 .on_response_headers(&mut this.host, raw.as_deref());
             headers_status(this, action)
         },
-        || {
-            fail_closed(filter);
-            HEADERS_STATUS_STOP_ITERATION
-        },
     )
 }
 
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
     end_of_stream: bool,
 ) -> BodyStatus {
-    let Some(this) = filter_of(filter) else {
-        return BODY_STATUS_STOP_ITERATION_NO_BUFFER;
-    };
-    guarded(
-        || {
+    enter(
+        filter,
+        BODY_STATUS_CONTINUE,
+        BODY_STATUS_STOP_ITERATION_NO_BUFFER,
+        |this| {
             if !this.stream.watches_response() {
                 return BODY_STATUS_CONTINUE;
             }
@@ -354,53 +380,44 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
                 .on_response_body(&mut this.host, size, end_of_stream);
             body_status(this, action)
         },
-        || {
-            fail_closed(filter);
-            BODY_STATUS_STOP_ITERATION_NO_BUFFER
-        },
     )
 }
 
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
 ) -> TrailersStatus {
-    let Some(this) = filter_of(filter) else {
-        return TRAILERS_STATUS_STOP_ITERATION;
-    };
-    guarded(
-        || {
+    enter(
+        filter,
+        TRAILERS_STATUS_CONTINUE,
+        TRAILERS_STATUS_STOP_ITERATION,
+        |this| {
             let action = this.stream.on_response_trailers(&mut this.host);
             trailers_status(this, action)
-        },
-        || {
-            fail_closed(filter);
-            TRAILERS_STATUS_STOP_ITERATION
         },
     )
 }
 
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
 ) {
-    if let Some(this) = filter_of(filter) {
-        guarded(
-            || this.stream.on_done(&mut this.host),
-            || {
-                envoy::log(
-                    LOG_LEVEL_CRITICAL,
-                    "mcp-policy-filter: internal error closing a stream",
-                )
-            },
-        );
+    let Some(slot) = slot_of(filter) else {
+        return;
+    };
+    if slot.running.replace(true) {
+        slot.completed.set(true);
+        return;
     }
+    // SAFETY: `running` makes this the only reference to the filter until it is reset.
+    complete(&mut *slot.filter.get());
+    slot.running.set(false);
 }
 
 // ---------------------------------------------------------------------------------- services
@@ -408,7 +425,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 /// The approval service's answer.
 ///
 /// # Safety
-/// As `filter_of`; Envoy's headers and chunks are valid for the call.
+/// As `slot_of`; Envoy's headers and chunks are valid for the call.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     _filter_envoy: HttpFilterEnvoyPtr,
@@ -420,35 +437,44 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     body_chunks: *mut EnvoyBuffer,
     body_chunks_size: usize,
 ) {
-    let Some(this) = filter_of(filter) else {
+    let Some(slot) = slot_of(filter) else {
         return;
     };
-    guarded(
+    let answer = guarded(
         || {
             let status = envoy::header_pairs(headers, headers_size)
                 .iter()
                 .find(|(name, _)| *name == b":status")
                 .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<u16>().ok());
-            let answer = match (result, status) {
+            match (result, status) {
                 (HTTP_CALLOUT_RESULT_SUCCESS, Some(status)) => {
                     let mut body = Vec::new();
                     envoy::append_chunks(body_chunks, body_chunks_size, &mut body);
                     Ok((status, body))
                 }
                 _ => Err("no answer (unreachable or timed out)".to_owned()),
-            };
-            let Ok(token) = u32::try_from(callout_id) else {
-                return;
-            };
+            }
+        },
+        || Err("answer unreadable".to_owned()),
+    );
+    if slot.running.get() {
+        // Ended inside `http_callout`: the host reads it there.
+        slot.calls
+            .borrow_mut()
+            .callouts_ended
+            .insert(callout_id, answer);
+        return;
+    }
+    enter(filter, (), (), |this| {
+        if let Ok(token) = u32::try_from(callout_id) {
             this.stream
                 .on_approval_answer(&mut this.host, token, answer);
-        },
-        || fail_closed(filter),
-    );
+        }
+    });
 }
 
 /// # Safety
-/// As `filter_of`; Envoy's headers are valid for the call.
+/// As `slot_of`; Envoy's headers are valid for the call.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
     _filter_envoy: HttpFilterEnvoyPtr,
@@ -458,22 +484,20 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers
     headers_size: usize,
     _end_stream: bool,
 ) {
-    if let Some(this) = filter_of(filter) {
+    if let Some(slot) = slot_of(filter) {
         guarded(
             || {
-                let call = this
-                    .calls
-                    .entry(stream_id)
-                    .or_insert_with(GrpcCall::default);
+                let mut calls = slot.calls.borrow_mut();
+                let call = calls.streams.entry(stream_id).or_default();
                 call.on_headers(&envoy::header_pairs(headers, headers_size));
             },
-            || fail_closed(filter),
+            || (),
         );
     }
 }
 
 /// # Safety
-/// As `filter_of`; Envoy's chunks are valid for the call.
+/// As `slot_of`; Envoy's chunks are valid for the call.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     _filter_envoy: HttpFilterEnvoyPtr,
@@ -483,22 +507,20 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
     data_count: usize,
     _end_stream: bool,
 ) {
-    if let Some(this) = filter_of(filter) {
+    if let Some(slot) = slot_of(filter) {
         guarded(
             || {
-                let call = this
-                    .calls
-                    .entry(stream_id)
-                    .or_insert_with(GrpcCall::default);
+                let mut calls = slot.calls.borrow_mut();
+                let call = calls.streams.entry(stream_id).or_default();
                 envoy::append_chunks(data, data_count, call.body());
             },
-            || fail_closed(filter),
+            || (),
         );
     }
 }
 
 /// # Safety
-/// As `filter_of`; Envoy's trailers are valid for the call.
+/// As `slot_of`; Envoy's trailers are valid for the call.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
     _filter_envoy: HttpFilterEnvoyPtr,
@@ -507,16 +529,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailer
     trailers: *mut EnvoyHttpHeader,
     trailers_size: usize,
 ) {
-    if let Some(this) = filter_of(filter) {
+    if let Some(slot) = slot_of(filter) {
         guarded(
             || {
-                let call = this
-                    .calls
-                    .entry(stream_id)
-                    .or_insert_with(GrpcCall::default);
+                let mut calls = slot.calls.borrow_mut();
+                let call = calls.streams.entry(stream_id).or_default();
                 call.on_headers(&envoy::header_pairs(trailers, trailers_size));
             },
-            || fail_closed(filter),
+            || (),
         );
     }
 }
@@ -524,26 +544,28 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailer
 /// The rate-limit call ended: its answer goes to the engine.
 ///
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
     _filter_envoy: HttpFilterEnvoyPtr,
     filter: HttpFilterModulePtr,
     stream_id: u64,
 ) {
-    if let Some(this) = filter_of(filter) {
-        guarded(
-            || {
-                let answer = this.calls.remove(&stream_id).unwrap_or_default().answer();
-                rate_limit_answer(this, stream_id, answer);
-            },
-            || fail_closed(filter),
-        );
-    }
+    let Some(slot) = slot_of(filter) else {
+        return;
+    };
+    let answer = guarded(
+        || {
+            let call = slot.calls.borrow_mut().streams.remove(&stream_id);
+            call.unwrap_or_default().answer()
+        },
+        || Err("answer unreadable".to_owned()),
+    );
+    stream_ended(filter, slot, stream_id, answer);
 }
 
 /// # Safety
-/// As `filter_of`.
+/// As `slot_of`.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _filter_envoy: HttpFilterEnvoyPtr,
@@ -551,24 +573,38 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     stream_id: u64,
     reason: HttpStreamResetReason,
 ) {
-    if let Some(this) = filter_of(filter) {
-        guarded(
-            || {
-                this.calls.remove(&stream_id);
-                let answer = Err(format!("no answer (stream reset, reason {reason})"));
-                rate_limit_answer(this, stream_id, answer);
-            },
-            || fail_closed(filter),
-        );
-    }
+    let Some(slot) = slot_of(filter) else {
+        return;
+    };
+    slot.calls.borrow_mut().streams.remove(&stream_id);
+    let answer = Err(format!("no answer (stream reset, reason {reason})"));
+    stream_ended(filter, slot, stream_id, answer);
 }
 
-fn rate_limit_answer(filter: &mut Filter, stream_id: u64, answer: Result<Vec<u8>, String>) {
-    if let Ok(token) = u32::try_from(stream_id) {
-        filter
-            .stream
-            .on_rate_limit_answer(&mut filter.host, token, answer);
+/// A rate-limit call's answer, to the engine; or, if it ended inside `start_http_stream`, to
+/// the host that is starting it.
+///
+/// # Safety
+/// As `enter`.
+unsafe fn stream_ended(
+    filter: HttpFilterModulePtr,
+    slot: &Slot,
+    stream_id: u64,
+    answer: Result<Vec<u8>, String>,
+) {
+    if slot.running.get() {
+        slot.calls
+            .borrow_mut()
+            .streams_ended
+            .insert(stream_id, answer);
+        return;
     }
+    enter(filter, (), (), |this| {
+        if let Ok(token) = u32::try_from(stream_id) {
+            this.stream
+                .on_rate_limit_answer(&mut this.host, token, answer);
+        }
+    });
 }
 
 /// Test builds only: panic where a request asks (`x-mcp-policy-panic: request` in the request
