@@ -48,6 +48,8 @@ pub use stream::Stream;
 pub mod wire {
     /// The approval service's check (`POST /v1/check`): the filter's question and the answer.
     pub use crate::protocol::approval_check as approval;
+    /// A tool's definition in canonical JSON and its SHA-256, as pins hold it.
+    pub use crate::protocol::definition;
     /// Envoy's serialized header maps, as hosts hand them over.
     pub use crate::protocol::header_map;
     /// The rate-limit service's protobuf messages (`envoy.service.ratelimit.v3`).

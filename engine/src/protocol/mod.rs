@@ -2,6 +2,7 @@
 //! approval service's check and the rate-limit service's protobuf messages.
 
 pub mod approval_check;
+pub mod definition;
 pub mod header_map;
 pub mod header_value;
 pub mod jsonrpc;
