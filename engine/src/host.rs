@@ -29,6 +29,13 @@ pub enum Metric<'a> {
     /// One `tools/call` decision (`tool` is `Policy::metric_label`, `none` for a request
     /// refused before a call was read).
     ToolCall { tool: &'a str, decision: &'a str },
+    /// One decision of a `resources`, `prompts` or `methods` block: `method` is an MCP method
+    /// name or `other`, `target` the label `Targets::metric_label` bounds by the policy.
+    Request {
+        method: &'a str,
+        target: &'a str,
+        decision: &'a str,
+    },
     /// One answer (or failure) of a rate-limit service: `ok`, `over_limit`, `error`.
     ServiceAnswer { service: &'a str, result: &'a str },
     /// A policy the filter refused (at start or on an update).

@@ -30,6 +30,7 @@ mod request;
 mod response;
 mod services;
 mod stream;
+mod target;
 
 pub use counters::{shared_salt, CasStore, SetOutcome, StoreError};
 pub use decision::Decision;

@@ -7,10 +7,11 @@ use crate::json::write;
 use crate::counters::window::Window;
 use crate::policy::{RefusalMode, Scope};
 use crate::protocol::jsonrpc::{Body, Id, INVALID_REQUEST, PARSE_ERROR};
+use crate::target::Target;
 
-/// The tool is not allowed by policy.
+/// The request (its tool, resource, prompt or method) is not allowed by policy.
 pub const POLICY_DENIED: i64 = -32003;
-/// The tool is allowed but its rate limit is used up for this window.
+/// The request is allowed but a rate limit it counts against is used up for this window.
 pub const RATE_LIMITED: i64 = -32029;
 /// Not forwarded because another element of the same batch was refused.
 pub const BATCH_REFUSED: i64 = -32005;
@@ -32,15 +33,15 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     Denied {
-        tool: String,
+        target: Target,
         reason: String,
     },
     RateLimited {
-        tool: String,
+        target: Target,
         limit: LimitHit,
     },
     CannotEnforce {
-        tool: String,
+        target: Target,
         counter: String,
         problem: String,
     },
@@ -143,13 +144,15 @@ impl Refusal {
     pub fn write_error_object(&self, out: &mut String) {
         let mut error = Object::open(out);
         match self {
-            Refusal::Denied { tool, reason } => write_denied(&mut error, tool, reason),
-            Refusal::RateLimited { tool, limit } => write_rate_limited(&mut error, tool, limit),
+            Refusal::Denied { target, reason } => write_denied(&mut error, target, reason),
+            Refusal::RateLimited { target, limit } => {
+                write_rate_limited(&mut error, target, limit)
+            }
             Refusal::CannotEnforce {
-                tool,
+                target,
                 counter,
                 problem,
-            } => write_cannot_enforce(&mut error, tool, counter, problem),
+            } => write_cannot_enforce(&mut error, target, counter, problem),
             Refusal::Invalid { code, problem } => {
                 error.i64("code", *code);
                 invalid_data(&mut error);
@@ -211,56 +214,106 @@ impl Refusal {
 // The members of a `Refusal`'s `error` object, one function for each kind of refusal: `code`,
 // `data`, `message`, in that order, as serde_json sorts them.
 
-fn write_denied(error: &mut Object, tool: &str, reason: &str) {
-    error.i64("code", POLICY_DENIED);
-    let mut data = error.object("data");
-    data.str("decision", Decision::Denied.as_str());
-    data.str("reason", reason);
-    data.str("tool", tool);
-    data.close();
-    error.str(
-        "message",
-        &format!("Tool \"{tool}\" is not allowed by policy: {reason}"),
-    );
+/// What an agent reads when `target` is denied for `reason`.
+pub fn denied_message(target: &Target, reason: &str) -> String {
+    format!(
+        "{} \"{}\" is not allowed by policy: {reason}",
+        target.noun(),
+        target.name()
+    )
 }
 
-fn write_rate_limited(error: &mut Object, tool: &str, limit: &LimitHit) {
+fn write_denied(error: &mut Object, target: &Target, reason: &str) {
+    error.i64("code", POLICY_DENIED);
+    write_data(
+        error,
+        target,
+        &[
+            ("decision", Member::Str(Decision::Denied.as_str())),
+            ("reason", Member::Str(reason)),
+        ],
+    );
+    error.str("message", &denied_message(target, reason));
+}
+
+fn write_rate_limited(error: &mut Object, target: &Target, limit: &LimitHit) {
     error.i64("code", RATE_LIMITED);
-    let mut data = error.object("data");
-    data.str("counter", &limit.counter);
-    data.str("decision", Decision::RateLimited.as_str());
-    data.u64("limit", limit.max);
-    data.u64("needed", limit.needed);
-    data.opt_str("reason", limit.reason.as_deref());
-    data.opt_u64("retry_after_seconds", limit.retry_after_seconds);
-    data.str("scope", limit.scope.as_str());
-    data.str("tool", tool);
-    data.u64("used", limit.used);
-    data.u64("window_seconds", limit.window.seconds());
-    data.close();
+    write_data(
+        error,
+        target,
+        &[
+            ("counter", Member::Str(&limit.counter)),
+            ("decision", Member::Str(Decision::RateLimited.as_str())),
+            ("limit", Member::U64(Some(limit.max))),
+            ("needed", Member::U64(Some(limit.needed))),
+            ("reason", Member::OptStr(limit.reason.as_deref())),
+            ("retry_after_seconds", Member::U64(limit.retry_after_seconds)),
+            ("scope", Member::Str(limit.scope.as_str())),
+            ("used", Member::U64(Some(limit.used))),
+            ("window_seconds", Member::U64(Some(limit.window.seconds()))),
+        ],
+    );
     error.str(
         "message",
         &format!(
-            "Tool \"{tool}\" is rate limited by policy: {}",
+            "{} \"{}\" is rate limited by policy: {}",
+            target.noun(),
+            target.name(),
             limit.explanation()
         ),
     );
 }
 
-fn write_cannot_enforce(error: &mut Object, tool: &str, counter: &str, problem: &str) {
+fn write_cannot_enforce(error: &mut Object, target: &Target, counter: &str, problem: &str) {
     error.i64("code", CANNOT_ENFORCE);
-    let mut data = error.object("data");
-    data.str("counter", counter);
-    data.str("decision", Decision::Error.as_str());
-    data.str("problem", problem);
-    data.str("tool", tool);
-    data.close();
+    write_data(
+        error,
+        target,
+        &[
+            ("counter", Member::Str(counter)),
+            ("decision", Member::Str(Decision::Error.as_str())),
+            ("problem", Member::Str(problem)),
+        ],
+    );
     error.str(
         "message",
         &format!(
-            "Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."
+            "{} \"{}\" {}: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly.",
+            target.noun(),
+            target.name(),
+            target.not_done()
         ),
     );
+}
+
+/// A value of `error.data`.
+enum Member<'a> {
+    Str(&'a str),
+    OptStr(Option<&'a str>),
+    /// `null` when `None`.
+    U64(Option<u64>),
+}
+
+/// `"data"`: `members` (in key order) and the member naming `target`, which sorts to another
+/// place for each kind of target (`method` < `prompt` < `reason` < `resource` < `tool`).
+fn write_data(error: &mut Object, target: &Target, members: &[(&str, Member)]) {
+    let mut data = error.object("data");
+    let mut named = false;
+    for (key, value) in members {
+        if !named && target.member() < *key {
+            data.str(target.member(), target.name());
+            named = true;
+        }
+        match value {
+            Member::Str(text) => data.str(key, text),
+            Member::OptStr(text) => data.opt_str(key, *text),
+            Member::U64(n) => data.opt_u64(key, *n),
+        }
+    }
+    if !named {
+        data.str(target.member(), target.name());
+    }
+    data.close();
 }
 
 fn write_approval_denied(
@@ -552,28 +605,40 @@ mod tests {
     /// The `error` member as it was built before it was written by hand: a `Value`.
     fn error_value(refusal: &Refusal) -> Value {
         match refusal {
-            Refusal::Denied { tool, reason } => json!({
-                "code": POLICY_DENIED,
-                "message": format!("Tool \"{tool}\" is not allowed by policy: {reason}"),
-                "data": {"tool": tool, "decision": "denied", "reason": reason},
-            }),
-            Refusal::RateLimited { tool, limit } => json!({
-                "code": RATE_LIMITED,
-                "message": format!("Tool \"{tool}\" is rate limited by policy: {}", limit.explanation()),
-                "data": {"tool": tool, "decision": "rate_limited", "counter": limit.counter,
+            Refusal::Denied { target, reason } => {
+                let mut data = json!({"decision": "denied", "reason": reason});
+                data[target.member()] = json!(target.name());
+                json!({
+                    "code": POLICY_DENIED,
+                    "message": format!("{} \"{}\" is not allowed by policy: {reason}", target.noun(), target.name()),
+                    "data": data,
+                })
+            }
+            Refusal::RateLimited { target, limit } => {
+                let mut data = json!({"decision": "rate_limited", "counter": limit.counter,
                     "limit": limit.max, "window_seconds": limit.window.seconds(),
                     "scope": limit.scope.as_str(), "used": limit.used, "needed": limit.needed,
-                    "retry_after_seconds": limit.retry_after_seconds, "reason": limit.reason},
-            }),
+                    "retry_after_seconds": limit.retry_after_seconds, "reason": limit.reason});
+                data[target.member()] = json!(target.name());
+                json!({
+                    "code": RATE_LIMITED,
+                    "message": format!("{} \"{}\" is rate limited by policy: {}", target.noun(), target.name(), limit.explanation()),
+                    "data": data,
+                })
+            }
             Refusal::CannotEnforce {
-                tool,
+                target,
                 counter,
                 problem,
-            } => json!({
-                "code": CANNOT_ENFORCE,
-                "message": format!("Tool \"{tool}\" was not called: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly."),
-                "data": {"tool": tool, "decision": "error", "counter": counter, "problem": problem},
-            }),
+            } => {
+                let mut data = json!({"decision": "error", "counter": counter, "problem": problem});
+                data[target.member()] = json!(target.name());
+                json!({
+                    "code": CANNOT_ENFORCE,
+                    "message": format!("{} \"{}\" {}: the policy filter could not check counter \"{counter}\" and refuses rather than risk exceeding it; retry shortly.", target.noun(), target.name(), target.not_done()),
+                    "data": data,
+                })
+            }
             Refusal::Invalid { code, problem } => json!({
                 "code": code,
                 "message": format!("{}: {problem}", standard_message(*code)),
@@ -640,24 +705,40 @@ mod tests {
             retry_after_seconds: retry,
             reason,
         };
-        vec![
-            Refusal::Denied {
-                tool: t(),
-                reason: t(),
+        let targets = [
+            Target::Tool(t()),
+            Target::Resource {
+                method: "resources/read".into(),
+                uri: t(),
             },
-            Refusal::RateLimited {
-                tool: t(),
-                limit: limit(None, Some(18)),
-            },
-            Refusal::RateLimited {
-                tool: t(),
-                limit: limit(Some(t()), None),
-            },
-            Refusal::CannotEnforce {
-                tool: t(),
-                counter: t(),
-                problem: t(),
-            },
+            Target::Prompt(t()),
+            Target::Method(t()),
+        ];
+        let mut refusals: Vec<Refusal> = targets
+            .into_iter()
+            .flat_map(|target| {
+                [
+                    Refusal::Denied {
+                        target: target.clone(),
+                        reason: t(),
+                    },
+                    Refusal::RateLimited {
+                        target: target.clone(),
+                        limit: limit(None, Some(18)),
+                    },
+                    Refusal::RateLimited {
+                        target: target.clone(),
+                        limit: limit(Some(t()), None),
+                    },
+                    Refusal::CannotEnforce {
+                        target,
+                        counter: t(),
+                        problem: t(),
+                    },
+                ]
+            })
+            .collect();
+        refusals.extend(vec![
             Refusal::Invalid {
                 code: PARSE_ERROR,
                 problem: t(),
@@ -689,7 +770,8 @@ mod tests {
                 problem: t(),
             },
             Refusal::BatchRefused,
-        ]
+        ]);
+        refusals
     }
 
     #[test]
@@ -755,7 +837,7 @@ mod tests {
     #[test]
     fn the_id_is_echoed_exactly_as_the_client_wrote_it() {
         let refusal = Refusal::Denied {
-            tool: "t".into(),
+            target: Target::Tool("t".into()),
             reason: "no".into(),
         };
         for id in [

@@ -8,6 +8,7 @@
 
 mod counter_table;
 pub mod rules;
+mod targets;
 mod values;
 
 use counter_table::CounterTable;
@@ -101,7 +102,7 @@ pub fn load_policy(text: &[u8]) -> Result<Policy> {
 #[inline(never)]
 pub fn policy_from_value(document: &Value) -> Result<Policy> {
     let root = as_object(document, "")?;
-    reject_unknown_fields(root, "", POLICY_FIELDS)?;
+    reject_unknown_fields(root, "", &[POLICY_FIELDS, targets::FIELDS].concat())?;
     version(root)?;
     let default_action = default_action(root)?;
     let (identity_sources, missing_identity) = identity(root)?;
@@ -118,6 +119,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         Some(v) => grants(v, &identity_sources, &mut counters)?,
         None => GrantTable::default(),
     };
+    let targets = targets::load(root, &mut counters, limit_list)?;
     let shadow = flag(root.get("shadow"), "shadow")?;
     let (audit_arguments, audit_hash) = audit(root.get("audit"))?;
     if tools.wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
@@ -148,6 +150,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         grants,
         max_body_bytes,
         refusal_mode,
+        targets,
     };
     policy.labelled_tools = policy.names_to_label();
     Ok(policy)

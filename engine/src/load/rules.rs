@@ -339,76 +339,105 @@ fn condition(
 #[cold]
 #[inline(never)]
 pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> Result<LoadedRules> {
-    // Pass 1: every state counter, under its scope, so that any condition can refer to it.
-    let mut rule_lists: Vec<(String, String, Vec<Expanded>)> = Vec::new();
-    let mut states: HashMap<String, StateCounter> = HashMap::new();
-    for (tool, entry) in tools {
-        let Some(list) = entry.get("rules") else {
-            continue;
-        };
-        let (list_path, expanded) = expand_list(tool, list, counters, &mut states)?;
-        rule_lists.push((tool.clone(), list_path, expanded));
-    }
-
-    // Pass 2: the rules themselves.
+    let lists: Vec<RuleList> = tools
+        .iter()
+        .filter_map(|(tool, entry)| {
+            Some(RuleList {
+                scope: scope_of(tool),
+                owner: tool.clone(),
+                path: key_path(&key_path("tools", tool), "rules"),
+                list: entry.get("rules")?,
+            })
+        })
+        .collect();
     let mut loaded = LoadedRules {
         by_tool: HashMap::new(),
         wildcard: Vec::new(),
     };
-    for (tool, list_path, expanded) in rule_lists {
-        let scope = scope_of(&tool);
-        let mut rules = Vec::with_capacity(expanded.len());
-        for (index, rule) in expanded.into_iter().enumerate() {
-            rules.push(finished_rule(
-                rule,
-                &format!("{list_path}[{index}]"),
-                &scope,
-                &states,
-            )?);
-        }
-        if tool == "*" {
+    for (list, rules) in lists.iter().zip(load_lists(&lists, counters)?) {
+        if list.owner == "*" {
             loaded.wildcard = rules;
         } else {
-            loaded.by_tool.insert(tool, rules);
+            loaded.by_tool.insert(list.owner.clone(), rules);
         }
     }
     Ok(loaded)
 }
 
-/// One tool's `rules`, expanded, with the path of the list; each state counter a rule defines
-/// is added to `states`.
+/// One `rules` list as written: where it is, whose it is, and the scope its state counters live
+/// under (a condition reads them as `state.<scope>.<counter>`).
+pub(crate) struct RuleList<'v> {
+    pub(crate) scope: String,
+    /// A tool's name, or an entry's path, for errors.
+    pub(crate) owner: String,
+    pub(crate) path: String,
+    pub(crate) list: &'v Value,
+}
+
+/// The rules of `lists`, in order. A condition may read the state counter of any rule in them.
+#[cold]
+#[inline(never)]
+pub(crate) fn load_lists(lists: &[RuleList], counters: &mut CounterTable) -> Result<Vec<Vec<Rule>>> {
+    // Pass 1: every state counter, under its scope, so that any condition can refer to it.
+    let mut expanded_lists = Vec::with_capacity(lists.len());
+    let mut states: HashMap<String, StateCounter> = HashMap::new();
+    for list in lists {
+        expanded_lists.push(expand_list(list, counters, &mut states)?);
+    }
+    // Pass 2: the rules themselves.
+    let mut loaded = Vec::with_capacity(lists.len());
+    for (list, expanded) in lists.iter().zip(expanded_lists) {
+        let mut rules = Vec::with_capacity(expanded.len());
+        for (index, rule) in expanded.into_iter().enumerate() {
+            rules.push(finished_rule(
+                rule,
+                &format!("{}[{index}]", list.path),
+                &list.scope,
+                &states,
+            )?);
+        }
+        loaded.push(rules);
+    }
+    Ok(loaded)
+}
+
+/// One `rules` list, expanded; each state counter a rule defines is added to `states`.
 #[cold]
 #[inline(never)]
 fn expand_list<'v>(
-    tool: &str,
-    list: &'v Value,
+    list: &RuleList<'v>,
     counters: &mut CounterTable,
     states: &mut HashMap<String, StateCounter>,
-) -> Result<(String, Vec<Expanded<'v>>)> {
-    let list_path = key_path(&key_path("tools", tool), "rules");
-    let items = list.as_array().map_or_else(
+) -> Result<Vec<Expanded<'v>>> {
+    let items = list.list.as_array().map_or_else(
         || {
             err(
-                &list_path,
-                format!("expected an array, got {}", describe(list)),
+                &list.path,
+                format!("expected an array, got {}", describe(list.list)),
             )
         },
         Ok,
     )?;
-    let scope = scope_of(tool);
+    let scope = &list.scope;
     let mut expanded = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let path = format!("{list_path}[{index}]");
-        let rule = expand(as_object(item, &path)?, &path, &scope)?;
-        if let Some((name, state)) = state_counter(&rule, &scope, counters)? {
+        let path = format!("{}[{index}]", list.path);
+        let rule = expand(as_object(item, &path)?, &path, scope)?;
+        if let Some((name, state)) = state_counter(&rule, scope, counters)? {
             let key = format!("state.{scope}.{name}");
             if states.insert(key.clone(), state).is_some() {
-                return err(&path, format!("duplicate state counter {name:?} for {tool}: each counter is defined by one rule"));
+                return err(
+                    &path,
+                    format!(
+                        "duplicate state counter {name:?} for {}: each counter is defined by one rule",
+                        list.owner
+                    ),
+                );
             }
         }
         expanded.push(rule);
     }
-    Ok((list_path, expanded))
+    Ok(expanded)
 }
 
 /// An expanded rule made a `Rule`, its conditions reading the counters in `states`.
@@ -460,10 +489,10 @@ fn finished_rule(
     })
 }
 
-/// A rule's `shadow`: whether its refusals are only reported.
+/// A rule's or an entry's `shadow`: whether its refusals are only reported.
 #[cold]
 #[inline(never)]
-fn shadow(object: &Map<String, Value>, path: &str) -> Result<bool> {
+pub(crate) fn shadow(object: &Map<String, Value>, path: &str) -> Result<bool> {
     match object.get("shadow") {
         None => Ok(false),
         Some(v) => v.as_bool().map_or_else(

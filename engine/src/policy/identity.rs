@@ -32,7 +32,17 @@ impl IdentitySource {
     }
 }
 
-/// What happens to a `tools/call` when no source yields an identity.
+/// Why a caller without identity is refused under `missing: deny`, naming every source.
+pub fn missing_reason(sources: &[IdentitySource]) -> String {
+    let expected: Vec<String> = sources.iter().map(IdentitySource::describe).collect();
+    format!(
+        "the caller has no identity (expected {})",
+        expected.join(" or ")
+    )
+}
+
+/// What happens to a decided request (a `tools/call`, or what a `resources`, `prompts` or
+/// `methods` block decides) when no source yields an identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissingIdentity {
     /// Callers without identity share one "anonymous" identity.

@@ -5,7 +5,9 @@ pub mod caller;
 pub mod counter;
 pub mod grants;
 pub mod identity;
+pub mod resources;
 pub mod rules;
+pub mod targets;
 pub mod tool;
 
 pub use counter::{
@@ -19,7 +21,8 @@ use crate::policy::grants::GrantTable;
 use crate::policy::identity::{IdentitySource, MissingIdentity};
 use crate::policy::rules::Rule;
 
-/// What happens to a `tools/call` whose tool the policy does not list.
+/// What happens to a request the policy decides but names no entry for: a `tools/call` of a tool
+/// it does not list, a resource no entry matches, a prompt or method it does not name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultAction {
     Allow,
@@ -93,6 +96,8 @@ pub struct Policy {
     pub(crate) rate_limit_services: Vec<RateLimitService>,
     /// Required when a tool's action is `require_approval`.
     pub(crate) approval: Option<ApprovalSettings>,
+    /// The `resources`, `prompts` and `methods` blocks.
+    pub(crate) targets: targets::Targets,
 }
 
 impl Policy {
@@ -185,13 +190,14 @@ impl Policy {
             .filter(|t| t.action == ToolAction::Deny)
             .count();
         format!(
-            "policy ok: default {}, {} tool rule(s) ({} deny), {} counter(s) ({} kept by rate-limit services), {} grant(s), identity from {}, max body {} bytes, refusals as {}",
+            "policy ok: default {}, {} tool rule(s) ({} deny){}, {} counter(s) ({} kept by rate-limit services), {} grant(s), identity from {}, max body {} bytes, refusals as {}",
             match self.default_action {
                 DefaultAction::Allow => "allow",
                 DefaultAction::Deny => "deny",
             },
             self.tools.len(),
             denied,
+            self.targets.summary(),
             self.counters.len(),
             self.counters.iter().filter(|c| c.service.is_some()).count(),
             self.grants.grants().len(),

@@ -13,6 +13,41 @@ pub const INVALID_REQUEST: i64 = -32600;
 pub const INVALID_PARAMS: i64 = -32602;
 
 pub const TOOLS_CALL: &str = "tools/call";
+pub const TOOLS_LIST: &str = "tools/list";
+pub const RESOURCES_LIST: &str = "resources/list";
+pub const RESOURCE_TEMPLATES_LIST: &str = "resources/templates/list";
+pub const RESOURCES_READ: &str = "resources/read";
+pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
+pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
+pub const PROMPTS_LIST: &str = "prompts/list";
+pub const PROMPTS_GET: &str = "prompts/get";
+pub const INITIALIZE: &str = "initialize";
+pub const PING: &str = "ping";
+/// Every notification's method starts with it.
+pub const NOTIFICATIONS: &str = "notifications/";
+
+/// The request methods MCP defines that a client sends (protocol revisions up to 2026-07-28):
+/// the only method names metrics carry, so that clients cannot create series at will.
+pub const MCP_METHODS: [&str; 18] = [
+    INITIALIZE,
+    PING,
+    TOOLS_LIST,
+    TOOLS_CALL,
+    RESOURCES_LIST,
+    RESOURCE_TEMPLATES_LIST,
+    RESOURCES_READ,
+    RESOURCES_SUBSCRIBE,
+    RESOURCES_UNSUBSCRIBE,
+    PROMPTS_LIST,
+    PROMPTS_GET,
+    "completion/complete",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "server/discover",
+];
 
 /// Most messages one body may carry. MCP clients send one message per POST (batches were
 /// removed after protocol 2025-03-26); a cap keeps a hostile batch from costing a worker
@@ -85,15 +120,23 @@ pub struct Message<'a> {
     /// invalid messages whose id could not be read.
     pub id: Option<Id>,
     pub kind: MessageKind,
-    /// A tools/call's `params.arguments` as sent (raw JSON text, in the body): parsed only for
-    /// rules on arguments, copied only for the audit record, and only if it reads them.
+    /// What rules read, as sent (raw JSON text, in the body): a tools/call's or prompts/get's
+    /// `params.arguments`, a resources request's whole `params`. Parsed only for rules on
+    /// arguments, copied only for a tool call's audit record, and only if it reads them.
     pub arguments: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum MessageKind {
-    /// `tools/call` with a string `params.name`: the only thing the policy decides on.
+    /// `tools/call` with a string `params.name`.
     ToolCall { name: String },
+    /// `resources/read` or `resources/subscribe` (named by `params.uri`), or `prompts/get` (by
+    /// `params.name`): what a `resources` or `prompts` block decides. `Err` when the params do
+    /// not name it with a string, which refuses the message only where the policy decides it.
+    Named {
+        method: String,
+        name: Result<String, BodyError>,
+    },
     /// Any other request or notification (initialize, ping, tools/list, notifications/*, ...).
     Other { method: String },
     /// A response the client sends back to a server-initiated request (sampling, elicitation).
@@ -106,7 +149,7 @@ impl Message<'_> {
     pub fn method(&self) -> Option<&str> {
         match &self.kind {
             MessageKind::ToolCall { .. } => Some(TOOLS_CALL),
-            MessageKind::Other { method } => Some(method),
+            MessageKind::Named { method, .. } | MessageKind::Other { method } => Some(method),
             _ => None,
         }
     }
@@ -221,7 +264,7 @@ fn refuse_repeated_ids(messages: &mut [Message]) {
     for message in messages {
         if !matches!(
             message.kind,
-            MessageKind::ToolCall { .. } | MessageKind::Other { .. }
+            MessageKind::ToolCall { .. } | MessageKind::Named { .. } | MessageKind::Other { .. }
         ) {
             continue;
         }
@@ -349,31 +392,51 @@ fn classify<'a>(object: &Object<'a>) -> Message<'a> {
             return invalid(id, INVALID_REQUEST, format!("\"params\" is {}", kind_of(p)));
         }
     }
-    if method != TOOLS_CALL {
-        return Message {
-            id,
-            kind: MessageKind::Other { method },
-            arguments: None,
-        };
-    }
     let param = |name: &str| params_object.and_then(|p| p.get(name)).map(|m| m.value);
-    match param("name") {
-        Some(name) if first_byte(name) == b'"' => Message {
-            id,
-            kind: MessageKind::ToolCall {
-                name: string(name).unwrap_or_default(),
-            },
-            arguments: param("arguments"),
+    let (kind, arguments) = match method.as_str() {
+        TOOLS_CALL => match named(&method, "name", param("name")) {
+            Ok(name) => (MessageKind::ToolCall { name }, param("arguments")),
+            Err(e) => return invalid(id, e.code, e.problem),
         },
-        Some(other) => invalid(
-            id,
-            INVALID_PARAMS,
-            format!(
-                "tools/call \"params.name\" is {}, not a string",
+        RESOURCES_READ | RESOURCES_SUBSCRIBE => {
+            // A server that folds case reads `URI` as the URI we did not decide on.
+            let name = match params_object.and_then(|p| case_problem(p, &["uri"])) {
+                Some(problem) => Err(BodyError {
+                    code: INVALID_REQUEST,
+                    problem,
+                }),
+                None => named(&method, "uri", param("uri")),
+            };
+            (MessageKind::Named { method, name }, params)
+        }
+        PROMPTS_GET => {
+            let name = named(&method, "name", param("name"));
+            (MessageKind::Named { method, name }, param("arguments"))
+        }
+        _ => (MessageKind::Other { method }, None),
+    };
+    Message {
+        id,
+        kind,
+        arguments,
+    }
+}
+
+/// The string a request's `params.<member>` (`value`, as sent) names what it asks for with.
+fn named(method: &str, member: &str, value: Option<&str>) -> Result<String, BodyError> {
+    match value {
+        Some(text) if first_byte(text) == b'"' => Ok(string(text).unwrap_or_default()),
+        Some(other) => Err(BodyError {
+            code: INVALID_PARAMS,
+            problem: format!(
+                "{method} \"params.{member}\" is {}, not a string",
                 kind_of(other)
             ),
-        ),
-        None => invalid(id, INVALID_PARAMS, "tools/call without \"params.name\""),
+        }),
+        None => Err(BodyError {
+            code: INVALID_PARAMS,
+            problem: format!("{method} without \"params.{member}\""),
+        }),
     }
 }
 

@@ -6,5 +6,6 @@ pub mod definition;
 pub mod header_map;
 pub mod header_value;
 pub mod jsonrpc;
+pub mod listing;
 pub mod ratelimit;
 pub mod sse;

@@ -1,14 +1,17 @@
-//! The audit record of one request: who called which tools, what was decided and by which rule,
+//! The audit record of one request: who called which tools (or read which resources, got which
+//! prompts, called which other methods the policy decides), what was decided and by which rule,
 //! the counters involved, and, if the policy says `"audit": {"hash_arguments": true}`, a SHA-256
-//! of each call's arguments (the arguments themselves only with `"include_arguments": true`). The filter hands it to Envoy as
-//! filter state, so it leaves through the operator's own access log.
+//! of each tool call's arguments (the arguments themselves only with `"include_arguments":
+//! true`). The filter hands it to Envoy as filter state, so it leaves through the operator's own
+//! access log.
 
 use serde_json::value::RawValue;
 
 use crate::json::write::{push_key, push_opt_str, push_str, push_u64};
 use crate::policy::identity::{push_sha256_tag, Identity};
 use crate::policy::Policy;
-use crate::request::outcome::{Outcome, Verdict};
+use crate::request::outcome::{CallRecord, Outcome, Verdict};
+use crate::target::Target;
 
 pub struct AuditContext<'a> {
     /// Unix time, seconds.
@@ -20,11 +23,12 @@ pub struct AuditContext<'a> {
     pub session: Option<&'a str>,
 }
 
-/// `None` for requests without a decision to record (no tools/call, nothing refused).
+/// `None` for requests without a decision to record (nothing decided, nothing refused).
 ///
 /// Members, in this order: `time`, `request_id`, `server`, `identity`, `identity_source`,
-/// `session`, `outcome`, `status`, `calls` (`id`, `tool`, `decision`, `rule`, and when they have
-/// one `reason`, `arguments_sha256`, `arguments`), `counters` (`counter`, `value`, `limit`,
+/// `session`, `outcome`, `status`, `calls` (`id`, then `tool` for a tool call, or `method` and
+/// `resource` or `prompt` when there is one, then `decision`, `rule`, and when they have one
+/// `reason`, `arguments_sha256`, `arguments`), `counters` (`counter`, `value`, `limit`,
 /// `window_start`). Written by hand (`json_write`): see there why.
 pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Option<String> {
     let refused = match &outcome.verdict {
@@ -73,8 +77,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         // The id exactly as the client wrote it, as the refusal echoes it.
         push_key(&mut out, "id", true);
         out.push_str(call.id.as_ref().map_or("null", |id| id.as_json()));
-        push_key(&mut out, "tool", false);
-        push_str(&mut out, &call.tool);
+        push_target(&mut out, &call.target);
         push_key(&mut out, "decision", false);
         push_str(&mut out, call.decision.as_str());
         push_key(&mut out, "rule", false);
@@ -83,21 +86,8 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
             push_key(&mut out, "reason", false);
             push_str(&mut out, &call.detail);
         }
-        // Raw JSON as the client sent it (validated when the body was read).
-        let arguments = call.arguments.as_deref().unwrap_or("null");
-        if policy.audit_hash {
-            // Of the text as sent: what the server received, byte for byte.
-            push_key(&mut out, "arguments_sha256", false);
-            // Hex digits: nothing to escape.
-            out.push('"');
-            push_sha256_tag(&mut out, arguments);
-            out.push('"');
-        }
-        if policy.audit_arguments {
-            if let Ok(raw) = serde_json::from_str::<&RawValue>(arguments) {
-                push_key(&mut out, "arguments", false);
-                out.push_str(raw.get());
-            }
+        if matches!(call.target, Target::Tool(_)) {
+            push_arguments(&mut out, policy, call);
         }
         out.push('}');
     }
@@ -121,6 +111,42 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
     }
     out.push_str("]}");
     Some(out)
+}
+
+/// What the call was about: `"tool"` for a tool call; else `"method"`, and the resource or
+/// prompt it names.
+fn push_target(out: &mut String, target: &Target) {
+    if let Target::Tool(name) = target {
+        push_key(out, "tool", false);
+        push_str(out, name);
+        return;
+    }
+    push_key(out, "method", false);
+    push_str(out, target.method());
+    if matches!(target, Target::Resource { .. } | Target::Prompt(_)) {
+        push_key(out, target.member(), false);
+        push_str(out, target.name());
+    }
+}
+
+/// A tool call's arguments, hashed or whole, as the policy's `audit` asks.
+fn push_arguments(out: &mut String, policy: &Policy, call: &CallRecord) {
+    // Raw JSON as the client sent it (validated when the body was read).
+    let arguments = call.arguments.as_deref().unwrap_or("null");
+    if policy.audit_hash {
+        // Of the text as sent: what the server received, byte for byte.
+        push_key(out, "arguments_sha256", false);
+        // Hex digits: nothing to escape.
+        out.push('"');
+        push_sha256_tag(out, arguments);
+        out.push('"');
+    }
+    if policy.audit_arguments {
+        if let Ok(raw) = serde_json::from_str::<&RawValue>(arguments) {
+            push_key(out, "arguments", false);
+            out.push_str(raw.get());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -218,7 +244,7 @@ mod tests {
                             call.id.as_ref().map_or("null", |id| id.as_json()),
                         )
                         .unwrap(),
-                        tool: &call.tool,
+                        tool: call.target.name(),
                         decision: call.decision.as_str(),
                         rule: &call.rule,
                         reason: &call.detail,

@@ -8,10 +8,12 @@ use crate::decision::Decision;
 use crate::host::{mark, Host, Level, Metric, Phase};
 use crate::policy::identity::Identity;
 use crate::policy::Policy;
-use crate::request::outcome::{Outcome, Verdict};
+use crate::protocol::jsonrpc::MCP_METHODS;
+use crate::request::outcome::{CallRecord, Outcome, Verdict};
+use crate::target::Target;
 use audit::AuditContext;
 
-/// Store the audit record, count every call's decision and log what an operator should see.
+/// Store the audit record, count every decision and log what an operator should see.
 pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, outcome: &Outcome) {
     let server = context.server;
     let record = audit::record(policy, context, outcome);
@@ -26,10 +28,7 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
     }
     mark(host, Phase::AuditStore);
     for call in &outcome.calls {
-        host.count(Metric::ToolCall {
-            tool: policy.metric_label(&call.tool),
-            decision: call.decision.as_str(),
-        });
+        host.count(metric(policy, call));
     }
     if outcome.calls.is_empty() && matches!(outcome.verdict, Verdict::Reply(_)) {
         host.count(Metric::ToolCall {
@@ -55,9 +54,32 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
         host.log(
             Level::Info,
             &format!(
-                "mcp-policy-filter[{server}]: tools/call {:?} by {caller:?} {} {}",
-                call.tool, call.decision, call.detail
+                "mcp-policy-filter[{server}]: {} {:?} by {caller:?} {} {}",
+                call.target.method(),
+                call.target.name(),
+                call.decision,
+                call.detail
             ),
         );
+    }
+}
+
+/// The metric one decision increments, its labels bounded by the policy.
+fn metric<'a>(policy: &'a Policy, call: &'a CallRecord) -> Metric<'a> {
+    let decision = call.decision.as_str();
+    if let Target::Tool(tool) = &call.target {
+        return Metric::ToolCall {
+            tool: policy.metric_label(tool),
+            decision,
+        };
+    }
+    let method = call.target.method();
+    Metric::Request {
+        method: MCP_METHODS
+            .into_iter()
+            .find(|known| *known == method)
+            .unwrap_or("other"),
+        target: policy.targets.metric_label(&call.target),
+        decision,
     }
 }

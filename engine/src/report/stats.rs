@@ -1,8 +1,10 @@
-//! Metric increments as Envoy stats: tool calls per server × tool × decision, rate-limit service
-//! answers, configuration load failures. Tags are encoded in the stat name
+//! Metric increments as Envoy stats: tool calls per server × tool × decision, other decided
+//! requests per server × method × target × decision, rate-limit service answers, configuration
+//! load failures. Tags are encoded in the stat name
 //! (`server=.=wechat;.;`) and extracted into labels by the bootstrap's
-//! `stats_config.stats_tags` (see envoy/envoy.yaml). Tool labels are `Policy::metric_label`s, so
-//! arbitrary tool names from clients cannot create unbounded series.
+//! `stats_config.stats_tags` (see envoy/envoy.yaml). Tool, method and target labels are bounded
+//! by the policy (`Policy::metric_label`, `Targets::metric_label`), so arbitrary names from
+//! clients cannot create unbounded series.
 
 use std::collections::HashMap;
 
@@ -44,6 +46,16 @@ impl Stats {
                 self.tag("tool", tool);
                 self.tag("decision", decision);
                 self.scratch.push_str("mcp_policy_tool_calls_total");
+            }
+            Metric::Request {
+                method,
+                target,
+                decision,
+            } => {
+                self.tag("method", method);
+                self.tag("target", target);
+                self.tag("decision", decision);
+                self.scratch.push_str("mcp_policy_requests_total");
             }
             Metric::ServiceAnswer { service, result } => {
                 self.tag("service", service);
@@ -109,12 +121,19 @@ mod tests {
             stats.id("wechat", Metric::ConfigFailure, &mut define),
             Some(3)
         );
+        let read = Metric::Request {
+            method: "resources/read",
+            target: "resources[2]",
+            decision: "denied",
+        };
+        assert_eq!(stats.id("wechat", read, &mut define), Some(4));
         assert_eq!(
             defined,
             [
                 "server=.=wechat;.;tool=.=send;.;decision=.=allowed;.;mcp_policy_tool_calls_total",
                 "server=.=we_chat;.;service=.=shared_limits;.;result=.=ok;.;mcp_policy_rate_limit_service_total",
                 "server=.=wechat;.;mcp_policy_config_failures_total",
+                "server=.=wechat;.;method=.=resources_read;.;target=.=resources_2_;.;decision=.=denied;.;mcp_policy_requests_total",
             ]
         );
         // A name the host cannot define is not remembered.

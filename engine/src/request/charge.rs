@@ -7,8 +7,10 @@ use crate::counters::reservations::{Hold, Reservation};
 use crate::counters::{release, try_acquire, Acquire, CasStore, CounterError, Slot};
 use crate::decision::Decision;
 use crate::policy::{CounterId, CounterSpec, Policy, RefusalMode};
-use crate::protocol::jsonrpc::{Body, MessageKind};
+use crate::protocol::jsonrpc::Body;
+use crate::protocol::listing::Listing;
 use crate::reply::{self, LimitHit, Refusal};
+use crate::target::Target;
 use crate::services::rate_limit::RemoteCharge;
 
 /// Everything the second pass carries from counter to counter.
@@ -50,7 +52,7 @@ impl Charging {
     pub(crate) fn undefined(self, store: &mut dyn CasStore, id: CounterId) -> Outcome {
         let problem = format!("counter #{id} is not defined");
         let refusal = Refusal::CannotEnforce {
-            tool: String::new(),
+            target: Target::Tool(String::new()),
             counter: format!("#{id}"),
             problem: problem.clone(),
         };
@@ -127,7 +129,7 @@ impl Charging {
 
     /// Whether running out of counter `id` is only reported for this request (shadow mode).
     pub(crate) fn only_reports(&self, policy: &Policy, id: CounterId) -> bool {
-        shadowed_counter(policy, &self.body, &self.entries, id)
+        shadowed_counter(policy, &self.entries, id)
     }
 
     /// Refuse the calls using counter `id` for `failure` (or, in shadow mode, only report it
@@ -142,7 +144,7 @@ impl Charging {
         let Some(spec) = policy.counter(id) else {
             return Ok(());
         };
-        if failure.is_err() && shadowed_counter(policy, &self.body, &self.entries, id) {
+        if failure.is_err() && shadowed_counter(policy, &self.entries, id) {
             // In shadow mode a used-up counter is reported, not enforced: skip it.
             mark_would_deny(&mut self.entries, id, spec);
             return Ok(());
@@ -184,6 +186,17 @@ impl Charging {
             open_problems,
             ..
         } = self;
+        let listings = body
+            .messages()
+            .iter()
+            .zip(&entries)
+            .filter_map(|(message, entry)| {
+                Some(Listing {
+                    id: message.id.as_ref()?.value().clone(),
+                    kind: entry.listing?,
+                })
+            })
+            .collect();
         let reservations = body
             .messages()
             .iter()
@@ -213,22 +226,17 @@ impl Charging {
             problem: (!open_problems.is_empty()).then(|| open_problems.join("; ")),
             reservations,
             counters: readings,
-            tools_list_ids: body
-                .messages()
-                .iter()
-                .filter(|m| m.method() == Some("tools/list"))
-                .filter_map(|m| m.id.as_ref().map(|id| id.value().clone()))
-                .collect(),
+            listings,
         }
     }
 }
 
 /// Whether running out of `counter` is only to be reported: the policy is in shadow mode, or
-/// every call using the counter is of a tool in shadow mode or uses it only through rules in
-/// shadow mode.
-fn shadowed_counter(policy: &Policy, body: &Body, entries: &[Planned], counter: CounterId) -> bool {
+/// every request using the counter was decided by an entry (a tool's, a resource's, …) in
+/// shadow mode or uses it only through rules in shadow mode.
+fn shadowed_counter(policy: &Policy, entries: &[Planned], counter: CounterId) -> bool {
     policy.shadow
-        || body.messages().iter().zip(entries).all(|(message, entry)| {
+        || entries.iter().all(|entry| {
             let mut using = entry
                 .charges
                 .iter()
@@ -236,11 +244,7 @@ fn shadowed_counter(policy: &Policy, body: &Body, entries: &[Planned], counter: 
                 .filter(|c| c.counter == counter);
             let uses = using.clone().next().is_some();
             let shadow_rules_only = using.all(|c| c.shadow);
-            let shadow_tool = match &message.kind {
-                MessageKind::ToolCall { name } => policy.tools.get(name).is_some_and(|t| t.shadow),
-                _ => false,
-            };
-            !uses || shadow_tool || shadow_rules_only
+            !uses || entry.shadow || shadow_rules_only
         })
 }
 
@@ -279,32 +283,27 @@ fn refuse_for_counter(
         .as_ref()
         .ok()
         .map(|e| format!("counter \"{}\": {e} (call refused: fail closed)", spec.name));
-    let refusals = body
-        .messages()
-        .iter()
-        .zip(entries.iter_mut())
-        .map(|(message, entry)| {
-            let MessageKind::ToolCall { name } = &message.kind else {
-                return None;
-            };
+    let refusals = entries
+        .iter_mut()
+        .map(|entry| {
             if !entry.uses(counter) {
                 return None;
             }
+            let record = entry.record.as_mut()?;
+            let target = record.target.clone();
             let refusal = match &failure {
                 Err(hit) => Refusal::RateLimited {
-                    tool: name.clone(),
+                    target,
                     limit: hit.clone(),
                 },
                 Ok(e) => Refusal::CannotEnforce {
-                    tool: name.clone(),
+                    target,
                     counter: spec.name.clone(),
                     problem: e.to_string(),
                 },
             };
-            if let Some(record) = &mut entry.record {
-                record.decision = refusal.decision();
-                record.detail = format!("counter {}", spec.name);
-            }
+            record.decision = refusal.decision();
+            record.detail = format!("counter {}", spec.name);
             Some(refusal)
         })
         .collect::<Vec<_>>();

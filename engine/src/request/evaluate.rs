@@ -11,7 +11,7 @@ use crate::counters::CasStore;
 use crate::policy::caller::Caller;
 use crate::policy::{Policy, RefusalMode};
 use crate::protocol::header_value;
-use crate::protocol::jsonrpc::{parse_body, Body, Message, MessageKind};
+use crate::protocol::jsonrpc::{parse_body, Body, Message, MessageKind, PROMPTS_GET};
 use crate::reply::{self, Refusal, Reply};
 use crate::services::approval::ApprovalQuery;
 use crate::services::rate_limit::{self, RemoteCharge};
@@ -83,7 +83,7 @@ fn envelope<'b>(
         };
         reply::single(None, &refusal, refusal_mode)
     })?;
-    if let Err(problem) = headers_agree(&body, meta) {
+    if let Err(problem) = headers_agree(policy, &body, meta) {
         let id = match &body {
             Body::Single(m) => m.id.as_ref(),
             Body::Batch(_) => None,
@@ -135,10 +135,10 @@ fn charge_counters(
     Step::AwaitServices(Box::new(AwaitingServices { queries, charging }))
 }
 
-/// MCP 2026-07-28 clients repeat the method (and tool name) in headers, which proxies and
-/// servers may route on. If they disagree with the body, something is trying to make us and the
-/// server see different requests: refuse.
-fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
+/// MCP 2026-07-28 clients repeat the method (and the tool, resource or prompt name) in headers,
+/// which proxies and servers may route on. If they disagree with the body, something is trying
+/// to make us and the server see different requests: refuse.
+fn headers_agree(policy: &Policy, body: &Body, meta: &RequestMeta) -> Result<(), String> {
     if meta.mcp_method.is_none() && meta.mcp_name.is_none() {
         return Ok(());
     }
@@ -169,20 +169,42 @@ fn headers_agree(body: &Body, meta: &RequestMeta) -> Result<(), String> {
     }
     // A name that is not plain printable ASCII comes encoded (`=?base64?…?=`): compared as the
     // server compares it, decoded; one that does not decode matches nothing.
-    if let (Some(header), MessageKind::ToolCall { name }) = (meta.mcp_name, &message.kind) {
+    if let (Some(header), Some((what, name))) = (meta.mcp_name, decided_name(policy, message)) {
         let decoded = header_value::decode(header).map_err(|e| format!("Mcp-Name header {e}"))?;
-        if decoded != name.as_str() {
+        if decoded != name {
             let shown = if decoded == header {
                 format!("\"{header}\"")
             } else {
                 format!("{header:?} (decoded: {decoded:?})")
             };
             return Err(format!(
-                "Mcp-Name header is {shown} but the body calls tool \"{name}\""
+                "Mcp-Name header is {shown} but the body {what} \"{name}\""
             ));
         }
     }
     Ok(())
+}
+
+/// The name the policy decides `message` by, and what the body does with it: what `Mcp-Name`
+/// must repeat. (A resource request decided by the `methods` block is decided by its method.)
+fn decided_name<'m>(policy: &Policy, message: &'m Message) -> Option<(&'static str, &'m str)> {
+    match &message.kind {
+        MessageKind::ToolCall { name } => Some(("calls tool", name)),
+        MessageKind::Named {
+            method,
+            name: Ok(name),
+        } if method == PROMPTS_GET => policy
+            .targets
+            .prompts
+            .is_some()
+            .then_some(("gets prompt", name)),
+        MessageKind::Named { name: Ok(uri), .. } => policy
+            .targets
+            .resources
+            .is_some()
+            .then_some(("names resource", uri)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +222,7 @@ mod tests {
     #[allow(unused_imports)]
     use crate::request::evaluate::{evaluate, RequestMeta, Step};
     use crate::request::outcome::*;
+    use crate::target::Target;
     #[allow(unused_imports)]
     use crate::test_support::done;
     use crate::test_support::{test, MemoryStore};
@@ -295,7 +318,7 @@ mod tests {
         assert_eq!(
             out.calls,
             vec![CallRecord {
-                tool: "wechat_mass_send".into(),
+                target: Target::Tool("wechat_mass_send".into()),
                 decision: Decision::Allowed,
                 detail: String::new(),
                 rule: "tools.wechat_mass_send".into(),
@@ -1233,7 +1256,7 @@ mod tests {
         );
         let list = format!(r#"{{"jsonrpc":"2.0","id":{big},"method":"tools/list"}}"#);
         let out = h.as_agent("b", &list);
-        assert!(jsonrpc::same_id(&out.tools_list_ids[0], &answer["id"]));
+        assert!(jsonrpc::same_id(&out.listings[0].id, &answer["id"]));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The request path: headers are screened, then the body is evaluated against the policy:
-//! envelope → plan each call (`plan`, deciding access with `access`) → charge counters
+//! envelope → plan each message (`plan`, deciding tool calls with `access`, resources, prompts
+//! and other methods with `targets`) → charge counters
 //! (`charge`) → a `Step`, finished (`outcome`) or waiting for rate-limit services (`remote`) or
 //! an approval.
 
@@ -12,3 +13,4 @@ pub mod outcome;
 pub mod plan;
 pub mod remote;
 pub mod slot;
+pub mod targets;

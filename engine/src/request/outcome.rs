@@ -1,26 +1,27 @@
 //! What a finished decision is: forward the request or answer it, what happened to each call,
 //! what the calls hold for refunds, and the counters they touched.
 
-use serde_json::Value;
-
 use crate::counters::reservations::Reservation;
 use crate::decision::Decision;
 use crate::policy::RefusalMode;
 use crate::protocol::jsonrpc::Id;
+use crate::protocol::listing::Listing;
 use crate::reply::{self, Refusal, Reply};
 use crate::services::approval::ApprovalQuery;
+use crate::target::Target;
 
-/// What happened to one `tools/call` (for logs).
+/// What happened to one decided request: a `tools/call`, or what a `resources`, `prompts` or
+/// `methods` block decided (for the audit record, metrics and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
-    pub tool: String,
+    pub target: Target,
     pub decision: Decision,
     pub detail: String,
     /// The policy element that decided (JSON path), for audit records.
     pub rule: String,
     /// The JSON-RPC id of the call, if it has one.
     pub id: Option<Id>,
-    /// The call's `arguments` as sent (raw JSON), for the audit record: kept only when it
+    /// A tool call's `arguments` as sent (raw JSON), for the audit record: kept only when it
     /// reads them (`Policy::audit_reads_arguments`), hashed or whole.
     pub arguments: Option<String>,
 }
@@ -49,8 +50,8 @@ pub struct Outcome {
     pub calls: Vec<CallRecord>,
     /// Set when something went wrong that an operator should see (counter store failures).
     pub problem: Option<String>,
-    /// Ids of forwarded `tools/list` requests, whose answers are to be filtered.
-    pub tools_list_ids: Vec<Value>,
+    /// Forwarded listing requests (`tools/list`, …) whose answers are to be filtered.
+    pub listings: Vec<Listing>,
     /// What each forwarded tools/call with an id has taken: refunded if it fails upstream.
     pub reservations: Vec<Reservation>,
     /// Counters charged (or found used up), for the audit record.
@@ -82,7 +83,7 @@ impl Outcome {
             verdict: Verdict::Reply(reply),
             calls,
             problem: None,
-            tools_list_ids: Vec::new(),
+            listings: Vec::new(),
             reservations: Vec::new(),
             counters: Vec::new(),
         }
@@ -110,7 +111,7 @@ impl Outcome {
             _ => String::new(),
         };
         let record = CallRecord {
-            tool: query.tool.clone(),
+            target: Target::Tool(query.tool.clone()),
             decision: refusal.decision(),
             detail,
             rule: query.rule.clone(),

@@ -7,6 +7,7 @@ use super::access::{decide_with_rule, ToolDecision};
 use super::meta::RequestMeta;
 use super::outcome::{CallRecord, Outcome};
 use super::slot::counter_slot;
+use super::targets::{decide_target, governed, Governed};
 use crate::counters::{current, CasStore, CounterError, StoreError};
 use crate::decision::Decision;
 use crate::json::strict;
@@ -14,18 +15,24 @@ use crate::policy::caller::Caller;
 use crate::policy::rules::{Charge, Unreadable};
 use crate::policy::{CounterId, Policy, RefusalMode};
 use crate::protocol::jsonrpc::{Body, Id, Message, MessageKind, INVALID_REQUEST};
+use crate::protocol::listing::ListingKind;
 use crate::reply::{self, Refusal};
 use crate::services::approval::{self, ApprovalQuery};
+use crate::target::Target;
 
 /// What the first pass decided for one message.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Planned {
     /// Why the message is refused, if it is.
     pub(crate) refusal: Option<Refusal>,
-    /// The counters an allowed tools/call must fit in.
+    /// The counters an allowed request must fit in.
     pub(crate) charges: Option<Vec<Charge>>,
-    /// What happened to a tools/call that was decided, for the audit record and metrics.
+    /// What happened to a request that was decided, for the audit record and metrics.
     pub(crate) record: Option<CallRecord>,
+    /// The entry that decided it (a tool's, a resource's, …) is in shadow mode.
+    pub(crate) shadow: bool,
+    /// A request that passes undecided and whose answer lists entries to filter.
+    pub(crate) listing: Option<ListingKind>,
 }
 
 impl Planned {
@@ -39,8 +46,8 @@ impl Planned {
     fn refused(refusal: Refusal, record: Option<CallRecord>) -> Planned {
         Planned {
             refusal: Some(refusal),
-            charges: None,
             record,
+            ..Planned::default()
         }
     }
 }
@@ -137,8 +144,85 @@ impl Planner<'_> {
                 },
                 None,
             ),
-            MessageKind::Other { .. } | MessageKind::Response => Planned::default(),
+            MessageKind::Named { .. } | MessageKind::Other { .. } => self.plan_target(message),
+            MessageKind::Response => Planned::default(),
         }
+    }
+
+    /// A request a `resources`, `prompts` or `methods` block may decide: its target, caller and
+    /// arguments against the policy.
+    fn plan_target(&mut self, message: &Message) -> Planned {
+        let (target, rule) = match governed(self.policy, message) {
+            Governed::Passes => {
+                let listing = message
+                    .method()
+                    .and_then(ListingKind::of)
+                    .filter(|kind| self.policy.targets.filters(*kind));
+                return Planned {
+                    listing,
+                    ..Planned::default()
+                };
+            }
+            Governed::Invalid(e) => {
+                let refusal = Refusal::Invalid {
+                    code: e.code,
+                    problem: e.problem,
+                };
+                return Planned::refused(refusal, None);
+            }
+            Governed::Decided { target, rule } => (target, rule),
+        };
+        // Only rules read arguments: without any, they stay unparsed text.
+        let arguments = if rule.is_some_and(|r| !r.rules.is_empty()) {
+            match message.arguments.map(rule_arguments).transpose() {
+                Ok(arguments) => arguments,
+                Err(problem) => return Planned::refused(invalid(problem), None),
+            }
+        } else {
+            None
+        };
+        let (policy, caller) = (self.policy, self.caller);
+        let (decision, path) = self.with_counters(|read_counter| {
+            decide_target(
+                policy,
+                caller,
+                &target,
+                rule,
+                arguments.as_ref(),
+                read_counter,
+            )
+        });
+        let call = Call {
+            target,
+            id: &message.id,
+            arguments: None,
+            audited: false,
+        };
+        let mut planned = self.decided(call, decision, path);
+        planned.shadow = rule.is_some_and(|r| r.shadow);
+        planned
+    }
+
+    /// `decide`, reading counters as they stand before this request.
+    fn with_counters<T>(
+        &mut self,
+        decide: impl FnOnce(&mut dyn FnMut(CounterId) -> Result<u64, CounterError>) -> T,
+    ) -> T {
+        let Planner {
+            policy,
+            caller,
+            meta,
+            store,
+            ..
+        } = self;
+        let mut read_counter = |id: CounterId| -> Result<u64, CounterError> {
+            let spec = policy.counter(id).ok_or_else(|| {
+                CounterError::Store(StoreError(format!("counter #{id} is not defined")))
+            })?;
+            let slot = counter_slot(policy, meta.namespace, spec, caller, meta.session);
+            current(&mut **store, &slot, spec.window, meta.now)
+        };
+        decide(&mut read_counter)
     }
 
     /// A tools/call: its tool, caller and arguments against the policy. Conditions on counters
@@ -153,12 +237,11 @@ impl Planner<'_> {
             return Planned::default();
         };
         let call = Call {
-            name,
+            target: Target::Tool(name.clone()),
             id,
             arguments: *arguments,
             audited: self.policy.audit_reads_arguments(),
         };
-        let name = call.name;
         // Only rules read arguments: without any, they stay unparsed text.
         let arguments = if self.policy.reads_arguments(name) {
             match call.arguments.map(rule_arguments).transpose() {
@@ -168,23 +251,17 @@ impl Planner<'_> {
         } else {
             None
         };
-        let (decision, rule) = {
-            let Planner {
-                policy,
-                caller,
-                meta,
-                store,
-                ..
-            } = self;
-            let mut read_counter = |id: CounterId| -> Result<u64, CounterError> {
-                let spec = policy.counter(id).ok_or_else(|| {
-                    CounterError::Store(StoreError(format!("counter #{id} is not defined")))
-                })?;
-                let slot = counter_slot(policy, meta.namespace, spec, caller, meta.session);
-                current(&mut **store, &slot, spec.window, meta.now)
-            };
-            decide_with_rule(policy, caller, name, arguments.as_ref(), &mut read_counter)
-        };
+        let (policy, caller) = (self.policy, self.caller);
+        let (decision, rule) = self.with_counters(|read_counter| {
+            decide_with_rule(policy, caller, name, arguments.as_ref(), read_counter)
+        });
+        let mut planned = self.decided(call, decision, rule);
+        planned.shadow = policy.tools.get(name).is_some_and(|t| t.shadow);
+        planned
+    }
+
+    /// What `decision` (by the policy element at `rule`) makes of `call`.
+    fn decided(&mut self, call: Call, decision: ToolDecision, rule: String) -> Planned {
         match decision {
             ToolDecision::Deny {
                 unreadable: Some(Unreadable { counter: id, error }),
@@ -197,7 +274,7 @@ impl Planner<'_> {
                 let problem = error.to_string();
                 let detail = format!("counter {counter} could not be read: {problem}");
                 let refusal = Refusal::CannotEnforce {
-                    tool: name.to_owned(),
+                    target: call.target.clone(),
                     counter,
                     problem,
                 };
@@ -205,11 +282,11 @@ impl Planner<'_> {
                 Planned::refused(refusal, Some(record))
             }
             ToolDecision::Deny { reason, .. } => {
-                let record = call.record(Decision::Denied, reason.clone(), rule);
                 let refusal = Refusal::Denied {
-                    tool: name.to_owned(),
-                    reason,
+                    target: call.target.clone(),
+                    reason: reason.clone(),
                 };
+                let record = call.record(Decision::Denied, reason, rule);
                 Planned::refused(refusal, Some(record))
             }
             ToolDecision::Allow {
@@ -236,9 +313,9 @@ impl Planner<'_> {
                     (Decision::WouldDeny, what.join("; "))
                 };
                 Planned {
-                    refusal: None,
                     charges: Some(charges),
                     record: Some(call.record(decision, detail, rule)),
+                    ..Planned::default()
                 }
             }
         }
@@ -252,7 +329,7 @@ impl Planner<'_> {
         call: &Call,
         approval_rule: String,
     ) -> Result<Option<String>, Box<Planned>> {
-        let name = call.name;
+        let name = call.target.name();
         let query = approval::query(
             self.policy,
             self.meta.namespace,
@@ -269,11 +346,15 @@ impl Planner<'_> {
                 let reason =
                     "this call needs a human's approval; send it alone, not in a JSON-RPC batch"
                         .to_owned();
-                let record = call.record(Decision::Denied, reason.clone(), approval_rule);
                 let refusal = Refusal::Denied {
-                    tool: name.to_owned(),
-                    reason,
+                    target: call.target.clone(),
+                    reason: reason.clone(),
                 };
+                let call = Call {
+                    target: call.target.clone(),
+                    ..*call
+                };
+                let record = call.record(Decision::Denied, reason, approval_rule);
                 Err(Box::new(Planned::refused(refusal, Some(record))))
             }
             _ => {
@@ -311,11 +392,11 @@ impl Planner<'_> {
     }
 }
 
-/// A tools/call message, seen as its parts.
+/// A decided message, seen as its parts.
 struct Call<'m> {
-    name: &'m str,
+    target: Target,
     id: &'m Option<Id>,
-    /// The arguments as sent, in the body.
+    /// A tool call's arguments as sent, in the body.
     arguments: Option<&'m str>,
     /// The audit record reads the arguments (their hash, or themselves): the call's record
     /// keeps a copy, which outlives the body.
@@ -324,9 +405,9 @@ struct Call<'m> {
 
 impl Call<'_> {
     /// The record of this call, decided.
-    fn record(&self, decision: Decision, detail: String, rule: String) -> CallRecord {
+    fn record(self, decision: Decision, detail: String, rule: String) -> CallRecord {
         CallRecord {
-            tool: self.name.to_owned(),
+            target: self.target,
             decision,
             detail,
             rule,

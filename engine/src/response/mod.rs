@@ -1,4 +1,5 @@
 //! The response path: what an answer tells about the calls that were forwarded.
 
+pub mod listing;
 pub mod tools_list;
 pub mod watch;

@@ -55,34 +55,6 @@ pub fn filter_message(
     Some(rewritten)
 }
 
-/// Filter a whole JSON body (one message or a batch). `None` when nothing changes.
-pub fn filter_json_body(
-    policy: &Policy,
-    caller: &Caller,
-    ids: &[Value],
-    body: &[u8],
-) -> Option<Vec<u8>> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let rewritten = match &value {
-        Value::Array(items) => {
-            let mut changed = false;
-            let items: Vec<Value> = items
-                .iter()
-                .map(|m| match filter_message(policy, caller, ids, m) {
-                    Some(new) => {
-                        changed = true;
-                        new
-                    }
-                    None => m.clone(),
-                })
-                .collect();
-            changed.then_some(Value::Array(items))?
-        }
-        single => filter_message(policy, caller, ids, single)?,
-    };
-    Some(rewritten.to_string().into_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,27 +180,5 @@ mod tests {
         let last = text.lines().rfind(|l| l.starts_with("data: {")).unwrap();
         let message: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
         assert_eq!(names(&message), vec!["wechat_get_followers"]);
-    }
-
-    #[test]
-    fn json_bodies_and_batches() {
-        let policy = load_policy(POLICY.as_bytes()).unwrap();
-        let caller = Caller::new(&policy, None);
-        let body = listing(json!(3)).to_string();
-        let out: Value = serde_json::from_slice(
-            &filter_json_body(&policy, &caller, &[json!(3)], body.as_bytes()).unwrap(),
-        )
-        .unwrap();
-        assert!(
-            names(&out).is_empty(),
-            "anonymous holds no grant under default deny"
-        );
-        let batch = json!([listing(json!(3)), {"jsonrpc":"2.0","id":4,"result":{}}]).to_string();
-        let out: Value = serde_json::from_slice(
-            &filter_json_body(&policy, &caller, &[json!(3)], batch.as_bytes()).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(out[1]["id"], 4);
-        assert!(filter_json_body(&policy, &caller, &[json!(9)], body.as_bytes()).is_none());
     }
 }

@@ -1,19 +1,21 @@
 //! Reading the answer to a forwarded request: a call the server failed gives back what it took
-//! (refund), and a `tools/list` answer loses the tools this caller may not call. JSON answers are
-//! held whole (up to a cap) and read at their end; SSE answers are read event by event.
+//! (refund), and a listing (a `tools/list`, … answer) loses what this caller may not use. JSON
+//! answers are held whole (up to a cap) and read at their end; SSE answers are read event by
+//! event.
 
 use serde_json::Value;
 
-use super::tools_list::{filter_json_body, filter_message};
+use super::listing::{filter_json_body, filter_message};
 use crate::counters::reservations::{http_error_refunds, refund, settle, Reservation};
 use crate::host::{Action, Host, Level};
 use crate::policy::caller::Caller;
 use crate::policy::Policy;
 use crate::protocol::header_map;
+use crate::protocol::listing::Listing;
 use crate::protocol::sse::SseRewriter;
 
 /// The most of a JSON answer held to read it whole (to refund a failed call, to filter a
-/// tools/list): below Envoy's default per-stream buffer limit (1 MiB), so holding never makes
+/// listing): below Envoy's default per-stream buffer limit (1 MiB), so holding never makes
 /// Envoy reset the stream.
 pub const MAX_HELD_ANSWER: usize = 512 * 1024;
 
@@ -32,7 +34,7 @@ enum Reading {
 pub struct Reader<'a> {
     pub host: &'a mut dyn Host,
     pub policy: &'a Policy,
-    /// Whose tools/list answer is filtered.
+    /// Whose listings are filtered.
     pub caller: &'a Caller<'a>,
     /// The filter instance, for log lines.
     pub namespace: &'a str,
@@ -41,9 +43,8 @@ pub struct Reader<'a> {
 /// What a forwarded request left to watch for in its answer.
 #[derive(Debug, Default)]
 pub struct Watch {
-    /// Ids of forwarded tools/list requests: their answers lose the tools this caller may not
-    /// call.
-    tools_list_ids: Vec<Value>,
+    /// Forwarded listing requests: their answers lose what this caller may not use.
+    listings: Vec<Listing>,
     /// What each forwarded tools/call took: refunded if the upstream fails it.
     reservations: Vec<Reservation>,
     reading: Reading,
@@ -52,9 +53,9 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(tools_list_ids: Vec<Value>, reservations: Vec<Reservation>) -> Watch {
+    pub fn new(listings: Vec<Listing>, reservations: Vec<Reservation>) -> Watch {
         Watch {
-            tools_list_ids,
+            listings,
             reservations,
             ..Watch::default()
         }
@@ -62,7 +63,7 @@ impl Watch {
 
     /// Nothing to watch for: the answer passes unread.
     pub fn idle(&self) -> bool {
-        self.tools_list_ids.is_empty() && self.reservations.is_empty()
+        self.listings.is_empty() && self.reservations.is_empty()
     }
 
     /// Refund on an HTTP error; choose how the body is read. `raw`: the serialized header map
@@ -74,7 +75,7 @@ impl Watch {
         let headers = raw.and_then(header_map::decode).unwrap_or_else(|| {
             // Read as no headers: no status, so nothing is refunded (never undercharged), and no
             // content type, so the answer is not rewritten, as an answer in a format the filter
-            // does not read; its tools stay enforced when called.
+            // does not read; what it lists stays enforced when requested.
             host.log(
                 Level::Error,
                 &format!(
@@ -105,8 +106,8 @@ impl Watch {
         } else {
             Reading::None
         };
-        if !self.tools_list_ids.is_empty() && !matches!(self.reading, Reading::None) {
-            // A tools/list answer may be rewritten: its length will change.
+        if !self.listings.is_empty() && !matches!(self.reading, Reading::None) {
+            // A listing may be rewritten: its length will change.
             host.remove_response_header("content-length");
         }
     }
@@ -172,7 +173,7 @@ impl Watch {
     }
 
     /// Every complete event of the chunk: calls it answers with an error are refunded, a
-    /// tools/list answer in it is rewritten.
+    /// listing in it is rewritten.
     fn read_sse(
         &mut self,
         reader: Reader,
@@ -187,14 +188,14 @@ impl Watch {
             namespace,
         } = reader;
         let chunk = host.response_body(body_size);
-        let ids = &self.tools_list_ids;
+        let listings = &self.listings;
         let pending = &mut self.reservations;
         let mut refunds = Vec::new();
         let mut observe = |message: &Value| {
             if let Some(failed) = settle(pending, message) {
                 refunds.push(failed);
             }
-            filter_message(policy, caller, ids, message)
+            filter_message(policy, caller, listings, message)
         };
         let mut out = rewriter.feed(&chunk, &mut observe);
         if end_of_stream {
@@ -220,9 +221,9 @@ impl Watch {
                 return Action::Pause;
             }
             // Too large to hold (Envoy would reset the stream at its buffer limit): it goes on
-            // as is, its calls stay charged (no evidence of failure) and a tools/list in it is
-            // not filtered.
-            if !self.tools_list_ids.is_empty() {
+            // as is, its calls stay charged (no evidence of failure) and a listing in it is not
+            // filtered.
+            if !self.listings.is_empty() {
                 host.log(
                     Level::Warn,
                     &format!(
@@ -235,7 +236,7 @@ impl Watch {
             return Action::Continue;
         }
         let body = host.response_body(body_size);
-        if self.tools_list_ids.is_empty() && !contains(&body, b"\"error\"") {
+        if self.listings.is_empty() && !contains(&body, b"\"error\"") {
             // Nothing to rewrite and no JSON-RPC error: every reservation stands, and a large
             // tool result is not parsed for nothing. (An error spelled with escapes is then not
             // refunded: the caller is charged, never undercharged.)
@@ -255,7 +256,7 @@ impl Watch {
                 refund_one(host, namespace, &failed, "JSON-RPC error");
             }
         }
-        if let Some(filtered) = filter_json_body(policy, caller, &self.tools_list_ids, &body) {
+        if let Some(filtered) = filter_json_body(policy, caller, &self.listings, &body) {
             host.replace_response_body(body_size, &filtered);
         }
         Action::Continue
@@ -271,7 +272,7 @@ fn refund_one(host: &mut dyn Host, namespace: &str, reservation: &Reservation, w
         Ok(()) => host.log(
             Level::Debug,
             &format!(
-                "mcp-policy-filter[{namespace}]: refunded tools/call id {} ({why})",
+                "mcp-policy-filter[{namespace}]: refunded request id {} ({why})",
                 reservation.id
             ),
         ),

@@ -2,7 +2,7 @@
 //! headers included, until the whole body has arrived; then the engine decides, maybe after
 //! asking rate-limit services or the approval service, and the request is either released
 //! untouched or answered here. Other methods stream through. The answer to a forwarded request
-//! is watched for failed calls (refunds) and tools/list answers (rewritten).
+//! is watched for failed calls (refunds) and listings (`tools/list`, … answers, rewritten).
 
 use std::sync::Arc;
 
@@ -494,7 +494,7 @@ impl Stream {
         report::publish(host, &self.policy, &context, &outcome);
         let Outcome {
             verdict,
-            tools_list_ids,
+            listings,
             reservations,
             ..
         } = outcome;
@@ -503,13 +503,13 @@ impl Stream {
                 // Legacy HTTP+SSE: this response is only "202 Accepted"; the answers travel on
                 // the session's SSE stream. What the calls took is committed now: refunding when
                 // this response carries no answer would let every legacy call through uncounted.
-                // A tools/list answer is still filtered should it come here after all: a server
-                // that ignores the legacy query answers in this response.
-                self.watch = Watch::new(tools_list_ids, Vec::new());
+                // A listing is still filtered should it come here after all: a server that
+                // ignores the legacy query answers in this response.
+                self.watch = Watch::new(listings, Vec::new());
                 Action::Continue
             }
             Verdict::Forward => {
-                self.watch = Watch::new(tools_list_ids, reservations);
+                self.watch = Watch::new(listings, reservations);
                 Action::Continue
             }
             Verdict::Reply(reply) => {

@@ -123,6 +123,11 @@ impl Host for FakeHost {
     fn count(&mut self, metric: Metric<'_>) {
         self.metrics.push(match metric {
             Metric::ToolCall { tool, decision } => format!("call {tool} {decision}"),
+            Metric::Request {
+                method,
+                target,
+                decision,
+            } => format!("request {method} {target} {decision}"),
             Metric::ServiceAnswer { service, result } => format!("service {service} {result}"),
             Metric::ConfigFailure => "config failure".to_owned(),
         });
