@@ -1,19 +1,24 @@
 //! `mcp-policy check FILE`: validate a policy exactly as the filter would, before deploying it.
 //! `mcp-policy hash VALUE`: how a secret identity (an API key) is listed in a grant.
-//! `mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON]`: what the filter would
-//! decide for one call, and which element of the policy decided it.
+//! `mcp-policy explain FILE (--tool NAME | --resource URI | --prompt NAME | --method NAME)
+//! [--identity VALUE] [--args JSON]`: what the filter would decide for one call (or resource
+//! read, prompt, other request), and which element of the policy decided it.
 //! `mcp-policy import INTERCEPT.yaml`: an Intercept policy as ours.
 
 mod intercept_import;
 
 use std::process::ExitCode;
 
-use mcp_policy_engine::load_policy;
 use mcp_policy_engine::sha256_tag;
+use mcp_policy_engine::{explain_request, load_policy};
 
 const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE \
-     | mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON] \
+     | mcp-policy explain FILE (--tool NAME | --resource URI | --prompt NAME | --method NAME) \
+     [--identity VALUE] [--args JSON] \
      | mcp-policy import INTERCEPT.yaml";
+
+/// What `explain` is asked about: the flag that named it, and the name.
+type Subject<'a> = (&'a str, &'a str);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,14 +74,16 @@ fn import(file: &str) -> ExitCode {
     }
 }
 
-/// The decision for one call and the rule path that produced it, as JSON on stdout.
+/// The decision for one request and the rule path that produced it, as JSON on stdout.
 fn explain(file: &str, options: &[&str]) -> ExitCode {
-    let (mut tool, mut identity, mut arguments) = (None, None, None);
+    let (mut subject, mut identity, mut arguments): (Option<Subject>, _, _) = (None, None, None);
     let mut it = options.iter();
     while let Some(flag) = it.next() {
         let value = it.next().copied();
         match (*flag, value) {
-            ("--tool", Some(v)) => tool = Some(v),
+            ("--tool" | "--resource" | "--prompt" | "--method", Some(v)) if subject.is_none() => {
+                subject = Some((flag, v));
+            }
             ("--identity", Some(v)) => identity = Some(v),
             ("--args", Some(v)) => match serde_json::from_str::<serde_json::Value>(v) {
                 Ok(args) => arguments = Some(args),
@@ -91,7 +98,7 @@ fn explain(file: &str, options: &[&str]) -> ExitCode {
             }
         }
     }
-    let Some(tool) = tool else {
+    let Some(subject) = subject else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
@@ -109,7 +116,17 @@ fn explain(file: &str, options: &[&str]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let explanation = mcp_policy_engine::explain(&policy, tool, identity, arguments.as_ref());
+    let arguments = arguments.as_ref();
+    let explanation = match subject {
+        ("--tool", tool) => mcp_policy_engine::explain(&policy, tool, identity, arguments),
+        ("--resource", uri) => {
+            explain_request(&policy, "resources/read", Some(uri), identity, arguments)
+        }
+        ("--prompt", name) => {
+            explain_request(&policy, "prompts/get", Some(name), identity, arguments)
+        }
+        (_, method) => explain_request(&policy, method, None, identity, arguments),
+    };
     match serde_json::to_string_pretty(&explanation) {
         Ok(text) => {
             println!("{text}");

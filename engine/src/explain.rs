@@ -1,13 +1,21 @@
-//! `mcp-policy explain`: what the filter would decide for one call, and which element of the
-//! policy decided it, computed by the same decision code the filter runs. Counters are taken as
-//! empty (a fresh window), since the CLI has no view of a running Envoy's shared data.
+//! `mcp-policy explain`: what the filter would decide for one call (or resource read, prompt,
+//! other request), and which element of the policy decided it, computed by the same decision
+//! code the filter runs. Counters are taken as empty (a fresh window), since the CLI has no view
+//! of a running Envoy's shared data.
 
 use serde_json::{json, Map, Value};
 
 use crate::policy::caller::Caller;
-use crate::policy::identity::{self, RequestAttributes};
+use crate::policy::identity::{self, Identity, RequestAttributes};
 use crate::policy::Policy;
+use crate::protocol::jsonrpc::{
+    BodyError, Message, MessageKind, INVALID_PARAMS, PROMPTS_GET, RESOURCES_READ,
+    RESOURCES_SUBSCRIBE,
+};
+use crate::reply::denied_message;
 use crate::request::access::{decide_with_rule, ToolDecision};
+use crate::request::targets::{decide_target, governed, Governed};
+use crate::target::Target;
 
 struct GivenIdentity<'a>(&'a str);
 
@@ -31,8 +39,7 @@ pub fn explain(
     identity_value: Option<&str>,
     arguments: Option<&Value>,
 ) -> Value {
-    let first_source = policy.identity_sources.get(..1).unwrap_or(&[]);
-    let identity = identity_value.and_then(|v| identity::resolve(first_source, &GivenIdentity(v)));
+    let identity = given_identity(policy, identity_value);
     let caller = Caller::new(policy, identity.as_ref());
     let (decision, rule) = decide_with_rule(policy, &caller, tool, arguments, &mut |_| Ok(0));
     let mut out = Map::new();
@@ -43,22 +50,134 @@ pub fn explain(
     );
     out.insert("grant".into(), json!(caller.grant.map(|g| g.name.clone())));
     out.insert("rule".into(), json!(rule));
+    if let ToolDecision::Allow { approval, .. } = &decision {
+        out.insert("requires_approval".into(), json!(approval));
+    }
+    describe(policy, &Target::Tool(tool.to_owned()), decision, &mut out);
+    Value::Object(out)
+}
+
+/// The decision for a request with `method` other than a tools/call, naming `name` (the URI of
+/// a `resources/read` or `resources/subscribe`, the name of a `prompts/get`), by `identity`,
+/// with `arguments` (a prompt's arguments; a resource request's other params), as a JSON
+/// document.
+pub fn explain_request(
+    policy: &Policy,
+    method: &str,
+    name: Option<&str>,
+    identity_value: Option<&str>,
+    arguments: Option<&Value>,
+) -> Value {
+    let identity = given_identity(policy, identity_value);
+    let caller = Caller::new(policy, identity.as_ref());
+    let mut out = Map::new();
+    out.insert("method".into(), json!(method));
+    out.insert(
+        "identity".into(),
+        json!(identity.as_ref().map(|i| i.display())),
+    );
+    let (target, rule) = match governed(policy, &message(method, name)) {
+        Governed::Passes => {
+            out.insert("decision".into(), json!("passes"));
+            out.insert("rule".into(), Value::Null);
+            out.insert("reason".into(), json!(why_it_passes(policy, method)));
+            return Value::Object(out);
+        }
+        Governed::Invalid(e) => {
+            out.insert("decision".into(), json!("invalid"));
+            out.insert("message".into(), json!(e.problem));
+            return Value::Object(out);
+        }
+        Governed::Decided { target, rule } => (target, rule),
+    };
+    if !matches!(target, Target::Method(_)) {
+        out.insert(target.member().into(), json!(target.name()));
+    }
+    let read = rule_arguments(&target, arguments);
+    let (decision, path) =
+        decide_target(policy, &caller, &target, rule, read.as_ref(), &mut |_| {
+            Ok(0)
+        });
+    out.insert("rule".into(), json!(path));
+    describe(policy, &target, decision, &mut out);
+    Value::Object(out)
+}
+
+/// The identity the policy's first source would report for `value`.
+fn given_identity(policy: &Policy, value: Option<&str>) -> Option<Identity> {
+    let first_source = policy.identity_sources.get(..1).unwrap_or(&[]);
+    value.and_then(|v| identity::resolve(first_source, &GivenIdentity(v)))
+}
+
+/// The message a client would send, as the filter reads it.
+fn message(method: &str, name: Option<&str>) -> Message<'static> {
+    let kind = match method {
+        RESOURCES_READ | RESOURCES_SUBSCRIBE | PROMPTS_GET => MessageKind::Named {
+            method: method.to_owned(),
+            name: name.map(str::to_owned).ok_or_else(|| BodyError {
+                code: INVALID_PARAMS,
+                problem: format!(
+                    "{method} names what it asks for: explain it with --resource URI or --prompt NAME"
+                ),
+            }),
+        },
+        _ => MessageKind::Other {
+            method: method.to_owned(),
+        },
+    };
+    Message {
+        id: None,
+        kind,
+        arguments: None,
+    }
+}
+
+/// What the rules of `target`'s entry read: a prompt's arguments; a resource request's params,
+/// its `uri` included.
+fn rule_arguments(target: &Target, arguments: Option<&Value>) -> Option<Value> {
+    match target {
+        Target::Resource { uri, .. } => {
+            let mut params = arguments
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            params.insert("uri".into(), json!(uri));
+            Some(Value::Object(params))
+        }
+        _ => arguments.cloned(),
+    }
+}
+
+/// Why the policy does not decide a request with `method`.
+fn why_it_passes(policy: &Policy, method: &str) -> String {
+    if let Some(why) = policy.targets.outside_methods(method) {
+        return format!("{method}: {why}");
+    }
+    let block = match method {
+        RESOURCES_READ | RESOURCES_SUBSCRIBE => "\"resources\" or \"methods\" block",
+        PROMPTS_GET => "\"prompts\" or \"methods\" block",
+        _ => "\"methods\" block",
+    };
+    format!("the policy has no {block}: {method} passes untouched")
+}
+
+/// The decision's members: `decision`, and `message` for a denial, or `would_deny` and `charges`.
+fn describe(
+    policy: &Policy,
+    target: &Target,
+    decision: ToolDecision,
+    out: &mut Map<String, Value>,
+) {
     match decision {
         ToolDecision::Deny { reason, .. } => {
             out.insert("decision".into(), json!("denied"));
-            out.insert(
-                "message".into(),
-                json!(format!(
-                    "Tool \"{tool}\" is not allowed by policy: {reason}"
-                )),
-            );
+            out.insert("message".into(), json!(denied_message(target, &reason)));
         }
         ToolDecision::Allow {
             charges,
             shadow_denials,
-            approval,
+            ..
         } => {
-            out.insert("requires_approval".into(), json!(approval));
             let would_deny: Vec<Value> = shadow_denials
                 .iter()
                 .map(|(reason, rule)| json!({"reason": reason, "rule": rule}))
@@ -79,7 +198,6 @@ pub fn explain(
             out.insert("charges".into(), Value::Array(charges));
         }
     }
-    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -139,6 +257,85 @@ mod tests {
             )["rule"],
             "grants.campaigns.tools"
         );
+    }
+
+    const BLOCKS: &str = r#"{"version":"1","default":"deny",
+        "identity":{"sources":[{"header":"x-agent-id"}],"missing":"deny"},
+        "resources":[{"prefix":"wechat://followers/","limits":[{"counter":"reads","window":"minute","max":20,"scope":"identity"}]},
+                     {"prefix":"wechat://drafts/","rules":[{"name":"plain","conditions":[{"path":"args.uri","op":"regex","value":"^wechat://drafts/[a-z]+$"}]}]},
+                     {"glob":"wechat://internal/**","action":"deny","reason":"internal data is not for agents"}],
+        "prompts":{"draft":{"rules":[{"name":"tone","conditions":[{"path":"args.tone","op":"eq","value":"warm"}]}]}},
+        "methods":{"completion/complete":{"action":"deny","reason":"no completions here"}}}"#;
+
+    #[test]
+    fn explains_resources_prompts_and_methods() {
+        let policy = load_policy(BLOCKS.as_bytes()).unwrap();
+        let ask = |method: &str, name: Option<&str>, arguments: Option<Value>| {
+            explain_request(&policy, method, name, Some("a"), arguments.as_ref())
+        };
+        let read = ask("resources/read", Some("wechat://followers/o1"), None);
+        assert_eq!(
+            (
+                read["decision"].clone(),
+                read["rule"].clone(),
+                read["resource"].clone()
+            ),
+            (
+                json!("allowed"),
+                json!("resources[0]"),
+                json!("wechat://followers/o1")
+            )
+        );
+        assert_eq!(read["charges"][0]["counter"], "reads");
+        let internal = ask("resources/read", Some("wechat://internal/keys"), None);
+        assert_eq!(internal["rule"], "resources[2].action");
+        assert_eq!(
+            internal["message"],
+            "Resource \"wechat://internal/keys\" is not allowed by policy: internal data is not for agents"
+        );
+        // A resource's rules read its params, the URI among them.
+        let draft = ask("resources/read", Some("wechat://drafts/Spring"), None);
+        assert_eq!(draft["rule"], "resources[1].rules[0]");
+        let warm = ask("prompts/get", Some("draft"), Some(json!({"tone": "warm"})));
+        assert_eq!(
+            (warm["decision"].clone(), warm["prompt"].clone()),
+            (json!("allowed"), json!("draft"))
+        );
+        let cold = ask("prompts/get", Some("draft"), Some(json!({"tone": "cold"})));
+        assert_eq!(cold["rule"], "prompts.draft.rules[0]");
+        let complete = ask("completion/complete", None, None);
+        assert_eq!(complete["rule"], r#"methods["completion/complete"].action"#);
+        assert_eq!(ask("logging/setLevel", None, None)["rule"], "default");
+        let anonymous = explain_request(
+            &policy,
+            "resources/read",
+            Some("wechat://followers/o1"),
+            None,
+            None,
+        );
+        assert_eq!(anonymous["rule"], "identity.missing");
+    }
+
+    #[test]
+    fn explains_what_passes_undecided() {
+        let policy = load_policy(BLOCKS.as_bytes()).unwrap();
+        let initialize = explain_request(&policy, "initialize", None, None, None);
+        assert_eq!(
+            (initialize["decision"].clone(), initialize["rule"].clone()),
+            (json!("passes"), Value::Null)
+        );
+        assert_eq!(
+            initialize["reason"],
+            "initialize: it always passes: sessions need it"
+        );
+        let bare = load_policy(br#"{"version":"1"}"#).unwrap();
+        let read = explain_request(&bare, "resources/read", Some("x://y"), None, None);
+        assert_eq!(
+            read["reason"],
+            "the policy has no \"resources\" or \"methods\" block: resources/read passes untouched"
+        );
+        let unnamed = explain_request(&policy, "resources/read", None, None, None);
+        assert_eq!(unnamed["decision"], "invalid");
     }
 
     #[test]

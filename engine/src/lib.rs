@@ -9,7 +9,8 @@
 //!   record, count, log).
 //! - [`evaluate`] decides one request body alone (the CLI, benches, fuzzing): a [`Step`], done
 //!   with an [`Outcome`] or waiting for a service.
-//! - [`explain`] says which element of a policy decides a call.
+//! - [`explain`] and [`explain_request`] say which element of a policy decides a call or another
+//!   request.
 //!
 //! Inside, modules read top to bottom (docs/architecture.md): `stream` → `report`,
 //! `response` → `request` → `services` → `reply` → `load` → `policy` → `counters` →
@@ -34,7 +35,7 @@ mod target;
 
 pub use counters::{shared_salt, CasStore, SetOutcome, StoreError};
 pub use decision::Decision;
-pub use explain::explain;
+pub use explain::{explain, explain_request};
 pub use host::{Action, Host, Level, Metric, Phase};
 pub use load::{load_policy, policy_from_value, PolicyError};
 pub use policy::identity::{sha256_tag, Identity};

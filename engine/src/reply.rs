@@ -145,9 +145,7 @@ impl Refusal {
         let mut error = Object::open(out);
         match self {
             Refusal::Denied { target, reason } => write_denied(&mut error, target, reason),
-            Refusal::RateLimited { target, limit } => {
-                write_rate_limited(&mut error, target, limit)
-            }
+            Refusal::RateLimited { target, limit } => write_rate_limited(&mut error, target, limit),
             Refusal::CannotEnforce {
                 target,
                 counter,
@@ -247,7 +245,10 @@ fn write_rate_limited(error: &mut Object, target: &Target, limit: &LimitHit) {
             ("limit", Member::U64(Some(limit.max))),
             ("needed", Member::U64(Some(limit.needed))),
             ("reason", Member::OptStr(limit.reason.as_deref())),
-            ("retry_after_seconds", Member::U64(limit.retry_after_seconds)),
+            (
+                "retry_after_seconds",
+                Member::U64(limit.retry_after_seconds),
+            ),
             ("scope", Member::Str(limit.scope.as_str())),
             ("used", Member::U64(Some(limit.used))),
             ("window_seconds", Member::U64(Some(limit.window.seconds()))),

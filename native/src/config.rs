@@ -16,6 +16,8 @@ use crate::store::ProcessStore;
 pub struct CounterIds {
     /// `mcp_policy_tool_calls_total{mcp_server, mcp_tool, mcp_decision}`
     pub tool_calls: Option<usize>,
+    /// `mcp_policy_requests_total{mcp_server, mcp_method, mcp_target, mcp_decision}`
+    pub requests: Option<usize>,
     /// `mcp_policy_rate_limit_service_total{mcp_server, mcp_service, mcp_result}`
     pub service_answers: Option<usize>,
     /// `mcp_policy_config_failures_total{mcp_server}`
@@ -72,6 +74,10 @@ pub fn define_counters(config: HttpFilterConfigEnvoyPtr) -> CounterIds {
         tool_calls: define(
             "mcp_policy_tool_calls_total",
             &["mcp_server", "mcp_tool", "mcp_decision"],
+        ),
+        requests: define(
+            "mcp_policy_requests_total",
+            &["mcp_server", "mcp_method", "mcp_target", "mcp_decision"],
         ),
         service_answers: define(
             "mcp_policy_rate_limit_service_total",

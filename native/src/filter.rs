@@ -211,6 +211,17 @@ impl Host for NativeHost {
                         .increment(id, &[&server, &Stats::label(tool), decision]);
                 }
             }
+            Metric::Request {
+                method,
+                target,
+                decision,
+            } => {
+                if let Some(id) = self.config.counters.requests {
+                    let (method, target) = (Stats::label(method), Stats::label(target));
+                    self.envoy
+                        .increment(id, &[&server, &method, &target, decision]);
+                }
+            }
             Metric::ServiceAnswer { service, result } => {
                 if let Some(id) = self.config.counters.service_answers {
                     self.envoy

@@ -377,7 +377,10 @@ pub(crate) struct RuleList<'v> {
 /// The rules of `lists`, in order. A condition may read the state counter of any rule in them.
 #[cold]
 #[inline(never)]
-pub(crate) fn load_lists(lists: &[RuleList], counters: &mut CounterTable) -> Result<Vec<Vec<Rule>>> {
+pub(crate) fn load_lists(
+    lists: &[RuleList],
+    counters: &mut CounterTable,
+) -> Result<Vec<Vec<Rule>>> {
     // Pass 1: every state counter, under its scope, so that any condition can refer to it.
     let mut expanded_lists = Vec::with_capacity(lists.len());
     let mut states: HashMap<String, StateCounter> = HashMap::new();

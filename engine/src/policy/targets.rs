@@ -74,9 +74,9 @@ impl Targets {
             RESOURCES_READ | RESOURCES_SUBSCRIBE if resources => {
                 Some("it is decided by the \"resources\" block")
             }
-            RESOURCES_LIST | RESOURCE_TEMPLATES_LIST if resources => {
-                Some("it always passes when there is a \"resources\" block, which filters its answer")
-            }
+            RESOURCES_LIST | RESOURCE_TEMPLATES_LIST if resources => Some(
+                "it always passes when there is a \"resources\" block, which filters its answer",
+            ),
             PROMPTS_GET if prompts => Some("it is decided by the \"prompts\" block"),
             PROMPTS_LIST if prompts => {
                 Some("it always passes when there is a \"prompts\" block, which filters its answer")
@@ -122,8 +122,14 @@ impl Targets {
         let resources = self.resources.as_ref().map(|r| r.iter().map(|e| &e.rule));
         let blocks = [
             ("resource", resources.map(|r| r.collect::<Vec<_>>())),
-            ("prompt", self.prompts.as_ref().map(|p| p.values().collect())),
-            ("method", self.methods.as_ref().map(|m| m.values().collect())),
+            (
+                "prompt",
+                self.prompts.as_ref().map(|p| p.values().collect()),
+            ),
+            (
+                "method",
+                self.methods.as_ref().map(|m| m.values().collect()),
+            ),
         ];
         for (what, rules) in blocks {
             if let Some(rules) = rules {
@@ -132,5 +138,70 @@ impl Targets {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_policy;
+    use crate::test_support::test;
+
+    #[test]
+    fn a_methods_block_decides_only_what_nothing_else_does() {
+        let with = |blocks: &str| {
+            load_policy(format!(r#"{{"version":"1",{blocks}}}"#).as_bytes())
+                .unwrap()
+                .targets
+        };
+        let methods = with(r#""methods":{}"#);
+        for decided in [
+            "completion/complete",
+            "resources/read",
+            "resources/list",
+            "prompts/get",
+            "prompts/list",
+            "anything",
+        ] {
+            assert!(methods.methods_decide(decided), "{decided}");
+        }
+        for passing in [
+            "initialize",
+            "ping",
+            "tools/list",
+            "tools/call",
+            "resources/unsubscribe",
+            "notifications/initialized",
+            "notifications/cancelled",
+        ] {
+            assert!(!methods.methods_decide(passing), "{passing}");
+        }
+        let all = with(r#""resources":[],"prompts":{},"methods":{}"#);
+        for elsewhere in [
+            "resources/read",
+            "resources/subscribe",
+            "resources/list",
+            "resources/templates/list",
+            "prompts/get",
+            "prompts/list",
+        ] {
+            assert!(!all.methods_decide(elsewhere), "{elsewhere}");
+        }
+        assert!(
+            !with(r#""resources":[]"#).methods_decide("anything"),
+            "no methods block"
+        );
+    }
+
+    #[test]
+    fn only_blocks_that_are_present_filter_their_listings() {
+        let bare = Targets::default();
+        assert!(bare.filters(ListingKind::Tools));
+        assert!(!bare.filters(ListingKind::Resources));
+        assert!(!bare.filters(ListingKind::ResourceTemplates));
+        assert!(!bare.filters(ListingKind::Prompts));
+        let policy = load_policy(br#"{"version":"1","resources":[],"prompts":{}}"#).unwrap();
+        assert!(policy.targets.filters(ListingKind::ResourceTemplates));
+        assert!(policy.targets.filters(ListingKind::Prompts));
     }
 }

@@ -605,6 +605,94 @@ mod tests {
     }
 
     #[test]
+    fn resource_and_prompt_requests_name_what_they_ask_for() {
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"wechat:\/\/a\u0062","_meta":{}}}"#,
+        );
+        assert_eq!(
+            m.kind,
+            MessageKind::Named {
+                method: RESOURCES_READ.into(),
+                name: Ok("wechat://ab".into())
+            }
+        );
+        // Rules on a resource read its whole params, as sent.
+        assert_eq!(
+            m.arguments,
+            Some(r#"{"uri":"wechat:\/\/a\u0062","_meta":{}}"#)
+        );
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"draft","arguments":{"tone":"warm"}}}"#,
+        );
+        assert_eq!(
+            (m.kind, m.arguments),
+            (
+                MessageKind::Named {
+                    method: PROMPTS_GET.into(),
+                    name: Ok("draft".into())
+                },
+                Some(r#"{"tone":"warm"}"#)
+            )
+        );
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a"}}"#,
+        );
+        assert_eq!(m.method(), Some(RESOURCES_SUBSCRIBE));
+        // Unsubscribing always passes: nothing to name.
+        let m = single(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":"a"}}"#,
+        );
+        assert!(matches!(m.kind, MessageKind::Other { .. }));
+    }
+
+    #[test]
+    fn what_a_request_does_not_name_is_an_error_kept_for_the_policy() {
+        let name = |text: &str| match single(text).kind {
+            MessageKind::Named { name, .. } => name.map_err(|e| (e.code, e.problem)),
+            other => panic!("{other:?}"),
+        };
+        for (text, code, problem) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{}}"#,
+                INVALID_PARAMS,
+                "resources/read without \"params.uri\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read"}"#,
+                INVALID_PARAMS,
+                "resources/read without \"params.uri\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":["a"]}"#,
+                INVALID_PARAMS,
+                "resources/subscribe without \"params.uri\"",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":7}}"#,
+                INVALID_PARAMS,
+                "resources/read \"params.uri\" is a number, not a string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":null}}"#,
+                INVALID_PARAMS,
+                "prompts/get \"params.name\" is null, not a string",
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"URI":"a"}}"#,
+                INVALID_REQUEST,
+                "key \"URI\" differs only in case from \"uri\"",
+            ),
+        ] {
+            assert_eq!(name(text), Err((code, problem.to_owned())), "{text}");
+        }
+        // Keys differing only in case are refused for every method, as before.
+        assert!(matches!(
+            single(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","Uri":"b"}}"#).kind,
+            MessageKind::Invalid { code: INVALID_REQUEST, .. }
+        ));
+    }
+
+    #[test]
     fn client_responses_are_recognised() {
         let m = single(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#);
         assert_eq!(m.kind, MessageKind::Response);

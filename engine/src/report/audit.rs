@@ -485,6 +485,72 @@ mod tests {
     }
 
     #[test]
+    fn resources_prompts_and_methods_are_recorded_by_method_and_name() {
+        let policy = r#"{"version":"1","default":"deny","audit":{"hash_arguments":true,"include_arguments":true},
+            "resources":[{"glob":"wechat://internal/**","action":"deny","reason":"internal \"data\""},{"glob":"**"}],
+            "prompts":{"draft":{}},
+            "methods":{"logging/setLevel":{}}}"#;
+        let record = |body: &str| {
+            let policy = load_policy(policy.as_bytes()).unwrap();
+            let meta = RequestMeta {
+                namespace: "wechat",
+                now: 1_000,
+                ..Default::default()
+            };
+            let outcome = done(evaluate(
+                &policy,
+                body.as_bytes(),
+                &meta,
+                &mut MemoryStore::default(),
+            ));
+            let context = AuditContext {
+                time: 1_000,
+                request_id: None,
+                server: "wechat",
+                identity: None,
+                session: None,
+            };
+            let written = record(&policy, &context, &outcome).unwrap();
+            let calls = written.find(r#""calls":["#).unwrap() + r#""calls":["#.len();
+            let end = written.find(r#"],"counters""#).unwrap();
+            written[calls..end].to_owned()
+        };
+        assert_eq!(
+            record(
+                r#"{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"wechat://internal/keys"}}"#
+            ),
+            r#"{"id":7,"method":"resources/read","resource":"wechat://internal/keys","decision":"denied","rule":"resources[0].action","reason":"internal \"data\""}"#
+        );
+        assert_eq!(
+            record(
+                r#"{"jsonrpc":"2.0","id":"s","method":"resources/subscribe","params":{"uri":"wechat://a"}}"#
+            ),
+            r#"{"id":"s","method":"resources/subscribe","resource":"wechat://a","decision":"allowed","rule":"resources[1]"}"#
+        );
+        assert_eq!(
+            record(
+                r#"{"jsonrpc":"2.0","id":1.0,"method":"prompts/get","params":{"name":"draft","arguments":{"secret":"x"}}}"#
+            ),
+            r#"{"id":1.0,"method":"prompts/get","prompt":"draft","decision":"allowed","rule":"prompts.draft"}"#
+        );
+        assert_eq!(
+            record(r#"{"jsonrpc":"2.0","id":2,"method":"completion/complete","params":{}}"#),
+            r#"{"id":2,"method":"completion/complete","decision":"denied","rule":"default","reason":"the policy denies every method it does not list (default: deny)"}"#
+        );
+        assert_eq!(
+            record(r#"{"jsonrpc":"2.0","method":"logging/setLevel","params":{"level":"debug"}}"#),
+            r#"{"id":null,"method":"logging/setLevel","decision":"allowed","rule":"methods[\"logging/setLevel\"]"}"#
+        );
+        // Tool calls beside them are recorded as ever.
+        assert_eq!(
+            record(
+                r#"[{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t","arguments":{}}},{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"draft"}}]"#
+            ),
+            r#"{"id":3,"tool":"t","decision":"denied","rule":"default","reason":"the policy denies every tool it does not list (default: deny)","arguments_sha256":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","arguments":{}},{"id":4,"method":"prompts/get","prompt":"draft","decision":"batch_refused","rule":"prompts.draft","reason":"not forwarded: another request in this batch was refused"}"#
+        );
+    }
+
+    #[test]
     fn call_ids_are_recorded_exactly_as_sent() {
         let policy = load_policy(br#"{"version":"1","default":"allow"}"#).unwrap();
         let context = AuditContext {

@@ -83,3 +83,97 @@ fn metric<'a>(policy: &'a Policy, call: &'a CallRecord) -> Metric<'a> {
         decision,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Decision;
+    use crate::load::load_policy;
+    use crate::test_support::test;
+
+    fn labels(policy: &Policy, target: Target) -> (String, String, String) {
+        let call = CallRecord {
+            target,
+            decision: Decision::Denied,
+            detail: String::new(),
+            rule: String::new(),
+            id: None,
+            arguments: None,
+        };
+        match metric(policy, &call) {
+            Metric::Request {
+                method,
+                target,
+                decision,
+            } => (method.into(), target.into(), decision.into()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn request_labels_are_bounded_by_the_policy() {
+        let policy = load_policy(
+            br#"{"version":"1","resources":[{"uri":"a://1"},{"glob":"a://**"}],
+                "prompts":{"draft":{}},"methods":{"logging/setLevel":{},"x/custom":{}}}"#,
+        )
+        .unwrap();
+        let resource = |method: &str, uri: &str| Target::Resource {
+            method: method.into(),
+            uri: uri.into(),
+        };
+        let expect = |m: &str, t: &str| (m.to_owned(), t.to_owned(), "denied".to_owned());
+        for (target, expected) in [
+            (
+                resource("resources/read", "a://1"),
+                expect("resources/read", "resources[0]"),
+            ),
+            (
+                resource("resources/subscribe", "a://2"),
+                expect("resources/subscribe", "resources[1]"),
+            ),
+            (
+                resource("resources/read", "b://made-up"),
+                expect("resources/read", "default"),
+            ),
+            (
+                Target::Prompt("draft".into()),
+                expect("prompts/get", "draft"),
+            ),
+            (
+                Target::Prompt("made up".into()),
+                expect("prompts/get", "other"),
+            ),
+            (
+                Target::Method("logging/setLevel".into()),
+                expect("logging/setLevel", "logging/setLevel"),
+            ),
+            (
+                Target::Method("tasks/list".into()),
+                expect("tasks/list", "other"),
+            ),
+            (
+                Target::Method("x/custom".into()),
+                expect("other", "x/custom"),
+            ),
+            (Target::Method("made/up".into()), expect("other", "other")),
+        ] {
+            assert_eq!(labels(&policy, target.clone()), expected, "{target:?}");
+        }
+        // Tool calls keep their own metric.
+        let call = CallRecord {
+            target: Target::Tool("send".into()),
+            decision: Decision::Allowed,
+            detail: String::new(),
+            rule: String::new(),
+            id: None,
+            arguments: None,
+        };
+        assert_eq!(
+            metric(&policy, &call),
+            Metric::ToolCall {
+                tool: "other",
+                decision: "allowed"
+            }
+        );
+    }
+}

@@ -10,8 +10,8 @@ use crate::policy::{CounterId, CounterSpec, Policy, RefusalMode};
 use crate::protocol::jsonrpc::Body;
 use crate::protocol::listing::Listing;
 use crate::reply::{self, LimitHit, Refusal};
-use crate::target::Target;
 use crate::services::rate_limit::RemoteCharge;
+use crate::target::Target;
 
 /// Everything the second pass carries from counter to counter.
 #[derive(Debug, Clone, PartialEq)]

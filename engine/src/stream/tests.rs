@@ -593,3 +593,179 @@ fn an_answer_ended_by_trailers_is_read_at_its_trailers() {
     let (_, again) = exchange(POLICY, &mut host, &call(2, "send"));
     assert_eq!(again, Action::Continue, "refunded at the trailers");
 }
+
+const RESOURCES: &str = r#"{"version":"1","default":"deny",
+    "resources":[
+        {"prefix":"wechat://followers/","limits":[{"counter":"reads","window":"minute","max":1,"scope":"global"}]},
+        {"glob":"wechat://internal/**","action":"deny","reason":"internal data is not for agents"}],
+    "prompts":{"draft_campaign":{},"apology_notice":{"action":"deny"}},
+    "methods":{"logging/setLevel":{}}}"#;
+
+fn read(id: u64, uri: &str) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"resources/read","params":{"uri":uri}}).to_string()
+}
+
+#[test]
+fn a_refused_resource_read_is_answered_here_audited_counted_and_logged() {
+    let mut host = FakeHost::default();
+    let (s, action) = exchange(RESOURCES, &mut host, &read(7, "wechat://internal/api-keys"));
+    assert_eq!(action, Action::Pause);
+    assert!(!s.watches_response());
+    assert_eq!(host.replies[0].status, 200);
+    assert_eq!(
+        host.last_error(),
+        json!({"code": POLICY_DENIED,
+            "message": "Resource \"wechat://internal/api-keys\" is not allowed by policy: internal data is not for agents",
+            "data": {"decision": "denied", "reason": "internal data is not for agents",
+                     "resource": "wechat://internal/api-keys"}})
+    );
+    assert_eq!(
+        host.audit[0]["calls"],
+        json!([{"id": 7, "method": "resources/read", "resource": "wechat://internal/api-keys",
+                "decision": "denied", "rule": "resources[1].action",
+                "reason": "internal data is not for agents"}])
+    );
+    assert_eq!(host.audit[0]["outcome"], "refused");
+    assert_eq!(host.metrics, ["request resources/read resources[1] denied"]);
+    assert!(host.logs.iter().any(|(level, line)| *level == Level::Info
+        && line.contains(
+            "resources/read \"wechat://internal/api-keys\" by \"agent-a\" denied internal data"
+        )));
+}
+
+#[test]
+fn an_allowed_prompt_and_method_pass_and_are_counted() {
+    let mut host = FakeHost::default();
+    let get =
+        json!({"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"draft_campaign"}});
+    let (_, action) = exchange(RESOURCES, &mut host, &get.to_string());
+    assert_eq!(action, Action::Continue);
+    let level =
+        json!({"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"info"}});
+    let (_, action) = exchange(RESOURCES, &mut host, &level.to_string());
+    assert_eq!(action, Action::Continue);
+    let complete = json!({"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{}});
+    let (_, action) = exchange(RESOURCES, &mut host, &complete.to_string());
+    assert_eq!(action, Action::Pause);
+    assert_eq!(
+        host.metrics,
+        [
+            "request prompts/get draft_campaign allowed",
+            "request logging/setLevel logging/setLevel allowed",
+            "request completion/complete other denied",
+        ]
+    );
+    assert_eq!(host.decisions(), ["allowed", "allowed", "denied"]);
+}
+
+#[test]
+fn a_resource_read_the_server_fails_is_refunded() {
+    let mut host = FakeHost::default();
+    let (mut first, action) = exchange(RESOURCES, &mut host, &read(1, "wechat://followers/o1"));
+    assert_eq!(action, Action::Continue);
+    assert!(first.watches_response());
+    answer(
+        &mut first,
+        &mut host,
+        "200",
+        "text/event-stream",
+        "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32002,\"message\":\"Resource not found\"}}\n\n",
+    );
+    let (mut second, action) = exchange(RESOURCES, &mut host, &read(2, "wechat://followers/o2"));
+    assert_eq!(
+        action,
+        Action::Continue,
+        "the failed read gave its budget back"
+    );
+    answer(
+        &mut second,
+        &mut host,
+        "200",
+        "application/json",
+        r#"{"jsonrpc":"2.0","id":2,"result":{"contents":[]}}"#,
+    );
+    let (_, action) = exchange(RESOURCES, &mut host, &read(3, "wechat://followers/o3"));
+    assert_eq!(action, Action::Pause);
+    assert_eq!(host.last_error()["code"], RATE_LIMITED);
+    assert_eq!(
+        host.last_error()["data"]["resource"],
+        "wechat://followers/o3"
+    );
+}
+
+#[test]
+fn resource_and_prompt_listings_lose_what_the_caller_may_not_request() {
+    let resources = json!({"jsonrpc":"2.0","id":4,"result":{"resources":[
+        {"uri":"wechat://followers/o1","name":"o1"},{"uri":"wechat://internal/keys","name":"keys"},
+        {"uri":"wechat://elsewhere","name":"x"}]}});
+    let templates = json!({"jsonrpc":"2.0","id":5,"result":{"resourceTemplates":[
+        {"uriTemplate":"wechat://followers/{openid}","name":"f"},{"uriTemplate":"wechat://internal/{k}","name":"k"}]}});
+    let prompts = json!({"jsonrpc":"2.0","id":6,"result":{"prompts":[
+        {"name":"draft_campaign"},{"name":"apology_notice"}]}});
+    let kept = |rewritten: &[u8], entries: &str, name: &str| -> Vec<String> {
+        let text = std::str::from_utf8(rewritten).unwrap();
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or(text);
+        let value: Value = serde_json::from_str(json).unwrap();
+        value["result"][entries]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[name].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (method, id, answer_body, entries, name, expected) in [
+        (
+            "resources/list",
+            4,
+            &resources,
+            "resources",
+            "uri",
+            vec!["wechat://followers/o1"],
+        ),
+        (
+            "resources/templates/list",
+            5,
+            &templates,
+            "resourceTemplates",
+            "uriTemplate",
+            vec!["wechat://followers/{openid}"],
+        ),
+        (
+            "prompts/list",
+            6,
+            &prompts,
+            "prompts",
+            "name",
+            vec!["draft_campaign"],
+        ),
+    ] {
+        for (content_type, body) in [
+            ("application/json", answer_body.to_string()),
+            (
+                "text/event-stream",
+                format!("event: message\ndata: {answer_body}\n\n"),
+            ),
+        ] {
+            let mut host = FakeHost::default();
+            let list = json!({"jsonrpc":"2.0","id":id,"method":method}).to_string();
+            let (mut s, action) = exchange(RESOURCES, &mut host, &list);
+            assert_eq!(action, Action::Continue);
+            assert!(host.audit.is_empty(), "no decision, no record");
+            answer(&mut s, &mut host, "200", content_type, &body);
+            assert_eq!(host.removed_response_headers, ["content-length"]);
+            assert_eq!(
+                kept(host.rewritten.last().unwrap(), entries, name),
+                expected,
+                "{method} {content_type}"
+            );
+        }
+    }
+    // Without the blocks, listings pass unread.
+    let mut host = FakeHost::default();
+    let list = json!({"jsonrpc":"2.0","id":4,"method":"resources/list"}).to_string();
+    let (s, _) = exchange(POLICY, &mut host, &list);
+    assert!(!s.watches_response());
+}
