@@ -1,5 +1,6 @@
-//! What happened to one `tools/call`, with the name the agent, the audit record and the
-//! metrics give it.
+//! What happened to one decided request (a `tools/call`, or a request a `resources`, `prompts`
+//! or `methods` block decides), with the name the agent, the audit record and the metrics give
+//! it.
 
 use std::fmt;
 

@@ -51,14 +51,16 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
         .iter()
         .filter(|c| c.decision != Decision::Allowed)
     {
+        let what = match &call.target {
+            // A method is all a methods-block decision is about.
+            Target::Method(method) => method.clone(),
+            target => format!("{} {:?}", target.method(), target.name()),
+        };
         host.log(
             Level::Info,
             &format!(
-                "mcp-policy-filter[{server}]: {} {:?} by {caller:?} {} {}",
-                call.target.method(),
-                call.target.name(),
-                call.decision,
-                call.detail
+                "mcp-policy-filter[{server}]: {what} by {caller:?} {} {}",
+                call.decision, call.detail
             ),
         );
     }

@@ -656,6 +656,10 @@ fn an_allowed_prompt_and_method_pass_and_are_counted() {
         ]
     );
     assert_eq!(host.decisions(), ["allowed", "allowed", "denied"]);
+    assert!(host.logs.iter().any(|(level, line)| *level == Level::Info
+        && line.ends_with(
+            "completion/complete by \"agent-a\" denied the policy denies every method it does not list (default: deny)"
+        )));
 }
 
 #[test]
