@@ -4,12 +4,26 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::counters::{CasStore, SetOutcome, StoreError};
 use crate::policy::caller::Caller;
 use crate::policy::identity::{self, RequestAttributes};
 use crate::policy::Policy;
 use crate::request::access::{decide_with_rule, ToolDecision};
+use crate::request::integrity::{self, Standing};
 
 struct GivenIdentity<'a>(&'a str);
+
+/// The store of a filter that has seen nothing: no listing, so no drift and nothing learned.
+struct NothingSeen;
+
+impl CasStore for NothingSeen {
+    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(None)
+    }
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: u32) -> Result<SetOutcome, StoreError> {
+        Ok(SetOutcome::Stored)
+    }
+}
 
 impl RequestAttributes for GivenIdentity<'_> {
     fn header(&self, _name: &str) -> Option<String> {
@@ -34,9 +48,28 @@ pub fn explain(
     let first_source = policy.identity_sources.get(..1).unwrap_or(&[]);
     let identity = identity_value.and_then(|v| identity::resolve(first_source, &GivenIdentity(v)));
     let caller = Caller::new(policy, identity.as_ref());
-    let (decision, rule) = decide_with_rule(policy, &caller, tool, arguments, &mut |_| Ok(0));
+    // As a filter that has seen no listing yet: no drift, nothing learned.
+    let standing = integrity::standing(policy, &mut NothingSeen, "explain", tool);
+    let class = standing
+        .hints()
+        .and_then(|hints| policy.classes.class_of(hints))
+        .map(|(class, _)| class);
+    let (decision, mut rule) =
+        decide_with_rule(policy, &caller, tool, class, arguments, &mut |_| Ok(0));
+    let decision = match integrity::judge(policy, tool, class, &standing, decision) {
+        Ok(decision) => decision,
+        Err(refused) => {
+            rule = refused.rule;
+            ToolDecision::Deny {
+                reason: refused.problem,
+                unreadable: None,
+            }
+        }
+    };
     let mut out = Map::new();
     out.insert("tool".into(), json!(tool));
+    out.insert("pin".into(), pin_of(policy, tool, &standing));
+    out.insert("class".into(), json!(class.map(|c| c.as_str())));
     out.insert(
         "identity".into(),
         json!(identity.as_ref().map(|i| i.display())),
@@ -80,6 +113,22 @@ pub fn explain(
         }
     }
     Value::Object(out)
+}
+
+/// What the policy pins for `tool`: its hash, `"learned"` (first_seen learns it at run time),
+/// or `null` (no pins, or none for this tool).
+fn pin_of(policy: &Policy, tool: &str, standing: &Standing) -> Value {
+    match (&policy.pins, standing) {
+        (Some(pins), _) if pins.tools.contains_key(tool) => {
+            json!(pins.tools.get(tool).map(|p| p.sha256.as_str()))
+        }
+        (Some(pins), Standing::Unpinned)
+            if pins.mode == crate::policy::pins::PinMode::FirstSeen =>
+        {
+            json!("learned from the first listing")
+        }
+        _ => Value::Null,
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! spends its size on the request path.
 
 mod counter_table;
+mod pins;
 pub mod rules;
 mod values;
 
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 use crate::counters::ENTRIES_PER_BUCKET;
 use crate::policy::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
 use crate::policy::identity::{IdentitySource, MissingIdentity};
+use crate::policy::pins::{Class, Classes, Pins};
 use crate::policy::rules::Rule;
 use crate::policy::{
     ApprovalSettings, CounterId, CounterKeys, CounterSpec, DefaultAction, Policy, RateLimitService,
@@ -62,6 +64,8 @@ const POLICY_FIELDS: &[&str] = &[
     "rate_limit_services",
     "rate_limit_service",
     "approval",
+    "pins",
+    "classes",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
@@ -123,7 +127,17 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     if tools.wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
         return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
     }
+    let pins = pins::pins(root, document)?;
+    let classes = classes(root, pins.as_ref(), &mut counters)?;
     let approval = approval(root, &tools)?;
+    if approval.is_none() {
+        if let Some(path) = class_needing_approval(&classes) {
+            return err(
+                &path,
+                "\"require_approval\" needs the policy's \"approval\" settings (at least {\"cluster\": ...}, the approval service's Envoy cluster)",
+            );
+        }
+    }
     let fail_open = fail_open(root)?;
 
     let mut policy = Policy {
@@ -148,6 +162,8 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         grants,
         max_body_bytes,
         refusal_mode,
+        pins,
+        classes,
     };
     policy.labelled_tools = policy.names_to_label();
     Ok(policy)
@@ -346,6 +362,64 @@ fn first_needing_approval(tools: &Tools) -> Option<String> {
     needing
         .map(|name| key_path(&key_path("tools", name), "action"))
         .or(rule_path)
+}
+
+/// `classes`: an entry (what a tool entry takes) per risk class. They apply through pins, so a
+/// policy without `pins` cannot have them.
+#[cold]
+#[inline(never)]
+fn classes(
+    root: &Map<String, Value>,
+    pins: Option<&Pins>,
+    counters: &mut CounterTable,
+) -> Result<Classes> {
+    let Some(value) = root.get("classes") else {
+        return Ok(Classes::default());
+    };
+    let object = as_object(value, "classes")?;
+    let names: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
+    reject_unknown_fields(object, "classes", &names)?;
+    if pins.is_none() && !object.is_empty() {
+        return err(
+            "classes",
+            "classes apply through the annotations of pinned tools (a listing's own annotations are untrusted hints): add a \"pins\" block",
+        );
+    }
+    let mut classes = Classes::default();
+    for (class, slot) in Class::ALL.iter().zip(classes.entries.iter_mut()) {
+        if let Some(entry) = object.get(class.as_str()) {
+            let path = key_path("classes", class.as_str());
+            *slot = Some(tool_rule(entry, &path, TOOL_FIELDS, counters)?);
+        }
+    }
+    let loaded = rules::load_section("classes", object, counters)?;
+    for (name, list) in loaded.by_tool {
+        if let Some(entry) = Class::ALL
+            .iter()
+            .position(|c| c.as_str() == name)
+            .and_then(|at| classes.entries.get_mut(at))
+            .and_then(Option::as_mut)
+        {
+            entry.rules = list;
+        }
+    }
+    Ok(classes)
+}
+
+/// The JSON path of the first class entry or class rule asking for approval.
+#[cold]
+#[inline(never)]
+fn class_needing_approval(classes: &Classes) -> Option<String> {
+    classes.entries().find_map(|entry| {
+        if entry.action == ToolAction::RequireApproval {
+            return Some(key_path(&entry.path, "action"));
+        }
+        entry
+            .rules
+            .iter()
+            .position(|r| r.approval)
+            .map(|i| format!("{}.rules[{i}].action", entry.path))
+    })
 }
 
 /// `failure_mode`: whether a call goes on (`open`) when its counters cannot be consulted.

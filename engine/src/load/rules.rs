@@ -339,15 +339,29 @@ fn condition(
 #[cold]
 #[inline(never)]
 pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> Result<LoadedRules> {
+    load_section("tools", tools, counters)
+}
+
+/// The rules of every entry of `section` (`tools`, `classes`), by entry name. State counters
+/// are scoped by entry: outside `tools`, the scope names the section too.
+#[cold]
+#[inline(never)]
+pub(crate) fn load_section(
+    section: &str,
+    entries: &Map<String, Value>,
+    counters: &mut CounterTable,
+) -> Result<LoadedRules> {
     // Pass 1: every state counter, under its scope, so that any condition can refer to it.
     let mut rule_lists: Vec<(String, String, Vec<Expanded>)> = Vec::new();
     let mut states: HashMap<String, StateCounter> = HashMap::new();
-    for (tool, entry) in tools {
+    for (name, entry) in entries {
         let Some(list) = entry.get("rules") else {
             continue;
         };
-        let (list_path, expanded) = expand_list(tool, list, counters, &mut states)?;
-        rule_lists.push((tool.clone(), list_path, expanded));
+        let scope = section_scope(section, name);
+        let list_path = key_path(&key_path(section, name), "rules");
+        let expanded = expand_list(&scope, &list_path, list, counters, &mut states)?;
+        rule_lists.push((name.clone(), list_path, expanded));
     }
 
     // Pass 2: the rules themselves.
@@ -356,7 +370,7 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
         wildcard: Vec::new(),
     };
     for (tool, list_path, expanded) in rule_lists {
-        let scope = scope_of(&tool);
+        let scope = section_scope(section, &tool);
         let mut rules = Vec::with_capacity(expanded.len());
         for (index, rule) in expanded.into_iter().enumerate() {
             rules.push(finished_rule(
@@ -366,7 +380,7 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
                 &states,
             )?);
         }
-        if tool == "*" {
+        if tool == "*" && section == "tools" {
             loaded.wildcard = rules;
         } else {
             loaded.by_tool.insert(tool, rules);
@@ -375,40 +389,50 @@ pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> R
     Ok(loaded)
 }
 
-/// One tool's `rules`, expanded, with the path of the list; each state counter a rule defines
-/// is added to `states`.
+/// The scope of an entry's state counters.
+#[cold]
+#[inline(never)]
+fn section_scope(section: &str, name: &str) -> String {
+    if section == "tools" {
+        scope_of(name)
+    } else {
+        format!("{section}.{name}")
+    }
+}
+
+/// One entry's `rules` (at `list_path`), expanded; each state counter a rule defines is added
+/// to `states` under `scope`.
 #[cold]
 #[inline(never)]
 fn expand_list<'v>(
-    tool: &str,
+    scope: &str,
+    list_path: &str,
     list: &'v Value,
     counters: &mut CounterTable,
     states: &mut HashMap<String, StateCounter>,
-) -> Result<(String, Vec<Expanded<'v>>)> {
-    let list_path = key_path(&key_path("tools", tool), "rules");
+) -> Result<Vec<Expanded<'v>>> {
     let items = list.as_array().map_or_else(
         || {
             err(
-                &list_path,
+                list_path,
                 format!("expected an array, got {}", describe(list)),
             )
         },
         Ok,
     )?;
-    let scope = scope_of(tool);
     let mut expanded = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let path = format!("{list_path}[{index}]");
-        let rule = expand(as_object(item, &path)?, &path, &scope)?;
-        if let Some((name, state)) = state_counter(&rule, &scope, counters)? {
+        let rule = expand(as_object(item, &path)?, &path, scope)?;
+        if let Some((name, state)) = state_counter(&rule, scope, counters)? {
             let key = format!("state.{scope}.{name}");
             if states.insert(key.clone(), state).is_some() {
-                return err(&path, format!("duplicate state counter {name:?} for {tool}: each counter is defined by one rule"));
+                return err(&path, format!("duplicate state counter {name:?} for {scope}: each counter is defined by one rule"));
             }
         }
         expanded.push(rule);
     }
-    Ok((list_path, expanded))
+    Ok(expanded)
 }
 
 /// An expanded rule made a `Rule`, its conditions reading the counters in `states`.

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::access::{decide_with_rule, ToolDecision};
+use super::integrity::{self, Standing};
 use super::meta::RequestMeta;
 use super::outcome::{CallRecord, Outcome};
 use super::slot::counter_slot;
@@ -11,6 +12,7 @@ use crate::counters::{current, CasStore, CounterError, StoreError};
 use crate::decision::Decision;
 use crate::json::strict;
 use crate::policy::caller::Caller;
+use crate::policy::pins::Class;
 use crate::policy::rules::{Charge, Unreadable};
 use crate::policy::{CounterId, Policy, RefusalMode};
 use crate::protocol::jsonrpc::{Body, Id, Message, MessageKind, INVALID_REQUEST};
@@ -152,15 +154,23 @@ impl Planner<'_> {
         else {
             return Planned::default();
         };
+        let standing =
+            integrity::standing(self.policy, &mut *self.store, self.meta.namespace, name);
+        let class = standing
+            .hints()
+            .and_then(|hints| self.policy.classes.class_of(hints))
+            .map(|(class, _)| class);
         let call = Call {
             name,
             id,
             arguments: *arguments,
             audited: self.policy.audit_reads_arguments(),
+            class,
         };
         let name = call.name;
+        let entry = self.policy.entry(name, class);
         // Only rules read arguments: without any, they stay unparsed text.
-        let arguments = if self.policy.reads_arguments(name) {
+        let arguments = if self.policy.reads_arguments(entry) {
             match call.arguments.map(rule_arguments).transpose() {
                 Ok(arguments) => arguments,
                 Err(problem) => return Planned::refused(invalid(problem), None),
@@ -183,7 +193,18 @@ impl Planner<'_> {
                 let slot = counter_slot(policy, meta.namespace, spec, caller, meta.session);
                 current(&mut **store, &slot, spec.window, meta.now)
             };
-            decide_with_rule(policy, caller, name, arguments.as_ref(), &mut read_counter)
+            decide_with_rule(
+                policy,
+                caller,
+                name,
+                class,
+                arguments.as_ref(),
+                &mut read_counter,
+            )
+        };
+        let decision = match self.integrity(&call, &standing, decision) {
+            Ok(decision) => decision,
+            Err(refused) => return *refused,
         };
         match decision {
             ToolDecision::Deny {
@@ -242,6 +263,35 @@ impl Planner<'_> {
                 }
             }
         }
+    }
+
+    /// A call its access allowed, against its pin (`integrity::judge`).
+    fn integrity(
+        &self,
+        call: &Call,
+        standing: &Standing,
+        decision: ToolDecision,
+    ) -> Result<ToolDecision, Box<Planned>> {
+        let refused = match integrity::judge(self.policy, call.name, call.class, standing, decision)
+        {
+            Ok(decision) => return Ok(decision),
+            Err(refused) => refused,
+        };
+        let tool = call.name.to_owned();
+        let refusal = if refused.unknown {
+            Refusal::CannotEnforce {
+                tool,
+                counter: "pins".to_owned(),
+                problem: refused.problem.clone(),
+            }
+        } else {
+            Refusal::Denied {
+                tool,
+                reason: refused.problem.clone(),
+            }
+        };
+        let record = call.record(refusal.decision(), refused.problem, refused.rule);
+        Err(Box::new(Planned::refused(refusal, Some(record))))
     }
 
     /// A call the rule at `approval_rule` makes wait for a human. `Ok(Some(note))`: approved
@@ -320,6 +370,8 @@ struct Call<'m> {
     /// The audit record reads the arguments (their hash, or themselves): the call's record
     /// keeps a copy, which outlives the body.
     audited: bool,
+    /// The tool's risk class, from its pin.
+    class: Option<Class>,
 }
 
 impl Call<'_> {
@@ -332,6 +384,7 @@ impl Call<'_> {
             rule,
             id: self.id.clone(),
             arguments: self.arguments.filter(|_| self.audited).map(str::to_owned),
+            class: self.class,
         }
     }
 }

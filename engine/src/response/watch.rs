@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::tools_list::{filter_json_body, filter_message};
+use super::tools_list::{Drift, Lister};
 use crate::counters::reservations::{http_error_refunds, refund, settle, Reservation};
 use crate::host::{Action, Host, Level};
 use crate::policy::caller::Caller;
@@ -49,6 +49,10 @@ pub struct Watch {
     reading: Reading,
     /// Bytes of the answer buffered so far, as last reported.
     body_size: usize,
+    /// Listed tools whose definitions differ from their pins, as found.
+    drifts: Vec<Drift>,
+    /// How many of `drifts` were reported already.
+    reported: usize,
 }
 
 impl Watch {
@@ -187,19 +191,29 @@ impl Watch {
             namespace,
         } = reader;
         let chunk = host.response_body(body_size);
-        let ids = &self.tools_list_ids;
         let pending = &mut self.reservations;
         let mut refunds = Vec::new();
+        let mut problems = Vec::new();
+        let mut lister = Lister {
+            policy,
+            caller,
+            ids: &self.tools_list_ids,
+            store: host.store(),
+            namespace,
+            drifts: &mut self.drifts,
+            problems: &mut problems,
+        };
         let mut observe = |message: &Value| {
             if let Some(failed) = settle(pending, message) {
                 refunds.push(failed);
             }
-            filter_message(policy, caller, ids, message)
+            lister.filter_message(message)
         };
         let mut out = rewriter.feed(&chunk, &mut observe);
         if end_of_stream {
             out.extend(rewriter.finish(&mut observe));
         }
+        log_problems(host, namespace, &problems);
         for failed in refunds {
             refund_one(host, namespace, &failed, "JSON-RPC error");
         }
@@ -255,10 +269,45 @@ impl Watch {
                 refund_one(host, namespace, &failed, "JSON-RPC error");
             }
         }
-        if let Some(filtered) = filter_json_body(policy, caller, &self.tools_list_ids, &body) {
+        let mut problems = Vec::new();
+        let filtered = Lister {
+            policy,
+            caller,
+            ids: &self.tools_list_ids,
+            store: host.store(),
+            namespace,
+            drifts: &mut self.drifts,
+            problems: &mut problems,
+        }
+        .filter_json_body(&body);
+        log_problems(host, namespace, &problems);
+        if let Some(filtered) = filtered {
             host.replace_response_body(body_size, &filtered);
         }
         Action::Continue
+    }
+
+    /// Drift found since the last call, and all drift found when `finished`.
+    pub fn new_drifts(&mut self) -> &[Drift] {
+        let from = self.reported;
+        self.reported = self.drifts.len();
+        self.drifts.get(from..).unwrap_or_default()
+    }
+
+    /// Every drift this answer's listings showed.
+    pub fn drifts(&self) -> &[Drift] {
+        &self.drifts
+    }
+}
+
+fn log_problems(host: &mut dyn Host, namespace: &str, problems: &[String]) {
+    for problem in problems {
+        host.log(
+            Level::Error,
+            &format!(
+                "mcp-policy-filter[{namespace}]: {problem}; the tool was left out of the listing"
+            ),
+        );
     }
 }
 

@@ -125,6 +125,7 @@ impl Host for FakeHost {
             Metric::ToolCall { tool, decision } => format!("call {tool} {decision}"),
             Metric::ServiceAnswer { service, result } => format!("service {service} {result}"),
             Metric::ConfigFailure => "config failure".to_owned(),
+            Metric::ToolDrift { tool } => format!("drift {tool}"),
         });
     }
     fn log(&mut self, level: Level, message: &str) {
