@@ -197,4 +197,36 @@ mod tests {
         assert!(out["identity"].as_str().unwrap().starts_with("sha256:"));
         assert_eq!(out["rule"], "default");
     }
+
+    #[test]
+    fn explains_pins_and_classes() {
+        let hash = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let policy = load_policy(
+            format!(
+                r#"{{"version":"1","default":"allow",
+                "approval":{{"cluster":"approvals"}},
+                "pins":{{"tools":{{"drop_table":{{"sha256":"{hash}","annotations":{{"destructiveHint":true}}}},
+                                   "lookup":{{"sha256":"{hash}","annotations":{{"readOnlyHint":true}}}}}}}},
+                "classes":{{"read_only":{{}},"destructive":{{"action":"require_approval"}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let drop = explain(&policy, "drop_table", None, None);
+        assert_eq!(drop["class"], "destructive");
+        assert_eq!(drop["pin"], hash);
+        assert_eq!(drop["requires_approval"], "classes.destructive.action");
+        let lookup = explain(&policy, "lookup", None, None);
+        assert_eq!(
+            (lookup["class"].clone(), lookup["rule"].clone()),
+            (json!("read_only"), json!("classes.read_only"))
+        );
+        let unpinned = explain(&policy, "new_tool", None, None);
+        assert_eq!(unpinned["decision"], "denied");
+        assert_eq!(unpinned["rule"], "pins");
+        assert_eq!(unpinned["class"], Value::Null);
+        assert!(policy
+            .summary()
+            .ends_with(", pins enforce (2 pinned tool(s)), classes: read_only, destructive"));
+    }
 }

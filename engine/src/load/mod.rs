@@ -1396,4 +1396,61 @@ mod tests {
             error_of(text).starts_with("tools.a.limits[1]: this list already uses that counter")
         );
     }
+
+    const HASH: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn pins_and_classes_load() {
+        let policy = load_policy(
+            format!(
+                r#"{{"version":"1","default":"deny","pins":{{"mode":"report","tools":{{"send":{{"sha256":"{HASH}","annotations":{{"readOnlyHint":true}}}}}}}},
+                "classes":{{"read_only":{{"limits":[{{"counter":"reads","window":"minute","max":9,"scope":"identity"}}]}},
+                            "destructive":{{"action":"deny","reason":"no","rules":[{{"name":"r","conditions":[{{"path":"args.x","op":"exists","value":true}}]}}]}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let pins = policy.pins.as_ref().unwrap();
+        assert_eq!(pins.mode, crate::policy::pins::PinMode::Report);
+        assert!(pins.tools["send"].hints.read_only);
+        assert_eq!(pins.generation.len(), 16);
+        let destructive = policy.classes.entry(Class::Destructive).unwrap();
+        assert_eq!(
+            (destructive.path.as_str(), destructive.rules.len()),
+            ("classes.destructive", 1)
+        );
+        assert_eq!(
+            policy.classes.entry(Class::ReadOnly).unwrap().limits.len(),
+            1
+        );
+        assert_eq!(
+            policy.metric_label("send"),
+            "send",
+            "pinned names are labels"
+        );
+        let first_seen = load_policy(br#"{"version":"1","pins":{"mode":"first_seen"}}"#).unwrap();
+        assert!(first_seen.pins.unwrap().tools.is_empty());
+    }
+
+    #[test]
+    fn pins_and_classes_errors_name_their_path() {
+        let pinned = format!(r#""pins":{{"tools":{{"t":{{"sha256":"{HASH}"}}}}}}"#);
+        for (text, expected) in [
+            (r#"{"version":"1","pins":[]}"#.to_owned(), "pins: expected an object"),
+            (r#"{"version":"1","pins":{"mode":"strict","tools":{}}}"#.to_owned(), "pins.mode: "),
+            (r#"{"version":"1","pins":{"mode":"enforce"}}"#.to_owned(), "pins.tools: mode \"enforce\" needs at least one pinned tool"),
+            (r#"{"version":"1","pins":{"tools":{"t":{}}}}"#.to_owned(), "pins.tools.t.sha256: required"),
+            (r#"{"version":"1","pins":{"tools":{"t":{"sha256":"abc"}}}}"#.to_owned(), "pins.tools.t.sha256: expected \"sha256:\" and 64 lowercase hex digits"),
+            (format!(r#"{{"version":"1","pins":{{"tools":{{"t":{{"sha256":"{HASH}","annotations":[]}}}}}}}}"#), "pins.tools.t.annotations: expected an object"),
+            (format!(r#"{{"version":"1","pins":{{"tools":{{"t":{{"sha256":"{HASH}","hash":1}}}}}}}}"#), "pins.tools.t.hash: unknown field"),
+            (r#"{"version":"1","classes":{"read_only":{}}}"#.to_owned(), "classes: classes apply through the annotations of pinned tools"),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"risky":{{}}}}}}"#), "classes.risky: unknown field"),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"destructive":{{"action":"block"}}}}}}"#), "classes.destructive.action: "),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"destructive":{{"action":"require_approval"}}}}}}"#), "classes.destructive.action: \"require_approval\" needs the policy's \"approval\" settings"),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"open_world":{{"rules":[{{"conditions":[]}}]}}}}}}"#), "classes.open_world.rules[0].name: required"),
+        ] {
+            let error = error_of(&text);
+            assert!(error.starts_with(expected), "{text}\n  gave: {error}");
+        }
+    }
 }

@@ -217,6 +217,28 @@ impl Policy {
                 RefusalMode::JsonRpc => "jsonrpc",
                 RefusalMode::Http => "http",
             }
+        ) + &self.pins_summary()
+    }
+
+    /// `, pins …, classes …` when the policy has them.
+    fn pins_summary(&self) -> String {
+        let Some(pins) = &self.pins else {
+            return String::new();
+        };
+        let classes: Vec<&str> = pins::Class::ALL
+            .iter()
+            .filter(|c| self.classes.entry(**c).is_some())
+            .map(|c| c.as_str())
+            .collect();
+        format!(
+            ", pins {} ({} pinned tool(s)), classes: {}",
+            pins.mode.as_str(),
+            pins.tools.len(),
+            if classes.is_empty() {
+                "none".to_owned()
+            } else {
+                classes.join(", ")
+            }
         )
     }
 }
