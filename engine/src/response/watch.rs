@@ -26,6 +26,9 @@ enum Reading {
     Json,
     /// `text/event-stream`: read and rewritten event by event as it streams.
     Sse(SseRewriter),
+    /// A tools/list answer too large to check against pins that refuse: replaced by an error,
+    /// the rest of it dropped as it comes.
+    Dropped,
 }
 
 /// What reading an answer's body needs from its stream.
@@ -172,6 +175,13 @@ impl Watch {
                 self.reading = Reading::Sse(rewriter);
                 Action::Continue
             }
+            Reading::Dropped => {
+                if body_size > 0 {
+                    reader.host.replace_response_body(body_size, b"");
+                }
+                self.reading = Reading::Dropped;
+                Action::Continue
+            }
         }
     }
 
@@ -235,7 +245,13 @@ impl Watch {
             }
             // Too large to hold (Envoy would reset the stream at its buffer limit): it goes on
             // as is, its calls stay charged (no evidence of failure) and a tools/list in it is
-            // not filtered.
+            // not filtered — unless pins must check it: then the agent gets an error instead.
+            if !self.tools_list_ids.is_empty()
+                && policy.pins.as_ref().is_some_and(|p| p.mode.refuses())
+            {
+                self.drop_unchecked(host, namespace, body_size);
+                return Action::Continue;
+            }
             if !self.tools_list_ids.is_empty() {
                 host.log(
                     Level::Warn,
@@ -285,6 +301,24 @@ impl Watch {
             host.replace_response_body(body_size, &filtered);
         }
         Action::Continue
+    }
+
+    /// Replace an unchecked tools/list answer (`body_size` bytes so far) by a JSON-RPC error;
+    /// drop the rest as it comes.
+    fn drop_unchecked(&mut self, host: &mut dyn Host, namespace: &str, body_size: usize) {
+        let problem = format!(
+            "the tools/list answer is over {MAX_HELD_ANSWER} bytes: too large for the policy filter to check against its pins"
+        );
+        host.log(
+            Level::Warn,
+            &format!("mcp-policy-filter[{namespace}]: {problem}; answered with an error"),
+        );
+        let id = self.tools_list_ids.first().cloned().unwrap_or(Value::Null);
+        let error = serde_json::json!({"jsonrpc": "2.0", "id": id,
+            "error": {"code": crate::reply::CANNOT_ENFORCE, "message": problem}});
+        host.replace_response_body(body_size, error.to_string().as_bytes());
+        self.reservations.clear();
+        self.reading = Reading::Dropped;
     }
 
     /// Drift found since the last call, and all drift found when `finished`.

@@ -835,3 +835,26 @@ fn first_seen_learns_the_first_complete_listing_then_refuses_changes_and_newcome
         .unwrap()
         .contains("first listing"));
 }
+
+#[test]
+fn a_listing_too_large_to_check_against_pins_becomes_an_error() {
+    let policy = pinned_policy("enforce");
+    let mut host = FakeHost::default();
+    let (mut s, _) = exchange(
+        &policy,
+        &mut host,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+    );
+    let raw = header_map::encode(&[(b":status", b"200"), (b"content-type", b"application/json")]);
+    s.on_response_headers(&mut host, Some(&raw));
+    let size = crate::response::watch::MAX_HELD_ANSWER + 1;
+    host.response_body = vec![b' '; size];
+    assert_eq!(s.on_response_body(&mut host, size, false), Action::Continue);
+    let error: Value = serde_json::from_slice(host.rewritten.last().unwrap()).unwrap();
+    assert_eq!(error["id"], 3);
+    assert_eq!(error["error"]["code"], CANNOT_ENFORCE);
+    // The rest is dropped as it comes.
+    host.response_body = br#"{"more":"tools"}"#.to_vec();
+    assert_eq!(s.on_response_body(&mut host, 16, true), Action::Continue);
+    assert_eq!(host.rewritten.last().unwrap(), b"");
+}
