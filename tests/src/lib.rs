@@ -142,7 +142,8 @@ pub struct DeploymentOptions {
     pub stateless: bool,
     /// Where the `approvals` cluster points (default: a free port nobody listens on).
     pub approval_port: Option<u16>,
-    /// The sample servers list this many items per page (`--page-size`); `None`: one page.
+    /// The WeChat sample server lists this many items per page (`--page-size`); `None`: one
+    /// page.
     pub page_size: Option<u32>,
 }
 
@@ -179,11 +180,11 @@ impl Deployment {
             .page_size
             .map(|size| vec!["--page-size".to_owned(), size.to_string()])
             .unwrap_or_default();
-        let start = |kind: &str| {
-            start_sample_server_with(&sample_server_bin(), kind, options.stateless, &paging)
-        };
-        let wechat = start("wechat")?;
-        let notify = start("notify")?;
+        // Only the WeChat server pages.
+        let wechat =
+            start_sample_server_with(&sample_server_bin(), "wechat", options.stateless, &paging)?;
+        let notify =
+            start_sample_server_with(&sample_server_bin(), "notify", options.stateless, &[])?;
         let port = free_port().map_err(|e| e.to_string())?;
         let admin_port = free_port().map_err(|e| e.to_string())?;
         let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml"))
