@@ -3,8 +3,10 @@
 //! `mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON]`: what the filter would
 //! decide for one call, and which element of the policy decided it.
 //! `mcp-policy import INTERCEPT.yaml`: an Intercept policy as ours.
+//! `mcp-policy pin URL [--header NAME:VALUE]...`: the `pins` block for a live server's tools.
 
 mod intercept_import;
+mod pin;
 
 use std::process::ExitCode;
 
@@ -13,7 +15,9 @@ use mcp_policy_engine::sha256_tag;
 
 const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE \
      | mcp-policy explain FILE --tool NAME [--identity VALUE] [--args JSON] \
-     | mcp-policy import INTERCEPT.yaml";
+     | mcp-policy import INTERCEPT.yaml \
+     | mcp-policy pin URL [--header NAME:VALUE]... [--mode enforce|report|first_seen] \
+     [--transport http|sse] [--timeout SECONDS]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +30,7 @@ fn main() -> ExitCode {
         ["check", file] => check(file),
         ["import", file] => import(file),
         ["explain", file, rest @ ..] => explain(file, rest),
+        ["pin", rest @ ..] => pin::run(rest),
         ["hash", value] => {
             println!("{}", sha256_tag(value));
             ExitCode::SUCCESS
