@@ -357,3 +357,47 @@ async fn classes_apply_through_the_servers_real_annotations() {
     assert_eq!(class_of("wechat_mass_send"), Some(json!("open_world")));
     agent.cancel().await.expect("close");
 }
+
+fn example_policy() -> Value {
+    let path = e2e::repo_root().join("envoy/examples/tool-integrity/wechat.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("example policy")).expect("JSON")
+}
+
+#[test]
+fn the_example_pins_the_sample_server_as_it_is() {
+    // Pins go stale when the sample's tools change: `mcp-policy pin` then prints new ones.
+    assert_eq!(
+        example_policy()["pins"]["tools"],
+        pins_of_the_sample_server()["tools"],
+        "envoy/examples/tool-integrity/wechat.json: re-pin with `mcp-policy pin`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_frees_reads_limits_writes_and_asks_a_person_for_destructive_tools() {
+    let d = Deployment::start(DeploymentOptions {
+        wechat_policy: example_policy().to_string(),
+        ..Default::default()
+    });
+    let agent = client(&d).await;
+    assert_eq!(listed(&agent).await.len(), 7, "every pinned tool is listed");
+    for _ in 0..12 {
+        assert!(call(&agent, "wechat_get_followers", followers())
+            .await
+            .is_ok());
+    }
+    for _ in 0..10 {
+        assert!(call(&agent, "wechat_mass_send", mass_send()).await.is_ok());
+    }
+    let limited = call(&agent, "wechat_mass_send", mass_send())
+        .await
+        .unwrap_err();
+    assert_eq!(limited.code.0, -32029, "{limited:?}");
+    // No approval service answers in this deployment: the call is held for one and refused.
+    let held = call(&agent, "wechat_mass_delete", json!({"msg_id": 1}))
+        .await
+        .unwrap_err();
+    assert!(held.message.contains("approval"), "{held:?}");
+    assert_eq!(d.upstream_tool_calls("wechat", "wechat_mass_delete"), 0);
+    agent.cancel().await.expect("close");
+}
