@@ -4,8 +4,10 @@
 //! [--identity VALUE] [--args JSON]`: what the filter would decide for one call (or resource
 //! read, prompt, other request), and which element of the policy decided it.
 //! `mcp-policy import INTERCEPT.yaml`: an Intercept policy as ours.
+//! `mcp-policy pin URL [--header NAME:VALUE]...`: the `pins` block for a live server's tools.
 
 mod intercept_import;
+mod pin;
 
 use std::process::ExitCode;
 
@@ -15,7 +17,9 @@ use mcp_policy_engine::{explain_request, load_policy};
 const USAGE: &str = "usage: mcp-policy check FILE | mcp-policy hash VALUE \
      | mcp-policy explain FILE (--tool NAME | --resource URI | --prompt NAME | --method NAME) \
      [--identity VALUE] [--args JSON] \
-     | mcp-policy import INTERCEPT.yaml";
+     | mcp-policy import INTERCEPT.yaml \
+     | mcp-policy pin URL [--header NAME:VALUE]... [--mode enforce|report|first_seen] \
+     [--transport http|sse] [--timeout SECONDS]";
 
 /// What `explain` is asked about: the flag that named it, and the name.
 type Subject<'a> = (&'a str, &'a str);
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
         ["check", file] => check(file),
         ["import", file] => import(file),
         ["explain", file, rest @ ..] => explain(file, rest),
+        ["pin", rest @ ..] => pin::run(rest),
         ["hash", value] => {
             println!("{}", sha256_tag(value));
             ExitCode::SUCCESS

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::counters::{CasStore, SetOutcome, StoreError};
 use crate::policy::caller::Caller;
 use crate::policy::identity::{self, Identity, RequestAttributes};
 use crate::policy::Policy;
@@ -14,10 +15,23 @@ use crate::protocol::jsonrpc::{
 };
 use crate::reply::denied_message;
 use crate::request::access::{decide_with_rule, ToolDecision};
+use crate::request::integrity::{self, Standing};
 use crate::request::targets::{decide_target, governed, Governed};
 use crate::target::Target;
 
 struct GivenIdentity<'a>(&'a str);
+
+/// The store of a filter that has seen nothing: no listing, so no drift and nothing learned.
+struct NothingSeen;
+
+impl CasStore for NothingSeen {
+    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(None)
+    }
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: u32) -> Result<SetOutcome, StoreError> {
+        Ok(SetOutcome::Stored)
+    }
+}
 
 impl RequestAttributes for GivenIdentity<'_> {
     fn header(&self, _name: &str) -> Option<String> {
@@ -41,9 +55,28 @@ pub fn explain(
 ) -> Value {
     let identity = given_identity(policy, identity_value);
     let caller = Caller::new(policy, identity.as_ref());
-    let (decision, rule) = decide_with_rule(policy, &caller, tool, arguments, &mut |_| Ok(0));
+    // As a filter that has seen no listing yet: no drift, nothing learned.
+    let standing = integrity::standing(policy, &mut NothingSeen, "explain", tool);
+    let class = standing
+        .hints()
+        .and_then(|hints| policy.classes.class_of(hints))
+        .map(|(class, _)| class);
+    let (decision, mut rule) =
+        decide_with_rule(policy, &caller, tool, class, arguments, &mut |_| Ok(0));
+    let decision = match integrity::judge(policy, tool, class, &standing, decision) {
+        Ok(decision) => decision,
+        Err(refused) => {
+            rule = refused.rule;
+            ToolDecision::Deny {
+                reason: refused.problem,
+                unreadable: None,
+            }
+        }
+    };
     let mut out = Map::new();
     out.insert("tool".into(), json!(tool));
+    out.insert("pin".into(), pin_of(policy, tool, &standing));
+    out.insert("class".into(), json!(class.map(|c| c.as_str())));
     out.insert(
         "identity".into(),
         json!(identity.as_ref().map(|i| i.display())),
@@ -200,6 +233,22 @@ fn describe(
     }
 }
 
+/// What the policy pins for `tool`: its hash, `"learned"` (first_seen learns it at run time),
+/// or `null` (no pins, or none for this tool).
+fn pin_of(policy: &Policy, tool: &str, standing: &Standing) -> Value {
+    match (&policy.pins, standing) {
+        (Some(pins), _) if pins.tools.contains_key(tool) => {
+            json!(pins.tools.get(tool).map(|p| p.sha256.as_str()))
+        }
+        (Some(pins), Standing::Unpinned)
+            if pins.mode == crate::policy::pins::PinMode::FirstSeen =>
+        {
+            json!("learned from the first listing")
+        }
+        _ => Value::Null,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,5 +393,37 @@ mod tests {
         let out = explain(&policy, "t", Some("sk-live-1"), None);
         assert!(out["identity"].as_str().unwrap().starts_with("sha256:"));
         assert_eq!(out["rule"], "default");
+    }
+
+    #[test]
+    fn explains_pins_and_classes() {
+        let hash = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let policy = load_policy(
+            format!(
+                r#"{{"version":"1","default":"allow",
+                "approval":{{"cluster":"approvals"}},
+                "pins":{{"tools":{{"drop_table":{{"sha256":"{hash}","annotations":{{"destructiveHint":true}}}},
+                                   "lookup":{{"sha256":"{hash}","annotations":{{"readOnlyHint":true}}}}}}}},
+                "classes":{{"read_only":{{}},"destructive":{{"action":"require_approval"}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let drop = explain(&policy, "drop_table", None, None);
+        assert_eq!(drop["class"], "destructive");
+        assert_eq!(drop["pin"], hash);
+        assert_eq!(drop["requires_approval"], "classes.destructive.action");
+        let lookup = explain(&policy, "lookup", None, None);
+        assert_eq!(
+            (lookup["class"].clone(), lookup["rule"].clone()),
+            (json!("read_only"), json!("classes.read_only"))
+        );
+        let unpinned = explain(&policy, "new_tool", None, None);
+        assert_eq!(unpinned["decision"], "denied");
+        assert_eq!(unpinned["rule"], "pins");
+        assert_eq!(unpinned["class"], Value::Null);
+        assert!(policy
+            .summary()
+            .ends_with(", pins enforce (2 pinned tool(s)), classes: read_only, destructive"));
     }
 }

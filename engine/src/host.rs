@@ -40,6 +40,9 @@ pub enum Metric<'a> {
     ServiceAnswer { service: &'a str, result: &'a str },
     /// A policy the filter refused (at start or on an update).
     ConfigFailure,
+    /// A listed tool whose definition differs from its pin, or has none (`tool` as
+    /// `Policy::metric_label` bounds it).
+    ToolDrift { tool: &'a str },
 }
 
 /// Where a request's time goes, for hosts that measure it (`make bench-phases`). Each mark ends

@@ -22,6 +22,8 @@ pub struct CounterIds {
     pub service_answers: Option<usize>,
     /// `mcp_policy_config_failures_total{mcp_server}`
     pub config_failures: Option<usize>,
+    /// `mcp_policy_tool_drift_total{mcp_server, mcp_tool}`
+    pub tool_drift: Option<usize>,
 }
 
 pub struct FilterConfig {
@@ -84,6 +86,7 @@ pub fn define_counters(config: HttpFilterConfigEnvoyPtr) -> CounterIds {
             &["mcp_server", "mcp_service", "mcp_result"],
         ),
         config_failures: define("mcp_policy_config_failures_total", &["mcp_server"]),
+        tool_drift: define("mcp_policy_tool_drift_total", &["mcp_server", "mcp_tool"]),
     }
 }
 

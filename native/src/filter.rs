@@ -228,6 +228,11 @@ impl Host for NativeHost {
                         .increment(id, &[&server, &Stats::label(service), result]);
                 }
             }
+            Metric::ToolDrift { tool } => {
+                if let Some(id) = self.config.counters.tool_drift {
+                    self.envoy.increment(id, &[&server, &Stats::label(tool)]);
+                }
+            }
             // Envoy counts refused configurations itself (`config_fail` of the filter's
             // extension config discovery): a refused configuration has no counters.
             Metric::ConfigFailure => {}

@@ -1,6 +1,7 @@
 //! Command line of `sample-mcp-server`.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 
 /// Which set of stand-in tools to serve.
@@ -51,6 +52,9 @@ pub struct Options {
     pub port: u16,
     /// rmcp stateless mode with plain JSON responses instead of sessions and SSE.
     pub stateless: bool,
+    /// At most this many items per page of `tools/list`, `resources/list`,
+    /// `resources/templates/list` and `prompts/list` (wechat only); `None`: one page.
+    pub page_size: Option<NonZeroUsize>,
 }
 
 /// A command line that cannot be used; the message says why.
@@ -66,13 +70,21 @@ impl fmt::Display for OptionsError {
 impl std::error::Error for OptionsError {}
 
 /// Usage text for `--help` and errors.
-pub const USAGE: &str = "usage: sample-mcp-server --server wechat|notify [--port N] [--stateless]
+pub const USAGE: &str =
+    "usage: sample-mcp-server --server wechat|notify [--port N] [--stateless] [--page-size N]
 
 Serves stand-in MCP tools over Streamable HTTP at http://127.0.0.1:PORT/mcp,
 with call accounting at GET /stats and POST /stats/reset.
   --server wechat|notify  which tool set to serve (required)
   --port N                TCP port on 127.0.0.1 (default 0: the OS picks one)
   --stateless             rmcp stateless mode with JSON responses (no sessions)
+  --page-size N           wechat only: at most N items per page of tools/list,
+                          resources/list, resources/templates/list and prompts/list,
+                          continued through nextCursor (default: all on one page)
+The wechat server also serves resources and prompts, and changes its tools on request:
+  POST /admin/tools {\"tool\":NAME,\"description\":TEXT}  new description
+  POST /admin/tools {\"tool\":NAME,\"rename\":NEW_NAME}   listed and callable as NEW_NAME only
+  POST /admin/tools/reset                             undo every change
 Prints `listening on http://127.0.0.1:PORT/mcp` once bound.";
 
 /// What the command line asks for.
@@ -94,6 +106,7 @@ impl Options {
         let mut kind = None;
         let mut port = 0u16;
         let mut stateless = false;
+        let mut page_size = None;
         let mut args = args.into_iter().map(Into::into);
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -118,16 +131,28 @@ impl Options {
                         .map_err(|_| OptionsError(format!("invalid --port `{raw}`")))?;
                 }
                 "--stateless" if inline.is_none() => stateless = true,
+                "--page-size" => page_size = Some(parse_page_size(&value("--page-size")?)?),
                 other => return Err(OptionsError(format!("unexpected argument `{other}`"))),
             }
         }
         let kind = kind.ok_or_else(|| OptionsError("--server is required".to_owned()))?;
+        if page_size.is_some() && kind != ServerKind::Wechat {
+            return Err(OptionsError(
+                "--page-size is only served by --server wechat".to_owned(),
+            ));
+        }
         Ok(Command::Run(Options {
             kind,
             port,
             stateless,
+            page_size,
         }))
     }
+}
+
+fn parse_page_size(raw: &str) -> Result<NonZeroUsize, OptionsError> {
+    raw.parse()
+        .map_err(|_| OptionsError(format!("invalid --page-size `{raw}` (expected 1 or more)")))
 }
 
 #[cfg(test)]
@@ -147,7 +172,8 @@ mod tests {
             Ok(Command::Run(Options {
                 kind: ServerKind::Wechat,
                 port: 0,
-                stateless: false
+                stateless: false,
+                page_size: None
             }))
         );
         assert_eq!(
@@ -155,7 +181,17 @@ mod tests {
             Ok(Command::Run(Options {
                 kind: ServerKind::Notify,
                 port: 8081,
-                stateless: true
+                stateless: true,
+                page_size: None
+            }))
+        );
+        assert_eq!(
+            Options::parse(["--server", "wechat", "--page-size=2"]),
+            Ok(Command::Run(Options {
+                kind: ServerKind::Wechat,
+                port: 0,
+                stateless: false,
+                page_size: NonZeroUsize::new(2)
             }))
         );
         assert_eq!(Options::parse(["--help"]), Ok(Command::Help));
@@ -168,5 +204,8 @@ mod tests {
         assert!(Options::parse(["--server", "wechat", "--port", "70000"]).is_err());
         assert!(Options::parse(["--server", "wechat", "--port"]).is_err());
         assert!(Options::parse(["--server", "wechat", "extra"]).is_err());
+        assert!(Options::parse(["--server", "wechat", "--page-size", "0"]).is_err());
+        assert!(Options::parse(["--server", "wechat", "--page-size", "x"]).is_err());
+        assert!(Options::parse(["--server", "notify", "--page-size", "2"]).is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! The HTTP side: rmcp's Streamable HTTP service at `/mcp`, wrapped in call accounting, plus
-//! `/stats`; binding, serving and shutting down.
+//! `/stats` and (wechat) the [`admin`](crate::admin) routes; binding, serving and shutting down.
 
 use std::future::Future;
 use std::io;
@@ -26,9 +26,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin;
 use crate::options::{Options, ServerKind};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::tools::{notify::NotifyServer, wechat::WechatServer};
+use crate::tools::{
+    notify::NotifyServer,
+    wechat::{WechatServer, WechatShared},
+};
 
 /// Largest POST body the accounting layer buffers. Larger than rmcp's own 4 MiB limit, so rmcp
 /// still answers oversized-but-buffered bodies with its usual 413.
@@ -57,32 +61,44 @@ pub fn transport_config(stateless: bool, ct: CancellationToken) -> StreamableHtt
     }
 }
 
-fn mcp_service<S>(
+fn mcp_service<S, F>(
     config: StreamableHttpServerConfig,
+    new_session: F,
 ) -> StreamableHttpService<S, LocalSessionManager>
 where
-    S: ServerHandler + Default + Send + 'static,
+    S: ServerHandler + Send + 'static,
+    F: Fn() -> S + Send + Sync + 'static,
 {
-    StreamableHttpService::new(|| Ok(S::default()), Arc::default(), config)
+    StreamableHttpService::new(move || Ok(new_session()), Arc::default(), config)
 }
 
-/// The whole application: `/mcp` (accounted) and `/stats`.
-pub fn app(kind: ServerKind, stateless: bool, stats: Arc<Stats>, ct: CancellationToken) -> Router {
-    let config = transport_config(stateless, ct);
-    let mcp = match kind {
-        ServerKind::Wechat => {
-            Router::new().nest_service("/mcp", mcp_service::<WechatServer>(config))
-        }
-        ServerKind::Notify => {
-            Router::new().nest_service("/mcp", mcp_service::<NotifyServer>(config))
-        }
+/// The wechat server's `/mcp` and admin routes; every session shares one [`WechatShared`].
+fn wechat_routes(config: StreamableHttpServerConfig, options: &Options) -> (Router, Router) {
+    let shared = Arc::new(WechatShared::new(options.page_size));
+    let for_sessions = shared.clone();
+    let mcp = Router::new().nest_service(
+        "/mcp",
+        mcp_service(config, move || WechatServer::sharing(for_sessions.clone())),
+    );
+    (mcp, admin::routes(shared))
+}
+
+/// The whole application: `/mcp` (accounted), `/stats`, and for wechat `/admin/tools`.
+pub fn app(options: &Options, stats: Arc<Stats>, ct: CancellationToken) -> Router {
+    let config = transport_config(options.stateless, ct);
+    let (mcp, admin) = match options.kind {
+        ServerKind::Wechat => wechat_routes(config, options),
+        ServerKind::Notify => (
+            Router::new().nest_service("/mcp", mcp_service(config, NotifyServer::new)),
+            Router::new(),
+        ),
     };
     let mcp = mcp.layer(middleware::from_fn_with_state(stats.clone(), account));
     let stats_routes = Router::new()
         .route("/stats", get(get_stats))
         .route("/stats/reset", post(reset_stats))
         .with_state(stats);
-    mcp.merge(stats_routes)
+    mcp.merge(stats_routes).merge(admin)
 }
 
 /// Accounting middleware for `/mcp`: counts and records the request, then hands the identical
@@ -165,6 +181,11 @@ impl RunningServer {
         format!("http://{}/mcp", self.local_addr)
     }
 
+    /// The root of the admin and `/stats` routes, `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
     /// The accounting shared with the HTTP handlers (same data as `GET /stats`).
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
@@ -198,19 +219,35 @@ fn join_result(result: Result<io::Result<()>, tokio::task::JoinError>) -> io::Re
     }
 }
 
-/// Bind `addr` and serve `kind` on it in the background.
+/// Bind `addr` and serve `kind` on it in the background (no paging).
 pub async fn start_on(
     kind: ServerKind,
     addr: SocketAddr,
     stateless: bool,
 ) -> io::Result<RunningServer> {
+    let options = Options {
+        kind,
+        port: addr.port(),
+        stateless,
+        page_size: None,
+    };
+    serve_in_background(&options, addr).await
+}
+
+/// Bind 127.0.0.1 on the configured port and serve in the background.
+pub async fn start(options: &Options) -> io::Result<RunningServer> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], options.port));
+    serve_in_background(options, addr).await
+}
+
+async fn serve_in_background(options: &Options, addr: SocketAddr) -> io::Result<RunningServer> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|error| io::Error::new(error.kind(), format!("cannot bind {addr}: {error}")))?;
     let local_addr = listener.local_addr()?;
-    let stats = Arc::new(Stats::new(kind.as_str(), stateless));
+    let stats = Arc::new(Stats::new(options.kind.as_str(), options.stateless));
     let ct = CancellationToken::new();
-    let router = app(kind, stateless, stats.clone(), ct.child_token());
+    let router = app(options, stats.clone(), ct.child_token());
     let shutdown = ct.clone().cancelled_owned();
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -223,12 +260,6 @@ pub async fn start_on(
         ct,
         task,
     })
-}
-
-/// Bind 127.0.0.1 on the configured port and serve in the background.
-pub async fn start(options: &Options) -> io::Result<RunningServer> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], options.port));
-    start_on(options.kind, addr, options.stateless).await
 }
 
 /// Install SIGTERM and SIGINT handlers now (so a signal arriving at any later moment is caught)

@@ -37,6 +37,10 @@ struct Counters {
     deletes: u64,
     others: u64,
     tool_calls: BTreeMap<String, u64>,
+    resource_reads: BTreeMap<String, u64>,
+    resource_subscribes: BTreeMap<String, u64>,
+    resource_unsubscribes: BTreeMap<String, u64>,
+    prompt_gets: BTreeMap<String, u64>,
     methods: BTreeMap<String, u64>,
     recent_posts: VecDeque<RecordedPost>,
 }
@@ -62,6 +66,14 @@ pub struct StatsSnapshot {
     pub tool_calls: BTreeMap<String, u64>,
     /// Sum of `tool_calls`.
     pub tool_calls_total: u64,
+    /// `resources/read` requests per URI (`params.uri`).
+    pub resource_reads: BTreeMap<String, u64>,
+    /// `resources/subscribe` requests per URI (`params.uri`).
+    pub resource_subscribes: BTreeMap<String, u64>,
+    /// `resources/unsubscribe` requests per URI (`params.uri`).
+    pub resource_unsubscribes: BTreeMap<String, u64>,
+    /// `prompts/get` requests per prompt name (`params.name`).
+    pub prompt_gets: BTreeMap<String, u64>,
     /// JSON-RPC requests and notifications per `method` (including `tools/call`).
     pub methods: BTreeMap<String, u64>,
     /// The last POSTs, oldest first.
@@ -139,6 +151,10 @@ impl Stats {
             requests: counters.posts + counters.gets + counters.deletes + counters.others,
             tool_calls: counters.tool_calls.clone(),
             tool_calls_total: counters.tool_calls.values().sum(),
+            resource_reads: counters.resource_reads.clone(),
+            resource_subscribes: counters.resource_subscribes.clone(),
+            resource_unsubscribes: counters.resource_unsubscribes.clone(),
+            prompt_gets: counters.prompt_gets.clone(),
             methods: counters.methods.clone(),
             recent_posts: counters.recent_posts.iter().cloned().collect(),
         }
@@ -159,15 +175,20 @@ fn count_message(counters: &mut Counters, message: &Value) {
         return;
     };
     *counters.methods.entry(method.to_owned()).or_default() += 1;
-    if method != "tools/call" {
-        return;
-    }
-    if let Some(name) = message
+    let (per_target, target_param) = match method {
+        "tools/call" => (&mut counters.tool_calls, "name"),
+        "resources/read" => (&mut counters.resource_reads, "uri"),
+        "resources/subscribe" => (&mut counters.resource_subscribes, "uri"),
+        "resources/unsubscribe" => (&mut counters.resource_unsubscribes, "uri"),
+        "prompts/get" => (&mut counters.prompt_gets, "name"),
+        _ => return,
+    };
+    if let Some(target) = message
         .get("params")
-        .and_then(|params| params.get("name"))
+        .and_then(|params| params.get(target_param))
         .and_then(Value::as_str)
     {
-        *counters.tool_calls.entry(name.to_owned()).or_default() += 1;
+        *per_target.entry(target.to_owned()).or_default() += 1;
     }
 }
 
@@ -235,6 +256,34 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(first.get("x-agent-id").map(String::as_str), Some("agent-7"));
         assert_eq!(first.get("x-multi").map(String::as_str), Some("a, b"));
+    }
+
+    #[test]
+    fn counts_resource_and_prompt_requests_per_target() {
+        let stats = Stats::new("wechat", false);
+        stats.record_post(
+            &HeaderMap::new(),
+            br#"[{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"wechat://account/profile"}},
+                {"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"wechat://account/profile"}},
+                {"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"wechat://drafts/welcome"}},
+                {"jsonrpc":"2.0","id":4,"method":"resources/unsubscribe","params":{"uri":"wechat://drafts/welcome"}},
+                {"jsonrpc":"2.0","id":5,"method":"prompts/get","params":{"name":"draft_campaign"}},
+                {"jsonrpc":"2.0","id":6,"method":"prompts/get","params":{"uri":"not a name"}}]"#,
+        );
+        let snap = stats.snapshot();
+        let one = |uri: &str| BTreeMap::from([(uri.to_owned(), 1)]);
+        assert_eq!(
+            snap.resource_reads,
+            BTreeMap::from([("wechat://account/profile".to_owned(), 2)])
+        );
+        assert_eq!(snap.resource_subscribes, one("wechat://drafts/welcome"));
+        assert_eq!(snap.resource_unsubscribes, one("wechat://drafts/welcome"));
+        assert_eq!(snap.prompt_gets, one("draft_campaign"));
+        assert_eq!(snap.methods.get("prompts/get"), Some(&2));
+        assert_eq!(snap.tool_calls_total, 0);
+        stats.reset();
+        let snap = stats.snapshot();
+        assert!(snap.resource_reads.is_empty() && snap.prompt_gets.is_empty());
     }
 
     #[test]

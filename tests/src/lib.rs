@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mcp_policy_sample::deployment::{
-    free_port, http_get, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
+    free_port, http_get, start_envoy, start_sample_server_with, write_filter_config, EnvoyOptions,
     EnvoyProcess, EnvoyTemplate, FilterBuild, ServerProcess,
 };
 use serde_json::Value;
@@ -142,6 +142,9 @@ pub struct DeploymentOptions {
     pub stateless: bool,
     /// Where the `approvals` cluster points (default: a free port nobody listens on).
     pub approval_port: Option<u16>,
+    /// The WeChat sample server lists this many items per page (`--page-size`); `None`: one
+    /// page.
+    pub page_size: Option<u32>,
 }
 
 impl Default for DeploymentOptions {
@@ -152,6 +155,7 @@ impl Default for DeploymentOptions {
             concurrency: 2,
             stateless: false,
             approval_port: None,
+            page_size: None,
         }
     }
 }
@@ -172,8 +176,15 @@ impl Deployment {
 
     pub fn try_start(options: DeploymentOptions) -> Result<Deployment, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let wechat = start_sample_server(&sample_server_bin(), "wechat", options.stateless)?;
-        let notify = start_sample_server(&sample_server_bin(), "notify", options.stateless)?;
+        let paging: Vec<String> = options
+            .page_size
+            .map(|size| vec!["--page-size".to_owned(), size.to_string()])
+            .unwrap_or_default();
+        // Only the WeChat server pages.
+        let wechat =
+            start_sample_server_with(&sample_server_bin(), "wechat", options.stateless, &paging)?;
+        let notify =
+            start_sample_server_with(&sample_server_bin(), "notify", options.stateless, &[])?;
         let port = free_port().map_err(|e| e.to_string())?;
         let admin_port = free_port().map_err(|e| e.to_string())?;
         let template = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml"))

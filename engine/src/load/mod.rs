@@ -7,6 +7,7 @@
 //! spends its size on the request path.
 
 mod counter_table;
+mod pins;
 pub mod rules;
 mod targets;
 mod values;
@@ -26,6 +27,7 @@ use serde_json::{Map, Value};
 use crate::counters::ENTRIES_PER_BUCKET;
 use crate::policy::grants::{Grant, GrantTable, IdentityPattern, SECRET_PREFIX};
 use crate::policy::identity::{IdentitySource, MissingIdentity};
+use crate::policy::pins::{Class, Classes, Pins};
 use crate::policy::rules::Rule;
 use crate::policy::{
     ApprovalSettings, CounterId, CounterKeys, CounterSpec, DefaultAction, Policy, RateLimitService,
@@ -63,6 +65,8 @@ const POLICY_FIELDS: &[&str] = &[
     "rate_limit_services",
     "rate_limit_service",
     "approval",
+    "pins",
+    "classes",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
@@ -125,7 +129,17 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     if tools.wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
         return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
     }
+    let pins = pins::pins(root, document)?;
+    let classes = classes(root, pins.as_ref(), &mut counters)?;
     let approval = approval(root, &tools)?;
+    if approval.is_none() {
+        if let Some(path) = class_needing_approval(&classes) {
+            return err(
+                &path,
+                "\"require_approval\" needs the policy's \"approval\" settings (at least {\"cluster\": ...}, the approval service's Envoy cluster)",
+            );
+        }
+    }
     let fail_open = fail_open(root)?;
 
     let mut policy = Policy {
@@ -150,6 +164,8 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         grants,
         max_body_bytes,
         refusal_mode,
+        pins,
+        classes,
         targets,
     };
     policy.labelled_tools = policy.names_to_label();
@@ -349,6 +365,64 @@ fn first_needing_approval(tools: &Tools) -> Option<String> {
     needing
         .map(|name| key_path(&key_path("tools", name), "action"))
         .or(rule_path)
+}
+
+/// `classes`: an entry (what a tool entry takes) per risk class. They apply through pins, so a
+/// policy without `pins` cannot have them.
+#[cold]
+#[inline(never)]
+fn classes(
+    root: &Map<String, Value>,
+    pins: Option<&Pins>,
+    counters: &mut CounterTable,
+) -> Result<Classes> {
+    let Some(value) = root.get("classes") else {
+        return Ok(Classes::default());
+    };
+    let object = as_object(value, "classes")?;
+    let names: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
+    reject_unknown_fields(object, "classes", &names)?;
+    if pins.is_none() && !object.is_empty() {
+        return err(
+            "classes",
+            "classes apply through the annotations of pinned tools (a listing's own annotations are untrusted hints): add a \"pins\" block",
+        );
+    }
+    let mut classes = Classes::default();
+    for (class, slot) in Class::ALL.iter().zip(classes.entries.iter_mut()) {
+        if let Some(entry) = object.get(class.as_str()) {
+            let path = key_path("classes", class.as_str());
+            *slot = Some(tool_rule(entry, &path, TOOL_FIELDS, counters)?);
+        }
+    }
+    let loaded = rules::load_section("classes", object, counters)?;
+    for (name, list) in loaded.by_tool {
+        if let Some(entry) = Class::ALL
+            .iter()
+            .position(|c| c.as_str() == name)
+            .and_then(|at| classes.entries.get_mut(at))
+            .and_then(Option::as_mut)
+        {
+            entry.rules = list;
+        }
+    }
+    Ok(classes)
+}
+
+/// The JSON path of the first class entry or class rule asking for approval.
+#[cold]
+#[inline(never)]
+fn class_needing_approval(classes: &Classes) -> Option<String> {
+    classes.entries().find_map(|entry| {
+        if entry.action == ToolAction::RequireApproval {
+            return Some(key_path(&entry.path, "action"));
+        }
+        entry
+            .rules
+            .iter()
+            .position(|r| r.approval)
+            .map(|i| format!("{}.rules[{i}].action", entry.path))
+    })
 }
 
 /// `failure_mode`: whether a call goes on (`open`) when its counters cannot be consulted.
@@ -1324,5 +1398,62 @@ mod tests {
         assert!(
             error_of(text).starts_with("tools.a.limits[1]: this list already uses that counter")
         );
+    }
+
+    const HASH: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn pins_and_classes_load() {
+        let policy = load_policy(
+            format!(
+                r#"{{"version":"1","default":"deny","pins":{{"mode":"report","tools":{{"send":{{"sha256":"{HASH}","annotations":{{"readOnlyHint":true}}}}}}}},
+                "classes":{{"read_only":{{"limits":[{{"counter":"reads","window":"minute","max":9,"scope":"identity"}}]}},
+                            "destructive":{{"action":"deny","reason":"no","rules":[{{"name":"r","conditions":[{{"path":"args.x","op":"exists","value":true}}]}}]}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let pins = policy.pins.as_ref().unwrap();
+        assert_eq!(pins.mode, crate::policy::pins::PinMode::Report);
+        assert!(pins.tools["send"].hints.read_only);
+        assert_eq!(pins.generation.len(), 16);
+        let destructive = policy.classes.entry(Class::Destructive).unwrap();
+        assert_eq!(
+            (destructive.path.as_str(), destructive.rules.len()),
+            ("classes.destructive", 1)
+        );
+        assert_eq!(
+            policy.classes.entry(Class::ReadOnly).unwrap().limits.len(),
+            1
+        );
+        assert_eq!(
+            policy.metric_label("send"),
+            "send",
+            "pinned names are labels"
+        );
+        let first_seen = load_policy(br#"{"version":"1","pins":{"mode":"first_seen"}}"#).unwrap();
+        assert!(first_seen.pins.unwrap().tools.is_empty());
+    }
+
+    #[test]
+    fn pins_and_classes_errors_name_their_path() {
+        let pinned = format!(r#""pins":{{"tools":{{"t":{{"sha256":"{HASH}"}}}}}}"#);
+        for (text, expected) in [
+            (r#"{"version":"1","pins":[]}"#.to_owned(), "pins: expected an object"),
+            (r#"{"version":"1","pins":{"mode":"strict","tools":{}}}"#.to_owned(), "pins.mode: "),
+            (r#"{"version":"1","pins":{"mode":"enforce"}}"#.to_owned(), "pins.tools: mode \"enforce\" needs at least one pinned tool"),
+            (r#"{"version":"1","pins":{"tools":{"t":{}}}}"#.to_owned(), "pins.tools.t.sha256: required"),
+            (r#"{"version":"1","pins":{"tools":{"t":{"sha256":"abc"}}}}"#.to_owned(), "pins.tools.t.sha256: expected \"sha256:\" and 64 lowercase hex digits"),
+            (format!(r#"{{"version":"1","pins":{{"tools":{{"t":{{"sha256":"{HASH}","annotations":[]}}}}}}}}"#), "pins.tools.t.annotations: expected an object"),
+            (format!(r#"{{"version":"1","pins":{{"tools":{{"t":{{"sha256":"{HASH}","hash":1}}}}}}}}"#), "pins.tools.t.hash: unknown field"),
+            (r#"{"version":"1","classes":{"read_only":{}}}"#.to_owned(), "classes: classes apply through the annotations of pinned tools"),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"risky":{{}}}}}}"#), "classes.risky: unknown field"),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"destructive":{{"action":"block"}}}}}}"#), "classes.destructive.action: "),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"destructive":{{"action":"require_approval"}}}}}}"#), "classes.destructive.action: \"require_approval\" needs the policy's \"approval\" settings"),
+            (format!(r#"{{"version":"1",{pinned},"classes":{{"open_world":{{"rules":[{{"conditions":[]}}]}}}}}}"#), "classes.open_world.rules[0].name: required"),
+        ] {
+            let error = error_of(&text);
+            assert!(error.starts_with(expected), "{text}\n  gave: {error}");
+        }
     }
 }

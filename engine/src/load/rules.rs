@@ -339,37 +339,58 @@ fn condition(
 #[cold]
 #[inline(never)]
 pub(crate) fn load(tools: &Map<String, Value>, counters: &mut CounterTable) -> Result<LoadedRules> {
-    let lists: Vec<RuleList> = tools
+    load_section("tools", tools, counters)
+}
+
+/// The rules of every entry of `section` (`tools`, `classes`), by entry name. State counters
+/// are scoped by entry: outside `tools`, the scope names the section too.
+#[cold]
+#[inline(never)]
+pub(crate) fn load_section(
+    section: &str,
+    entries: &Map<String, Value>,
+    counters: &mut CounterTable,
+) -> Result<LoadedRules> {
+    let (names, lists): (Vec<&String>, Vec<RuleList>) = entries
         .iter()
-        .filter_map(|(tool, entry)| {
-            Some(RuleList {
-                scope: scope_of(tool),
-                owner: tool.clone(),
-                path: key_path(&key_path("tools", tool), "rules"),
+        .filter_map(|(name, entry)| {
+            let list = RuleList {
+                scope: section_scope(section, name),
+                path: key_path(&key_path(section, name), "rules"),
                 list: entry.get("rules")?,
-            })
+            };
+            Some((name, list))
         })
-        .collect();
+        .unzip();
     let mut loaded = LoadedRules {
         by_tool: HashMap::new(),
         wildcard: Vec::new(),
     };
-    for (list, rules) in lists.iter().zip(load_lists(&lists, counters)?) {
-        if list.owner == "*" {
+    for (name, rules) in names.into_iter().zip(load_lists(&lists, counters)?) {
+        if name == "*" && section == "tools" {
             loaded.wildcard = rules;
         } else {
-            loaded.by_tool.insert(list.owner.clone(), rules);
+            loaded.by_tool.insert(name.clone(), rules);
         }
     }
     Ok(loaded)
 }
 
-/// One `rules` list as written: where it is, whose it is, and the scope its state counters live
-/// under (a condition reads them as `state.<scope>.<counter>`).
+/// The scope of an entry's state counters.
+#[cold]
+#[inline(never)]
+fn section_scope(section: &str, name: &str) -> String {
+    if section == "tools" {
+        scope_of(name)
+    } else {
+        format!("{section}.{name}")
+    }
+}
+
+/// One `rules` list as written: where it is, and the scope its state counters live under (a
+/// condition reads them as `state.<scope>.<counter>`).
 pub(crate) struct RuleList<'v> {
     pub(crate) scope: String,
-    /// A tool's name, or an entry's path, for errors.
-    pub(crate) owner: String,
     pub(crate) path: String,
     pub(crate) list: &'v Value,
 }
@@ -404,7 +425,8 @@ pub(crate) fn load_lists(
     Ok(loaded)
 }
 
-/// One `rules` list, expanded; each state counter a rule defines is added to `states`.
+/// One `rules` list, expanded; each state counter a rule defines is added to `states` under the
+/// list's scope.
 #[cold]
 #[inline(never)]
 fn expand_list<'v>(
@@ -429,13 +451,7 @@ fn expand_list<'v>(
         if let Some((name, state)) = state_counter(&rule, scope, counters)? {
             let key = format!("state.{scope}.{name}");
             if states.insert(key.clone(), state).is_some() {
-                return err(
-                    &path,
-                    format!(
-                        "duplicate state counter {name:?} for {}: each counter is defined by one rule",
-                        list.owner
-                    ),
-                );
+                return err(&path, format!("duplicate state counter {name:?} for {scope}: each counter is defined by one rule"));
             }
         }
         expanded.push(rule);

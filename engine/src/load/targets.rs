@@ -226,7 +226,6 @@ fn entry(object: &Map<String, Value>, path: &str, reading: &mut Reading) -> Resu
 fn rule_list<'v>(object: &'v Map<String, Value>, path: &str) -> Option<RuleList<'v>> {
     Some(RuleList {
         scope: path.to_owned(),
-        owner: path.to_owned(),
         path: key_path(path, "rules"),
         list: object.get("rules")?,
     })

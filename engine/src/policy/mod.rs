@@ -5,6 +5,7 @@ pub mod caller;
 pub mod counter;
 pub mod grants;
 pub mod identity;
+pub mod pins;
 pub mod resources;
 pub mod rules;
 pub mod targets;
@@ -19,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::policy::grants::GrantTable;
 use crate::policy::identity::{IdentitySource, MissingIdentity};
+use crate::policy::pins::{Class, Classes, Pins};
 use crate::policy::rules::Rule;
 
 /// What happens to a request the policy decides but names no entry for: a `tools/call` of a tool
@@ -96,14 +98,26 @@ pub struct Policy {
     pub(crate) rate_limit_services: Vec<RateLimitService>,
     /// Required when a tool's action is `require_approval`.
     pub(crate) approval: Option<ApprovalSettings>,
+    /// Pinned tool definitions; `None`: definitions are not checked.
+    pub(crate) pins: Option<Pins>,
+    /// Entries for tools by risk class, applied through pinned annotations.
+    pub(crate) classes: Classes,
     /// The `resources`, `prompts` and `methods` blocks.
     pub(crate) targets: targets::Targets,
 }
 
 impl Policy {
-    /// Whether deciding `tool` may read its arguments (it, or `"*"`, has rules).
-    pub fn reads_arguments(&self, tool: &str) -> bool {
-        !self.wildcard_rules.is_empty() || self.tools.get(tool).is_some_and(|t| !t.rules.is_empty())
+    /// A tool's server-wide entry: its own, else its class's (`class`, from its pin).
+    pub(crate) fn entry(&self, tool: &str, class: Option<Class>) -> Option<&ToolRule> {
+        self.tools
+            .get(tool)
+            .or_else(|| class.and_then(|c| self.classes.entry(c)))
+    }
+
+    /// Whether deciding a tool whose entry is `entry` may read its arguments (it, or `"*"`,
+    /// has rules).
+    pub(crate) fn reads_arguments(&self, entry: Option<&ToolRule>) -> bool {
+        !self.wildcard_rules.is_empty() || entry.is_some_and(|t| !t.rules.is_empty())
     }
 
     /// Whether audit records read the calls' arguments: their hash, or the arguments themselves.
@@ -111,10 +125,10 @@ impl Policy {
         self.audit_hash || self.audit_arguments
     }
 
-    /// Whether refusals of `tool` are only reported ("would deny"): the whole policy or the
-    /// tool's entry is in shadow mode.
-    pub fn in_shadow(&self, tool: &str) -> bool {
-        self.shadow || self.tools.get(tool).is_some_and(|t| t.shadow)
+    /// Whether refusals of a tool whose entry is `entry` are only reported ("would deny"):
+    /// the whole policy or the entry is in shadow mode.
+    pub(crate) fn in_shadow(&self, entry: Option<&ToolRule>) -> bool {
+        self.shadow || entry.is_some_and(|t| t.shadow)
     }
 
     pub fn is_hidden(&self, tool: &str) -> bool {
@@ -140,10 +154,12 @@ impl Policy {
             .iter()
             .filter_map(|g| g.tools.as_ref())
             .flat_map(|tools| tools.keys());
+        let pinned = self.pins.iter().flat_map(|pins| pins.tools.keys());
         self.tools
             .keys()
             .chain(&self.hidden)
             .chain(granted)
+            .chain(pinned)
             .filter(|name| {
                 name.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -206,6 +222,28 @@ impl Policy {
             match self.refusal_mode {
                 RefusalMode::JsonRpc => "jsonrpc",
                 RefusalMode::Http => "http",
+            }
+        ) + &self.pins_summary()
+    }
+
+    /// `, pins …, classes …` when the policy has them.
+    fn pins_summary(&self) -> String {
+        let Some(pins) = &self.pins else {
+            return String::new();
+        };
+        let classes: Vec<&str> = pins::Class::ALL
+            .iter()
+            .filter(|c| self.classes.entry(**c).is_some())
+            .map(|c| c.as_str())
+            .collect();
+        format!(
+            ", pins {} ({} pinned tool(s)), classes: {}",
+            pins.mode.as_str(),
+            pins.tools.len(),
+            if classes.is_empty() {
+                "none".to_owned()
+            } else {
+                classes.join(", ")
             }
         )
     }

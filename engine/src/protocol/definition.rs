@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn fractions_and_large_numbers_stay_as_written_by_serde_json() {
         let mut out = String::new();
-        push_canonical(&mut out, &json!([0.5, -2.0, 1e300, 18_446_744_073_709_551_615_u64]));
+        push_canonical(
+            &mut out,
+            &json!([0.5, -2.0, 1e300, 18_446_744_073_709_551_615_u64]),
+        );
         assert_eq!(out, "[0.5,-2,1e+300,18446744073709551615]");
     }
 }

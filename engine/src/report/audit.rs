@@ -11,6 +11,7 @@ use crate::json::write::{push_key, push_opt_str, push_str, push_u64};
 use crate::policy::identity::{push_sha256_tag, Identity};
 use crate::policy::Policy;
 use crate::request::outcome::{CallRecord, Outcome, Verdict};
+use crate::response::tools_list::Drift;
 use crate::target::Target;
 
 pub struct AuditContext<'a> {
@@ -28,7 +29,7 @@ pub struct AuditContext<'a> {
 /// Members, in this order: `time`, `request_id`, `server`, `identity`, `identity_source`,
 /// `session`, `outcome`, `status`, `calls` (`id`, then `tool` for a tool call, or `method` and
 /// `resource` or `prompt` when there is one, then `decision`, `rule`, and when they have one
-/// `reason`, `arguments_sha256`, `arguments`), `counters` (`counter`, `value`, `limit`,
+/// `class`, `reason`, `arguments_sha256`, `arguments`), `counters` (`counter`, `value`, `limit`,
 /// `window_start`). Written by hand (`json_write`): see there why.
 pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Option<String> {
     let refused = match &outcome.verdict {
@@ -40,19 +41,7 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         return None;
     }
     let mut out = String::with_capacity(320 + 200 * outcome.calls.len());
-    out.push('{');
-    push_key(&mut out, "time", true);
-    push_u64(&mut out, context.time);
-    push_key(&mut out, "request_id", false);
-    push_opt_str(&mut out, context.request_id);
-    push_key(&mut out, "server", false);
-    push_str(&mut out, context.server);
-    push_key(&mut out, "identity", false);
-    push_opt_str(&mut out, context.identity.map(Identity::shown));
-    push_key(&mut out, "identity_source", false);
-    push_opt_str(&mut out, context.identity.map(|i| i.source.as_str()));
-    push_key(&mut out, "session", false);
-    push_opt_str(&mut out, context.session);
+    push_context(&mut out, context);
     push_key(&mut out, "outcome", false);
     push_str(
         &mut out,
@@ -82,6 +71,10 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         push_str(&mut out, call.decision.as_str());
         push_key(&mut out, "rule", false);
         push_str(&mut out, &call.rule);
+        if let Some(class) = call.class {
+            push_key(&mut out, "class", false);
+            push_str(&mut out, class.as_str());
+        }
         if !call.detail.is_empty() {
             push_key(&mut out, "reason", false);
             push_str(&mut out, &call.detail);
@@ -147,6 +140,54 @@ fn push_arguments(out: &mut String, policy: &Policy, call: &CallRecord) {
             out.push_str(raw.get());
         }
     }
+}
+
+/// `{` and the members every record starts with: `time` … `session`.
+fn push_context(out: &mut String, context: &AuditContext) {
+    out.push('{');
+    push_key(out, "time", true);
+    push_u64(out, context.time);
+    push_key(out, "request_id", false);
+    push_opt_str(out, context.request_id);
+    push_key(out, "server", false);
+    push_str(out, context.server);
+    push_key(out, "identity", false);
+    push_opt_str(out, context.identity.map(Identity::shown));
+    push_key(out, "identity_source", false);
+    push_opt_str(out, context.identity.map(|i| i.source.as_str()));
+    push_key(out, "session", false);
+    push_opt_str(out, context.session);
+}
+
+/// The record of a forwarded `tools/list` whose answer listed tools that differ from their
+/// pins: the members every record has (no calls, no counters), then `drift` (`tool`,
+/// `pinned_sha256` (`null`: no pin), `seen_sha256`, `action`: `dropped` or `reported`).
+pub fn drift_record(context: &AuditContext, drifts: &[Drift]) -> String {
+    let mut out = String::with_capacity(320 + 200 * drifts.len());
+    push_context(&mut out, context);
+    push_key(&mut out, "outcome", false);
+    push_str(&mut out, "forwarded");
+    push_key(&mut out, "status", false);
+    out.push_str("null,\"calls\":[],\"counters\":[]");
+    push_key(&mut out, "drift", false);
+    out.push('[');
+    for (index, drift) in drifts.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        push_key(&mut out, "tool", true);
+        push_str(&mut out, &drift.tool);
+        push_key(&mut out, "pinned_sha256", false);
+        push_opt_str(&mut out, drift.pinned.as_deref());
+        push_key(&mut out, "seen_sha256", false);
+        push_str(&mut out, &drift.seen);
+        push_key(&mut out, "action", false);
+        push_str(&mut out, if drift.dropped { "dropped" } else { "reported" });
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
 }
 
 #[cfg(test)]

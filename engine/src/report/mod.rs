@@ -10,8 +10,50 @@ use crate::policy::identity::Identity;
 use crate::policy::Policy;
 use crate::protocol::jsonrpc::MCP_METHODS;
 use crate::request::outcome::{CallRecord, Outcome, Verdict};
+use crate::response::tools_list::Drift;
 use crate::target::Target;
 use audit::AuditContext;
+
+/// Count and log the drift a listing showed (`new`, found since the last call). When the answer
+/// is complete (`all`), store the audit record of every drift it showed.
+pub fn publish_drift(
+    host: &mut dyn Host,
+    policy: &Policy,
+    context: &AuditContext,
+    new: &[Drift],
+    all: Option<&[Drift]>,
+) {
+    let server = context.server;
+    for drift in new {
+        host.count(Metric::ToolDrift {
+            tool: policy.metric_label(&drift.tool),
+        });
+        let what = match &drift.pinned {
+            Some(pinned) => format!("differs from its pin ({pinned}; listed {})", drift.seen),
+            None => format!("has no pin (listed {})", drift.seen),
+        };
+        let action = if drift.dropped {
+            "dropped from the listing"
+        } else {
+            "reported"
+        };
+        host.log(
+            Level::Warn,
+            &format!(
+                "mcp-policy-filter[{server}]: tool {:?} {what}: {action}",
+                drift.tool
+            ),
+        );
+    }
+    if let Some(all) = all.filter(|all| !all.is_empty()) {
+        if let Err(problem) = host.store_audit_record(&audit::drift_record(context, all)) {
+            host.log(
+                Level::Warn,
+                &format!("mcp-policy-filter[{server}]: audit record not stored: {problem}"),
+            );
+        }
+    }
+}
 
 /// Store the audit record, count every decision and log what an operator should see.
 pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, outcome: &Outcome) {
@@ -101,6 +143,7 @@ mod tests {
             rule: String::new(),
             id: None,
             arguments: None,
+            class: None,
         };
         match metric(policy, &call) {
             Metric::Request {
@@ -169,6 +212,7 @@ mod tests {
             rule: String::new(),
             id: None,
             arguments: None,
+            class: None,
         };
         assert_eq!(
             metric(&policy, &call),

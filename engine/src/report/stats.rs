@@ -63,6 +63,10 @@ impl Stats {
                 self.scratch.push_str("mcp_policy_rate_limit_service_total");
             }
             Metric::ConfigFailure => self.scratch.push_str("mcp_policy_config_failures_total"),
+            Metric::ToolDrift { tool } => {
+                self.tag("tool", tool);
+                self.scratch.push_str("mcp_policy_tool_drift_total");
+            }
         }
     }
 

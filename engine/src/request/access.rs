@@ -10,6 +10,9 @@
 //!    (listing a tool in a grant is what allows it under `default: deny`);
 //! 5. otherwise the server-wide rules decide: listed → allowed, unlisted → `default`.
 //!
+//! A tool's server-wide entry is its own (`tools.<name>`), else the entry of its risk class
+//! (`classes.<class>`, from the annotations of its pin), else none.
+//!
 //! An allowed call must then fit every limit that applies: the server-wide tool's, the grant's
 //! own, and the grant's rule for that tool.
 
@@ -19,6 +22,7 @@ use serde_json::Value;
 
 use crate::counters::CounterError;
 use crate::json::path::key_path;
+use crate::policy::pins::Class;
 use crate::policy::rules::{self, Charge, RulesOutcome, Unreadable};
 use crate::policy::{CounterId, DefaultAction, Policy, ToolAction, ToolRule};
 
@@ -80,33 +84,36 @@ pub fn decide_tool(
     arguments: Option<&Value>,
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, CounterError>,
 ) -> ToolDecision {
-    decide_with_rule(policy, caller, tool, arguments, counter_value).0
+    decide_with_rule(policy, caller, tool, None, arguments, counter_value).0
 }
 
 /// `decide_tool`, plus the policy element that decided, as a JSON path (`tools.x.rules[1]`,
 /// `grants.g.tools`, `default`, ...): for `mcp-policy explain` and audit records.
+/// `class`: the tool's risk class, from its pin (`None` for a tool without one).
 pub fn decide_with_rule(
     policy: &Policy,
     caller: &Caller,
     tool: &str,
+    class: Option<Class>,
     arguments: Option<&Value>,
     counter_value: &mut dyn FnMut(CounterId) -> Result<u64, CounterError>,
 ) -> (ToolDecision, String) {
-    let shadow = policy.in_shadow(tool);
+    let entry = policy.entry(tool, class);
+    let shadow = policy.in_shadow(entry);
     if policy.is_hidden(tool) {
         if !shadow {
             return (deny(HIDDEN), "hide".to_owned());
         }
         return only_reported(Vec::new(), HIDDEN.to_owned(), "hide".to_owned());
     }
-    let (limits, access_rule) = match access(policy, caller, tool) {
+    let (limits, access_rule) = match access(policy, caller, tool, entry) {
         (ToolDecision::Allow { charges, .. }, rule) => (charges, rule),
         (ToolDecision::Deny { reason, .. }, rule) if shadow => {
             return only_reported(Vec::new(), reason, rule)
         }
         denied => return denied,
     };
-    let tool_rules = ToolRules::of(policy, tool);
+    let tool_rules = ToolRules::of(policy, entry);
     match rules::evaluate(
         &tool_rules.in_order(),
         arguments,
@@ -133,8 +140,7 @@ pub fn decide_with_rule(
                 .into_iter()
                 .map(|(reason, index)| (reason, tool_rules.path(index)))
                 .collect();
-            let approval =
-                approval_path(policy, tool).or_else(|| approval.map(|i| tool_rules.path(i)));
+            let approval = approval_path(entry).or_else(|| approval.map(|i| tool_rules.path(i)));
             let decision = passed(limits, charges, shadow_denials, approval, shadow);
             (decision, access_rule)
         }
@@ -155,18 +161,18 @@ fn only_reported(charges: Vec<Charge>, reason: String, path: String) -> (ToolDec
     )
 }
 
-/// The rules a call to a tool must pass: the tool's own, then the `"*"` rules.
+/// The rules a call to a tool must pass: its entry's, then the `"*"` rules.
 struct ToolRules<'p> {
-    tool: &'p str,
+    entry: Option<&'p ToolRule>,
     own: &'p [rules::Rule],
     wildcard: &'p [rules::Rule],
 }
 
 impl<'p> ToolRules<'p> {
-    fn of(policy: &'p Policy, tool: &'p str) -> Self {
+    fn of(policy: &'p Policy, entry: Option<&'p ToolRule>) -> Self {
         ToolRules {
-            tool,
-            own: policy.tools.get(tool).map_or(&[], |t| &t.rules),
+            entry,
+            own: entry.map_or(&[], |t| &t.rules),
             wildcard: &policy.wildcard_rules,
         }
     }
@@ -178,20 +184,19 @@ impl<'p> ToolRules<'p> {
     /// The JSON path of the rule at `index` in `in_order`. Built only for a rule that decided:
     /// most calls never need one.
     fn path(&self, index: usize) -> String {
-        match index.checked_sub(self.own.len()) {
-            None => format!("{}.rules[{index}]", key_path("tools", self.tool)),
-            Some(wildcard) => format!("tools[\"*\"].rules[{wildcard}]"),
+        match (index.checked_sub(self.own.len()), self.entry) {
+            (None, Some(entry)) => format!("{}.rules[{index}]", entry.path),
+            (None, None) => format!("rules[{index}]"),
+            (Some(wildcard), _) => format!("tools[\"*\"].rules[{wildcard}]"),
         }
     }
 }
 
-/// The JSON path of the tool's own `require_approval` action, if it has one.
-fn approval_path(policy: &Policy, tool: &str) -> Option<String> {
-    policy
-        .tools
-        .get(tool)
+/// The JSON path of the entry's `require_approval` action, if it has one.
+fn approval_path(entry: Option<&ToolRule>) -> Option<String> {
+    entry
         .filter(|t| t.action == ToolAction::RequireApproval)
-        .map(|_| format!("{}.action", key_path("tools", tool)))
+        .map(|t| format!("{}.action", t.path))
 }
 
 /// A call that passed its rules: it is charged the access `limits` and the rules' `charges`,
@@ -236,11 +241,22 @@ fn allow(limits: Vec<CounterId>) -> ToolDecision {
 }
 
 /// Who may call what, before any rule: see the module documentation for the precedence.
-pub fn decide_access(policy: &Policy, caller: &Caller, tool: &str) -> ToolDecision {
-    access(policy, caller, tool).0
+pub fn decide_access(
+    policy: &Policy,
+    caller: &Caller,
+    tool: &str,
+    class: Option<Class>,
+) -> ToolDecision {
+    access(policy, caller, tool, policy.entry(tool, class)).0
 }
 
-fn access(policy: &Policy, caller: &Caller, tool: &str) -> (ToolDecision, String) {
+/// `server_rule`: the tool's server-wide entry (`Policy::entry`).
+fn access(
+    policy: &Policy,
+    caller: &Caller,
+    tool: &str,
+    server_rule: Option<&ToolRule>,
+) -> (ToolDecision, String) {
     if caller.identity.is_none() && policy.missing_identity == MissingIdentity::Deny {
         let expected: Vec<String> = policy
             .identity_sources
@@ -253,7 +269,6 @@ fn access(policy: &Policy, caller: &Caller, tool: &str) -> (ToolDecision, String
         );
         return (deny(why), "identity.missing".to_owned());
     }
-    let server_rule = policy.tools.get(tool);
     if let Some(ToolRule {
         action: ToolAction::Deny,
         reason,

@@ -325,6 +325,7 @@ mod tests {
                 id: Some(json!(1).into()),
                 // No audit record reads them (the policy asks for neither hash nor arguments).
                 arguments: None,
+                class: None,
             }]
         );
     }

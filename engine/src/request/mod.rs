@@ -8,6 +8,7 @@ pub mod access;
 pub mod charge;
 pub mod evaluate;
 pub mod headers;
+pub mod integrity;
 pub mod meta;
 pub mod outcome;
 pub mod plan;

@@ -24,6 +24,8 @@ pub struct CallRecord {
     /// A tool call's `arguments` as sent (raw JSON), for the audit record: kept only when it
     /// reads them (`Policy::audit_reads_arguments`), hashed or whole.
     pub arguments: Option<String>,
+    /// The tool's risk class (from its pin), when one applied.
+    pub class: Option<crate::policy::pins::Class>,
 }
 
 /// A counter this request touched: its value after the request (or when it refused it).
@@ -117,6 +119,7 @@ impl Outcome {
             rule: query.rule.clone(),
             id: query.id.clone(),
             arguments: query.arguments,
+            class: None,
         };
         let mut outcome = Outcome::refused(
             reply::single(query.id.as_ref(), refusal, refusal_mode),

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::access::{decide_with_rule, ToolDecision};
+use super::integrity::{self, Standing};
 use super::meta::RequestMeta;
 use super::outcome::{CallRecord, Outcome};
 use super::slot::counter_slot;
@@ -12,6 +13,7 @@ use crate::counters::{current, CasStore, CounterError, StoreError};
 use crate::decision::Decision;
 use crate::json::strict;
 use crate::policy::caller::Caller;
+use crate::policy::pins::Class;
 use crate::policy::rules::{Charge, Unreadable};
 use crate::policy::{CounterId, Policy, RefusalMode};
 use crate::protocol::jsonrpc::{Body, Id, Message, MessageKind, INVALID_REQUEST};
@@ -197,6 +199,7 @@ impl Planner<'_> {
             id: &message.id,
             arguments: None,
             audited: false,
+            class: None,
         };
         let mut planned = self.decided(call, decision, path);
         planned.shadow = rule.is_some_and(|r| r.shadow);
@@ -236,14 +239,22 @@ impl Planner<'_> {
         else {
             return Planned::default();
         };
+        let standing =
+            integrity::standing(self.policy, &mut *self.store, self.meta.namespace, name);
+        let class = standing
+            .hints()
+            .and_then(|hints| self.policy.classes.class_of(hints))
+            .map(|(class, _)| class);
         let call = Call {
             target: Target::Tool(name.clone()),
             id,
             arguments: *arguments,
             audited: self.policy.audit_reads_arguments(),
+            class,
         };
+        let entry = self.policy.entry(name, class);
         // Only rules read arguments: without any, they stay unparsed text.
-        let arguments = if self.policy.reads_arguments(name) {
+        let arguments = if self.policy.reads_arguments(entry) {
             match call.arguments.map(rule_arguments).transpose() {
                 Ok(arguments) => arguments,
                 Err(problem) => return Planned::refused(invalid(problem), None),
@@ -253,8 +264,19 @@ impl Planner<'_> {
         };
         let (policy, caller) = (self.policy, self.caller);
         let (decision, rule) = self.with_counters(|read_counter| {
-            decide_with_rule(policy, caller, name, arguments.as_ref(), read_counter)
+            decide_with_rule(
+                policy,
+                caller,
+                name,
+                class,
+                arguments.as_ref(),
+                read_counter,
+            )
         });
+        let decision = match self.integrity(&call, &standing, decision) {
+            Ok(decision) => decision,
+            Err(refused) => return *refused,
+        };
         let mut planned = self.decided(call, decision, rule);
         planned.shadow = policy.tools.get(name).is_some_and(|t| t.shadow);
         planned
@@ -321,6 +343,37 @@ impl Planner<'_> {
         }
     }
 
+    /// A call its access allowed, against its pin (`integrity::judge`).
+    fn integrity(
+        &self,
+        call: &Call,
+        standing: &Standing,
+        decision: ToolDecision,
+    ) -> Result<ToolDecision, Box<Planned>> {
+        let tool = call.target.name();
+        let refused = match integrity::judge(self.policy, tool, call.class, standing, decision) {
+            Ok(decision) => return Ok(decision),
+            Err(refused) => refused,
+        };
+        let target = call.target.clone();
+        let refusal = if refused.unknown {
+            Refusal::CannotEnforce {
+                target,
+                counter: "pins".to_owned(),
+                problem: refused.problem.clone(),
+            }
+        } else {
+            Refusal::Denied {
+                target,
+                reason: refused.problem.clone(),
+            }
+        };
+        let record = call
+            .clone()
+            .record(refusal.decision(), refused.problem, refused.rule);
+        Err(Box::new(Planned::refused(refusal, Some(record))))
+    }
+
     /// A call the rule at `approval_rule` makes wait for a human. `Ok(Some(note))`: approved
     /// (who approved it, for the audit record); `Ok(None)`: to be asked, once every other
     /// message is planned; `Err`: refused.
@@ -350,11 +403,7 @@ impl Planner<'_> {
                     target: call.target.clone(),
                     reason: reason.clone(),
                 };
-                let call = Call {
-                    target: call.target.clone(),
-                    ..*call
-                };
-                let record = call.record(Decision::Denied, reason, approval_rule);
+                let record = call.clone().record(Decision::Denied, reason, approval_rule);
                 Err(Box::new(Planned::refused(refusal, Some(record))))
             }
             _ => {
@@ -393,6 +442,7 @@ impl Planner<'_> {
 }
 
 /// A decided message, seen as its parts.
+#[derive(Clone)]
 struct Call<'m> {
     target: Target,
     id: &'m Option<Id>,
@@ -401,6 +451,8 @@ struct Call<'m> {
     /// The audit record reads the arguments (their hash, or themselves): the call's record
     /// keeps a copy, which outlives the body.
     audited: bool,
+    /// The tool's risk class, from its pin.
+    class: Option<Class>,
 }
 
 impl Call<'_> {
@@ -413,6 +465,7 @@ impl Call<'_> {
             rule,
             id: self.id.clone(),
             arguments: self.arguments.filter(|_| self.audited).map(str::to_owned),
+            class: self.class,
         }
     }
 }

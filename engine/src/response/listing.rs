@@ -6,32 +6,84 @@
 
 use serde_json::Value;
 
-use super::tools_list;
+use super::tools_list::{Drift, Lister};
+use crate::counters::CasStore;
 use crate::policy::caller::Caller;
 use crate::policy::Policy;
 use crate::protocol::jsonrpc::same_id;
 use crate::protocol::listing::{Listing, ListingKind};
 use crate::request::targets::may_list;
 
-/// If `message` answers one of `listings` (matched by id), drop the entries the caller may not
-/// use. Returns the rewritten message, or `None` when nothing changes.
-pub fn filter_message(
+/// What rewriting one stream's listings needs, and what it found: tools are judged by a
+/// `Lister` (access and pins), which keeps pin state in `store` and notes drift and problems.
+pub struct Listings<'a> {
+    pub policy: &'a Policy,
+    /// Whose listings they are.
+    pub caller: &'a Caller<'a>,
+    /// The forwarded listing requests.
+    pub listings: &'a [Listing],
+    /// Where pin state is kept (the counter store).
+    pub store: &'a mut dyn CasStore,
+    pub namespace: &'a str,
+    /// Listed tools whose definitions differ from their pins, in listing order.
+    pub drifts: &'a mut Vec<Drift>,
+    /// Pin state that could not be read or kept (for the log).
+    pub problems: &'a mut Vec<String>,
+}
+
+impl Listings<'_> {
+    /// If `message` answers one of `listings` (matched by id), drop the entries the caller may
+    /// not use. Returns the rewritten message, or `None` when nothing changes.
+    pub fn filter_message(&mut self, message: &Value) -> Option<Value> {
+        let id = message.get("id")?;
+        let listing = self.listings.iter().find(|l| same_id(&l.id, id))?;
+        if listing.kind == ListingKind::Tools {
+            return Lister {
+                policy: self.policy,
+                caller: self.caller,
+                ids: std::slice::from_ref(&listing.id),
+                store: &mut *self.store,
+                namespace: self.namespace,
+                drifts: &mut *self.drifts,
+                problems: &mut *self.problems,
+            }
+            .filter_message(message);
+        }
+        filter_entries(self.policy, self.caller, listing.kind, message)
+    }
+
+    /// Filter a whole JSON body (one message or a batch). `None` when nothing changes.
+    pub fn filter_json_body(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        let value: Value = serde_json::from_slice(body).ok()?;
+        let rewritten = match &value {
+            Value::Array(items) => {
+                let mut changed = false;
+                let items: Vec<Value> = items
+                    .iter()
+                    .map(|m| match self.filter_message(m) {
+                        Some(new) => {
+                            changed = true;
+                            new
+                        }
+                        None => m.clone(),
+                    })
+                    .collect();
+                changed.then_some(Value::Array(items))?
+            }
+            single => self.filter_message(single)?,
+        };
+        Some(rewritten.to_string().into_bytes())
+    }
+}
+
+/// A resource, resource template or prompt listing without what the caller may not request.
+fn filter_entries(
     policy: &Policy,
     caller: &Caller,
-    listings: &[Listing],
+    kind: ListingKind,
     message: &Value,
 ) -> Option<Value> {
-    let id = message.get("id")?;
-    let listing = listings.iter().find(|l| same_id(&l.id, id))?;
-    if listing.kind == ListingKind::Tools {
-        return tools_list::filter_message(
-            policy,
-            caller,
-            std::slice::from_ref(&listing.id),
-            message,
-        );
-    }
-    let (entries, name) = (listing.kind.entries(), listing.kind.name());
+    let (entries, name) = (kind.entries(), kind.name());
     let listed = message.get("result")?.get(entries)?.as_array()?;
     let kept: Vec<Value> = listed
         .iter()
@@ -39,7 +91,7 @@ pub fn filter_message(
             entry
                 .get(name)
                 .and_then(Value::as_str)
-                .is_none_or(|name| may_list(policy, caller, listing.kind, name))
+                .is_none_or(|name| may_list(policy, caller, kind, name))
         })
         .cloned()
         .collect();
@@ -53,42 +105,52 @@ pub fn filter_message(
     Some(rewritten)
 }
 
-/// Filter a whole JSON body (one message or a batch). `None` when nothing changes.
-pub fn filter_json_body(
-    policy: &Policy,
-    caller: &Caller,
-    listings: &[Listing],
-    body: &[u8],
-) -> Option<Vec<u8>> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let rewritten = match &value {
-        Value::Array(items) => {
-            let mut changed = false;
-            let items: Vec<Value> = items
-                .iter()
-                .map(|m| match filter_message(policy, caller, listings, m) {
-                    Some(new) => {
-                        changed = true;
-                        new
-                    }
-                    None => m.clone(),
-                })
-                .collect();
-            changed.then_some(Value::Array(items))?
-        }
-        single => filter_message(policy, caller, listings, single)?,
-    };
-    Some(rewritten.to_string().into_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::load::load_policy;
     use crate::policy::identity::Identity;
     use crate::protocol::sse::SseRewriter;
-    use crate::test_support::test;
+    use crate::test_support::{test, MemoryStore};
     use serde_json::json;
+
+    fn filter_message(
+        policy: &Policy,
+        caller: &Caller,
+        listings: &[Listing],
+        message: &Value,
+    ) -> Option<Value> {
+        let (mut drifts, mut problems) = (Vec::new(), Vec::new());
+        Listings {
+            policy,
+            caller,
+            listings,
+            store: &mut MemoryStore::default(),
+            namespace: "ns",
+            drifts: &mut drifts,
+            problems: &mut problems,
+        }
+        .filter_message(message)
+    }
+
+    fn filter_json_body(
+        policy: &Policy,
+        caller: &Caller,
+        listings: &[Listing],
+        body: &[u8],
+    ) -> Option<Vec<u8>> {
+        let (mut drifts, mut problems) = (Vec::new(), Vec::new());
+        Listings {
+            policy,
+            caller,
+            listings,
+            store: &mut MemoryStore::default(),
+            namespace: "ns",
+            drifts: &mut drifts,
+            problems: &mut problems,
+        }
+        .filter_json_body(body)
+    }
 
     const POLICY: &str = r#"{"version":"1","default":"deny",
         "tools":{"send":{}},

@@ -5,13 +5,14 @@
 
 use serde_json::Value;
 
-use super::listing::{filter_json_body, filter_message};
+use super::listing::Listings;
+use super::tools_list::Drift;
 use crate::counters::reservations::{http_error_refunds, refund, settle, Reservation};
 use crate::host::{Action, Host, Level};
 use crate::policy::caller::Caller;
 use crate::policy::Policy;
 use crate::protocol::header_map;
-use crate::protocol::listing::Listing;
+use crate::protocol::listing::{Listing, ListingKind};
 use crate::protocol::sse::SseRewriter;
 
 /// The most of a JSON answer held to read it whole (to refund a failed call, to filter a
@@ -28,6 +29,9 @@ enum Reading {
     Json,
     /// `text/event-stream`: read and rewritten event by event as it streams.
     Sse(SseRewriter),
+    /// A tools/list answer too large to check against pins that refuse: replaced by an error,
+    /// the rest of it dropped as it comes.
+    Dropped,
 }
 
 /// What reading an answer's body needs from its stream.
@@ -50,6 +54,10 @@ pub struct Watch {
     reading: Reading,
     /// Bytes of the answer buffered so far, as last reported.
     body_size: usize,
+    /// Listed tools whose definitions differ from their pins, as found.
+    drifts: Vec<Drift>,
+    /// How many of `drifts` were reported already.
+    reported: usize,
 }
 
 impl Watch {
@@ -169,6 +177,13 @@ impl Watch {
                 self.reading = Reading::Sse(rewriter);
                 Action::Continue
             }
+            Reading::Dropped => {
+                if body_size > 0 {
+                    reader.host.replace_response_body(body_size, b"");
+                }
+                self.reading = Reading::Dropped;
+                Action::Continue
+            }
         }
     }
 
@@ -188,19 +203,29 @@ impl Watch {
             namespace,
         } = reader;
         let chunk = host.response_body(body_size);
-        let listings = &self.listings;
         let pending = &mut self.reservations;
         let mut refunds = Vec::new();
+        let mut problems = Vec::new();
+        let mut listings = Listings {
+            policy,
+            caller,
+            listings: &self.listings,
+            store: host.store(),
+            namespace,
+            drifts: &mut self.drifts,
+            problems: &mut problems,
+        };
         let mut observe = |message: &Value| {
             if let Some(failed) = settle(pending, message) {
                 refunds.push(failed);
             }
-            filter_message(policy, caller, listings, message)
+            listings.filter_message(message)
         };
         let mut out = rewriter.feed(&chunk, &mut observe);
         if end_of_stream {
             out.extend(rewriter.finish(&mut observe));
         }
+        log_problems(host, namespace, &problems);
         for failed in refunds {
             refund_one(host, namespace, &failed, "JSON-RPC error");
         }
@@ -222,7 +247,12 @@ impl Watch {
             }
             // Too large to hold (Envoy would reset the stream at its buffer limit): it goes on
             // as is, its calls stay charged (no evidence of failure) and a listing in it is not
-            // filtered.
+            // filtered — unless pins must check a tools/list: then the agent gets an error
+            // instead.
+            if self.lists_tools() && policy.pins.as_ref().is_some_and(|p| p.mode.refuses()) {
+                self.drop_unchecked(host, namespace, body_size);
+                return Action::Continue;
+            }
             if !self.listings.is_empty() {
                 host.log(
                     Level::Warn,
@@ -256,10 +286,72 @@ impl Watch {
                 refund_one(host, namespace, &failed, "JSON-RPC error");
             }
         }
-        if let Some(filtered) = filter_json_body(policy, caller, &self.listings, &body) {
+        let mut problems = Vec::new();
+        let filtered = Listings {
+            policy,
+            caller,
+            listings: &self.listings,
+            store: host.store(),
+            namespace,
+            drifts: &mut self.drifts,
+            problems: &mut problems,
+        }
+        .filter_json_body(&body);
+        log_problems(host, namespace, &problems);
+        if let Some(filtered) = filtered {
             host.replace_response_body(body_size, &filtered);
         }
         Action::Continue
+    }
+
+    /// Replace an unchecked tools/list answer (`body_size` bytes so far) by a JSON-RPC error;
+    /// drop the rest as it comes.
+    fn drop_unchecked(&mut self, host: &mut dyn Host, namespace: &str, body_size: usize) {
+        let problem = format!(
+            "the tools/list answer is over {MAX_HELD_ANSWER} bytes: too large for the policy filter to check against its pins"
+        );
+        host.log(
+            Level::Warn,
+            &format!("mcp-policy-filter[{namespace}]: {problem}; answered with an error"),
+        );
+        let id = self
+            .listings
+            .iter()
+            .find(|l| l.kind == ListingKind::Tools)
+            .map_or(Value::Null, |l| l.id.clone());
+        let error = serde_json::json!({"jsonrpc": "2.0", "id": id,
+            "error": {"code": crate::reply::CANNOT_ENFORCE, "message": problem}});
+        host.replace_response_body(body_size, error.to_string().as_bytes());
+        self.reservations.clear();
+        self.reading = Reading::Dropped;
+    }
+
+    /// Whether a forwarded tools/list waits for its answer.
+    fn lists_tools(&self) -> bool {
+        self.listings.iter().any(|l| l.kind == ListingKind::Tools)
+    }
+
+    /// Drift found since the last call, and all drift found when `finished`.
+    pub fn new_drifts(&mut self) -> &[Drift] {
+        let from = self.reported;
+        self.reported = self.drifts.len();
+        self.drifts.get(from..).unwrap_or_default()
+    }
+
+    /// Every drift this answer's listings showed.
+    pub fn drifts(&self) -> &[Drift] {
+        &self.drifts
+    }
+}
+
+fn log_problems(host: &mut dyn Host, namespace: &str, problems: &[String]) {
+    for problem in problems {
+        host.log(
+            Level::Error,
+            &format!(
+                "mcp-policy-filter[{namespace}]: {problem}; the tool was left out of the listing"
+            ),
+        );
     }
 }
 

@@ -307,18 +307,39 @@ impl Stream {
             namespace: &self.namespace,
         };
         let action = self.watch.on_body(reader, body_size, end_of_stream);
+        self.report_drift(host, end_of_stream);
         mark(host, Phase::ResponseBody);
         action
     }
 
     pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Action {
         let caller = Caller::new(&self.policy, self.request.identity.as_ref());
-        self.watch.on_trailers(Reader {
-            host,
+        let action = self.watch.on_trailers(Reader {
+            host: &mut *host,
             policy: &self.policy,
             caller: &caller,
             namespace: &self.namespace,
-        })
+        });
+        self.report_drift(host, true);
+        action
+    }
+
+    /// Report what listings in the answer showed that differs from pins; its audit record once
+    /// the answer is `finished`.
+    fn report_drift(&mut self, host: &mut dyn Host, finished: bool) {
+        let new = self.watch.new_drifts().to_vec();
+        if new.is_empty() && !finished {
+            return;
+        }
+        let context = AuditContext {
+            time: host.now(),
+            request_id: self.request.request_id.as_deref(),
+            server: &self.namespace,
+            identity: self.request.identity.as_ref(),
+            session: self.request.session.as_deref(),
+        };
+        let all = finished.then(|| self.watch.drifts());
+        report::publish_drift(host, &self.policy, &context, &new, all);
     }
 
     /// The stream is over (completed, reset or abandoned).

@@ -1,7 +1,8 @@
-//! `sample-mcp-server --server wechat|notify [--port N] [--stateless]`
+//! `sample-mcp-server --server wechat|notify [--port N] [--stateless] [--page-size N]`
 //!
 //! Binds 127.0.0.1, prints `listening on http://127.0.0.1:PORT/mcp`, serves until SIGTERM or
-//! SIGINT, then exits 0. Bad arguments exit 2; startup failures exit 1.
+//! SIGINT, then exits 0. Bad arguments exit 2; startup failures exit 1. The routes and options
+//! are in [`USAGE`].
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -113,9 +113,20 @@ pub fn start_sample_server(
     kind: &str,
     stateless: bool,
 ) -> Result<ServerProcess, String> {
+    start_sample_server_with(bin, kind, stateless, &[])
+}
+
+/// `start_sample_server`, with more options for the server (`--page-size 2`).
+pub fn start_sample_server_with(
+    bin: &Path,
+    kind: &str,
+    stateless: bool,
+    options: &[String],
+) -> Result<ServerProcess, String> {
     let mut command = Command::new(bin);
     command
         .args(["--server", kind, "--port", "0"])
+        .args(options)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if stateless {

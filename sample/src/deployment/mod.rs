@@ -11,6 +11,6 @@ pub use build::FilterBuild;
 pub use envoy_config::{render, write_filter_config, EnvoyTemplate};
 pub use launch::{
     dechunk, free_port, http_get, start_approval_service, start_envoy, start_sample_server,
-    EnvoyOptions, EnvoyProcess, ServerProcess,
+    start_sample_server_with, EnvoyOptions, EnvoyProcess, ServerProcess,
 };
 pub use process::{first_line_within, kill_group, read_until_line, ChildGuard};

@@ -3,6 +3,8 @@
 
 pub mod notify;
 pub mod wechat;
+pub mod wechat_prompts;
+pub mod wechat_resources;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

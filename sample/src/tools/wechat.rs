@@ -1,15 +1,32 @@
-//! Stand-ins for the WeChat Official Account mass-messaging and follower APIs.
+//! Stand-ins for the WeChat Official Account mass-messaging and follower APIs, with the
+//! account's resources and prompts.
+//!
+//! Unlike a plain `#[tool_handler]` server, the handler lists and calls its tools through the
+//! [`ToolChanges`] shared by all its sessions, and pages every `*/list` result when a page size
+//! is configured: a test can play a server whose tools change under an agent's feet.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use rmcp::{
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::CallToolResult,
-    tool, tool_handler, tool_router, ErrorData, ServerHandler,
+    handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
+    model::{
+        CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult,
+        GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+        ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
+    },
+    service::RequestContext,
+    tool, tool_router, ErrorData, RoleServer, ServerHandler,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{error_json, next_fake_id, ok_json};
+use super::{error_json, next_fake_id, ok_json, wechat_prompts, wechat_resources};
+use crate::paging::{page_of, Page};
+use crate::tool_changes::ToolChanges;
 
 /// Message types accepted by the mass-send and preview APIs.
 pub const MSG_TYPES: &[&str] = &["text", "mpnews", "image", "voice", "mpvideo", "wxcard"];
@@ -78,10 +95,30 @@ pub struct MassStatusArgs {
     pub wait_seconds: u64,
 }
 
-/// The `wechat` sample server.
+/// What every session of one `wechat` server shares.
+#[derive(Debug)]
+pub struct WechatShared {
+    /// Run-time changes to the tool definitions (`POST /admin/tools`).
+    pub tool_changes: ToolChanges,
+    /// Longest page of a `*/list` result; `None`: everything on one page.
+    pub page_size: Option<NonZeroUsize>,
+}
+
+impl WechatShared {
+    /// The original tools, unchanged, paged by `page_size`.
+    pub fn new(page_size: Option<NonZeroUsize>) -> Self {
+        Self {
+            tool_changes: ToolChanges::new(WechatServer::tool_router().list_all()),
+            page_size,
+        }
+    }
+}
+
+/// The `wechat` sample server (one per session).
 #[derive(Debug, Clone)]
 pub struct WechatServer {
     tool_router: ToolRouter<Self>,
+    shared: Arc<WechatShared>,
 }
 
 impl Default for WechatServer {
@@ -101,16 +138,29 @@ fn invalid_msg_type(msg_type: &str) -> Option<CallToolResult> {
 
 #[tool_router(router = tool_router)]
 impl WechatServer {
-    /// A server with all seven WeChat tools.
+    /// A server with all seven WeChat tools, unchanged and unpaged, sharing nothing.
     pub fn new() -> Self {
+        Self::sharing(Arc::new(WechatShared::new(None)))
+    }
+
+    /// A session of the server whose tool changes and page size are `shared`.
+    pub fn sharing(shared: Arc<WechatShared>) -> Self {
         Self {
             tool_router: Self::tool_router(),
+            shared,
         }
     }
 
     #[tool(
         name = "wechat_mass_send",
-        description = "Mass-send a message to WeChat Official Account followers, by OpenID list or by tag."
+        title = "Mass send",
+        description = "Mass-send a message to WeChat Official Account followers, by OpenID list or by tag.",
+        annotations(
+            title = "Mass send",
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = true
+        )
     )]
     async fn wechat_mass_send(
         &self,
@@ -137,7 +187,15 @@ impl WechatServer {
 
     #[tool(
         name = "wechat_mass_preview",
-        description = "Send a preview of a mass message to a single WeChat follower."
+        title = "Mass preview",
+        description = "Send a preview of a mass message to a single WeChat follower.",
+        annotations(
+            title = "Mass preview",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn wechat_mass_preview(
         &self,
@@ -160,7 +218,13 @@ impl WechatServer {
 
     #[tool(
         name = "wechat_mass_delete",
-        description = "Delete (withdraw) a previously sent WeChat mass message by its msg_id."
+        title = "Delete a mass message",
+        description = "Delete (withdraw) a previously sent WeChat mass message by its msg_id.",
+        annotations(
+            title = "Delete a mass message",
+            read_only_hint = false,
+            destructive_hint = true
+        )
     )]
     async fn wechat_mass_delete(
         &self,
@@ -176,7 +240,9 @@ impl WechatServer {
 
     #[tool(
         name = "wechat_get_followers",
-        description = "List the OpenIDs of WeChat Official Account followers, one page at a time."
+        title = "List followers",
+        description = "List the OpenIDs of WeChat Official Account followers, one page at a time.",
+        annotations(title = "List followers", read_only_hint = true)
     )]
     async fn wechat_get_followers(
         &self,
@@ -197,7 +263,9 @@ impl WechatServer {
 
     #[tool(
         name = "wechat_mass_status",
-        description = "Get the delivery status of a mass message, optionally waiting for the send to finish."
+        title = "Mass message status",
+        description = "Get the delivery status of a mass message, optionally waiting for the send to finish.",
+        annotations(title = "Mass message status", read_only_hint = true)
     )]
     async fn wechat_mass_status(
         &self,
@@ -214,7 +282,9 @@ impl WechatServer {
     /// Base64-encoded (`=?base64?…?=`), which the policy filter must decode as the server does.
     #[tool(
         name = "获取粉丝总数",
-        description = "Get the total number of WeChat Official Account followers (a tool named in Chinese)."
+        title = "Follower count",
+        description = "Get the total number of WeChat Official Account followers (a tool named in Chinese).",
+        annotations(title = "Follower count", read_only_hint = true)
     )]
     async fn follower_count(&self) -> Result<CallToolResult, ErrorData> {
         Ok(ok_json(json!({"total": FAKE_FOLLOWERS.len()})))
@@ -222,7 +292,9 @@ impl WechatServer {
 
     #[tool(
         name = "wechat_get_user_info",
-        description = "Get the basic profile of one WeChat follower by OpenID."
+        title = "Follower profile",
+        description = "Get the basic profile of one WeChat follower by OpenID.",
+        annotations(title = "Follower profile", read_only_hint = true)
     )]
     async fn wechat_get_user_info(
         &self,
@@ -246,9 +318,169 @@ impl WechatServer {
     }
 }
 
-#[tool_handler(
-    router = self.tool_router,
-    name = "sample-wechat",
-    instructions = "Sample stand-in for the WeChat Official Account APIs; nothing is really sent."
-)]
-impl ServerHandler for WechatServer {}
+/// Cache hints as the `#[tool_handler]` macro sets them: present from 2026-07-28 on, and
+/// immediately stale, since tools can change at any moment.
+fn cache_hints(context: &RequestContext<RoleServer>) -> (Option<u64>, Option<CacheScope>) {
+    let supported = context
+        .protocol_version()
+        .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+    if supported {
+        (Some(0), Some(CacheScope::Public))
+    } else {
+        (None, None)
+    }
+}
+
+/// `$page` as a `$result` list result, continued by `nextCursor`. A macro because the four
+/// list results share their fields but no trait.
+macro_rules! list_result {
+    ($result:ident, $page:expr, $context:expr) => {{
+        let page: Page<_> = $page;
+        let mut result = $result::with_all_items(page.items);
+        result.next_cursor = page.next_cursor;
+        (result.ttl_ms, result.cache_scope) = cache_hints(&$context);
+        result
+    }};
+}
+
+impl WechatServer {
+    fn page<T>(
+        &self,
+        items: Vec<T>,
+        request: Option<PaginatedRequestParams>,
+    ) -> Result<Page<T>, ErrorData> {
+        page_of(items, request.as_ref(), self.shared.page_size)
+    }
+}
+
+impl ServerHandler for WechatServer {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "sample-wechat",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Sample stand-in for the WeChat Official Account APIs; nothing is really sent.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = self.shared.tool_changes.listed();
+        Ok(list_result!(
+            ListToolsResult,
+            self.page(tools, request)?,
+            context
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.shared.tool_changes.find(name)
+    }
+
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // A renamed tool answers to its new name only; its handler knows the original one.
+        let original = self
+            .shared
+            .tool_changes
+            .original_name(&request.name)
+            .ok_or_else(|| ErrorData::invalid_params("tool not found", None))?;
+        request.name = original.into();
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let resources = wechat_resources::resources();
+        Ok(list_result!(
+            ListResourcesResult,
+            self.page(resources, request)?,
+            context
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let templates = wechat_resources::resource_templates();
+        Ok(list_result!(
+            ListResourceTemplatesResult,
+            self.page(templates, request)?,
+            context
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        wechat_resources::read(&request.uri).map(ReadResourceResponse::from)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Accepted, never notified: nothing here ever changes a resource.
+        known_resource(&request.uri)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        known_resource(&request.uri)
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let prompts = wechat_prompts::prompts();
+        Ok(list_result!(
+            ListPromptsResult,
+            self.page(prompts, request)?,
+            context
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        wechat_prompts::get(&request).map(GetPromptResponse::from)
+    }
+}
+
+fn known_resource(uri: &str) -> Result<(), ErrorData> {
+    if wechat_resources::exists(uri) {
+        Ok(())
+    } else {
+        Err(wechat_resources::not_found(uri))
+    }
+}
