@@ -18,7 +18,8 @@ pub struct Hold {
     pub amount: u64,
 }
 
-/// What one forwarded tools/call (identified by its JSON-RPC id) has taken.
+/// What one forwarded request (a tools/call, a resource read, …), identified by its JSON-RPC id,
+/// has taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub id: Value,

@@ -54,7 +54,7 @@ pub struct Outcome {
     pub problem: Option<String>,
     /// Forwarded listing requests (`tools/list`, …) whose answers are to be filtered.
     pub listings: Vec<Listing>,
-    /// What each forwarded tools/call with an id has taken: refunded if it fails upstream.
+    /// What each forwarded request with an id has taken: refunded if it fails upstream.
     pub reservations: Vec<Reservation>,
     /// Counters charged (or found used up), for the audit record.
     pub counters: Vec<CounterReading>,
