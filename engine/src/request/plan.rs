@@ -278,7 +278,7 @@ impl Planner<'_> {
             Err(refused) => return *refused,
         };
         let mut planned = self.decided(call, decision, rule);
-        planned.shadow = policy.tools.get(name).is_some_and(|t| t.shadow);
+        planned.shadow = self.policy.entry(name, class).is_some_and(|t| t.shadow);
         planned
     }
 
