@@ -21,6 +21,8 @@ pub const HEADER_MISMATCH: i64 = -32020;
 pub const CANNOT_ENFORCE: i64 = -32603;
 /// The call waits for a human's approval (retry it later, unchanged).
 pub const APPROVAL_PENDING: i64 = -32031;
+/// The specification's URL-elicitation-required error (MCP 2025-11-25).
+pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -66,6 +68,9 @@ pub enum Refusal {
         tool: String,
         approval_id: String,
         approve_url: String,
+        /// The client declared URL-mode elicitation: answered with the specification's
+        /// URL-elicitation-required error, so that the client opens the page itself.
+        url_elicitation: bool,
     },
     /// The approval service gave no usable answer: refused (fail closed).
     ApprovalUnavailable {
@@ -174,7 +179,14 @@ impl Refusal {
                 tool,
                 approval_id,
                 approve_url,
+                url_elicitation: false,
             } => write_approval_pending(&mut error, tool, approval_id, approve_url),
+            Refusal::ApprovalPending {
+                tool,
+                approval_id,
+                approve_url,
+                url_elicitation: true,
+            } => write_approval_elicitation(&mut error, tool, approval_id, approve_url),
             Refusal::ApprovalUnavailable { tool, problem } => {
                 write_approval_unavailable(&mut error, tool, problem)
             }
@@ -359,6 +371,36 @@ fn write_approval_pending(error: &mut Object, tool: &str, approval_id: &str, app
              Changed arguments need a new approval."
         ),
     );
+}
+
+/// The URL-elicitation-required error (MCP 2025-11-25): the client opens `approve_url` for its
+/// user and retries the call once the page is done. The elicitation id is the approval's.
+fn write_approval_elicitation(
+    error: &mut Object,
+    tool: &str,
+    approval_id: &str,
+    approve_url: &str,
+) {
+    let message = format!(
+        "Tool \"{tool}\" needs a person's approval for this exact call. Open the approval page, \
+         then retry the same call with the same arguments: once approved it goes through, once."
+    );
+    error.i64("code", URL_ELICITATION_REQUIRED);
+    let mut data = error.object("data");
+    data.str("approval_id", approval_id);
+    data.str("approve_url", approve_url);
+    data.str("decision", Decision::ApprovalPending.as_str());
+    data.key("elicitations").push('[');
+    let mut elicitation = Object::open(data.out);
+    elicitation.str("elicitationId", approval_id);
+    elicitation.str("message", &message);
+    elicitation.str("mode", "url");
+    elicitation.str("url", approve_url);
+    elicitation.close();
+    data.out.push(']');
+    data.str("tool", tool);
+    data.close();
+    error.str("message", &message);
 }
 
 fn write_approval_unavailable(error: &mut Object, tool: &str, problem: &str) {
@@ -669,6 +711,23 @@ mod tests {
                 tool,
                 approval_id,
                 approve_url,
+                url_elicitation: true,
+            } => {
+                let message = format!("Tool \"{tool}\" needs a person's approval for this exact call. Open the approval page, then retry the same call with the same arguments: once approved it goes through, once.");
+                json!({
+                    "code": URL_ELICITATION_REQUIRED,
+                    "message": message,
+                    "data": {"tool": tool, "decision": "approval_pending", "approval_id": approval_id,
+                             "approve_url": approve_url,
+                             "elicitations": [{"mode": "url", "elicitationId": approval_id,
+                                               "url": approve_url, "message": message}]},
+                })
+            }
+            Refusal::ApprovalPending {
+                tool,
+                approval_id,
+                approve_url,
+                url_elicitation: false,
             } => json!({
                 "code": APPROVAL_PENDING,
                 "message": format!(
@@ -765,6 +824,13 @@ mod tests {
                 tool: t(),
                 approval_id: t(),
                 approve_url: t(),
+                url_elicitation: false,
+            },
+            Refusal::ApprovalPending {
+                tool: t(),
+                approval_id: t(),
+                approve_url: t(),
+                url_elicitation: true,
             },
             Refusal::ApprovalUnavailable {
                 tool: t(),

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod charge;
+pub mod elicitation;
 pub mod evaluate;
 pub mod headers;
 pub mod integrity;

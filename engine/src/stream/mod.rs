@@ -15,6 +15,7 @@ use crate::protocol::header_map;
 use crate::protocol::ratelimit::Response;
 use crate::reply::{self, Refusal, Reply};
 use crate::report::{self, audit::AuditContext};
+use crate::request::elicitation;
 use crate::request::evaluate::{evaluate, RequestMeta, Step};
 use crate::request::headers::{self, screen, RequestHeaders, Screening};
 use crate::request::outcome::{Outcome, Verdict};
@@ -73,6 +74,9 @@ pub struct Stream {
     /// When the request was decided (Unix seconds), for its audit record.
     decided_at: u64,
     watch: Watch,
+    /// The request is an `initialize` whose client takes URL-mode elicitation: its session,
+    /// named in the answer's headers, is remembered.
+    declares_url_mode: bool,
 }
 
 /// The request's headers and the host's attributes, as identity sources read them.
@@ -106,6 +110,7 @@ impl Stream {
             body_size: 0,
             decided_at: 0,
             watch: Watch::default(),
+            declares_url_mode: false,
         }
     }
 
@@ -235,14 +240,44 @@ impl Stream {
                 };
                 self.evaluate(host, &body, Some(approved))
             }
-            Answer::Refused(refusal) => Step::Done(Outcome::approval_refused(
-                *query,
-                &refusal,
-                self.refusal_mode(),
-            )),
+            Answer::Refused(refusal) => {
+                let refusal = self.shaped(host, refusal);
+                Step::Done(Outcome::approval_refused(
+                    *query,
+                    &refusal,
+                    self.refusal_mode(),
+                ))
+            }
         };
         if self.proceed(host, step) == Action::Continue {
             host.resume_request();
+        }
+    }
+
+    /// A pending approval, as the client can best act on it: the URL-elicitation-required error
+    /// when its session declared URL-mode elicitation.
+    fn shaped(&self, host: &mut dyn Host, refusal: Refusal) -> Refusal {
+        match (refusal, self.request.session.as_deref()) {
+            (
+                Refusal::ApprovalPending {
+                    tool,
+                    approval_id,
+                    approve_url,
+                    ..
+                },
+                Some(session),
+            ) => Refusal::ApprovalPending {
+                url_elicitation: elicitation::remembered(
+                    &self.policy,
+                    host.store(),
+                    &self.namespace,
+                    session,
+                ),
+                tool,
+                approval_id,
+                approve_url,
+            },
+            (refusal, _) => refusal,
         }
     }
 
@@ -284,10 +319,13 @@ impl Stream {
 
     /// Whether the answer is read at all: if not, its headers need not be fetched.
     pub fn watches_response(&self) -> bool {
-        !self.watch.idle()
+        !self.watch.idle() || self.declares_url_mode
     }
 
     pub fn on_response_headers(&mut self, host: &mut dyn Host, raw: Option<&[u8]>) -> Action {
+        if self.declares_url_mode {
+            self.remember_url_mode(host, raw);
+        }
         self.watch.on_headers(host, &self.namespace, raw);
         mark(host, Phase::ResponseHeaders);
         Action::Continue
@@ -322,6 +360,27 @@ impl Stream {
         });
         self.report_drift(host, true);
         action
+    }
+
+    /// The answer to an `initialize` that declared URL-mode elicitation names its session:
+    /// remember it, for the shape of approval answers.
+    fn remember_url_mode(&mut self, host: &mut dyn Host, raw: Option<&[u8]>) {
+        let headers = raw.and_then(header_map::decode).unwrap_or_default();
+        let session = headers
+            .iter()
+            .find(|(name, _)| *name == "mcp-session-id")
+            .and_then(|(_, value)| std::str::from_utf8(value).ok());
+        if let Some(session) = session {
+            if let Err(problem) =
+                elicitation::remember(&self.policy, host.store(), &self.namespace, session)
+            {
+                self.log(
+                    host,
+                    Level::Warn,
+                    &format!("session not remembered for URL elicitation: {problem}"),
+                );
+            }
+        }
     }
 
     /// Report what listings in the answer showed that differs from pins; its audit record once
@@ -377,6 +436,12 @@ impl Stream {
     }
 
     fn decide(&mut self, host: &mut dyn Host, body: &[u8]) -> Action {
+        // Only a policy that asks for approvals answers differently for URL-mode clients, and
+        // only a request without a session can be the `initialize` that declares it.
+        self.declares_url_mode = self.policy.approval.is_some()
+            && self.request.session.is_none()
+            && contains(body, b"\"initialize\"")
+            && elicitation::declares_url_mode(body);
         let step = self.evaluate(host, body, None);
         mark(host, Phase::Evaluate);
         self.proceed(host, step)
@@ -539,6 +604,10 @@ impl Stream {
             }
         }
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -1043,3 +1043,74 @@ fn resource_and_prompt_listings_lose_what_the_caller_may_not_request() {
     let (s, _) = exchange(POLICY, &mut host, &list);
     assert!(!s.watches_response());
 }
+
+/// POST `body` with `mcp-session-id` (when given) and the agent's identity.
+fn post_in_session(
+    stream: &mut Stream,
+    host: &mut FakeHost,
+    session: Option<&str>,
+    body: &str,
+) -> Action {
+    let mut extra = vec![("x-agent-id", "agent-a")];
+    if let Some(session) = session {
+        extra.push(("mcp-session-id", session));
+    }
+    let raw = headers("POST", &extra);
+    stream.on_request_headers(host, Some(&raw), false);
+    host.request_body = body.as_bytes().to_vec();
+    stream.on_request_body(host, body.len(), true)
+}
+
+#[test]
+fn a_session_that_declared_url_elicitation_gets_the_url_elicitation_required_error() {
+    let initialize = |capabilities: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{capabilities},"clientInfo":{{"name":"c","version":"1"}}}}}}"#
+        )
+    };
+    let pending = r#"{"status":"pending","id":"a7","approve_url":"http://approvals/#a7"}"#;
+    let mut host = FakeHost::default();
+    for (session, capabilities) in [
+        ("s-url", r#"{"elicitation":{"url":{}}}"#),
+        ("s-form", r#"{"elicitation":{}}"#),
+    ] {
+        let mut s = stream(APPROVAL);
+        assert_eq!(
+            post_in_session(&mut s, &mut host, None, &initialize(capabilities)),
+            Action::Continue
+        );
+        // The answer to a URL-mode initialize is read: it names the session.
+        assert_eq!(s.watches_response(), session == "s-url", "{session}");
+        let answer = header_map::encode(&[
+            (b":status", b"200"),
+            (b"mcp-session-id", session.as_bytes()),
+        ]);
+        if s.watches_response() {
+            s.on_response_headers(&mut host, Some(&answer));
+        }
+    }
+    let ask = |host: &mut FakeHost, session: &str| {
+        let mut s = stream(APPROVAL);
+        assert_eq!(
+            post_in_session(&mut s, host, Some(session), &call(5, "send")),
+            Action::Pause
+        );
+        let (_, _, token) = host.approval_calls.last().unwrap().clone();
+        s.on_approval_answer(host, token, Ok((200, pending.as_bytes().to_vec())));
+        host.last_error()
+    };
+    let elicited = ask(&mut host, "s-url");
+    assert_eq!(elicited["code"], crate::reply::URL_ELICITATION_REQUIRED);
+    let elicitation = &elicited["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url");
+    assert_eq!(elicitation["url"], "http://approvals/#a7");
+    assert_eq!(elicitation["elicitationId"], "a7");
+    assert_eq!(
+        host.decisions().last().unwrap(),
+        "approval_pending",
+        "the same decision"
+    );
+    // A client that did not declare it, or an unknown session, gets the plain answer.
+    assert_eq!(ask(&mut host, "s-form")["code"], APPROVAL_PENDING);
+    assert_eq!(ask(&mut host, "s-unknown")["code"], APPROVAL_PENDING);
+}
