@@ -31,6 +31,20 @@ pub struct Reply {
     pub body: String,
 }
 
+/// How a call waiting for a person's approval is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingAnswer {
+    /// A JSON-RPC error naming the approval page: every client shows it to its model.
+    Plain,
+    /// The URL-elicitation-required error (MCP 2025-11-25), for a session whose client declared
+    /// URL-mode elicitation in `initialize`: the client opens the page itself.
+    UrlElicitation,
+    /// An `input_required` result asking for a URL-mode elicitation (MCP 2026-07-28, which has
+    /// no -32042), for a request whose client capabilities declare it: the client opens the
+    /// page and retries the call with `requestState`.
+    InputRequired,
+}
+
 /// Why one message was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -68,9 +82,8 @@ pub enum Refusal {
         tool: String,
         approval_id: String,
         approve_url: String,
-        /// The client declared URL-mode elicitation: answered with the specification's
-        /// URL-elicitation-required error, so that the client opens the page itself.
-        url_elicitation: bool,
+        /// How the client is told, from what it declared it can do.
+        answer: PendingAnswer,
     },
     /// The approval service gave no usable answer: refused (fail closed).
     ApprovalUnavailable {
@@ -179,14 +192,16 @@ impl Refusal {
                 tool,
                 approval_id,
                 approve_url,
-                url_elicitation: false,
-            } => write_approval_pending(&mut error, tool, approval_id, approve_url),
+                answer: PendingAnswer::UrlElicitation,
+            } => write_approval_elicitation(&mut error, tool, approval_id, approve_url),
+            // An `input_required` answer is a result, written by `single`; as an error (in a
+            // batch, which approvals are refused in anyway) it is the plain one.
             Refusal::ApprovalPending {
                 tool,
                 approval_id,
                 approve_url,
-                url_elicitation: true,
-            } => write_approval_elicitation(&mut error, tool, approval_id, approve_url),
+                ..
+            } => write_approval_pending(&mut error, tool, approval_id, approve_url),
             Refusal::ApprovalUnavailable { tool, problem } => {
                 write_approval_unavailable(&mut error, tool, problem)
             }
@@ -381,10 +396,7 @@ fn write_approval_elicitation(
     approval_id: &str,
     approve_url: &str,
 ) {
-    let message = format!(
-        "Tool \"{tool}\" needs a person's approval for this exact call. Open the approval page, \
-         then retry the same call with the same arguments: once approved it goes through, once."
-    );
+    let message = elicitation_message(tool);
     error.i64("code", URL_ELICITATION_REQUIRED);
     let mut data = error.object("data");
     data.str("approval_id", approval_id);
@@ -522,6 +534,15 @@ fn severity(status: u16) -> u8 {
 
 /// One refused message (or an error about the whole body, with `id` None).
 pub fn single(id: Option<&Id>, refusal: &Refusal, mode: RefusalMode) -> Reply {
+    if let Refusal::ApprovalPending {
+        tool,
+        approval_id,
+        approve_url,
+        answer: PendingAnswer::InputRequired,
+    } = refusal
+    {
+        return input_required(id, tool, approval_id, approve_url);
+    }
     build(
         refusal.status(mode),
         {
@@ -530,6 +551,38 @@ pub fn single(id: Option<&Id>, refusal: &Refusal, mode: RefusalMode) -> Reply {
             body
         },
         retry_after(std::iter::once(refusal)),
+    )
+}
+
+/// The `input_required` result (MCP 2026-07-28) asking the client to send its user to the
+/// approval page, with the approval's id as `requestState`; always HTTP 200: it is a result.
+fn input_required(id: Option<&Id>, tool: &str, approval_id: &str, approve_url: &str) -> Reply {
+    let mut body = String::with_capacity(512);
+    body.push_str("{\"id\":");
+    body.push_str(id.map_or("null", Id::as_json));
+    body.push_str(",\"jsonrpc\":\"2.0\",\"result\":");
+    let mut result = Object::open(&mut body);
+    let mut requests = result.object("inputRequests");
+    let mut approval = requests.object("approval");
+    approval.str("method", "elicitation/create");
+    let mut params = approval.object("params");
+    params.str("message", &elicitation_message(tool));
+    params.str("mode", "url");
+    params.str("url", approve_url);
+    params.close();
+    approval.close();
+    requests.close();
+    result.str("requestState", approval_id);
+    result.str("resultType", "input_required");
+    result.close();
+    body.push('}');
+    build(200, body, None)
+}
+
+fn elicitation_message(tool: &str) -> String {
+    format!(
+        "Tool \"{tool}\" needs a person's approval for this exact call. Open the approval page, \
+         then retry the same call with the same arguments: once approved it goes through, once."
     )
 }
 
@@ -711,7 +764,7 @@ mod tests {
                 tool,
                 approval_id,
                 approve_url,
-                url_elicitation: true,
+                answer: PendingAnswer::UrlElicitation,
             } => {
                 let message = format!("Tool \"{tool}\" needs a person's approval for this exact call. Open the approval page, then retry the same call with the same arguments: once approved it goes through, once.");
                 json!({
@@ -727,7 +780,7 @@ mod tests {
                 tool,
                 approval_id,
                 approve_url,
-                url_elicitation: false,
+                ..
             } => json!({
                 "code": APPROVAL_PENDING,
                 "message": format!(
@@ -824,13 +877,13 @@ mod tests {
                 tool: t(),
                 approval_id: t(),
                 approve_url: t(),
-                url_elicitation: false,
+                answer: PendingAnswer::Plain,
             },
             Refusal::ApprovalPending {
                 tool: t(),
                 approval_id: t(),
                 approve_url: t(),
-                url_elicitation: true,
+                answer: PendingAnswer::UrlElicitation,
             },
             Refusal::ApprovalUnavailable {
                 tool: t(),

@@ -46,6 +46,20 @@ pub fn declares_url_mode(body: &[u8]) -> bool {
     recent && url
 }
 
+/// Whether `body` is a request whose own client capabilities (MCP 2026-07-28:
+/// `params._meta["io.modelcontextprotocol/clientCapabilities"]`) declare URL-mode elicitation.
+pub fn requests_url_mode(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|message| {
+        message
+            .get("params")
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"))
+            .and_then(|c| c.get("elicitation"))
+            .and_then(|e| e.get("url"))
+            .is_some_and(Value::is_object)
+    })
+}
+
 /// Where `session` is remembered: its bucket's key and the session's fingerprint.
 fn place(policy: &Policy, namespace: &str, session: &str) -> (String, String) {
     let mut hasher = Sha256::new();

@@ -259,7 +259,7 @@ pub fn read_answer(tool: &str, answer: Result<(u16, Vec<u8>), String>) -> Answer
             tool: tool.to_owned(),
             approval_id: id,
             approve_url: answer.approve_url.unwrap_or_default(),
-            url_elicitation: false,
+            answer: crate::reply::PendingAnswer::Plain,
         }),
     }
 }

@@ -13,7 +13,7 @@ use crate::policy::{Policy, RefusalMode};
 use crate::protocol::approval_check::CHECK_PATH;
 use crate::protocol::header_map;
 use crate::protocol::ratelimit::Response;
-use crate::reply::{self, Refusal, Reply};
+use crate::reply::{self, PendingAnswer, Refusal, Reply};
 use crate::report::{self, audit::AuditContext};
 use crate::request::elicitation;
 use crate::request::evaluate::{evaluate, RequestMeta, Step};
@@ -254,30 +254,33 @@ impl Stream {
         }
     }
 
-    /// A pending approval, as the client can best act on it: the URL-elicitation-required error
-    /// when its session declared URL-mode elicitation.
+    /// A pending approval, as the client can best act on it: an `input_required` result when
+    /// the request's own capabilities declare URL-mode elicitation (2026-07-28), the
+    /// URL-elicitation-required error when its session's `initialize` did (2025-11-25).
     fn shaped(&self, host: &mut dyn Host, refusal: Refusal) -> Refusal {
-        match (refusal, self.request.session.as_deref()) {
-            (
-                Refusal::ApprovalPending {
-                    tool,
-                    approval_id,
-                    approve_url,
-                    ..
-                },
-                Some(session),
-            ) => Refusal::ApprovalPending {
-                url_elicitation: elicitation::remembered(
-                    &self.policy,
-                    host.store(),
-                    &self.namespace,
-                    session,
-                ),
-                tool,
-                approval_id,
-                approve_url,
-            },
-            (refusal, _) => refusal,
+        let Refusal::ApprovalPending {
+            tool,
+            approval_id,
+            approve_url,
+            ..
+        } = refusal
+        else {
+            return refusal;
+        };
+        let answer = if elicitation::requests_url_mode(&host.request_body(self.body_size)) {
+            PendingAnswer::InputRequired
+        } else if self.request.session.as_deref().is_some_and(|session| {
+            elicitation::remembered(&self.policy, host.store(), &self.namespace, session)
+        }) {
+            PendingAnswer::UrlElicitation
+        } else {
+            PendingAnswer::Plain
+        };
+        Refusal::ApprovalPending {
+            tool,
+            approval_id,
+            approve_url,
+            answer,
         }
     }
 

@@ -1113,4 +1113,31 @@ fn a_session_that_declared_url_elicitation_gets_the_url_elicitation_required_err
     // A client that did not declare it, or an unknown session, gets the plain answer.
     assert_eq!(ask(&mut host, "s-form")["code"], APPROVAL_PENDING);
     assert_eq!(ask(&mut host, "s-unknown")["code"], APPROVAL_PENDING);
+
+    // 2026-07-28: the request declares it itself, and gets an `input_required` result.
+    let mut s = stream(APPROVAL);
+    let declared = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"send","arguments":{},
+        "_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}"#;
+    assert_eq!(
+        post_in_session(&mut s, &mut host, None, declared),
+        Action::Pause
+    );
+    let (_, _, token) = host.approval_calls.last().unwrap().clone();
+    s.on_approval_answer(&mut host, token, Ok((200, pending.as_bytes().to_vec())));
+    let reply = host.replies.last().unwrap();
+    assert_eq!(reply.status, 200);
+    let answer: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(answer["id"], 9);
+    assert_eq!(answer["result"]["resultType"], "input_required");
+    assert_eq!(answer["result"]["requestState"], "a7");
+    let request = &answer["result"]["inputRequests"]["approval"];
+    assert_eq!(request["method"], "elicitation/create");
+    assert_eq!(
+        (
+            request["params"]["mode"].clone(),
+            request["params"]["url"].clone()
+        ),
+        (json!("url"), json!("http://approvals/#a7"))
+    );
+    assert_eq!(host.decisions().last().unwrap(), "approval_pending");
 }
