@@ -3,8 +3,10 @@
 //!
 //!   approval-service --listen 127.0.0.1:9080 --db approvals.sqlite3 [--public-url URL]
 //!   (or APPROVAL_LISTEN, APPROVAL_DB, APPROVAL_PUBLIC_URL)
+//!   approval-service verify --db approvals.sqlite3 [--known-head HASH]   (the decision log)
 
 mod api;
+mod chain;
 mod store;
 
 use std::io::Write;
@@ -39,6 +41,9 @@ fn parse_args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("verify") {
+        return chain::command(std::env::args().skip(2));
+    }
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Requests and decisions in SQLite. One connection behind a mutex: every read-then-write below
 //! runs whole under it, so two agents can never both use one approval.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -118,10 +118,11 @@ fn request_from(row: &Row) -> rusqlite::Result<Request> {
 
 impl Store {
     pub fn open(path: &std::path::Path) -> Result<Store> {
-        let conn = Connection::open(path).map_err(db_error)?;
+        let mut conn = Connection::open(path).map_err(db_error)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_error)?;
         conn.execute_batch(SCHEMA).map_err(db_error)?;
+        crate::chain::migrate(&mut conn).map_err(db_error)?;
         Ok(Store { conn })
     }
 
@@ -257,7 +258,12 @@ impl Store {
         now: i64,
     ) -> std::result::Result<Request, DecideError> {
         let other = |e: rusqlite::Error| DecideError::Other(db_error(e));
-        let tx = self.conn.transaction().map_err(other)?;
+        // Immediate: the write lock from the start, so another process sharing the file waits
+        // instead of failing when this transaction reads the chain's head and then writes.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(other)?;
         let status: Option<String> = tx
             .query_row("SELECT status FROM requests WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -282,6 +288,7 @@ impl Store {
             params![id, decision, approver, reason, now],
         )
         .map_err(other)?;
+        crate::chain::seal(&tx, tx.last_insert_rowid()).map_err(other)?;
         let request = tx
             .query_row(
                 &format!("SELECT {COLUMNS} FROM requests WHERE id = ?1"),
