@@ -1,14 +1,17 @@
 //! HTTP: the filter's `/v1/check` (long poll; its request and answer are the engine's
-//! `wire::approval` types), the JSON API people and bots use, live events and the page.
+//! `wire::approval` types), the JSON API people and bots use, live events and the page. Every
+//! route but `/v1/check` and the sign-in needs an authenticated approver ([`Caller`]).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
@@ -17,6 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::{Auth, Caller};
+use crate::pages;
 use crate::store::{DecideError, Question, Request, Store, Verdict};
 
 /// The longest a check may hold, whatever the filter asks.
@@ -29,10 +34,11 @@ pub struct App {
     /// Created and decided requests, for the page's live updates.
     events: broadcast::Sender<String>,
     public_url: String,
+    pub auth: Auth,
 }
 
 impl App {
-    pub fn new(store: Store, public_url: String) -> Arc<App> {
+    pub fn new(store: Store, public_url: String, auth: Auth) -> Arc<App> {
         let (decided, _) = watch::channel(0);
         let (events, _) = broadcast::channel(256);
         Arc::new(App {
@@ -40,6 +46,7 @@ impl App {
             decided,
             events,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            auth,
         })
     }
 
@@ -58,7 +65,9 @@ impl App {
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", get(page))
+        .route("/", get(pages::page))
+        .route("/login", get(pages::login_form).post(pages::sign_in))
+        .route("/logout", post(pages::sign_out))
         .route(CHECK_PATH, post(check))
         .route("/v1/requests", get(list))
         .route("/v1/requests/{id}", get(one))
@@ -72,10 +81,21 @@ pub fn router(app: Arc<App>) -> Router {
 pub struct ApiError(StatusCode, String);
 
 impl ApiError {
-    fn internal(message: impl Into<String>) -> Self {
+    /// No credentials, or wrong ones.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::UNAUTHORIZED, message.into())
+    }
+    /// Authenticated, but not allowed this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError(StatusCode::FORBIDDEN, message.into())
+    }
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, message.into())
     }
-    fn bad(message: impl Into<String>) -> Self {
+    pub fn bad(message: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, message.into())
     }
 }
@@ -85,11 +105,18 @@ impl IntoResponse for ApiError {
         if self.0 == StatusCode::INTERNAL_SERVER_ERROR {
             eprintln!("approval-service: {}", self.1);
         }
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let mut response = (self.0, Json(json!({"error": self.1}))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"approval-service\""),
+            );
+        }
+        response
     }
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -115,8 +142,15 @@ fn new_id() -> Result<String, ApiError> {
 /// The filter's question about one call, answered once it is decided or the hold time ends.
 async fn check(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Result<Json<CheckAnswer>, ApiError> {
+    if !app.auth.may_check(Some(peer.ip().to_canonical())) {
+        return Err(ApiError::forbidden(format!(
+            "{} is not a --check-peer: only the filter's Envoy may ask",
+            peer.ip()
+        )));
+    }
     let q: CheckRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid check: {e}")))?;
     if q.digest.is_empty() || q.tool.is_empty() {
@@ -176,61 +210,124 @@ struct ListQuery {
 
 async fn list(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let requests = app
         .store()?
         .list(query.status.as_deref())
         .map_err(ApiError::internal)?;
+    let requests: Vec<Value> = requests.iter().map(|r| with_rights(&caller, r)).collect();
     Ok(Json(json!({"requests": requests})))
 }
 
-async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn one(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     match app.store()?.get(&id).map_err(ApiError::internal)? {
-        Some(request) => Ok(Json(json!(request))),
+        Some(request) => Ok(Json(with_rights(&caller, &request))),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no request {id}"))),
     }
 }
 
-#[derive(Deserialize)]
+/// A request as the caller sees it: with whether they may approve or deny it, and if not, why.
+fn with_rights(caller: &Caller, request: &Request) -> Value {
+    let mut value = json!(request);
+    let may = |approve| {
+        caller.may_decide(
+            &request.server,
+            &request.tool,
+            request.identity.as_deref(),
+            approve,
+        )
+    };
+    let (approve, deny) = (may(true), may(false));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("may_approve".into(), json!(approve.is_ok()));
+        object.insert("may_deny".into(), json!(deny.is_ok()));
+        object.insert("why_not".into(), json!(approve.err()));
+    }
+    value
+}
+
+/// A decision's body: JSON or a form. Who decides is the authenticated caller, never a field
+/// (an `approver` member is ignored).
+#[derive(Default, Deserialize)]
 struct DecisionBody {
     #[serde(default)]
-    approver: String,
-    #[serde(default)]
     reason: String,
+    /// For a signed-in page that posts a form rather than sending `X-CSRF-Token`.
+    #[serde(default)]
+    csrf_token: Option<String>,
+}
+
+impl DecisionBody {
+    fn read(headers: &HeaderMap, body: &[u8]) -> Result<DecisionBody, ApiError> {
+        let is_form = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let invalid = |e: String| ApiError::bad(format!("invalid decision: {e}"));
+        if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(DecisionBody::default())
+        } else if is_form {
+            serde_urlencoded::from_bytes(body).map_err(|e| invalid(e.to_string()))
+        } else {
+            serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))
+        }
+    }
 }
 
 async fn approve(
     state: State<Arc<App>>,
+    caller: Caller,
     id: Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    decide(state, id, body, true).await
+    decide(state, caller, id, headers, body, true).await
 }
 
 async fn deny(
     state: State<Arc<App>>,
+    caller: Caller,
     id: Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    decide(state, id, body, false).await
+    decide(state, caller, id, headers, body, false).await
 }
 
 async fn decide(
     State(app): State<Arc<App>>,
+    caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
     approve: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let decision: DecisionBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad(format!("invalid decision: {e}")))?;
-    let approver = decision.approver.trim();
-    if approver.is_empty() {
-        return Err(ApiError::bad("approver is required: who decides"));
-    }
-    let result = app
-        .store()?
-        .decide(&id, approve, approver, decision.reason.trim(), now());
+    let decision = DecisionBody::read(&headers, &body)?;
+    app.auth
+        .check_write(&caller, &headers, decision.csrf_token.as_deref())?;
+    let result = {
+        // One lock for the look and the decision: the request cannot change in between.
+        let mut store = app.store()?;
+        let request = store
+            .get(&id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no request {id}")))?;
+        caller
+            .may_decide(
+                &request.server,
+                &request.tool,
+                request.identity.as_deref(),
+                approve,
+            )
+            .map_err(ApiError::forbidden)?;
+        store.decide(&id, approve, &caller.name, decision.reason.trim(), now())
+    };
     match result {
         Ok(request) => {
             app.decided.send_modify(|n| *n = n.wrapping_add(1));
@@ -248,12 +345,15 @@ async fn decide(
     }
 }
 
-async fn decisions(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+async fn decisions(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
     let decisions = app.store()?.decisions().map_err(ApiError::internal)?;
     Ok(Json(json!({"decisions": decisions})))
 }
 
-async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(
+    State(app): State<Arc<App>>,
+    _caller: Caller,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = app.events.subscribe();
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         match receiver.recv().await {
@@ -267,8 +367,4 @@ async fn events(State(app): State<Arc<App>>) -> Sse<impl Stream<Item = Result<Ev
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
 }

@@ -17,6 +17,8 @@ use mcp_policy_sample::deployment::{start_approval_service, ServerProcess};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_approval-service");
 
 /// The service and where it listens; killed by PID when dropped (also when a test fails).
@@ -25,8 +27,15 @@ struct Service {
     base: String,
 }
 
+/// The service with the test approvers (`support`); decisions are carol's (her API token).
 fn start(db: &Path) -> Service {
-    let process = start_approval_service(BIN.as_ref(), 0, db).unwrap();
+    let dir = db.parent().unwrap();
+    let approvers = dir.join("approvers.json");
+    if !approvers.exists() {
+        support::approvers_file(dir);
+    }
+    let options = ["--approvers".into(), approvers.display().to_string()];
+    let process = start_approval_service(BIN.as_ref(), 0, db, &options).unwrap();
     let base = format!("http://127.0.0.1:{}", process.port);
     Service {
         _process: process,
@@ -38,6 +47,7 @@ async fn post(url: String, body: Value) -> Value {
     let response = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
+        .header("authorization", support::bearer(support::CAROL_TOKEN))
         .body(body.to_string())
         .send()
         .await

@@ -19,8 +19,10 @@ use mcp_policy_engine::wire::header_map;
 use mcp_policy_engine::{
     load_policy, Action, CasStore, Host, Level, Metric, Reply, SetOutcome, StoreError, Stream,
 };
-use mcp_policy_sample::deployment::start_approval_service;
 use serde_json::{json, Value};
+
+mod support;
+use support::{bearer, send, CAROL_TOKEN, DAN_TOKEN};
 
 const POLICY: &str = r#"{"version":"1","default":"deny",
     "approval":{"cluster":"approvals","hold_seconds":1,"valid_seconds":600},
@@ -190,31 +192,33 @@ impl Call {
 }
 
 async fn get(url: String) -> Value {
-    serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap()
+    let reply = send(
+        "GET",
+        &url,
+        &[("authorization", &bearer(CAROL_TOKEN))],
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.json()
 }
 
-async fn post(url: String, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+/// A decision, made with the approver's API `token`.
+async fn post(url: String, token: &str, body: Value) -> Value {
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", &bearer(token)),
+    ];
+    let reply = send("POST", &url, &headers, Some(body.to_string())).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.json()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_and_the_engine_read_each_others_check() {
     let dir = tempfile::tempdir().unwrap();
-    let service = start_approval_service(
-        env!("CARGO_BIN_EXE_approval-service").as_ref(),
-        0,
-        &dir.path().join("a.db"),
-    )
-    .unwrap();
-    let base = format!("http://127.0.0.1:{}", service.port);
+    let service = support::start_with_approvers(dir.path());
+    let base = service.base.clone();
 
     // Pending: held for the policy's hold time (hold_ms), then refused with where to approve.
     let arguments = r#"{ "to" : "all", "text" : "hi", "n" : 2.5e3 }"#;
@@ -255,7 +259,8 @@ async fn the_service_and_the_engine_read_each_others_check() {
     // ...and how long an approval stays usable (valid_for_s).
     let decided = post(
         format!("{base}/v1/requests/{id}/approve"),
-        json!({"approver": "carol", "reason": "ok"}),
+        CAROL_TOKEN,
+        json!({"reason": "ok"}),
     )
     .await;
     assert_eq!(
@@ -288,7 +293,8 @@ async fn the_service_and_the_engine_read_each_others_check() {
     assert_eq!(request["identity"], Value::Null, "{request}");
     post(
         format!("{base}/v1/requests/{other}/deny"),
-        json!({"approver": "dan", "reason": "not today"}),
+        DAN_TOKEN,
+        json!({"reason": "not today"}),
     )
     .await;
     let mut denied_call = call(r#"{"to":"all"}"#, None);

@@ -1,14 +1,17 @@
 //! Require approval, through the real Envoy with the built filter, the real approval service
 //! (`approval-service`, SQLite) and the real sample server: a held call completes once a human
 //! approves it, exactly once, only with the approved arguments; denials, expiry and an
-//! unreachable service refuse it. The upstream's own counter says what ran.
+//! unreachable service refuse it. The upstream's own counter says what ran. People decide with
+//! their API tokens; the service records who they are, and the agent is told that name.
 
 use std::time::{Duration, Instant};
 
-use e2e::http::{post, request};
-use e2e::{approval_service_bin, Deployment, DeploymentOptions};
-use mcp_policy_sample::deployment::{start_approval_service, ServerProcess};
+use e2e::http::post;
+use e2e::{Deployment, DeploymentOptions};
 use serde_json::{json, Value};
+
+mod approval_support;
+use approval_support::{ApprovalService, CAROL_TOKEN, DAN_TOKEN};
 
 const TOOL: &str = "lark_send_text";
 
@@ -26,37 +29,25 @@ fn call(id: u64, text: &str) -> String {
 }
 
 struct Setup {
-    service: ServerProcess,
+    service: ApprovalService,
     deployment: Deployment,
-    _db: tempfile::TempDir,
 }
 
 fn setup(hold_seconds: u64, valid_seconds: u64) -> Setup {
-    let db = tempfile::tempdir().expect("temp dir");
-    let service = start_approval_service(
-        &approval_service_bin(),
-        0,
-        &db.path().join("approvals.sqlite3"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let service = approval_support::start();
     let deployment = Deployment::start(DeploymentOptions {
         notify_policy: policy(hold_seconds, valid_seconds),
         stateless: true,
-        approval_port: Some(service.port),
+        approval_port: Some(service.port()),
         ..Default::default()
     });
     Setup {
         service,
         deployment,
-        _db: db,
     }
 }
 
 impl Setup {
-    fn api(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.service.port)
-    }
-
     async fn send(&self, id: u64, text: &str) -> Value {
         let response = post(
             &self.deployment.url("notify"),
@@ -72,9 +63,7 @@ impl Setup {
     async fn pending(&self, text: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let listed = request("GET", &self.api("/v1/requests?status=pending"), &[])
-                .await
-                .json();
+            let listed = self.service.get("/v1/requests?status=pending").await.json();
             let found = listed["requests"]
                 .as_array()
                 .into_iter()
@@ -92,9 +81,15 @@ impl Setup {
         }
     }
 
+    /// `approver` (carol or dan) decides, with their API token.
     async fn decide(&self, id: &str, action: &str, approver: &str, reason: &str) {
-        let body = json!({"approver": approver, "reason": reason}).to_string();
-        let response = post(&self.api(&format!("/v1/requests/{id}/{action}")), body, &[]).await;
+        let token = match approver {
+            "carol" => CAROL_TOKEN,
+            "dan" => DAN_TOKEN,
+            other => panic!("no token for {other}"),
+        };
+        let response =
+            approval_support::decide(self.service.port(), token, id, action, reason).await;
         assert_eq!(response.status, 200, "{action} {id}: {response:?}");
     }
 
@@ -196,7 +191,7 @@ async fn a_held_call_runs_once_a_human_approves_it_and_only_that_call() {
     assert_eq!(s.ran(), 2);
 
     // Every decision is on record, with who and when.
-    let decisions = request("GET", &s.api("/v1/decisions"), &[]).await.json();
+    let decisions = s.service.get("/v1/decisions").await.json();
     let text = decisions.to_string();
     assert!(
         text.contains("carol") && text.contains("dan"),
@@ -241,7 +236,7 @@ async fn an_unused_approval_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_approval_service_means_no_call() {
     let mut s = setup(2, 600);
-    s.service.guard.stop();
+    s.service.process.guard.stop();
     let started = Instant::now();
     let answer = s.send(1, "hello").await;
     assert_eq!(answer["error"]["code"], -32603, "{answer}");

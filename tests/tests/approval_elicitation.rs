@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use e2e::{approval_service_bin, Deployment, DeploymentOptions};
-use mcp_policy_sample::deployment::{start_approval_service, ServerProcess};
+use e2e::{Deployment, DeploymentOptions};
+use mcp_policy_sample::deployment::ServerProcess;
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitationCapability, ErrorData,
     Implementation, UrlElicitationCapability,
@@ -18,6 +18,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Map, Value};
+
+mod approval_support;
 
 const TOOL: &str = "wechat_mass_delete";
 
@@ -74,13 +76,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let db = tempfile::tempdir().expect("temp dir");
-    let service = start_approval_service(
-        &approval_service_bin(),
-        0,
-        &db.path().join("approvals.sqlite3"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let approval_support::ApprovalService {
+        process: service,
+        dir: db,
+    } = approval_support::start();
     let deployment = Deployment::start(DeploymentOptions {
         wechat_policy: policy(),
         approval_port: Some(service.port),
@@ -99,8 +98,9 @@ async fn approve(setup: &Setup, id: &str) {
         "http://127.0.0.1:{}/v1/requests/{id}/approve",
         setup.service.port
     );
-    let body = json!({"approver": "carol", "reason": "checked"}).to_string();
-    let response = e2e::http::post(&url, body, &[]).await;
+    let body = json!({"reason": "checked"}).to_string();
+    let carol = approval_support::bearer(approval_support::CAROL_TOKEN);
+    let response = e2e::http::post(&url, body, &[("authorization", &carol)]).await;
     assert_eq!(response.status, 200, "approve {id}: {response:?}");
 }
 

@@ -4,22 +4,18 @@
 //! caller without one; the approved identity's call still goes through afterwards. The
 //! upstream's own counter says what ran.
 
-use e2e::http::{post, request};
-use e2e::{approval_service_bin, Deployment, DeploymentOptions};
-use mcp_policy_sample::deployment::start_approval_service;
+use e2e::http::post;
+use e2e::{Deployment, DeploymentOptions};
 use serde_json::{json, Value};
+
+mod approval_support;
+use approval_support::CAROL_TOKEN;
 
 const TOOL: &str = "lark_send_text";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_approval_does_not_cover_the_same_call_from_another_identity() {
-    let db = tempfile::tempdir().expect("temp dir");
-    let service = start_approval_service(
-        &approval_service_bin(),
-        0,
-        &db.path().join("approvals.sqlite3"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let service = approval_support::start();
     let policy = json!({"version": "1", "default": "deny",
         "identity": {"sources": [{"header": "x-agent-id"}]},
         "approval": {"cluster": "approvals", "hold_seconds": 1, "valid_seconds": 600},
@@ -27,10 +23,9 @@ async fn an_approval_does_not_cover_the_same_call_from_another_identity() {
     let d = Deployment::start(DeploymentOptions {
         notify_policy: policy.to_string(),
         stateless: true,
-        approval_port: Some(service.port),
+        approval_port: Some(service.port()),
         ..Default::default()
     });
-    let api = |path: &str| format!("http://127.0.0.1:{}{path}", service.port);
     let ran = || d.upstream_tool_calls("notify", TOOL);
     // The very same body every time: only the caller differs.
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -60,10 +55,12 @@ async fn an_approval_does_not_cover_the_same_call_from_another_identity() {
 
     // agent-a asks; nobody decides within the hold; a human then approves it.
     let first = approval_id(&send(Some("agent-a")).await);
-    let approve = post(
-        &api(&format!("/v1/requests/{first}/approve")),
-        json!({"approver": "carol", "reason": "for agent-a"}).to_string(),
-        &[],
+    let approve = approval_support::decide(
+        service.port(),
+        CAROL_TOKEN,
+        &first,
+        "approve",
+        "for agent-a",
     )
     .await;
     assert_eq!(approve.status, 200, "{approve:?}");
@@ -79,9 +76,7 @@ async fn an_approval_does_not_cover_the_same_call_from_another_identity() {
     assert_eq!(ran(), 0, "an anonymous call ran on agent-a's approval");
 
     // The service was asked in each caller's name.
-    let pending = request("GET", &api("/v1/requests?status=pending"), &[])
-        .await
-        .json();
+    let pending = service.get("/v1/requests?status=pending").await.json();
     let pending_for = |id: &str| -> Value {
         pending["requests"]
             .as_array()

@@ -8,13 +8,16 @@
 //!                   [--template envoy/envoy.yaml] [--work-dir build]
 //!
 //! `--build` defaults to `FILTER_BUILD` (the .wasm when unset), `--filter` to that build's artefact
-//! in dist/. The approval service keeps its decisions in `<work-dir>/approvals.sqlite3`.
+//! in dist/. The approval service keeps its decisions in `<work-dir>/approvals.sqlite3`; its
+//! one approver, `demo`, gets a new password and API token each run (printed; their hashes in
+//! `<work-dir>/approvers.json`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use mcp_policy_engine::load_policy;
+use mcp_policy_sample::deployment::launch::{write_approvers_file, Approver};
 use mcp_policy_sample::deployment::{
     start_approval_service, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
     EnvoyTemplate, FilterBuild,
@@ -96,6 +99,31 @@ fn read_policy(dir: &Path, file: &str) -> Result<String, String> {
     Ok(text)
 }
 
+/// A demo secret: 16 random bytes, hex.
+fn demo_secret() -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The demo's approvers file: `demo` may decide every call. The service refuses to start
+/// without approvers, so the demo has one, with secrets new each run.
+fn demo_approvers(args: &Args) -> Result<(PathBuf, String, String), String> {
+    let (password, token) = (demo_secret()?, demo_secret()?);
+    let path = args.work_dir.join("approvers.json");
+    let demo = Approver {
+        name: "demo",
+        password: Some(&password),
+        token: Some(&token),
+        may_decide: &[("*", "*")],
+    };
+    write_approvers_file(&args.approval_bin, &path, &[demo])?;
+    Ok((path, password, token))
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,10 +156,12 @@ fn run() -> Result<(), String> {
     let mut notify = start_sample_server(&args.server_bin, "notify", args.stateless)?;
     std::fs::create_dir_all(&args.work_dir)
         .map_err(|e| format!("{}: {e}", args.work_dir.display()))?;
+    let (approvers, demo_password, demo_token) = demo_approvers(&args)?;
     let mut approvals = start_approval_service(
         &args.approval_bin,
         args.approval_port,
         &args.work_dir.join("approvals.sqlite3"),
+        &["--approvers".into(), approvers.display().to_string()],
     )?;
 
     let template = std::fs::read_to_string(&args.template)
@@ -194,6 +224,7 @@ mcp-policy-filter sample deployment is up ({build} build {filter}; policies from
   notify MCP server  {base}/notify/mcp   (policy {dir}/notify.json, upstream 127.0.0.1:{np})
   upstream call counts (what really arrived): http://127.0.0.1:{wp}/stats  http://127.0.0.1:{np}/stats
   approvals          http://127.0.0.1:{ap}/   (a human approves or denies held calls, e.g. notify's lark_send_text)
+                     sign in as demo, password {demo_password}; API: -H 'authorization: Bearer {demo_token}'
   Envoy admin        http://127.0.0.1:{admin}/
   audit log          {work}/audit.log (Envoy access log; one JSON line per request)
 

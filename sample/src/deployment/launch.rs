@@ -156,14 +156,22 @@ pub fn start_sample_server_with(
 }
 
 /// Start `approval-service` on `127.0.0.1:port` (0: any free port) with its SQLite file at `db`,
-/// and read the port it bound.
-pub fn start_approval_service(bin: &Path, port: u16, db: &Path) -> Result<ServerProcess, String> {
+/// and read the port it bound. `options` say who approves (the service refuses to start without:
+/// `--approvers FILE`, see [`write_approvers_file`], or `--trust-identity-header NAME
+/// --trusted-peer IP`) and anything else it takes (`--check-peer IP`).
+pub fn start_approval_service(
+    bin: &Path,
+    port: u16,
+    db: &Path,
+    options: &[String],
+) -> Result<ServerProcess, String> {
     let mut command = Command::new(bin);
     command
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--db")
         .arg(db)
+        .args(options)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if port != 0 {
@@ -191,6 +199,84 @@ pub fn start_approval_service(bin: &Path, port: u16, db: &Path) -> Result<Server
             format!("approval service did not report its port (said {line:?})")
         })?;
     Ok(ServerProcess { guard, port })
+}
+
+/// An approver of an approvers file written by [`write_approvers_file`]: the secrets in clear
+/// here, their hashes in the file.
+pub struct Approver<'a> {
+    pub name: &'a str,
+    /// To sign in on the page.
+    pub password: Option<&'a str>,
+    /// For `Authorization: Bearer` on the API.
+    pub token: Option<&'a str>,
+    /// `(server, tool)` pairs this approver may decide; `*` is any.
+    pub may_decide: &'a [(&'a str, &'a str)],
+}
+
+/// Write the approvers file `approval-service --approvers` reads, with each secret hashed by
+/// the service's own `hash-password` / `hash-token`.
+pub fn write_approvers_file(
+    bin: &Path,
+    path: &Path,
+    approvers: &[Approver<'_>],
+) -> Result<(), String> {
+    let mut entries = Vec::new();
+    for approver in approvers {
+        let mut entry = serde_json::Map::new();
+        entry.insert("name".into(), approver.name.into());
+        let may_decide = approver
+            .may_decide
+            .iter()
+            .map(|(server, tool)| serde_json::json!({"server": server, "tool": tool}));
+        entry.insert("may_decide".into(), may_decide.collect());
+        if let Some(password) = approver.password {
+            let hash = hashed_secret(bin, "hash-password", password)?;
+            entry.insert("password_hash".into(), hash.into());
+        }
+        if let Some(token) = approver.token {
+            let hash = hashed_secret(bin, "hash-token", token)?;
+            entry.insert("token_sha256".into(), hash.into());
+        }
+        entries.push(entry);
+    }
+    let file = serde_json::json!({"approvers": entries});
+    std::fs::write(path, file.to_string()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `approval-service hash-password|hash-token` with `secret` on its stdin: what it printed.
+fn hashed_secret(bin: &Path, subcommand: &str, secret: &str) -> Result<String, String> {
+    let mut child = Command::new(bin)
+        .arg(subcommand)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {} {subcommand}: {e}", bin.display()))?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let mut guard = ChildGuard::new(format!("approval-service {subcommand}"), child);
+    if let Some(mut stdin) = stdin {
+        writeln!(stdin, "{secret}").map_err(|e| format!("{subcommand}: {e}"))?;
+    }
+    let line = match stdout {
+        Some(stdout) => first_line_within(stdout, STARTUP_PATIENCE)
+            .map_err(|e| format!("approval-service {subcommand}: {e}"))?,
+        None => String::new(),
+    };
+    let deadline = Instant::now() + STARTUP_PATIENCE;
+    let status = loop {
+        if let Some(status) = guard.try_exit_status() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("approval-service {subcommand} did not exit"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    match line.trim() {
+        hash if status.success() && !hash.is_empty() => Ok(hash.to_owned()),
+        _ => Err(format!("approval-service {subcommand} failed ({status})")),
+    }
 }
 
 #[derive(Debug, Clone)]
