@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
-use crate::auth::{Auth, Caller};
+use crate::auth::{Auth, Caller, Via};
 use crate::pages;
 use crate::store::{DecideError, Question, Request, Store, Verdict};
 
@@ -352,18 +352,31 @@ async fn decisions(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<
 
 async fn events(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // A session's stream ends with the session (signed out, or expired), not when the page goes.
+    let session = match caller.via {
+        Via::Session(id, _) => Some(id),
+        Via::Token | Via::Header => None,
+    };
     let receiver = app.events.subscribe();
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        match receiver.recv().await {
-            Ok(data) => Some((Ok(Event::default().data(data)), receiver)),
-            // A slow page missed some: it reloads its whole list on any event anyway.
-            Err(broadcast::error::RecvError::Lagged(_)) => Some((
-                Ok(Event::default().data("{\"event\":\"resync\"}")),
-                receiver,
-            )),
-            Err(broadcast::error::RecvError::Closed) => None,
+    let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
+        let app = app.clone();
+        let session = session.clone();
+        async move {
+            let event = receiver.recv().await;
+            if session.is_some_and(|id| app.auth.sessions.find(&id).is_none()) {
+                return None;
+            }
+            match event {
+                Ok(data) => Some((Ok(Event::default().data(data)), receiver)),
+                // A slow page missed some: it reloads its whole list on any event anyway.
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((
+                    Ok(Event::default().data("{\"event\":\"resync\"}")),
+                    receiver,
+                )),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -53,14 +53,17 @@ pub async fn login_form(State(app): State<Arc<App>>, caller: Result<Caller, ApiE
     if caller.is_ok() {
         return see_other("/", None);
     }
-    login_page(&app, StatusCode::OK, "")
+    login_page(&app, StatusCode::OK, "", None)
 }
 
-fn login_page(app: &App, status: StatusCode, message: &str) -> Response {
+/// The sign-in form, with `message` and the `#id` to land on.
+fn login_page(app: &App, status: StatusCode, message: &str, fragment: Option<&str>) -> Response {
     if !app.auth.has_login() {
         return (status, Html(PROXY_ONLY)).into_response();
     }
-    let page = include_str!("login.html").replace("{{message}}", message);
+    let page = include_str!("login.html")
+        .replace("{{message}}", message)
+        .replace("{{fragment}}", fragment.unwrap_or_default());
     (status, Html(page)).into_response()
 }
 
@@ -86,12 +89,15 @@ pub async fn sign_in(
     app.auth.refuse_cross_site(&headers)?;
     let form: SignIn = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::bad(format!("invalid sign-in form: {e}")))?;
+    let fragment = safe_fragment(&form.fragment);
     let Some(approver) = app.auth.sign_in(form.name.trim(), &form.password) else {
         eprintln!("approval-service: a failed sign-in from {}", peer.ip());
+        let message = "Wrong name or password.";
         return Ok(login_page(
             &app,
             StatusCode::UNAUTHORIZED,
-            "Wrong name or password.",
+            message,
+            fragment,
         ));
     };
     let session = app
@@ -99,7 +105,7 @@ pub async fn sign_in(
         .sessions
         .start(&approver)
         .map_err(ApiError::internal)?;
-    let target = match safe_fragment(&form.fragment) {
+    let target = match fragment {
         Some(id) => format!("/#{id}"),
         None => "/".to_owned(),
     };

@@ -80,6 +80,19 @@ async fn a_signed_in_approver_approves_with_the_pages_csrf_token() {
     // The page sends the unauthenticated to sign in.
     let page = send("GET", &s.url("/"), &[], None).await;
     assert_eq!((page.status, page.header("location")), (303, "/login"));
+    // A link from another site arrives without the SameSite=Strict cookie: the page goes on from
+    // its own origin, where the browser sends it.
+    let from_a_link = send(
+        "GET",
+        &s.url("/"),
+        &[("sec-fetch-site", "cross-site")],
+        None,
+    )
+    .await;
+    assert!(
+        from_a_link.status == 200 && from_a_link.text.contains("location.replace('/login'"),
+        "{from_a_link:?}"
+    );
     let login = send("GET", &s.url("/login"), &[], None).await;
     assert!(login.status == 200 && login.text.contains("name=\"password\""));
 
