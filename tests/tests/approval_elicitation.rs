@@ -2,24 +2,31 @@
 //! elicitation in `initialize` (MCP 2025-11-25) gets the specification's
 //! URL-elicitation-required error (-32042) for a call that needs a person's approval, carrying
 //! the approval page's URL for that call and an elicitation id; once a person approves on the
-//! page, the retried call passes and the upstream counts one call. A client that did not declare
-//! it gets the plain pending answer.
+//! page, the retried call passes and the upstream counts one call. A 2026-07-28 client (which
+//! has no -32042) that declares it in its request's capabilities gets an `input_required`
+//! result asking for the URL elicitation; the SDK opens the page through its handler and
+//! retries by itself. A client that declared nothing gets the plain pending answer.
 
 use std::collections::HashMap;
 
 use e2e::{Deployment, DeploymentOptions};
-use mcp_policy_sample::deployment::ServerProcess;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitationCapability, ErrorData,
-    Implementation, UrlElicitationCapability,
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
+    ElicitationAction, ElicitationCapability, ErrorData, Implementation, ProtocolVersion,
+    UrlElicitationCapability,
 };
-use rmcp::service::{RoleClient, RunningService, ServiceError};
+use rmcp::service::{RequestContext, RoleClient, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::ServiceExt;
+use rmcp::{ClientHandler, ClientLifecycleMode};
+use rmcp::{ClientServiceExt, ServiceExt};
 use serde_json::{json, Map, Value};
 
 mod approval_support;
+use approval_support::{BROWSER_APPROVER, BROWSER_PASSWORD};
 
 const TOOL: &str = "wechat_mass_delete";
 
@@ -41,15 +48,47 @@ fn transport(d: &Deployment) -> StreamableHttpClientTransport<reqwest::Client> {
     )
 }
 
-/// A client that declares URL-mode elicitation, as the specification's `initialize` carries it.
-async fn url_mode_client(d: &Deployment) -> RunningService<RoleClient, ClientConfig> {
+fn url_mode_config() -> ClientConfig {
     let mut capabilities = ClientCapabilities::default();
     capabilities.elicitation =
         Some(ElicitationCapability::new().with_url(UrlElicitationCapability::new()));
-    let info = ClientConfig::new(capabilities, Implementation::new("url-agent", "1.0"));
-    info.serve(transport(d))
+    ClientConfig::new(capabilities, Implementation::new("url-agent", "1.0"))
+}
+
+/// A client that declares URL-mode elicitation, as the specification's `initialize` carries it.
+async fn url_mode_client(d: &Deployment) -> RunningService<RoleClient, ClientConfig> {
+    url_mode_config()
+        .serve(transport(d))
         .await
         .expect("initialize through Envoy")
+}
+
+/// A 2026-07-28 client whose user, asked to open a URL, approves the call there.
+#[derive(Clone)]
+struct UserWhoApproves {
+    approval_port: u16,
+    opened: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for UserWhoApproves {
+    fn get_info(&self) -> ClientConfig {
+        url_mode_config()
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let ElicitRequestParams::UrlElicitationParams { url, .. } = request else {
+            return Ok(ElicitResult::new(ElicitationAction::Decline));
+        };
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        // The page's URL names the held call: `…/#<id>`.
+        let id = url.rsplit('#').next().unwrap_or_default().to_owned();
+        approve_on(self.approval_port, &id).await;
+        Ok(ElicitResult::new(ElicitationAction::Accept))
+    }
 }
 
 async fn delete<S: rmcp::service::Service<RoleClient>>(
@@ -70,34 +109,48 @@ async fn delete<S: rmcp::service::Service<RoleClient>>(
 }
 
 struct Setup {
-    service: ServerProcess,
+    // Field order is drop order: Envoy stops before the service it holds calls for.
     deployment: Deployment,
-    _db: tempfile::TempDir,
+    service: approval_support::ApprovalService,
 }
 
 fn setup() -> Setup {
-    let approval_support::ApprovalService {
-        process: service,
-        dir: db,
-    } = approval_support::start();
+    let service = approval_support::start();
     let deployment = Deployment::start(DeploymentOptions {
         wechat_policy: policy(),
-        approval_port: Some(service.port),
+        approval_port: Some(service.port()),
         ..Default::default()
     });
     Setup {
-        service,
         deployment,
-        _db: db,
+        service,
     }
 }
 
-/// A person approves the pending call `id` (the approval service's API, as its page does).
-async fn approve(setup: &Setup, id: &str) {
-    let url = format!(
-        "http://127.0.0.1:{}/v1/requests/{id}/approve",
-        setup.service.port
+/// A person opens `page` in headless Chromium, signs in and approves the call of `TOOL` there
+/// (`tests/browser/approve.js`).
+async fn approve_in_browser(page: &str) {
+    let mut browser = std::process::Command::new("node");
+    browser
+        .current_dir(e2e::repo_root().join("tests/browser"))
+        .arg("approve.js")
+        .args([page, TOOL, BROWSER_APPROVER, BROWSER_PASSWORD]);
+    // Its own time limits are 15 s (the page) and 10 s (Chromium): 60 s is a hang.
+    let output = tokio::task::spawn_blocking(move || {
+        e2e::run_guarded("approve.js", browser, std::time::Duration::from_secs(60))
+    })
+    .await
+    .expect("browser task");
+    assert!(
+        output.status.success(),
+        "browser: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
+}
+
+async fn approve_on(port: u16, id: &str) {
+    let url = format!("http://127.0.0.1:{port}/v1/requests/{id}/approve");
     let body = json!({"reason": "checked"}).to_string();
     let carol = approval_support::bearer(approval_support::CAROL_TOKEN);
     let response = e2e::http::post(&url, body, &[("authorization", &carol)]).await;
@@ -119,12 +172,23 @@ async fn a_url_mode_client_is_sent_to_the_approval_page_and_its_retry_passes() {
         .to_owned();
     let page = elicitation["url"].as_str().expect("url");
     assert!(
-        page.starts_with(&format!("http://127.0.0.1:{}", s.service.port)) && page.contains(&id),
+        page.starts_with(&format!("http://127.0.0.1:{}", s.service.port())) && page.contains(&id),
         "the page of this call: {page}"
     );
     assert_eq!(s.deployment.upstream_tool_calls("wechat", TOOL), 0);
 
-    approve(&s, &id).await;
+    // A person opens that page in a browser, signs in and approves the call there.
+    approve_in_browser(page).await;
+    let decisions = s.service.get("/v1/decisions").await.json();
+    assert_eq!(
+        decisions["decisions"][0]["request_id"],
+        id.as_str(),
+        "{decisions}"
+    );
+    assert_eq!(
+        decisions["decisions"][0]["approver"], BROWSER_APPROVER,
+        "{decisions}"
+    );
     delete(&agent).await.expect("the approved call passes");
     assert_eq!(s.deployment.upstream_tool_calls("wechat", TOOL), 1);
     agent.cancel().await.expect("close");
@@ -138,5 +202,32 @@ async fn a_client_without_url_mode_gets_the_plain_pending_answer() {
     assert_eq!(pending.code.0, -32031, "{pending:?}");
     assert!(pending.message.contains("approve"), "{pending:?}");
     assert_eq!(s.deployment.upstream_tool_calls("wechat", TOOL), 0);
+    agent.cancel().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_client_gets_input_required_opens_the_page_and_its_retry_passes() {
+    let s = setup();
+    let user = UserWhoApproves {
+        approval_port: s.service.port(),
+        opened: Arc::new(AtomicUsize::new(0)),
+    };
+    let agent = user
+        .clone()
+        .serve_with_lifecycle(
+            transport(&s.deployment),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("server/discover through Envoy");
+    // One call from the agent's side: the SDK answers the input request (the user opens the
+    // page and approves) and retries with the request state.
+    delete(&agent)
+        .await
+        .expect("approved through the page, the retried call passes");
+    assert_eq!(user.opened.load(Ordering::SeqCst), 1);
+    assert_eq!(s.deployment.upstream_tool_calls("wechat", TOOL), 1);
     agent.cancel().await.expect("close");
 }
