@@ -71,12 +71,16 @@ native-abi: build envoy
 	python3 native/check_abi.py $(NATIVE) $(VENV)/lib/python3*/site-packages/envoy/_bin/envoy
 
 ## run: the sample deployment in the foreground (Ctrl-C stops everything); FILTER_BUILD=native
-## serves it with the native module
+## serves it with the native module; APPROVERS_JWKS=FILE puts the approval service behind Envoy's
+## jwt_authn (envoy/approvals-jwt.yaml), approvers signing in with JWTs that FILE verifies
+## (JWT_ISSUER, JWT_AUDIENCE: what they must say)
 run: build envoy sample-bins
 	cargo build -q -p approval-service
 	cargo run -q -p mcp-policy-sample --bin sample-deployment -- \
 	  --policy-dir "$(POLICY_DIR)" --envoy "$(ENVOY)" --build "$(FILTER_BUILD)" \
-	  --server-bin target/debug/sample-mcp-server --approval-bin target/debug/approval-service
+	  --server-bin target/debug/sample-mcp-server --approval-bin target/debug/approval-service \
+	  $(if $(APPROVERS_JWKS),--approvers-from-jwt "$(APPROVERS_JWKS)") \
+	  $(if $(JWT_ISSUER),--jwt-issuer "$(JWT_ISSUER)") $(if $(JWT_AUDIENCE),--jwt-audience "$(JWT_AUDIENCE)")
 
 ## test: lint, engine tests natively and on wasm32, end-to-end tests against a real Envoy, benchmark and fuzzing smoke runs
 test: lint unit-test wasm-test native-abi validate-deploy e2e-test bench-smoke fuzz-smoke

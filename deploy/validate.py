@@ -6,7 +6,8 @@
   Istio kinds are parsed and their policy checked below; their schemas are not bundled.
 - Every Envoy configuration shipped — the sample (envoy/envoy.yaml with envoy/policy-filter.yaml
   or envoy/policy-filter-native.yaml rendered), the gateway (envoy/gateway.yaml), each with both
-  builds of the filter, and each `envoy.yaml` in a ConfigMap — with `envoy --mode validate` and
+  builds of the filter, the approval service's jwt_authn front (envoy/approvals-jwt.yaml, with an
+  example JWKS), and each `envoy.yaml` in a ConfigMap — with `envoy --mode validate` and
   the built .wasm and native module. Filters delivered by ECDS are also inlined into the listener
   for a second validation, so the filter's own configuration is checked by Envoy too (Envoy loads
   the native module and runs its configuration hook).
@@ -278,6 +279,29 @@ def validate_gateway(envoy, build, artifact, policy_bin):
     return problems
 
 
+# A public key only, for envoy/approvals-jwt.yaml: Envoy reads and parses the JWKS at start.
+EXAMPLE_JWKS = {"keys": [{"kty": "EC", "crv": "P-256", "kid": "example", "alg": "ES256", "use": "sig",
+                          "x": "T7E0rbF4w85VYlGFt7g981NW7mB7tLfdNTQ3-4euOtU",
+                          "y": "HIDz7pKyIf9WmVxJKf6FSHIvRI3Dsuz7P5zLg2LPtAI"}]}
+
+
+def validate_approvals_jwt(envoy):
+    """envoy/approvals-jwt.yaml, rendered as `sample-deployment --approvers-from-jwt` renders it."""
+    with open(os.path.join(REPO, "envoy/approvals-jwt.yaml")) as f:
+        template = f.read()
+    with tempfile.TemporaryDirectory() as tmp:
+        jwks = os.path.join(tmp, "jwks.json")
+        with open(jwks, "w") as f:
+            json.dump(EXAMPLE_JWKS, f)
+        config = render(template, {"ADMIN_PORT": "0", "APPROVALS_GATEWAY_PORT": "0", "APPROVAL_PORT": "1",
+                                   "JWT_ISSUER": "https://issuer.example", "JWT_AUDIENCE": "approvals",
+                                   "APPROVER_JWKS": jwks})
+        path = os.path.join(tmp, "approvals-jwt.yaml")
+        with open(path, "w") as f:
+            f.write(config)
+        return envoy_validate(envoy, path, "envoy/approvals-jwt.yaml")
+
+
 def main():
     if len(sys.argv) != 6:
         print(__doc__, file=sys.stderr)
@@ -288,6 +312,7 @@ def main():
     for build, artifact in (("wasm", wasm), ("native", native)):
         problems += validate_sample(envoy, build, artifact, policy_bin)
         problems += validate_gateway(envoy, build, artifact, policy_bin)
+    problems += validate_approvals_jwt(envoy)
     problems += validate_manifests(envoy, wasm, policy_bin, k8s_version)
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)

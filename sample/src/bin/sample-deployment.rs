@@ -6,11 +6,19 @@
 //!                   [--build wasm|native] [--filter PATH] [--approval-bin target/debug/approval-service] [--approval-port 9080]
 //!                   [--listener-port 10000] [--admin-port 9901] [--concurrency 2] [--stateless]
 //!                   [--template envoy/envoy.yaml] [--work-dir build]
+//!                   [--approvers-from-jwt JWKS_FILE [--jwt-issuer ISS] [--jwt-audience AUD]
+//!                    [--approvals-gateway-port 9081] [--approvals-gateway-admin-port 9902]]
 //!
 //! `--build` defaults to `FILTER_BUILD` (the .wasm when unset), `--filter` to that build's artefact
 //! in dist/. The approval service keeps its decisions in `<work-dir>/approvals.sqlite3`; its
 //! one approver, `demo`, gets a new password and API token each run (printed; their hashes in
 //! `<work-dir>/approvers.json`).
+//!
+//! With `--approvers-from-jwt`, people approve through a second Envoy instead
+//! (`envoy/approvals-jwt.yaml`, on the gateway port): its jwt_authn checks a JWT signed by a key
+//! in JWKS_FILE and names its `sub` to the service in `x-approver`, which the service, in header
+//! mode, believes only from that Envoy (127.0.0.2). Any `sub` may decide any call but its own.
+//! The issuer and audience default to those of the tokens `tests/clients/pki.py` makes.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,8 +27,8 @@ use std::time::Duration;
 use mcp_policy_engine::load_policy;
 use mcp_policy_sample::deployment::launch::{write_approvers_file, Approver};
 use mcp_policy_sample::deployment::{
-    start_approval_service, start_envoy, start_sample_server, write_filter_config, EnvoyOptions,
-    EnvoyTemplate, FilterBuild,
+    start_approval_service, start_envoy, start_sample_server, write_filter_config, ChildGuard,
+    EnvoyOptions, EnvoyProcess, EnvoyTemplate, FilterBuild, ServerProcess,
 };
 
 struct Args {
@@ -37,6 +45,12 @@ struct Args {
     admin_port: u16,
     concurrency: u32,
     stateless: bool,
+    /// People approve through Envoy's jwt_authn, with JWTs this JWKS verifies.
+    approvers_jwks: Option<PathBuf>,
+    jwt_issuer: String,
+    jwt_audience: String,
+    approvals_gateway_port: u16,
+    approvals_gateway_admin_port: u16,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -54,6 +68,11 @@ fn parse_args() -> Result<Args, String> {
         admin_port: 9901,
         concurrency: 2,
         stateless: false,
+        approvers_jwks: None,
+        jwt_issuer: "https://issuer.mcp-policy.test".into(),
+        jwt_audience: "mcp-servers".into(),
+        approvals_gateway_port: 9081,
+        approvals_gateway_admin_port: 9902,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +84,10 @@ fn parse_args() -> Result<Args, String> {
         let number = |v: &str| {
             v.parse::<u32>()
                 .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
+        let port = |v: &str| {
+            v.parse::<u16>()
+                .map_err(|_| format!("{flag}: not a port: {v}"))
         };
         match flag.as_str() {
             "--policy-dir" => args.policy_dir = value.into(),
@@ -85,6 +108,11 @@ fn parse_args() -> Result<Args, String> {
                 args.admin_port = u16::try_from(number(&value)?).map_err(|e| e.to_string())?
             }
             "--concurrency" => args.concurrency = number(&value)?,
+            "--approvers-from-jwt" => args.approvers_jwks = Some(value.into()),
+            "--jwt-issuer" => args.jwt_issuer = value,
+            "--jwt-audience" => args.jwt_audience = value,
+            "--approvals-gateway-port" => args.approvals_gateway_port = port(&value)?,
+            "--approvals-gateway-admin-port" => args.approvals_gateway_admin_port = port(&value)?,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -124,6 +152,111 @@ fn demo_approvers(args: &Args) -> Result<(PathBuf, String, String), String> {
     Ok((path, password, token))
 }
 
+/// The approval service, the Envoy in front of it (with `--approvers-from-jwt`), and the
+/// banner's lines on where people approve.
+struct Approvals {
+    service: ServerProcess,
+    gateway: Option<EnvoyProcess>,
+    banner: String,
+}
+
+fn start_approvals(args: &Args) -> Result<Approvals, String> {
+    match &args.approvers_jwks {
+        Some(jwks) => start_approvals_behind_jwt_authn(args, jwks),
+        None => start_approvals_with_demo(args),
+    }
+}
+
+fn start_approvals_with_demo(args: &Args) -> Result<Approvals, String> {
+    let (approvers, password, token) = demo_approvers(args)?;
+    let service = start_approval_service(
+        &args.approval_bin,
+        args.approval_port,
+        &args.work_dir.join("approvals.sqlite3"),
+        &["--approvers".into(), approvers.display().to_string()],
+    )?;
+    let banner = format!(
+        "  approvals          http://127.0.0.1:{port}/   (a human approves or denies held calls, e.g. notify's lark_send_text)
+                     sign in as demo, password {password}; API: -H 'authorization: Bearer {token}'",
+        port = service.port
+    );
+    Ok(Approvals {
+        service,
+        gateway: None,
+        banner,
+    })
+}
+
+/// Header mode: the service believes `x-approver` only from 127.0.0.2, the source address of
+/// the Envoy in front of it (envoy/approvals-jwt.yaml), which sets it from a verified JWT's `sub`.
+fn start_approvals_behind_jwt_authn(args: &Args, jwks: &Path) -> Result<Approvals, String> {
+    let jwks = std::fs::canonicalize(jwks).map_err(|e| format!("{}: {e}", jwks.display()))?;
+    let gateway_url = format!("http://127.0.0.1:{}", args.approvals_gateway_port);
+    // Port 0 keeps the launcher from adding a --public-url naming the service itself, where
+    // nobody can authenticate: approve_url (handed to agents) and the accepted Origin are the
+    // gateway's. The listen address is then the one below (the service takes the last --listen).
+    let options = [
+        "--listen",
+        &format!("127.0.0.1:{}", args.approval_port),
+        "--public-url",
+        &gateway_url,
+        "--trust-identity-header",
+        "x-approver",
+        "--trusted-peer",
+        "127.0.0.2",
+        "--header-approvers-may-decide",
+        "*:*",
+    ]
+    .map(String::from);
+    let db = args.work_dir.join("approvals.sqlite3");
+    let service = start_approval_service(&args.approval_bin, 0, &db, &options)?;
+    let gateway = start_approvals_gateway(args, &jwks, service.port)?;
+    let banner = format!(
+        "  approvals          {gateway_url}/   (a human approves or denies held calls, e.g. notify's lark_send_text)
+                     through Envoy's jwt_authn ({work}/approvals-gateway/envoy.yaml, log envoy.log there):
+                     -H 'authorization: Bearer <JWT>', a JWT signed by a key in {jwks}
+                     with iss {iss}, aud {aud}; its sub is the approver (anyone but the caller)
+                     the service itself: http://127.0.0.1:{port}/ (believes x-approver only from 127.0.0.2)",
+        work = args.work_dir.display(),
+        jwks = jwks.display(),
+        iss = args.jwt_issuer,
+        aud = args.jwt_audience,
+        port = service.port,
+    );
+    Ok(Approvals {
+        service,
+        gateway: Some(gateway),
+        banner,
+    })
+}
+
+/// envoy/approvals-jwt.yaml (next to the main template), rendered and started.
+fn start_approvals_gateway(
+    args: &Args,
+    jwks: &Path,
+    service_port: u16,
+) -> Result<EnvoyProcess, String> {
+    let path = args.template.with_file_name("approvals-jwt.yaml");
+    let template =
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = EnvoyTemplate::default()
+        .set("APPROVALS_GATEWAY_PORT", args.approvals_gateway_port)
+        .set("ADMIN_PORT", args.approvals_gateway_admin_port)
+        .set("APPROVAL_PORT", service_port)
+        .set("JWT_ISSUER", &args.jwt_issuer)
+        .set("JWT_AUDIENCE", &args.jwt_audience)
+        .set("APPROVER_JWKS", jwks.display())
+        .render(&template)?;
+    start_envoy(&EnvoyOptions {
+        envoy_bin: args.envoy.clone(),
+        config,
+        work_dir: args.work_dir.join("approvals-gateway"),
+        concurrency: 1,
+        admin_port: args.approvals_gateway_admin_port,
+        log_to_stderr: false,
+    })
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,13 +289,7 @@ fn run() -> Result<(), String> {
     let mut notify = start_sample_server(&args.server_bin, "notify", args.stateless)?;
     std::fs::create_dir_all(&args.work_dir)
         .map_err(|e| format!("{}: {e}", args.work_dir.display()))?;
-    let (approvers, demo_password, demo_token) = demo_approvers(&args)?;
-    let mut approvals = start_approval_service(
-        &args.approval_bin,
-        args.approval_port,
-        &args.work_dir.join("approvals.sqlite3"),
-        &["--approvers".into(), approvers.display().to_string()],
-    )?;
+    let mut approvals = start_approvals(&args)?;
 
     let template = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("{}: {e}", args.template.display()))?;
@@ -196,7 +323,7 @@ fn run() -> Result<(), String> {
         .set("ADMIN_PORT", args.admin_port)
         .set("WECHAT_PORT", wechat.port)
         .set("NOTIFY_PORT", notify.port)
-        .set("APPROVAL_PORT", approvals.port)
+        .set("APPROVAL_PORT", approvals.service.port)
         .set("FILTER_CONFIG_DIR", filter_dir.display())
         .set("AUDIT_KEY", args.build.audit_key())
         .set(
@@ -223,8 +350,7 @@ mcp-policy-filter sample deployment is up ({build} build {filter}; policies from
   wechat MCP server  {base}/wechat/mcp   (policy {dir}/wechat.json, upstream 127.0.0.1:{wp})
   notify MCP server  {base}/notify/mcp   (policy {dir}/notify.json, upstream 127.0.0.1:{np})
   upstream call counts (what really arrived): http://127.0.0.1:{wp}/stats  http://127.0.0.1:{np}/stats
-  approvals          http://127.0.0.1:{ap}/   (a human approves or denies held calls, e.g. notify's lark_send_text)
-                     sign in as demo, password {demo_password}; API: -H 'authorization: Bearer {demo_token}'
+{approvals}
   Envoy admin        http://127.0.0.1:{admin}/
   audit log          {work}/audit.log (Envoy access log; one JSON line per request)
 
@@ -243,7 +369,7 @@ Edit a policy file and it takes effect within a second, without a restart. Ctrl-
         wp = wechat.port,
         np = notify.port,
         admin = args.admin_port,
-        ap = approvals.port,
+        approvals = approvals.banner,
     );
 
     runtime.block_on(async {
@@ -289,12 +415,15 @@ Edit a policy file and it takes effect within a second, without a restart. Ctrl-
                     }
                 }
             }
-            for guard in [
-                &mut envoy.guard,
-                &mut wechat.guard,
-                &mut notify.guard,
-                &mut approvals.guard,
-            ] {
+            let gateway = approvals.gateway.as_mut().map(|g| &mut g.guard);
+            let guards: [Option<&mut ChildGuard>; 5] = [
+                Some(&mut envoy.guard),
+                Some(&mut wechat.guard),
+                Some(&mut notify.guard),
+                Some(&mut approvals.service.guard),
+                gateway,
+            ];
+            for guard in guards.into_iter().flatten() {
                 if let Some(status) = guard.try_exit_status() {
                     return Err(format!(
                         "{} exited ({status}); stopping everything",
