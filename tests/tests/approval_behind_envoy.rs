@@ -269,8 +269,18 @@ async fn only_envoy_names_the_approver() {
     assert!(nobody.body.contains("not signed in"), "{nobody:?}");
     assert_eq!(s.request(&id).await["status"], "pending");
 
-    // A forged header next to carol's JWT: Envoy drops it, carol decides.
+    // A page on another site making carol's browser post here: refused, even with her JWT.
     let carol = bearer(&s, "carol");
+    let cross_site = [
+        ("authorization", carol.as_str()),
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ];
+    let forged = s.approve(&gateway, &id, &cross_site).await;
+    assert_eq!(forged.status, 403, "{forged:?}");
+    assert_eq!(s.request(&id).await["status"], "pending");
+
+    // A forged header next to carol's JWT: Envoy drops it, carol decides.
     let headers = [("authorization", carol.as_str()), ("x-approver", "mallory")];
     let approved = s.approve(&gateway, &id, &headers).await;
     assert_eq!(approved.status, 200, "{approved:?}");
