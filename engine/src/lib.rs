@@ -19,6 +19,9 @@
 mod counters;
 mod decision;
 mod explain;
+// Not wired into the policy yet (issue 30): nothing outside its tests calls it.
+#[allow(dead_code)]
+mod guard;
 mod hex;
 mod host;
 mod json;
