@@ -77,6 +77,7 @@ pub fn explain(
     out.insert("tool".into(), json!(tool));
     out.insert("pin".into(), pin_of(policy, tool, &standing));
     out.insert("class".into(), json!(class.map(|c| c.as_str())));
+    out.insert("guard".into(), guard_of(policy, policy.entry(tool, class)));
     out.insert(
         "identity".into(),
         json!(identity.as_ref().map(|i| i.display())),
@@ -231,6 +232,19 @@ fn describe(
             out.insert("charges".into(), Value::Array(charges));
         }
     }
+}
+
+/// The guard a call of a tool with `entry` takes: per direction, its action, detectors and
+/// where it is in the policy; `null` without one.
+fn guard_of(policy: &Policy, entry: Option<&crate::policy::ToolRule>) -> Value {
+    let Some(guard) = policy.guard(entry) else {
+        return Value::Null;
+    };
+    let arguments = guard.arguments.as_ref().map(|rule| {
+        json!({"action": rule.action.as_str(), "detectors": rule.detectors.names(),
+               "rule": format!("{}.arguments", guard.path)})
+    });
+    json!({"arguments": arguments})
 }
 
 /// What the policy pins for `tool`: its hash, `"learned"` (first_seen learns it at run time),
@@ -425,5 +439,26 @@ mod tests {
         assert!(policy
             .summary()
             .ends_with(", pins enforce (2 pinned tool(s)), classes: read_only, destructive"));
+    }
+
+    #[test]
+    fn explains_which_guard_applies() {
+        let policy = load_policy(
+            br#"{"version":"1","default":"allow",
+                "tools":{"send":{"guard":{"arguments":{"action":"block","detectors":["private_key"]}}},
+                         "*":{"guard":{"arguments":"report"}}}}"#,
+        )
+        .unwrap();
+        let send = explain(&policy, "send", None, None);
+        assert_eq!(
+            send["guard"]["arguments"],
+            json!({"action":"block","detectors":["private_key"],"rule":"tools.send.guard.arguments"})
+        );
+        let other = explain(&policy, "other", None, None);
+        assert_eq!(
+            other["guard"]["arguments"]["rule"],
+            "tools[\"*\"].guard.arguments"
+        );
+        assert_eq!(other["guard"]["arguments"]["action"], "report");
     }
 }

@@ -40,6 +40,14 @@ pub enum Metric<'a> {
     ServiceAnswer { service: &'a str, result: &'a str },
     /// A policy the filter refused (at start or on an update).
     ConfigFailure,
+    /// A detector of a guard found something in one direction of a call (`tool` as
+    /// `Policy::metric_label` bounds it; detectors are the policy's): one per call and detector.
+    GuardDetection {
+        tool: &'a str,
+        detector: &'a str,
+        direction: &'a str,
+        action: &'a str,
+    },
     /// A listed tool whose definition differs from its pin, or has none (`tool` as
     /// `Policy::metric_label` bounds it).
     ToolDrift { tool: &'a str },

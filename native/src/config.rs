@@ -24,6 +24,8 @@ pub struct CounterIds {
     pub config_failures: Option<usize>,
     /// `mcp_policy_tool_drift_total{mcp_server, mcp_tool}`
     pub tool_drift: Option<usize>,
+    /// `mcp_policy_guard_detections_total{mcp_server, mcp_tool, mcp_detector, mcp_direction, mcp_action}`
+    pub guard_detections: Option<usize>,
 }
 
 pub struct FilterConfig {
@@ -87,6 +89,16 @@ pub fn define_counters(config: HttpFilterConfigEnvoyPtr) -> CounterIds {
         ),
         config_failures: define("mcp_policy_config_failures_total", &["mcp_server"]),
         tool_drift: define("mcp_policy_tool_drift_total", &["mcp_server", "mcp_tool"]),
+        guard_detections: define(
+            "mcp_policy_guard_detections_total",
+            &[
+                "mcp_server",
+                "mcp_tool",
+                "mcp_detector",
+                "mcp_direction",
+                "mcp_action",
+            ],
+        ),
     }
 }
 

@@ -233,6 +233,18 @@ impl Host for NativeHost {
                     self.envoy.increment(id, &[&server, &Stats::label(tool)]);
                 }
             }
+            Metric::GuardDetection {
+                tool,
+                detector,
+                direction,
+                action,
+            } => {
+                if let Some(id) = self.config.counters.guard_detections {
+                    let (tool, detector) = (Stats::label(tool), Stats::label(detector));
+                    self.envoy
+                        .increment(id, &[&server, &tool, &detector, direction, action]);
+                }
+            }
             // Envoy counts refused configurations itself (`config_fail` of the filter's
             // extension config discovery): a refused configuration has no counters.
             Metric::ConfigFailure => {}

@@ -6,3 +6,4 @@
 //! `corpus/` holds what they must find and what they must leave alone.
 
 pub mod detectors;
+pub mod scan;

@@ -7,6 +7,7 @@
 //! spends its size on the request path.
 
 mod counter_table;
+mod guard;
 mod pins;
 pub mod rules;
 mod targets;
@@ -67,10 +68,11 @@ const POLICY_FIELDS: &[&str] = &[
     "approval",
     "pins",
     "classes",
+    "detectors",
 ];
 const IDENTITY_FIELDS: &[&str] = &["sources", "missing"];
 const GRANT_FIELDS: &[&str] = &["identities", "tools", "limits"];
-const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules", "shadow"];
+const TOOL_FIELDS: &[&str] = &["action", "reason", "limits", "rules", "shadow", "guard"];
 const GRANT_TOOL_FIELDS: &[&str] = &["action", "reason", "limits"];
 const LIMIT_FIELDS: &[&str] = &["counter", "window", "max", "scope", "rate_limit_service"];
 const SERVICE_FIELDS: &[&str] = &["cluster", "domain", "timeout_ms", "failure_mode"];
@@ -127,10 +129,15 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
     let shadow = flag(root.get("shadow"), "shadow")?;
     let (audit_arguments, audit_hash) = audit(root.get("audit"))?;
     if tools.wildcard_entry.as_ref().is_some_and(|w| w.shadow) {
-        return err("tools[\"*\"]", "the \"*\" entry takes only \"rules\"");
+        return err(
+            "tools[\"*\"]",
+            "the \"*\" entry takes only \"rules\" and \"guard\"",
+        );
     }
     let pins = pins::pins(root, document)?;
-    let classes = classes(root, pins.as_ref(), &mut counters)?;
+    let mut classes = classes(root, pins.as_ref(), &mut counters)?;
+    let mut tools = tools;
+    let wildcard_guard = guards(root, &mut tools, &mut classes)?;
     let approval = approval(root, &tools)?;
     if approval.is_none() {
         if let Some(path) = class_needing_approval(&classes) {
@@ -167,6 +174,7 @@ pub fn policy_from_value(document: &Value) -> Result<Policy> {
         pins,
         classes,
         targets,
+        wildcard_guard,
     };
     policy.labelled_tools = policy.names_to_label();
     Ok(policy)
@@ -407,6 +415,40 @@ fn classes(
         }
     }
     Ok(classes)
+}
+
+/// Every entry's `guard` (tools, classes), with the policy's own `detectors`; the `"*"`
+/// entry's is returned.
+#[cold]
+#[inline(never)]
+fn guards(
+    root: &Map<String, Value>,
+    tools: &mut Tools,
+    classes: &mut Classes,
+) -> Result<Option<crate::policy::guard::Guard>> {
+    let custom = guard::custom_detectors(root)?;
+    let mut wildcard = None;
+    for (name, entry) in root
+        .get("tools")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let path = key_path("tools", name);
+        let loaded = guard::guard(entry, &path, &custom)?;
+        if name == "*" {
+            wildcard = loaded;
+        } else if let Some(rule) = tools.by_name.get_mut(name) {
+            rule.guard = loaded;
+        }
+    }
+    for (class, slot) in Class::ALL.iter().zip(classes.entries.iter_mut()) {
+        let entry = root.get("classes").and_then(|c| c.get(class.as_str()));
+        if let (Some(entry), Some(rule)) = (entry, slot.as_mut()) {
+            rule.guard = guard::guard(entry, &key_path("classes", class.as_str()), &custom)?;
+        }
+    }
+    Ok(wildcard)
 }
 
 /// The JSON path of the first class entry or class rule asking for approval.
@@ -796,6 +838,8 @@ fn tool_rule(
         limits,
         rules: Vec::new(),
         shadow,
+        // Loaded for every entry at once (`guards`): they share the policy's own detectors.
+        guard: None,
         path: path.to_owned(),
     })
 }

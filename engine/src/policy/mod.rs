@@ -4,6 +4,7 @@
 pub mod caller;
 pub mod counter;
 pub mod grants;
+pub mod guard;
 pub mod identity;
 pub mod pins;
 pub mod resources;
@@ -104,6 +105,8 @@ pub struct Policy {
     pub(crate) classes: Classes,
     /// The `resources`, `prompts` and `methods` blocks.
     pub(crate) targets: targets::Targets,
+    /// The `"*"` entry's guard: for calls whose own entry has none.
+    pub(crate) wildcard_guard: Option<guard::Guard>,
 }
 
 impl Policy {
@@ -112,6 +115,13 @@ impl Policy {
         self.tools
             .get(tool)
             .or_else(|| class.and_then(|c| self.classes.entry(c)))
+    }
+
+    /// The guard of a call whose entry is `entry`: the entry's own, else the `"*"` entry's.
+    pub(crate) fn guard<'p>(&'p self, entry: Option<&'p ToolRule>) -> Option<&'p guard::Guard> {
+        entry
+            .and_then(|e| e.guard.as_ref())
+            .or(self.wildcard_guard.as_ref())
     }
 
     /// Whether deciding a tool whose entry is `entry` may read its arguments (it, or `"*"`,

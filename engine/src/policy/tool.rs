@@ -22,6 +22,8 @@ pub struct ToolRule {
     pub rules: Vec<Rule>,
     /// Refusals of this tool are only reported ("would deny"), never enforced.
     pub shadow: bool,
+    /// What is guarded in its allowed calls (arguments, results).
+    pub guard: Option<super::guard::Guard>,
     /// Where this entry is in the policy (`tools.send`, `grants.ops.tools.send`): the `rule` of
     /// every decision it makes, built once at load rather than per call.
     pub path: String,

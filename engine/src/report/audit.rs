@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use crate::json::write::{push_key, push_opt_str, push_str, push_u64};
 use crate::policy::identity::{push_sha256_tag, Identity};
 use crate::policy::Policy;
+use crate::request::outcome::Detection;
 use crate::request::outcome::{CallRecord, Outcome, Verdict};
 use crate::response::tools_list::Drift;
 use crate::target::Target;
@@ -74,6 +75,9 @@ pub fn record(policy: &Policy, context: &AuditContext, outcome: &Outcome) -> Opt
         if let Some(class) = call.class {
             push_key(&mut out, "class", false);
             push_str(&mut out, class.as_str());
+        }
+        if !call.detections.is_empty() {
+            push_detections(&mut out, &call.detections);
         }
         if !call.detail.is_empty() {
             push_key(&mut out, "reason", false);
@@ -140,6 +144,29 @@ fn push_arguments(out: &mut String, policy: &Policy, call: &CallRecord) {
             out.push_str(raw.get());
         }
     }
+}
+
+/// `"detections": [{"detector", "count", "direction", "action"}]`: names and counts, never what
+/// matched.
+fn push_detections(out: &mut String, detections: &[Detection]) {
+    push_key(out, "detections", false);
+    out.push('[');
+    for (index, found) in detections.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        push_key(out, "detector", true);
+        push_str(out, &found.detector);
+        push_key(out, "count", false);
+        push_u64(out, found.count);
+        push_key(out, "direction", false);
+        push_str(out, found.direction.as_str());
+        push_key(out, "action", false);
+        push_str(out, found.action.as_str());
+        out.push('}');
+    }
+    out.push(']');
 }
 
 /// `{` and the members every record starts with: `time` … `session`.

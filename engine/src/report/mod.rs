@@ -55,6 +55,26 @@ pub fn publish_drift(
     }
 }
 
+/// Store the audit record of `outcome` (again: with what was learnt since it was decided).
+pub fn store_record(
+    host: &mut dyn Host,
+    policy: &Policy,
+    context: &AuditContext,
+    outcome: &Outcome,
+) {
+    if let Some(record) = audit::record(policy, context, outcome) {
+        if let Err(problem) = host.store_audit_record(&record) {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "mcp-policy-filter[{}]: audit record not stored: {problem}",
+                    context.server
+                ),
+            );
+        }
+    }
+}
+
 /// Store the audit record, count every decision and log what an operator should see.
 pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, outcome: &Outcome) {
     let server = context.server;
@@ -71,6 +91,14 @@ pub fn publish(host: &mut dyn Host, policy: &Policy, context: &AuditContext, out
     mark(host, Phase::AuditStore);
     for call in &outcome.calls {
         host.count(metric(policy, call));
+        for found in &call.detections {
+            host.count(Metric::GuardDetection {
+                tool: policy.metric_label(call.target.name()),
+                detector: &found.detector,
+                direction: found.direction.as_str(),
+                action: found.action.as_str(),
+            });
+        }
     }
     if outcome.calls.is_empty() && matches!(outcome.verdict, Verdict::Reply(_)) {
         host.count(Metric::ToolCall {
@@ -144,6 +172,7 @@ mod tests {
             id: None,
             arguments: None,
             class: None,
+            detections: Vec::new(),
         };
         match metric(policy, &call) {
             Metric::Request {
@@ -213,6 +242,7 @@ mod tests {
             id: None,
             arguments: None,
             class: None,
+            detections: Vec::new(),
         };
         assert_eq!(
             metric(&policy, &call),

@@ -67,6 +67,18 @@ impl Stats {
                 self.tag("tool", tool);
                 self.scratch.push_str("mcp_policy_tool_drift_total");
             }
+            Metric::GuardDetection {
+                tool,
+                detector,
+                direction,
+                action,
+            } => {
+                self.tag("tool", tool);
+                self.tag("detector", detector);
+                self.tag("direction", direction);
+                self.tag("action", action);
+                self.scratch.push_str("mcp_policy_guard_detections_total");
+            }
         }
     }
 

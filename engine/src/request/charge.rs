@@ -186,6 +186,7 @@ impl Charging {
             open_problems,
             ..
         } = self;
+        let guarded = entries.iter().filter_map(|e| e.guarded.clone()).collect();
         let listings = body
             .messages()
             .iter()
@@ -227,6 +228,7 @@ impl Charging {
             reservations,
             counters: readings,
             listings,
+            guarded,
         }
     }
 }

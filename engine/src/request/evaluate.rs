@@ -326,6 +326,7 @@ mod tests {
                 // No audit record reads them (the policy asks for neither hash nor arguments).
                 arguments: None,
                 class: None,
+                detections: Vec::new(),
             }]
         );
     }

@@ -26,6 +26,25 @@ pub struct CallRecord {
     pub arguments: Option<String>,
     /// The tool's risk class (from its pin), when one applied.
     pub class: Option<crate::policy::pins::Class>,
+    /// What a guard's detectors found in the call (never what they matched).
+    pub detections: Vec<Detection>,
+}
+
+/// A forwarded call whose results its guard reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guarded {
+    pub id: serde_json::Value,
+    pub tool: String,
+    pub class: Option<crate::policy::pins::Class>,
+}
+
+/// How many matches one detector found in one direction of a call, and what was done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub detector: String,
+    pub count: u64,
+    pub direction: crate::policy::guard::Direction,
+    pub action: crate::policy::guard::GuardAction,
 }
 
 /// A counter this request touched: its value after the request (or when it refused it).
@@ -58,6 +77,8 @@ pub struct Outcome {
     pub reservations: Vec<Reservation>,
     /// Counters charged (or found used up), for the audit record.
     pub counters: Vec<CounterReading>,
+    /// Forwarded tool calls whose results their guard reads.
+    pub guarded: Vec<Guarded>,
 }
 
 pub(crate) const BATCH_REFUSED_DETAIL: &str =
@@ -88,6 +109,7 @@ impl Outcome {
             listings: Vec::new(),
             reservations: Vec::new(),
             counters: Vec::new(),
+            guarded: Vec::new(),
         }
     }
 }
@@ -120,6 +142,7 @@ impl Outcome {
             id: query.id.clone(),
             arguments: query.arguments,
             class: None,
+            detections: Vec::new(),
         };
         let mut outcome = Outcome::refused(
             reply::single(query.id.as_ref(), refusal, refusal_mode),

@@ -6,15 +6,18 @@ use serde_json::Value;
 use super::access::{decide_with_rule, ToolDecision};
 use super::integrity::{self, Standing};
 use super::meta::RequestMeta;
-use super::outcome::{CallRecord, Outcome};
+use super::outcome::{CallRecord, Detection, Guarded, Outcome};
 use super::slot::counter_slot;
 use super::targets::{decide_target, governed, Governed};
 use crate::counters::{current, CasStore, CounterError, StoreError};
 use crate::decision::Decision;
+use crate::guard::scan as guard;
 use crate::json::strict;
 use crate::policy::caller::Caller;
+use crate::policy::guard::{Direction, GuardAction};
 use crate::policy::pins::Class;
 use crate::policy::rules::{Charge, Unreadable};
+use crate::policy::ToolRule;
 use crate::policy::{CounterId, Policy, RefusalMode};
 use crate::protocol::jsonrpc::{Body, Id, Message, MessageKind, INVALID_REQUEST};
 use crate::protocol::listing::ListingKind;
@@ -35,6 +38,8 @@ pub(crate) struct Planned {
     pub(crate) shadow: bool,
     /// A request that passes undecided and whose answer lists entries to filter.
     pub(crate) listing: Option<ListingKind>,
+    /// An allowed tool call whose result its guard reads.
+    pub(crate) guarded: Option<Guarded>,
 }
 
 impl Planned {
@@ -200,6 +205,7 @@ impl Planner<'_> {
             arguments: None,
             audited: false,
             class: None,
+            detections: Vec::new(),
         };
         let mut planned = self.decided(call, decision, path);
         planned.shadow = rule.is_some_and(|r| r.shadow);
@@ -245,12 +251,13 @@ impl Planner<'_> {
             .hints()
             .and_then(|hints| self.policy.classes.class_of(hints))
             .map(|(class, _)| class);
-        let call = Call {
+        let mut call = Call {
             target: Target::Tool(name.clone()),
             id,
             arguments: *arguments,
             audited: self.policy.audit_reads_arguments(),
             class,
+            detections: Vec::new(),
         };
         let entry = self.policy.entry(name, class);
         // Only rules read arguments: without any, they stay unparsed text.
@@ -277,8 +284,23 @@ impl Planner<'_> {
             Ok(decision) => decision,
             Err(refused) => return *refused,
         };
+        let decision = match self.guard_arguments(&mut call, entry, decision) {
+            Ok(decision) => decision,
+            Err(refused) => return *refused,
+        };
         let mut planned = self.decided(call, decision, rule);
         planned.shadow = self.policy.entry(name, class).is_some_and(|t| t.shadow);
+        let guards_results = self
+            .policy
+            .guard(self.policy.entry(name, class))
+            .is_some_and(|g| g.results.is_some());
+        if guards_results && planned.refusal.is_none() {
+            planned.guarded = message.id.as_ref().map(|id| Guarded {
+                id: id.value().clone(),
+                tool: name.clone(),
+                class,
+            });
+        }
         planned
     }
 
@@ -341,6 +363,75 @@ impl Planner<'_> {
                 }
             }
         }
+    }
+
+    /// A call its access allowed, against its arguments guard: what the detectors found is
+    /// recorded; under `block` (outside shadow mode) the call is refused.
+    fn guard_arguments(
+        &self,
+        call: &mut Call,
+        entry: Option<&ToolRule>,
+        decision: ToolDecision,
+    ) -> Result<ToolDecision, Box<Planned>> {
+        let Some((guard, rule)) = self
+            .policy
+            .guard(entry)
+            .and_then(|g| g.arguments.as_ref().map(|r| (g, r)))
+        else {
+            return Ok(decision);
+        };
+        if !matches!(decision, ToolDecision::Allow { .. }) {
+            return Ok(decision);
+        }
+        let found = match call
+            .arguments
+            .map(|text| guard::scan_json(&rule.detectors, text))
+            .transpose()
+        {
+            Ok(found) => found.unwrap_or_default(),
+            Err(problem) => return Err(Box::new(Planned::refused(invalid(problem), None))),
+        };
+        if found.is_empty() {
+            return Ok(decision);
+        }
+        let path = format!("{}.arguments", guard.path);
+        let what = guard::summary(&found);
+        call.detections = found
+            .into_iter()
+            .map(|(detector, count)| Detection {
+                detector,
+                count,
+                direction: Direction::Arguments,
+                action: rule.action,
+            })
+            .collect();
+        let shadow = self.policy.in_shadow(entry);
+        if rule.action != GuardAction::Block || shadow {
+            let ToolDecision::Allow {
+                charges,
+                mut shadow_denials,
+                approval,
+            } = decision
+            else {
+                return Ok(decision);
+            };
+            if rule.action == GuardAction::Block {
+                shadow_denials.push((format!("the arguments carry {what}"), path));
+            }
+            return Ok(ToolDecision::Allow {
+                charges,
+                shadow_denials,
+                approval,
+            });
+        }
+        let reason =
+            format!("the arguments carry {what}; calls carrying them are refused ({path})");
+        let refusal = Refusal::Denied {
+            target: call.target.clone(),
+            reason: reason.clone(),
+        };
+        let record = call.clone().record(refusal.decision(), reason, path);
+        Err(Box::new(Planned::refused(refusal, Some(record))))
     }
 
     /// A call its access allowed, against its pin (`integrity::judge`).
@@ -453,6 +544,8 @@ struct Call<'m> {
     audited: bool,
     /// The tool's risk class, from its pin.
     class: Option<Class>,
+    /// What its guard's detectors found in it.
+    detections: Vec<Detection>,
 }
 
 impl Call<'_> {
@@ -466,6 +559,7 @@ impl Call<'_> {
             id: self.id.clone(),
             arguments: self.arguments.filter(|_| self.audited).map(str::to_owned),
             class: self.class,
+            detections: self.detections,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The response path: what an answer tells about the calls that were forwarded.
 
 pub mod listing;
+pub mod results;
 pub mod tools_list;
 pub mod watch;

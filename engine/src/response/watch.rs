@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::listing::Listings;
+use super::results::ResultGuard;
 use super::tools_list::Drift;
 use crate::counters::reservations::{http_error_refunds, refund, settle, Reservation};
 use crate::host::{Action, Host, Level};
@@ -14,6 +15,7 @@ use crate::policy::Policy;
 use crate::protocol::header_map;
 use crate::protocol::listing::{Listing, ListingKind};
 use crate::protocol::sse::SseRewriter;
+use crate::request::outcome::{Detection, Guarded};
 
 /// The most of a JSON answer held to read it whole (to refund a failed call, to filter a
 /// listing): below Envoy's default per-stream buffer limit (1 MiB), so holding never makes
@@ -58,6 +60,12 @@ pub struct Watch {
     drifts: Vec<Drift>,
     /// How many of `drifts` were reported already.
     reported: usize,
+    /// Forwarded tool calls whose results their guard reads.
+    guarded: Vec<Guarded>,
+    /// (tool, detection) in guarded results, as found.
+    found: Vec<(String, Detection)>,
+    /// How many of `found` were reported already.
+    found_reported: usize,
 }
 
 impl Watch {
@@ -69,9 +77,20 @@ impl Watch {
         }
     }
 
+    /// Guard the results of `guarded` calls too.
+    pub fn guarding(mut self, guarded: Vec<Guarded>) -> Watch {
+        self.guarded = guarded;
+        self
+    }
+
     /// Nothing to watch for: the answer passes unread.
     pub fn idle(&self) -> bool {
-        self.listings.is_empty() && self.reservations.is_empty()
+        self.listings.is_empty() && self.reservations.is_empty() && self.guarded.is_empty()
+    }
+
+    /// Whether the answer may be rewritten (its length may change).
+    fn rewrites(&self) -> bool {
+        !self.listings.is_empty() || !self.guarded.is_empty()
     }
 
     /// Refund on an HTTP error; choose how the body is read. `raw`: the serialized header map
@@ -114,8 +133,8 @@ impl Watch {
         } else {
             Reading::None
         };
-        if !self.listings.is_empty() && !matches!(self.reading, Reading::None) {
-            // A listing may be rewritten: its length will change.
+        if self.rewrites() && !matches!(self.reading, Reading::None) {
+            // A listing or a guarded result may be rewritten: its length will change.
             host.remove_response_header("content-length");
         }
     }
@@ -215,11 +234,18 @@ impl Watch {
             drifts: &mut self.drifts,
             problems: &mut problems,
         };
+        let mut results = ResultGuard {
+            policy,
+            guarded: &self.guarded,
+            found: &mut self.found,
+        };
         let mut observe = |message: &Value| {
             if let Some(failed) = settle(pending, message) {
                 refunds.push(failed);
             }
-            listings.filter_message(message)
+            results
+                .guard_message(message)
+                .or_else(|| listings.filter_message(message))
         };
         let mut out = rewriter.feed(&chunk, &mut observe);
         if end_of_stream {
@@ -253,6 +279,10 @@ impl Watch {
                 self.drop_unchecked(host, namespace, body_size);
                 return Action::Continue;
             }
+            if let Some(call) = self.unguardable(policy) {
+                self.drop_unguarded(host, namespace, body_size, &call);
+                return Action::Continue;
+            }
             if !self.listings.is_empty() {
                 host.log(
                     Level::Warn,
@@ -266,7 +296,7 @@ impl Watch {
             return Action::Continue;
         }
         let body = host.response_body(body_size);
-        if self.listings.is_empty() && !contains(&body, b"\"error\"") {
+        if !self.rewrites() && !contains(&body, b"\"error\"") {
             // Nothing to rewrite and no JSON-RPC error: every reservation stands, and a large
             // tool result is not parsed for nothing. (An error spelled with escapes is then not
             // refunded: the caller is charged, never undercharged.)
@@ -286,6 +316,14 @@ impl Watch {
                 refund_one(host, namespace, &failed, "JSON-RPC error");
             }
         }
+        let guarded = ResultGuard {
+            policy,
+            guarded: &self.guarded,
+            found: &mut self.found,
+        }
+        .guard_json_body(&body);
+        let changed_by_guard = guarded.is_some();
+        let body = guarded.unwrap_or(body);
         let mut problems = Vec::new();
         let filtered = Listings {
             policy,
@@ -298,10 +336,60 @@ impl Watch {
         }
         .filter_json_body(&body);
         log_problems(host, namespace, &problems);
-        if let Some(filtered) = filtered {
-            host.replace_response_body(body_size, &filtered);
+        match filtered {
+            Some(filtered) => host.replace_response_body(body_size, &filtered),
+            None if changed_by_guard => host.replace_response_body(body_size, &body),
+            None => {}
         }
         Action::Continue
+    }
+
+    /// A guarded call whose result, too large to hold, must not pass unguarded (its guard's
+    /// `failure_mode` is closed).
+    fn unguardable(&self, policy: &Policy) -> Option<Guarded> {
+        self.guarded
+            .iter()
+            .find(|call| {
+                policy
+                    .guard(policy.entry(&call.tool, call.class))
+                    .is_some_and(|g| g.results.is_some() && !g.fail_open)
+            })
+            .cloned()
+    }
+
+    /// Replace a result too large to guard (`body_size` bytes so far) by a JSON-RPC error; drop
+    /// the rest as it comes.
+    fn drop_unguarded(
+        &mut self,
+        host: &mut dyn Host,
+        namespace: &str,
+        body_size: usize,
+        call: &Guarded,
+    ) {
+        let problem = format!(
+            "the result of tool \"{}\" is over {MAX_HELD_ANSWER} bytes: too large for the policy filter to guard",
+            call.tool
+        );
+        host.log(
+            Level::Warn,
+            &format!("mcp-policy-filter[{namespace}]: {problem}; answered with an error"),
+        );
+        let error = serde_json::json!({"jsonrpc": "2.0", "id": call.id,
+            "error": {"code": crate::reply::CANNOT_ENFORCE, "message": problem}});
+        host.replace_response_body(body_size, error.to_string().as_bytes());
+        self.reading = Reading::Dropped;
+    }
+
+    /// Detections in guarded results found since the last call.
+    pub fn new_found(&mut self) -> &[(String, Detection)] {
+        let from = self.found_reported;
+        self.found_reported = self.found.len();
+        self.found.get(from..).unwrap_or_default()
+    }
+
+    /// Every detection in this answer's guarded results.
+    pub fn found(&self) -> &[(String, Detection)] {
+        &self.found
     }
 
     /// Replace an unchecked tools/list answer (`body_size` bytes so far) by a JSON-RPC error;

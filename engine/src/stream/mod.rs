@@ -74,6 +74,8 @@ pub struct Stream {
     /// When the request was decided (Unix seconds), for its audit record.
     decided_at: u64,
     watch: Watch,
+    /// The decision whose audit record is stored again once guarded results are read.
+    recorded: Option<Box<Outcome>>,
     /// The request is an `initialize` whose client takes URL-mode elicitation: its session,
     /// named in the answer's headers, is remembered.
     declares_url_mode: bool,
@@ -110,6 +112,7 @@ impl Stream {
             body_size: 0,
             decided_at: 0,
             watch: Watch::default(),
+            recorded: None,
             declares_url_mode: false,
         }
     }
@@ -348,7 +351,7 @@ impl Stream {
             namespace: &self.namespace,
         };
         let action = self.watch.on_body(reader, body_size, end_of_stream);
-        self.report_drift(host, end_of_stream);
+        self.report_answer(host, end_of_stream);
         mark(host, Phase::ResponseBody);
         action
     }
@@ -361,7 +364,7 @@ impl Stream {
             caller: &caller,
             namespace: &self.namespace,
         });
-        self.report_drift(host, true);
+        self.report_answer(host, true);
         action
     }
 
@@ -384,6 +387,44 @@ impl Stream {
                 );
             }
         }
+    }
+
+    /// Report what the answer showed: drift in listings, detections in guarded results.
+    fn report_answer(&mut self, host: &mut dyn Host, finished: bool) {
+        self.report_found(host, finished);
+        self.report_drift(host, finished);
+    }
+
+    /// Count what guards found in results as it is found; once the answer is `finished`, store
+    /// the request's audit record again, its calls carrying what was found.
+    fn report_found(&mut self, host: &mut dyn Host, finished: bool) {
+        for (tool, found) in self.watch.new_found().to_vec() {
+            host.count(Metric::GuardDetection {
+                tool: self.policy.metric_label(&tool),
+                detector: &found.detector,
+                direction: found.direction.as_str(),
+                action: found.action.as_str(),
+            });
+        }
+        if !finished || self.watch.found().is_empty() {
+            return;
+        }
+        let Some(mut recorded) = self.recorded.take() else {
+            return;
+        };
+        for (tool, found) in self.watch.found() {
+            if let Some(call) = recorded.calls.iter_mut().find(|c| c.target.name() == tool) {
+                call.detections.push(found.clone());
+            }
+        }
+        let context = AuditContext {
+            time: self.decided_at,
+            request_id: self.request.request_id.as_deref(),
+            server: &self.namespace,
+            identity: self.request.identity.as_ref(),
+            session: self.request.session.as_deref(),
+        };
+        report::store_record(host, &self.policy, &context, &recorded);
     }
 
     /// Report what listings in the answer showed that differs from pins; its audit record once
@@ -581,10 +622,15 @@ impl Stream {
             session: self.request.session.as_deref(),
         };
         report::publish(host, &self.policy, &context, &outcome);
+        if !outcome.guarded.is_empty() && !self.request.legacy_sse {
+            // Kept to record what the guard finds in the results, once the answer is read.
+            self.recorded = Some(Box::new(outcome.clone()));
+        }
         let Outcome {
             verdict,
             listings,
             reservations,
+            guarded,
             ..
         } = outcome;
         match verdict {
@@ -598,7 +644,7 @@ impl Stream {
                 Action::Continue
             }
             Verdict::Forward => {
-                self.watch = Watch::new(listings, reservations);
+                self.watch = Watch::new(listings, reservations).guarding(guarded);
                 Action::Continue
             }
             Verdict::Reply(reply) => {

@@ -131,6 +131,12 @@ impl Host for FakeHost {
             Metric::ServiceAnswer { service, result } => format!("service {service} {result}"),
             Metric::ConfigFailure => "config failure".to_owned(),
             Metric::ToolDrift { tool } => format!("drift {tool}"),
+            Metric::GuardDetection {
+                tool,
+                detector,
+                direction,
+                action,
+            } => format!("guard {tool} {detector} {direction} {action}"),
         });
     }
     fn log(&mut self, level: Level, message: &str) {
@@ -1140,4 +1146,202 @@ fn a_session_that_declared_url_elicitation_gets_the_url_elicitation_required_err
         (json!("url"), json!("http://approvals/#a7"))
     );
     assert_eq!(host.decisions().last().unwrap(), "approval_pending");
+}
+
+#[test]
+fn an_arguments_guard_blocks_or_reports_what_its_detectors_find_and_never_records_the_value() {
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let guarded = |action: &str| {
+        format!(
+            r#"{{"version":"1","default":"allow",
+                "detectors":[{{"name":"employee_id","regex":"EMP-[0-9]{{6}}"}}],
+                "tools":{{"send":{{"guard":{{"arguments":"{action}"}}}},
+                          "*":{{"guard":{{"arguments":{{"action":"block","detectors":["employee_id"]}}}}}}}}}}"#
+        )
+    };
+    let body = |id: u64, tool: &str, text: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"{text}"}}}}}}"#
+        )
+    };
+    let mut host = FakeHost::default();
+    let (_, action) = exchange(
+        &guarded("block"),
+        &mut host,
+        &body(1, "send", &format!("key {KEY} and a@example.com")),
+    );
+    assert_eq!(action, Action::Pause, "blocked before the upstream");
+    let error = host.last_error();
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("aws_access_key (1)") && message.contains("email (1)"),
+        "{message}"
+    );
+    let record = host.audit.last().unwrap().to_string();
+    assert!(
+        !record.contains(KEY) && !record.contains("a@example.com"),
+        "{record}"
+    );
+    assert!(!host.replies.last().unwrap().body.contains(KEY));
+    assert_eq!(
+        host.audit.last().unwrap()["calls"][0]["rule"],
+        "tools.send.guard.arguments"
+    );
+    assert!(
+        host.metrics
+            .contains(&"guard send aws_access_key arguments block".to_owned()),
+        "{:?}",
+        host.metrics
+    );
+
+    // Clean arguments pass; `report` forwards and records.
+    let (_, action) = exchange(&guarded("block"), &mut host, &body(2, "send", "hello"));
+    assert_eq!(action, Action::Continue);
+    let (_, action) = exchange(&guarded("report"), &mut host, &body(3, "send", KEY));
+    assert_eq!(action, Action::Continue);
+    let call = &host.audit.last().unwrap()["calls"][0];
+    assert_eq!(call["decision"], "allowed");
+    assert_eq!(
+        call["detections"],
+        json!([{"detector":"aws_access_key","count":1,"direction":"arguments","action":"report"}])
+    );
+
+    // The "*" guard, with the policy's own detector only, for tools without their own.
+    let (_, action) = exchange(&guarded("report"), &mut host, &body(4, "other", KEY));
+    assert_eq!(
+        action,
+        Action::Continue,
+        "only employee_id is looked for there"
+    );
+    let (_, action) = exchange(
+        &guarded("report"),
+        &mut host,
+        &body(5, "other", "EMP-123456"),
+    );
+    assert_eq!(action, Action::Pause);
+    assert!(host.last_error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("employee_id (1)"));
+}
+
+const GUARDED_RESULTS: &str = r#"{"version":"1","default":"allow",
+    "tools":{"export":{"guard":{"results":"redact"}},"audit":{"guard":{"results":"block"}},"peek":{"guard":{"results":"report"}}}}"#;
+
+fn secret_answer(id: u64) -> String {
+    json!({"jsonrpc":"2.0","id":id,"result":{"content":[
+        {"type":"text","text":"key AKIAIOSFODNN7EXAMPLE for ops@example.com"}]}})
+    .to_string()
+}
+
+#[test]
+fn guarded_results_are_redacted_in_json_and_in_sse_split_anywhere() {
+    let answer_text = secret_answer(1);
+    let sse = format!("event: message\ndata: {answer_text}\n\n");
+    for (content_type, body, pieces) in [
+        ("application/json", answer_text.clone(), 1),
+        ("text/event-stream", sse.clone(), 1),
+        ("text/event-stream", sse.clone(), 7),
+    ] {
+        let mut host = FakeHost::default();
+        let (mut s, action) = exchange(GUARDED_RESULTS, &mut host, &call(1, "export"));
+        assert_eq!(action, Action::Continue);
+        assert!(s.watches_response());
+        let raw = header_map::encode(&[
+            (b":status", b"200"),
+            (b"content-type", content_type.as_bytes()),
+        ]);
+        s.on_response_headers(&mut host, Some(&raw));
+        assert!(host
+            .removed_response_headers
+            .contains(&"content-length".to_owned()));
+        let mut sent = Vec::new();
+        if content_type == "application/json" {
+            host.response_body = body.as_bytes().to_vec();
+            assert_eq!(
+                s.on_response_body(&mut host, body.len(), false),
+                Action::Pause
+            );
+            assert_eq!(
+                s.on_response_body(&mut host, body.len(), true),
+                Action::Continue
+            );
+            sent.extend(host.rewritten.last().unwrap());
+        } else {
+            // The secret arrives split across chunks: only whole events go on.
+            let chunks: Vec<&[u8]> = body.as_bytes().chunks(body.len() / pieces + 1).collect();
+            for (index, chunk) in chunks.iter().enumerate() {
+                host.response_body = chunk.to_vec();
+                let last = index + 1 == chunks.len();
+                s.on_response_body(&mut host, chunk.len(), last);
+                sent.extend(host.rewritten.last().cloned().unwrap_or_default());
+                host.rewritten.clear();
+            }
+        }
+        let text = String::from_utf8(sent).unwrap();
+        assert!(
+            !text.contains("AKIA") && !text.contains("ops@example.com"),
+            "{content_type}: {text}"
+        );
+        assert!(
+            text.contains("[redacted:aws_access_key]") && text.contains("[redacted:email]"),
+            "{text}"
+        );
+        s.on_done(&mut host);
+        let record = host.audit.last().unwrap();
+        assert_eq!(
+            record["calls"][0]["detections"],
+            json!([{"detector":"aws_access_key","count":1,"direction":"results","action":"redact"},
+                   {"detector":"email","count":1,"direction":"results","action":"redact"}]),
+            "{record}"
+        );
+        assert!(!record.to_string().contains("AKIA"));
+        assert!(
+            host.metrics
+                .contains(&"guard export aws_access_key results redact".to_owned()),
+            "{:?}",
+            host.metrics
+        );
+    }
+}
+
+#[test]
+fn a_blocked_result_becomes_an_error_and_a_reported_one_passes_untouched() {
+    let mut host = FakeHost::default();
+    let (mut s, _) = exchange(GUARDED_RESULTS, &mut host, &call(2, "audit"));
+    answer(
+        &mut s,
+        &mut host,
+        "200",
+        "application/json",
+        &secret_answer(2),
+    );
+    let sent: Value = serde_json::from_slice(host.rewritten.last().unwrap()).unwrap();
+    assert_eq!(sent["id"], 2);
+    assert_eq!(sent["error"]["code"], POLICY_DENIED);
+    assert!(sent["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("aws_access_key (1)"));
+    assert!(!sent.to_string().contains("AKIA"));
+
+    let mut host = FakeHost::default();
+    let (mut s, _) = exchange(GUARDED_RESULTS, &mut host, &call(3, "peek"));
+    answer(
+        &mut s,
+        &mut host,
+        "200",
+        "application/json",
+        &secret_answer(3),
+    );
+    assert!(host.rewritten.is_empty(), "report changes nothing");
+    assert_eq!(
+        host.audit.last().unwrap()["calls"][0]["detections"][0]["action"],
+        "report"
+    );
+
+    // A tool without a guard: its answer is not even read.
+    let mut host = FakeHost::default();
+    let (s, _) = exchange(GUARDED_RESULTS, &mut host, &call(4, "other"));
+    assert!(!s.watches_response());
 }
