@@ -240,11 +240,15 @@ fn guard_of(policy: &Policy, entry: Option<&crate::policy::ToolRule>) -> Value {
     let Some(guard) = policy.guard(entry) else {
         return Value::Null;
     };
-    let arguments = guard.arguments.as_ref().map(|rule| {
-        json!({"action": rule.action.as_str(), "detectors": rule.detectors.names(),
-               "rule": format!("{}.arguments", guard.path)})
-    });
-    json!({"arguments": arguments})
+    let direction = |rule: Option<&crate::policy::guard::GuardRule>, name: &str| {
+        rule.map(|rule| {
+            json!({"action": rule.action.as_str(), "detectors": rule.detectors.names(),
+                   "rule": format!("{}.{name}", guard.path)})
+        })
+    };
+    json!({"arguments": direction(guard.arguments.as_ref(), "arguments"),
+           "results": direction(guard.results.as_ref(), "results"),
+           "failure_mode": if guard.fail_open { "open" } else { "closed" }})
 }
 
 /// What the policy pins for `tool`: its hash, `"learned"` (first_seen learns it at run time),
@@ -445,7 +449,7 @@ mod tests {
     fn explains_which_guard_applies() {
         let policy = load_policy(
             br#"{"version":"1","default":"allow",
-                "tools":{"send":{"guard":{"arguments":{"action":"block","detectors":["private_key"]}}},
+                "tools":{"send":{"guard":{"arguments":{"action":"block","detectors":["private_key"]},"results":"redact"}},
                          "*":{"guard":{"arguments":"report"}}}}"#,
         )
         .unwrap();
@@ -454,6 +458,8 @@ mod tests {
             send["guard"]["arguments"],
             json!({"action":"block","detectors":["private_key"],"rule":"tools.send.guard.arguments"})
         );
+        assert_eq!(send["guard"]["results"]["action"], "redact");
+        assert_eq!(send["guard"]["results"]["rule"], "tools.send.guard.results");
         let other = explain(&policy, "other", None, None);
         assert_eq!(
             other["guard"]["arguments"]["rule"],

@@ -283,11 +283,11 @@ impl Watch {
                 self.drop_unguarded(host, namespace, body_size, &call);
                 return Action::Continue;
             }
-            if !self.listings.is_empty() {
+            if self.rewrites() {
                 host.log(
                     Level::Warn,
                     &format!(
-                        "mcp-policy-filter[{namespace}]: answer over {MAX_HELD_ANSWER} bytes passed unfiltered"
+                        "mcp-policy-filter[{namespace}]: answer over {MAX_HELD_ANSWER} bytes passed unfiltered and unguarded"
                     ),
                 );
             }

@@ -1345,3 +1345,35 @@ fn a_blocked_result_becomes_an_error_and_a_reported_one_passes_untouched() {
     let (s, _) = exchange(GUARDED_RESULTS, &mut host, &call(4, "other"));
     assert!(!s.watches_response());
 }
+
+#[test]
+fn a_guarded_result_too_large_to_hold_follows_the_failure_mode() {
+    for (policy, replaced) in [
+        (GUARDED_RESULTS.to_owned(), true),
+        (
+            GUARDED_RESULTS.replace(
+                r#""results":"redact"}"#,
+                r#""results":"redact","failure_mode":"open"}"#,
+            ),
+            false,
+        ),
+    ] {
+        let mut host = FakeHost::default();
+        let (mut s, _) = exchange(&policy, &mut host, &call(5, "export"));
+        let raw =
+            header_map::encode(&[(b":status", b"200"), (b"content-type", b"application/json")]);
+        s.on_response_headers(&mut host, Some(&raw));
+        let size = crate::response::watch::MAX_HELD_ANSWER + 1;
+        host.response_body = vec![b' '; size];
+        assert_eq!(s.on_response_body(&mut host, size, false), Action::Continue);
+        if replaced {
+            let error: Value = serde_json::from_slice(host.rewritten.last().unwrap()).unwrap();
+            assert_eq!(
+                (error["id"].clone(), error["error"]["code"].clone()),
+                (json!(5), json!(CANNOT_ENFORCE))
+            );
+        } else {
+            assert!(host.rewritten.is_empty(), "open: passes unguarded");
+        }
+    }
+}
