@@ -269,3 +269,24 @@ async fn a_blocked_result_is_withheld_and_report_changes_nothing() {
     );
     agent.cancel().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redacted_answer_is_byte_identical_to_the_server_s_but_for_the_matches() {
+    let d = Deployment::start(DeploymentOptions {
+        wechat_policy: results_policy("redact"),
+        stateless: true,
+        ..Default::default()
+    });
+    let call = e2e::tool_call_body(9, "wechat_get_user_info", &json!({"openid": ECHOED}));
+    let direct = format!("http://127.0.0.1:{}/mcp", d.wechat.port);
+    let sent = e2e::http::post(&direct, call.clone(), &[]).await;
+    let seen = e2e::http::post(&d.url("wechat"), call, &[("x-agent-id", "agent-a")]).await;
+    assert_eq!((sent.status, seen.status), (200, 200), "{}", seen.body);
+    assert!(sent.body.contains("AKIAIOSFODNN7EXAMPLE"), "{}", sent.body);
+    let expected = sent
+        .body
+        .replace("ops@example.com", "[redacted:email]")
+        .replace("AKIAIOSFODNN7EXAMPLE", "[redacted:aws_access_key]")
+        .replace("4111 1111 1111 1111", "[redacted:payment_card]");
+    assert_eq!(seen.body, expected);
+}

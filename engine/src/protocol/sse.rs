@@ -6,6 +6,10 @@
 
 use serde_json::Value;
 
+/// What an observer makes of one event's message, given parsed and as its text: the message to
+/// send instead, or `None` to let the event go on as it is.
+pub type Rewrite<'r> = dyn FnMut(&Value, &str) -> Option<String> + 'r;
+
 #[derive(Debug, Default)]
 pub struct SseRewriter {
     pending: Vec<u8>,
@@ -16,7 +20,7 @@ impl SseRewriter {
     pub fn feed(
         &mut self,
         chunk: &[u8],
-        rewrite: &mut dyn FnMut(&Value) -> Option<Value>,
+        rewrite: &mut Rewrite,
     ) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let Some(end) = last_event_end(&self.pending) else {
@@ -29,7 +33,7 @@ impl SseRewriter {
     /// End of stream: an event whose end was a CR in the last chunk is complete after all, and
     /// goes out like the others; what is left (an unterminated last event, which a client
     /// discards) goes out as is.
-    pub fn finish(&mut self, rewrite: &mut dyn FnMut(&Value) -> Option<Value>) -> Vec<u8> {
+    pub fn finish(&mut self, rewrite: &mut Rewrite) -> Vec<u8> {
         let rest = std::mem::take(&mut self.pending);
         let end = lines(&rest, true)
             .filter(Line::is_blank)
@@ -113,7 +117,7 @@ fn field(line: &[u8]) -> Option<(&[u8], &[u8])> {
 /// Rewrite each complete event of `events` whose message the observer replaces: the message is
 /// written on the event's first `data` line and its other `data` lines dropped; every other
 /// line and every line ending stays as it was.
-fn rewrite_events(events: &[u8], rewrite: &mut dyn FnMut(&Value) -> Option<Value>) -> Vec<u8> {
+fn rewrite_events(events: &[u8], rewrite: &mut Rewrite) -> Vec<u8> {
     let mut out = Vec::with_capacity(events.len());
     let mut event: Vec<Line> = Vec::new();
     // `events` ends with an event's end: a CR there is a whole line ending.
@@ -132,7 +136,7 @@ fn rewrite_events(events: &[u8], rewrite: &mut dyn FnMut(&Value) -> Option<Value
 fn write_event(
     stream: &[u8],
     event: &[Line],
-    rewrite: &mut dyn FnMut(&Value) -> Option<Value>,
+    rewrite: &mut Rewrite,
     out: &mut Vec<u8>,
 ) {
     let text = |l: &Line| stream.get(l.start..l.content_end).unwrap_or_default();
@@ -143,10 +147,11 @@ fn write_event(
         .filter_map(|l| field(text(l)).filter(|(name, _)| *name == b"data"))
         .map(|(_, value)| value)
         .collect();
-    let message = (!data.is_empty())
-        .then(|| data.join(&b'\n'))
-        .and_then(|joined| serde_json::from_slice::<Value>(&joined).ok())
-        .and_then(|message| rewrite(&message));
+    let joined = data.join(&b'\n');
+    let message = std::str::from_utf8(&joined).ok().and_then(|text| {
+        let message = serde_json::from_slice::<Value>(text.as_bytes()).ok()?;
+        rewrite(&message, text)
+    });
     let Some(message) = message else {
         for line in event {
             out.extend_from_slice(whole(line));
@@ -158,9 +163,14 @@ fn write_event(
         if !is_data(line) {
             out.extend_from_slice(whole(line));
         } else if !written {
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(message.to_string().as_bytes());
-            out.extend_from_slice(stream.get(line.content_end..line.next).unwrap_or_default());
+            // The first data line's own prefix and ending, for each line of the new message.
+            let prefix = field(text(line)).map_or(0, |(_, value)| text(line).len() - value.len());
+            let ending = stream.get(line.content_end..line.next).unwrap_or_default();
+            for part in message.split('\n') {
+                out.extend_from_slice(text(line).get(..prefix).unwrap_or(b"data: "));
+                out.extend_from_slice(part.as_bytes());
+                out.extend_from_slice(ending);
+            }
             written = true;
         }
     }
@@ -173,10 +183,11 @@ mod tests {
     use serde_json::json;
 
     /// Replaces any message with an `id` by `{"id":…,"seen":true}`; records every message seen.
-    fn marking(seen: &mut Vec<Value>) -> impl FnMut(&Value) -> Option<Value> + '_ {
-        move |m: &Value| {
+    fn marking(seen: &mut Vec<Value>) -> impl FnMut(&Value, &str) -> Option<String> + '_ {
+        move |m: &Value, _: &str| {
             seen.push(m.clone());
-            m.get("id").map(|id| json!({"id": id, "seen": true}))
+            m.get("id")
+                .map(|id| json!({"id": id, "seen": true}).to_string())
         }
     }
 
@@ -210,6 +221,19 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "id: 1\nevent: message\ndata: \n\n: comment\ndata: {\"id\":7,\"seen\":true}\n\nevent: message\ndata: {\"method\":\"m\"}\n\n"
+        );
+    }
+
+    #[test]
+    fn a_rewritten_message_keeps_its_data_lines_prefix_and_endings() {
+        let stream = b"event: message\r\ndata:{\"id\":1,\r\ndata:  \"t\":\"a\"}\r\n\r\n";
+        let mut rewrite = |_: &Value, text: &str| Some(text.replace('a', "b"));
+        let mut sse = SseRewriter::default();
+        let mut out = sse.feed(stream, &mut rewrite);
+        out.extend(sse.finish(&mut rewrite));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "event: message\r\ndata:{\"id\":1,\r\ndata: \"t\":\"b\"}\r\n\r\n"
         );
     }
 

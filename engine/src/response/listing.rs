@@ -313,7 +313,9 @@ mod tests {
         let caller = Caller::new(&policy, None);
         let kind = ListingKind::Resources;
         let listings = listed(7, kind);
-        let mut rewrite = |m: &Value| filter_message(&policy, &caller, &listings, m);
+        let mut rewrite = |m: &Value, _: &str| {
+            filter_message(&policy, &caller, &listings, m).map(|v| v.to_string())
+        };
         let stream = format!(
             "event: message\r\ndata: {}\r\n\r\nevent: message\ndata: {}\n\n",
             json!({"jsonrpc":"2.0","method":"notifications/progress","params":{}}),

@@ -4,6 +4,8 @@
 //! `block` replaces the whole answer by a JSON-RPC error naming the detectors, `report` only
 //! records. What matched is never kept: only detector names and counts.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Map, Value};
 
 use crate::decision::Decision;
@@ -12,6 +14,8 @@ use crate::policy::Policy;
 use crate::protocol::jsonrpc::same_id;
 use crate::reply::POLICY_DENIED;
 use crate::request::outcome::{Detection, Guarded};
+
+use super::result_texts;
 
 /// What guarding one stream's answers needs, and what it found.
 pub struct ResultGuard<'a> {
@@ -22,25 +26,35 @@ pub struct ResultGuard<'a> {
 }
 
 impl ResultGuard<'_> {
-    /// If `message` answers a guarded call with a result, that result guarded: the message to
-    /// send instead, or `None` when it goes on as it is.
-    pub fn guard_message(&mut self, message: &Value) -> Option<Value> {
-        let id = message.get("id")?;
-        let call = self.guarded.iter().find(|g| same_id(&g.id, id))?;
+    /// If `message` (its text as sent) answers a guarded call with a result, that result
+    /// guarded: the message to send instead, or `None` when it goes on as it is. A redacted
+    /// message differs from the server's only in the strings that held a match.
+    pub fn guard_message(&mut self, message: &str) -> Option<String> {
+        let answer = result_texts::answer(message);
+        if !answer.has_result() {
+            return None;
+        }
+        let id: Value = serde_json::from_str(answer.id?.get()).ok()?;
+        let call = self.guarded.iter().find(|g| same_id(&g.id, &id))?;
         let entry = self.policy.entry(&call.tool, call.class);
         let guard = self.policy.guard(entry)?;
         let rule = guard.results.as_ref()?;
-        let result = message.get("result")?;
-        let mut counts: Vec<(String, u64)> = Vec::new();
-        let mut guarded = result.clone();
         let redact = rule.action == GuardAction::Redact;
-        visit_texts(&mut guarded, &mut |text: &mut String| {
-            let redacted = rule.detectors.redact(text);
-            for (name, n) in &redacted.counts {
+        let mut counts: Vec<(String, u64)> = Vec::new();
+        let spans = answer.text_spans(message);
+        let redacted = result_texts::replace_spans(message, &spans, &mut |token| {
+            let (text, escaped) = token_text(token)?;
+            let found = rule.detectors.redact(&text);
+            for (name, n) in &found.counts {
                 add(&mut counts, name, *n as u64);
             }
-            if redact && !redacted.counts.is_empty() {
-                *text = redacted.text.into_owned();
+            if !redact || found.counts.is_empty() {
+                return None;
+            }
+            // The marker needs no escape: a token that had none keeps every other byte.
+            match escaped {
+                false => Some(format!("\"{}\"", found.text)),
+                true => serde_json::to_string(found.text.as_ref()).ok(),
             }
         });
         if counts.is_empty() {
@@ -62,39 +76,33 @@ impl ResultGuard<'_> {
             // Shadow mode never changes what an agent sees.
             _ if shadow => None,
             GuardAction::Report => None,
-            GuardAction::Redact => {
-                let mut message = message.clone();
-                if let Some(slot) = message.get_mut("result") {
-                    *slot = guarded;
-                }
-                Some(message)
-            }
-            GuardAction::Block => Some(withheld(id, &call.tool, &counts, &guard.path)),
+            GuardAction::Redact => redacted,
+            GuardAction::Block => Some(withheld(&id, &call.tool, &counts, &guard.path).to_string()),
         }
     }
 
     /// Guard every answer of a JSON body (one message or a batch). `None` when nothing changes.
     pub fn guard_json_body(&mut self, body: &[u8]) -> Option<Vec<u8>> {
-        let value: Value = serde_json::from_slice(body).ok()?;
-        let rewritten = match &value {
-            Value::Array(items) => {
-                let mut changed = false;
-                let items: Vec<Value> = items
-                    .iter()
-                    .map(|m| match self.guard_message(m) {
-                        Some(new) => {
-                            changed = true;
-                            new
-                        }
-                        None => m.clone(),
-                    })
-                    .collect();
-                changed.then_some(Value::Array(items))?
+        let text = std::str::from_utf8(body).ok()?;
+        let guarded = match text.trim_start().as_bytes().first() {
+            Some(b'[') => {
+                let elements = result_texts::element_spans(text);
+                result_texts::replace_spans(text, &elements, &mut |m| self.guard_message(m))
             }
-            single => self.guard_message(single)?,
+            _ => self.guard_message(text),
         };
-        Some(rewritten.to_string().into_bytes())
+        guarded.map(String::into_bytes)
     }
+}
+
+/// A string token's text: as sent when it holds no escape (`false`), else decoded (`true`).
+fn token_text(token: &str) -> Option<(Cow<'_, str>, bool)> {
+    let inner = token.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some((Cow::Borrowed(inner), false));
+    }
+    let decoded: String = serde_json::from_str(token).ok()?;
+    Some((Cow::Owned(decoded), true))
 }
 
 /// The error that replaces a blocked result: the detectors and their counts, never the text.
@@ -115,35 +123,6 @@ fn add(counts: &mut Vec<(String, u64)>, name: &str, n: u64) {
     match counts.iter_mut().find(|(d, _)| d == name) {
         Some((_, total)) => *total += n,
         None => counts.push((name.to_owned(), n)),
-    }
-}
-
-/// Call `visit` on every text of a tool result an agent reads: `content[].text`,
-/// `content[].resource.text`, and every string of `structuredContent`.
-fn visit_texts(result: &mut Value, visit: &mut dyn FnMut(&mut String)) {
-    if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
-        for item in content {
-            if let Some(Value::String(text)) = item.get_mut("text") {
-                visit(text);
-            }
-            if let Some(Value::String(text)) =
-                item.get_mut("resource").and_then(|r| r.get_mut("text"))
-            {
-                visit(text);
-            }
-        }
-    }
-    if let Some(structured) = result.get_mut("structuredContent") {
-        visit_strings(structured, visit);
-    }
-}
-
-fn visit_strings(value: &mut Value, visit: &mut dyn FnMut(&mut String)) {
-    match value {
-        Value::String(text) => visit(text),
-        Value::Array(items) => items.iter_mut().for_each(|v| visit_strings(v, visit)),
-        Value::Object(map) => map.values_mut().for_each(|v| visit_strings(v, visit)),
-        _ => {}
     }
 }
 
@@ -182,8 +161,41 @@ mod tests {
             guarded: &guarded,
             found: &mut found,
         }
-        .guard_message(message);
+        .guard_message(&message.to_string())
+        .map(|text| serde_json::from_str(&text).unwrap());
         (out, found)
+    }
+
+    fn guard_text(policy: &Policy, body: &str) -> Option<String> {
+        let guarded = [Guarded {
+            id: json!(1),
+            tool: "t".into(),
+            class: None,
+        }];
+        let out = ResultGuard {
+            policy,
+            guarded: &guarded,
+            found: &mut Vec::new(),
+        }
+        .guard_json_body(body.as_bytes())?;
+        Some(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_redacted_answer_is_the_server_s_bytes_but_for_the_matches() {
+        let body = format!(
+            "{{ \"result\": {{\"isError\":false, \"content\":[{{\"type\":\"text\",\"text\":\"key {KEY} \\u00e9\"}},\n {{\"type\":\"text\",\"text\":\"mail a@example.com, 1.0\"}}]}}, \"id\": 1.0, \"jsonrpc\":\"2.0\" }}"
+        );
+        let out = guard_text(&policy("redact"), &body).unwrap();
+        assert_eq!(
+            out,
+            "{ \"result\": {\"isError\":false, \"content\":[{\"type\":\"text\",\"text\":\"key [redacted:aws_access_key] é\"},\n {\"type\":\"text\",\"text\":\"mail [redacted:email], 1.0\"}]}, \"id\": 1.0, \"jsonrpc\":\"2.0\" }"
+        );
+        let batch = format!("[{{\"id\":2,\"result\":{{}}}} , {body}]");
+        let out = guard_text(&policy("redact"), &batch).unwrap();
+        assert!(out.starts_with("[{\"id\":2,\"result\":{}} , { \"result\""), "{out}");
+        assert!(!out.contains(KEY), "{out}");
+        assert_eq!(guard_text(&policy("redact"), "[{\"id\":1,\"result\":{}}]"), None);
     }
 
     #[test]

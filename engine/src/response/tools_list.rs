@@ -295,7 +295,8 @@ mod tests {
         let reader = Identity::new("reader");
         let caller = Caller::new(&policy, Some(&reader));
         let ids = [json!(7)];
-        let mut rewrite = |m: &Value| filter_message(&policy, &caller, &ids, m);
+        let mut rewrite =
+            |m: &Value, _: &str| filter_message(&policy, &caller, &ids, m).map(|v| v.to_string());
         let stream = format!(
             "id: 1\nevent: message\ndata: \n\n: comment\nevent: message\ndata: {}\n\nevent: message\ndata: {}\n\n",
             json!({"jsonrpc":"2.0","method":"notifications/progress","params":{}}),

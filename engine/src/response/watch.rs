@@ -239,13 +239,15 @@ impl Watch {
             guarded: &self.guarded,
             found: &mut self.found,
         };
-        let mut observe = |message: &Value| {
+        let mut observe = |message: &Value, text: &str| {
             if let Some(failed) = settle(pending, message) {
                 refunds.push(failed);
             }
-            results
-                .guard_message(message)
-                .or_else(|| listings.filter_message(message))
+            results.guard_message(text).or_else(|| {
+                listings
+                    .filter_message(message)
+                    .map(|filtered| filtered.to_string())
+            })
         };
         let mut out = rewriter.feed(&chunk, &mut observe);
         if end_of_stream {
