@@ -46,7 +46,7 @@ CARGO_FUZZ_VERSION   := 0.13.2
 FUZZ_SECONDS         ?= 300
 
 
-.PHONY: native-abi native-probe browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
+.PHONY: native-abi native-probe browser-tools redis ratelimit-test oci validate-deploy build run test lint unit-test wasm-test sample-test e2e-test bench-smoke bench bench-guard bench-host-calls bench-compare bench-engine bench-phases floor-filter soak tools wasm-target envoy python-mcp wasm-bindgen sample-bins load-tools wasm-opt fuzz fuzz-smoke fuzz-tools clean
 
 ## build: both release artefacts, the .wasm at dist/mcp_policy_filter.wasm and the native
 ## Envoy dynamic module at dist/libmcp_policy_native.so
@@ -140,11 +140,12 @@ soak: build envoy sample-bins
 	  SAMPLE_SERVER_BIN="$(CURDIR)/target/debug/sample-mcp-server" SOAK_CALLERS=$${SOAK_CALLERS:-100000} \
 	  cargo test -p e2e --test soak -- --test-threads=1 --nocapture
 
-# Every benchmark arm (passthrough, the Wasm floors, our filter three ways as .wasm and two as the
+# Every benchmark arm (passthrough, the Wasm floors, our filter six ways as .wasm and five as the
 # native module, Lua, native MCP + RBAC with and without a local rate limit, an ext_proc hop)
 # starts on the real Envoy and forwards an allowed call; every arm that decides refuses the
 # blocked one before the upstream sees it; arms C, NC and L with a limit of 2 refuse the third
-# call with their own 429; every step of
+# call with their own 429; the result guard's arms pass ordinary results as sent and only R and NR
+# redact a key; every step of
 # bench-host-calls and every kind of bench-compare variant starts and forwards: the bench cannot
 # rot unnoticed.
 bench-smoke: build floor-filter envoy sample-bins redis
@@ -171,6 +172,14 @@ bench: build floor-filter envoy load-tools redis
 	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --native "$(NATIVE)" --floor-wasm "$(FLOOR_WASM)" \
 	  --upstream target/release/bench-upstream --ext-proc target/release/bench-ext-proc \
 	  --ratelimit-redis target/release/ratelimit-redis --redis-server "$$(command -v redis-server)" $(BENCH_ARGS)
+
+## bench-guard: the result guard's cost (issue 30): arms A, B, Q, R, U and their native twins at
+## 1 KB and 10 KB results; table saved to bench/results/guard.md (`make bench` runs these arms too)
+bench-guard: build envoy load-tools
+	cargo build --release -p mcp-policy-sample --bin bench-upstream
+	python3 bench/run.py --envoy "$(ENVOY)" --wasm "$(WASM)" --native "$(NATIVE)" \
+	  --upstream target/release/bench-upstream --arms A,B,Q,R,U,NB,NQ,NR,NU --sizes 1024,10240 \
+	  --name guard $(BENCH_ARGS)
 
 ## bench-host-calls: Envoy's side of the filter's host calls, step by step (floor filter), next
 ## to arms B and C; table saved to bench/results/host-calls.md (~12 min; HOST_CALLS_ARGS to tune)

@@ -85,13 +85,30 @@ ARMS = {
     "F": "external processor: ext_proc gRPC hop deciding on the tool name",
     "L": "native MCP + RBAC + local rate limit on the tool name (never trips)",
     "G": "mcp-policy, rate limit kept by ratelimit-redis + Redis (never trips)",
+    "Q": "mcp-policy, allow-all; results of the column's size (control of R and U)",
+    "R": "mcp-policy, results guard (built-in detectors, redact); results of the column's size",
+    "U": "mcp-policy, a results guard on another tool only; results of the column's size",
+    "NQ": "mcp-policy native module, as Q",
+    "NR": "mcp-policy native module, as R",
+    "NU": "mcp-policy native module, as U",
 }
 # W and H decide nothing (bench/floor-filter): they show what Envoy's side of any Wasm filter
 # costs, and of any Wasm filter that must see the whole body before the upstream sees anything.
 FLOOR_MODES = {"W": "empty", "H": "hold-body"}
 # The native build (Envoy dynamic module, native/) of the same engine, with the policy of the
 # .wasm arm named: the two builds side by side on the same calls.
-NATIVE_ARMS = {"NB": "B", "NC": "C"}
+NATIVE_ARMS = {"NB": "B", "NC": "C", "NQ": "Q", "NR": "R", "NU": "U"}
+# The result guard's arms call `read_document`, which answers with a text result of the column's
+# size (bench-upstream): in these arms the size is the result's, not the request's. Q and U
+# differ from R only in the guard: R − Q is what guarding a result costs, U − Q what a policy
+# with a guard costs the tools it does not guard.
+GUARD_ARMS = ("Q", "R", "U")
+GUARDED_TOOL = "read_document"
+GUARD_POLICIES = {
+    "Q": {},
+    "R": {GUARDED_TOOL: {"guard": {"results": "redact"}}},
+    "U": {"other_document": {"guard": {"results": "redact"}}},
+}
 # The arms that enforce a limit of `limit` calls (`--smoke` shrinks it).
 LIMITED_ARMS = ("C", "NC", "L")
 # F's processor (bench/ext-proc) shares the load generator's CPU, like G's rate-limit service;
@@ -146,8 +163,13 @@ def native_filter(native: Path, configuration: str) -> str:
 
 
 def arm_policy(arm: str, limit: int, policy_changes: dict) -> str:
-    """Arm B's or C's policy (NB's and NC's too), as the filter's configuration."""
-    if NATIVE_ARMS.get(arm, arm) == "B":
+    """Arm B's, C's, Q's, R's or U's policy (their native arms' too), as the filter's
+    configuration."""
+    arm = NATIVE_ARMS.get(arm, arm)
+    if arm in GUARD_ARMS:
+        tools = {**ALLOW_ALL_POLICY["tools"], **GUARD_POLICIES[arm]}
+        policy = {**ALLOW_ALL_POLICY, "tools": tools}
+    elif arm == "B":
         policy = ALLOW_ALL_POLICY
     else:
         policy = json.loads(json.dumps(RATE_LIMIT_POLICY).replace(str(NEVER_TRIPS), str(limit)))
@@ -158,11 +180,11 @@ def arm_filters(arm: str, wasm: Path, floor_wasm: Path, limit: int = NEVER_TRIPS
                 policy_changes: dict = None, native: Path = None) -> str:
     """`policy_changes`: top-level members replacing those of arm B's or C's policy (or NB's,
     NC's). `native`: the native build's module (arms NB and NC)."""
-    if policy_changes and arm not in ("B", "C", *NATIVE_ARMS):
+    if policy_changes and arm not in ("B", "C", *GUARD_ARMS, *NATIVE_ARMS):
         raise ValueError(f"arm {arm} has no policy to change")
     if arm == "A":
         return ""
-    if arm in ("B", "C"):
+    if arm in ("B", "C", *GUARD_ARMS):
         return wasm_filter(wasm, arm_policy(arm, limit, policy_changes))
     if arm in NATIVE_ARMS:
         if native is None:
@@ -321,6 +343,21 @@ def tools_call_body(size: int, tool: str = "send_message") -> bytes:
     return body(size - base)
 
 
+def read_document_body(size: int, secret: bool = False) -> bytes:
+    """A tools/call of the guard arms' tool, asking for a text result of `size` bytes."""
+    arguments = {"bytes": size, **({"secret": True} if secret else {})}
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": GUARDED_TOOL, "arguments": arguments}},
+                      separators=(",", ":")).encode()
+
+
+def arm_body(arm: str, size: int) -> bytes:
+    """What arm `arm` is sent at size `size`."""
+    if NATIVE_ARMS.get(arm, arm) in GUARD_ARMS:
+        return read_document_body(size)
+    return tools_call_body(size)
+
+
 class Process:
     """A child stopped by PID when the benchmark ends, however it ends."""
 
@@ -421,9 +458,11 @@ def post(url: str, body: bytes, headers=None):
 
 def check_arm(envoy: Envoy, size: int):
     """The arm forwards an allowed call, and (every arm that decides) refuses the blocked tool."""
-    status, answer = post(envoy.url, tools_call_body(size))
+    status, answer = post(envoy.url, arm_body(envoy.arm, size))
     if status != 200 or b'"result"' not in answer:
         raise RuntimeError(f"arm {envoy.arm}, {size} B: allowed call got {status} {answer[:200]!r}")
+    if NATIVE_ARMS.get(envoy.arm, envoy.arm) in GUARD_ARMS and len(answer) < size:
+        raise RuntimeError(f"arm {envoy.arm}: a {size} B result was asked for, {len(answer)} B came")
     if envoy.arm == "A" or envoy.arm in FLOOR_MODES:
         return
     forwarded = envoy.upstream_requests()
@@ -434,6 +473,20 @@ def check_arm(envoy: Envoy, size: int):
     if envoy.upstream_requests() != forwarded:
         raise RuntimeError(f"arm {envoy.arm}, {size} B: blocked_tool was refused, but only after "
                            f"the request had gone upstream")
+
+
+def check_guard(envoy: Envoy):
+    """R redacts a result carrying a cloud key; Q and U (the tool has no guard) pass it as sent,
+    and every guard arm passes an ordinary result as sent."""
+    status, answer = post(envoy.url, read_document_body(1024, secret=True))
+    guarded = NATIVE_ARMS.get(envoy.arm, envoy.arm) == "R"
+    redacted = b"[redacted:aws_access_key]" in answer and b"AKIAIOSFODNN7EXAMPLE" not in answer
+    if status != 200 or redacted != guarded:
+        raise RuntimeError(f"arm {envoy.arm}: a result with a key got {status}, redacted: "
+                           f"{redacted} {answer[:200]!r}")
+    status, answer = post(envoy.url, read_document_body(1024))
+    if status != 200 or b"[redacted:" in answer:
+        raise RuntimeError(f"arm {envoy.arm}: an ordinary result got {status} {answer[:200]!r}")
 
 
 def check_limit_counts(envoy: Envoy, limit: int):
@@ -544,8 +597,8 @@ SATURATED = 0.95
 
 def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int,
                  fixed_rate=None) -> list:
-    """The budgets of issues 6 and 27, from this run's medians (arm C, or the native build's NC,
-    at 1 KB unless said otherwise)."""
+    """The budgets of issues 6, 27 and 30, from this run's medians (arm C, or the native build's
+    NC, at 1 KB unless said otherwise; the result guard's arms at the result's size)."""
     def r(arm, size, metric="rps"):
         return results[(arm, size)][metric] if (arm, size) in results else None
 
@@ -676,6 +729,32 @@ def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int,
         growth = rss["NC"] - rss["A"]
         add("RSS growth NC − A", "≤ 5 MiB", growth, growth <= 5, f"{growth:+.1f} MiB")
 
+    def guard_rows(control, guarded, unguarded, budget):
+        """Issue 30: what a result guard adds (guarded − control), and what a guard elsewhere in
+        the policy costs a tool without one (unguarded − control)."""
+        for size in (1024, 10240):
+            keys = [(arm, size) for arm in (control, guarded, unguarded) if (arm, size) in results]
+            if len(keys) < 2 or keys[0][0] != control or ("A", size) not in results:
+                continue
+            # At the rate every arm was offered when these all kept up with it; else saturated.
+            kept_up = all(not math.isnan(equal(results[k]))
+                          and sustained(results[k], results[("A", size)]) for k in keys)
+            m, m_at = (("cpu_us_per_request_equal_rate", "equal rate") if kept_up
+                       else ("cpu_us_per_request", "saturated"))
+            base, kb = r(control, size, m), size // 1024
+            if r(guarded, size):
+                added = r(guarded, size, m) - base
+                add(f"results guard {guarded} − {control}, {kb} KB result, {m_at}", f"≤ {budget} µs",
+                    added, added <= budget, f"{added:+.1f} µs ({base + added:.1f} − {base:.1f})")
+            if r(unguarded, size):
+                # Nothing measurable: within what two identical arms differ by in a quiet run.
+                extra = r(unguarded, size, m) - base
+                limit = max(2.0, 0.03 * base)
+                add(f"no guard on the tool {unguarded} − {control}, {kb} KB result, {m_at}",
+                    "≤ 3% (or 2 µs)", extra, extra <= limit, f"{extra:+.1f} µs")
+    guard_rows("Q", "R", "U", 40)
+    guard_rows("NQ", "NR", "NU", 20)
+
     h1 = r("H", 1024)
     if h1 and a1 and c1:
         # Not a budget: what no filter that must hold and read the body can beat on this machine.
@@ -700,7 +779,7 @@ def budget_table(results: dict, arms, sizes, rss: dict, wasm_bytes: int,
                         f"| — | {n1 / w1:.2f} | — |")
     if not rows:
         return []
-    return ["", "| budget (issues 6 and 27) | target | this run | |", "|---|---|---:|---|", *rows]
+    return ["", "| budget (issues 6, 27 and 30) | target | this run | |", "|---|---|---:|---|", *rows]
 
 
 def equal(result: dict) -> float:
@@ -769,7 +848,7 @@ def envoy_version(envoy: Path) -> str:
 
 def parse_arms(text: str) -> list:
     """`A,H,C,NC` or `AHCNC`: arm names in the order given."""
-    names = re.findall(r"N[BC]|[^,\s]", text)
+    names = re.findall(r"N[BCQRU]|[^,\s]", text)
     unknown = [name for name in names if name not in ARMS]
     if unknown:
         raise ValueError(f"unknown arms {', '.join(unknown)} (known: {', '.join(ARMS)})")
@@ -793,6 +872,8 @@ def main() -> int:
     parser.add_argument("--arms", default=",".join(ARMS),
                         help="arms to run, comma-separated or run together (AHCNC: A, H, C, NC)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default="latest",
+                        help="the run's files in --out: NAME.json and NAME.md")
     parser.add_argument("--smoke", action="store_true", help="check every arm once; no load")
     parser.add_argument("--latency-rate", type=float,
                         help="open-loop latency runs at this many req/s instead (light load: what "
@@ -876,6 +957,9 @@ def main() -> int:
                     check_arm(envoy, size)
             rss_idle = {arm: envoy.rss_mib() for arm, envoy in envoys.items()}
             if args.smoke:
+                guarding = [arm for arm in arms if NATIVE_ARMS.get(arm, arm) in GUARD_ARMS]
+                for arm in guarding:
+                    check_guard(envoys[arm])
                 limited = [arm for arm in LIMITED_ARMS if arm in arms]
                 for arm in limited:
                     tight = Envoy(args.envoy, arm, args.wasm, args.floor_wasm, upstream_port,
@@ -888,6 +972,9 @@ def main() -> int:
                 counted = (f"; with a limit of {SMOKE_LIMIT}, arms {', '.join(limited)} refuse the "
                            f"next call with 429" if limited else "")
                 closed = "; with its processor stopped, arm F refuses (5xx)" if processor else ""
+                if guarding:
+                    closed += (f"; arms {', '.join(guarding)} pass ordinary results as sent, and "
+                               "only R and NR redact a key")
                 print(f"smoke: arms {', '.join(arms)} forward allowed calls and refuse blocked_tool "
                       f"at {', '.join(f'{s} B' for s in sizes)}{counted}{closed}")
                 return 0
@@ -901,13 +988,16 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT)
     bodies = {}
-    for size in sizes:
-        bodies[size] = workdir / f"body-{size}.json"
-        bodies[size].write_bytes(tools_call_body(size))
+    for arm in arms:
+        for size in sizes:
+            body = arm_body(arm, size)
+            kind = "result" if NATIVE_ARMS.get(arm, arm) in GUARD_ARMS else "body"
+            bodies[(arm, size)] = workdir / f"{kind}-{size}.json"
+            bodies[(arm, size)].write_bytes(body)
     print(f"warming up {len(arms)} arms", file=sys.stderr)
     for size in sizes:
         for arm in arms:
-            run_wrk(envoys[arm], bodies[size], script, 1, args.connections)
+            run_wrk(envoys[arm], bodies[(arm, size)], script, 1, args.connections)
 
     samples = {(arm, size): [] for arm in arms for size in sizes}
     for repeat in range(args.repeats):
@@ -915,11 +1005,13 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
         for size in sizes:
             throughput = {}
             for arm in order:
-                throughput[arm] = run_wrk(envoys[arm], bodies[size], script, args.duration, args.connections)
+                throughput[arm] = run_wrk(envoys[arm], bodies[(arm, size)], script, args.duration,
+                                          args.connections)
             base = args.latency_base if args.latency_base in throughput else "A"
             rate = args.latency_rate or throughput[base]["rps"] / 2
             for arm in order:
-                latency = run_oha(envoys[arm], bodies[size], args.duration, rate, args.connections)
+                latency = run_oha(envoys[arm], bodies[(arm, size)], args.duration, rate,
+                                  args.connections)
                 sample = {**throughput[arm], **latency}
                 samples[(arm, size)].append(sample)
                 print(f"round {repeat + 1}/{args.repeats} {size:>5} B arm {arm}: "
@@ -942,9 +1034,10 @@ def measure(args, arms, sizes, envoys, workdir: Path, rss_idle: dict) -> int:
                      "rounds": samples[(arm, size)]} for arm in arms for size in sizes],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latest.json").write_text(json.dumps(data, indent=1))
-    print(f"saved {args.out / 'latest.json'}")
-    return write_report(data, args.out / "latest.md")
+    saved = args.out / f"{args.name}.json"
+    saved.write_text(json.dumps(data, indent=1))
+    print(f"saved {saved}")
+    return write_report(data, saved.with_suffix(".md"))
 
 
 def latency_rate(data: dict) -> str:

@@ -2,7 +2,7 @@
 //! validation (duplicate and case-colliding keys), and writing without an intermediate value.
 
 pub mod path;
-mod plain;
+pub(crate) mod plain;
 pub mod scan;
 pub mod strict;
 pub mod write;

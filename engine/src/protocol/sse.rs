@@ -17,11 +17,7 @@ pub struct SseRewriter {
 
 impl SseRewriter {
     /// Feed the next chunk; returns what may be sent on now.
-    pub fn feed(
-        &mut self,
-        chunk: &[u8],
-        rewrite: &mut Rewrite,
-    ) -> Vec<u8> {
+    pub fn feed(&mut self, chunk: &[u8], rewrite: &mut Rewrite) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let Some(end) = last_event_end(&self.pending) else {
             return Vec::new();
@@ -133,12 +129,7 @@ fn rewrite_events(events: &[u8], rewrite: &mut Rewrite) -> Vec<u8> {
     out
 }
 
-fn write_event(
-    stream: &[u8],
-    event: &[Line],
-    rewrite: &mut Rewrite,
-    out: &mut Vec<u8>,
-) {
+fn write_event(stream: &[u8], event: &[Line], rewrite: &mut Rewrite, out: &mut Vec<u8>) {
     let text = |l: &Line| stream.get(l.start..l.content_end).unwrap_or_default();
     let whole = |l: &Line| stream.get(l.start..l.next).unwrap_or_default();
     let is_data = |l: &Line| field(text(l)).is_some_and(|(name, _)| name == b"data");

@@ -15,7 +15,8 @@ use crate::protocol::jsonrpc::same_id;
 use crate::reply::POLICY_DENIED;
 use crate::request::outcome::{Detection, Guarded};
 
-use super::result_texts;
+use super::result_texts::{self, Edit, Message};
+use crate::guard::detectors::Detectors;
 
 /// What guarding one stream's answers needs, and what it found.
 pub struct ResultGuard<'a> {
@@ -26,79 +27,112 @@ pub struct ResultGuard<'a> {
 }
 
 impl ResultGuard<'_> {
-    /// If `message` (its text as sent) answers a guarded call with a result, that result
-    /// guarded: the message to send instead, or `None` when it goes on as it is. A redacted
-    /// message differs from the server's only in the strings that held a match.
-    pub fn guard_message(&mut self, message: &str) -> Option<String> {
-        let answer = result_texts::answer(message);
-        if !answer.has_result() {
+    /// The answer `text` (one message or a batch) with the results of guarded calls guarded:
+    /// the text to send instead, or `None` when it goes on as it is. A redacted answer differs
+    /// from the server's only in the strings that held a match.
+    pub fn guard_text(&mut self, text: &str) -> Option<String> {
+        let mut replacements = Vec::new();
+        for message in result_texts::read(text)? {
+            replacements.extend(self.guard_message(text, &message));
+        }
+        if replacements.is_empty() {
             return None;
         }
-        let id: Value = serde_json::from_str(answer.id?.get()).ok()?;
-        let call = self.guarded.iter().find(|g| same_id(&g.id, &id))?;
+        result_texts::splice(text, &replacements)
+    }
+
+    /// Guard every answer of a JSON body. `None` when nothing changes.
+    pub fn guard_json_body(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        let text = std::str::from_utf8(body).ok()?;
+        self.guard_text(text).map(String::into_bytes)
+    }
+
+    /// What must change in `text` for `message`, if it answers a guarded call with a result:
+    /// each redacted string, or the whole message when the result is withheld.
+    fn guard_message(&mut self, text: &str, message: &Message) -> Vec<Edit> {
+        let Some((call, id)) = self.call(text, message) else {
+            return Vec::new();
+        };
         let entry = self.policy.entry(&call.tool, call.class);
-        let guard = self.policy.guard(entry)?;
-        let rule = guard.results.as_ref()?;
-        let redact = rule.action == GuardAction::Redact;
-        let mut counts: Vec<(String, u64)> = Vec::new();
-        let spans = answer.text_spans(message);
-        let redacted = result_texts::replace_spans(message, &spans, &mut |token| {
-            let (text, escaped) = token_text(token)?;
-            let found = rule.detectors.redact(&text);
-            for (name, n) in &found.counts {
-                add(&mut counts, name, *n as u64);
-            }
-            if !redact || found.counts.is_empty() {
-                return None;
-            }
-            // The marker needs no escape: a token that had none keeps every other byte.
-            match escaped {
-                false => Some(format!("\"{}\"", found.text)),
-                true => serde_json::to_string(found.text.as_ref()).ok(),
-            }
-        });
+        let Some((guard, rule)) = self
+            .policy
+            .guard(entry)
+            .and_then(|g| Some((g, g.results.as_ref()?)))
+        else {
+            return Vec::new();
+        };
+        let (counts, redactions) = scan(text, message, &rule.detectors);
         if counts.is_empty() {
-            return None;
+            return Vec::new();
         }
-        counts.sort_unstable();
-        let shadow = self.policy.in_shadow(entry);
-        let action = rule.action;
         for (detector, count) in &counts {
             let found = Detection {
                 detector: detector.clone(),
                 count: *count,
                 direction: Direction::Results,
-                action,
+                action: rule.action,
             };
             self.found.push((call.tool.clone(), found));
         }
-        match action {
+        match rule.action {
             // Shadow mode never changes what an agent sees.
-            _ if shadow => None,
-            GuardAction::Report => None,
-            GuardAction::Redact => redacted,
-            GuardAction::Block => Some(withheld(&id, &call.tool, &counts, &guard.path).to_string()),
+            _ if self.policy.in_shadow(entry) => Vec::new(),
+            GuardAction::Report => Vec::new(),
+            GuardAction::Redact => redactions,
+            GuardAction::Block => {
+                let error = withheld(&id, &call.tool, &counts, &guard.path).to_string();
+                vec![(message.span.clone(), error)]
+            }
         }
     }
 
-    /// Guard every answer of a JSON body (one message or a batch). `None` when nothing changes.
-    pub fn guard_json_body(&mut self, body: &[u8]) -> Option<Vec<u8>> {
-        let text = std::str::from_utf8(body).ok()?;
-        let guarded = match text.trim_start().as_bytes().first() {
-            Some(b'[') => {
-                let elements = result_texts::element_spans(text);
-                result_texts::replace_spans(text, &elements, &mut |m| self.guard_message(m))
-            }
-            _ => self.guard_message(text),
-        };
-        guarded.map(String::into_bytes)
+    /// The guarded call `message` answers with a result, and its id.
+    fn call(&self, text: &str, message: &Message) -> Option<(Guarded, Value)> {
+        if !message.has_result {
+            return None;
+        }
+        let id: Value = serde_json::from_str(text.get(message.id.clone()?)?).ok()?;
+        let call = self.guarded.iter().find(|g| same_id(&g.id, &id))?;
+        Some((call.clone(), id))
     }
 }
 
-/// A string token's text: as sent when it holds no escape (`false`), else decoded (`true`).
-fn token_text(token: &str) -> Option<(Cow<'_, str>, bool)> {
-    let inner = token.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
+/// What `detectors` find in the texts of `message`: (detector, matches) by name, and each text
+/// with its matches replaced by markers.
+fn scan(text: &str, message: &Message, detectors: &Detectors) -> (Vec<(String, u64)>, Vec<Edit>) {
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    let mut redactions = Vec::new();
+    for token in &message.texts {
+        let Some((plain, escaped)) = text
+            .get(token.span.clone())
+            .and_then(|t| token_text(t, token.escaped))
+        else {
+            continue;
+        };
+        let found = detectors.redact(&plain);
+        if found.counts.is_empty() {
+            continue;
+        }
+        for (name, n) in &found.counts {
+            add(&mut counts, name, *n as u64);
+        }
+        // The marker needs no escape: a token that had none keeps every other byte.
+        let written = match escaped {
+            false => Some(format!("\"{}\"", found.text)),
+            true => serde_json::to_string(found.text.as_ref()).ok(),
+        };
+        if let Some(written) = written {
+            redactions.push((token.span.clone(), written));
+        }
+    }
+    counts.sort_unstable();
+    (counts, redactions)
+}
+
+/// A string token's text: as sent when it holds no escape, else decoded; and which.
+fn token_text(token: &str, escaped: bool) -> Option<(Cow<'_, str>, bool)> {
+    if !escaped {
+        let inner = token.strip_prefix('"')?.strip_suffix('"')?;
         return Some((Cow::Borrowed(inner), false));
     }
     let decoded: String = serde_json::from_str(token).ok()?;
@@ -161,7 +195,7 @@ mod tests {
             guarded: &guarded,
             found: &mut found,
         }
-        .guard_message(&message.to_string())
+        .guard_text(&message.to_string())
         .map(|text| serde_json::from_str(&text).unwrap());
         (out, found)
     }
@@ -193,9 +227,15 @@ mod tests {
         );
         let batch = format!("[{{\"id\":2,\"result\":{{}}}} , {body}]");
         let out = guard_text(&policy("redact"), &batch).unwrap();
-        assert!(out.starts_with("[{\"id\":2,\"result\":{}} , { \"result\""), "{out}");
+        assert!(
+            out.starts_with("[{\"id\":2,\"result\":{}} , { \"result\""),
+            "{out}"
+        );
         assert!(!out.contains(KEY), "{out}");
-        assert_eq!(guard_text(&policy("redact"), "[{\"id\":1,\"result\":{}}]"), None);
+        assert_eq!(
+            guard_text(&policy("redact"), "[{\"id\":1,\"result\":{}}]"),
+            None
+        );
     }
 
     #[test]

@@ -243,7 +243,7 @@ impl Watch {
             if let Some(failed) = settle(pending, message) {
                 refunds.push(failed);
             }
-            results.guard_message(text).or_else(|| {
+            results.guard_text(text).or_else(|| {
                 listings
                     .filter_message(message)
                     .map(|filtered| filtered.to_string())
@@ -305,9 +305,48 @@ impl Watch {
             self.reservations.clear();
             return Action::Continue;
         }
-        let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-            // Not a JSON-RPC answer: pending calls count as unanswered (they stay charged).
-            return Action::Continue;
+        if !self.reservations.is_empty() {
+            self.settle_json(host, namespace, &body);
+        }
+        let guarded = match self.guarded.is_empty() {
+            true => None,
+            false => ResultGuard {
+                policy,
+                guarded: &self.guarded,
+                found: &mut self.found,
+            }
+            .guard_json_body(&body),
+        };
+        let changed_by_guard = guarded.is_some();
+        let body = guarded.unwrap_or(body);
+        let mut problems = Vec::new();
+        let filtered = match self.listings.is_empty() {
+            true => None,
+            false => Listings {
+                policy,
+                caller,
+                listings: &self.listings,
+                store: host.store(),
+                namespace,
+                drifts: &mut self.drifts,
+                problems: &mut problems,
+            }
+            .filter_json_body(&body),
+        };
+        log_problems(host, namespace, &problems);
+        match filtered {
+            Some(filtered) => host.replace_response_body(body_size, &filtered),
+            None if changed_by_guard => host.replace_response_body(body_size, &body),
+            None => {}
+        }
+        Action::Continue
+    }
+
+    /// Refund the calls a JSON answer answers with a JSON-RPC error. An answer that is not
+    /// JSON answers none: they stay charged.
+    fn settle_json(&mut self, host: &mut dyn Host, namespace: &str, body: &[u8]) {
+        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+            return;
         };
         let messages = match &value {
             Value::Array(items) => items.iter().collect::<Vec<_>>(),
@@ -318,32 +357,6 @@ impl Watch {
                 refund_one(host, namespace, &failed, "JSON-RPC error");
             }
         }
-        let guarded = ResultGuard {
-            policy,
-            guarded: &self.guarded,
-            found: &mut self.found,
-        }
-        .guard_json_body(&body);
-        let changed_by_guard = guarded.is_some();
-        let body = guarded.unwrap_or(body);
-        let mut problems = Vec::new();
-        let filtered = Listings {
-            policy,
-            caller,
-            listings: &self.listings,
-            store: host.store(),
-            namespace,
-            drifts: &mut self.drifts,
-            problems: &mut problems,
-        }
-        .filter_json_body(&body);
-        log_problems(host, namespace, &problems);
-        match filtered {
-            Some(filtered) => host.replace_response_body(body_size, &filtered),
-            None if changed_by_guard => host.replace_response_body(body_size, &body),
-            None => {}
-        }
-        Action::Continue
     }
 
     /// A guarded call whose result, too large to hold, must not pass unguarded (its guard's
