@@ -19,8 +19,6 @@
 mod counters;
 mod decision;
 mod explain;
-// Not wired into the policy yet (issue 30): nothing outside its tests calls it.
-#[allow(dead_code)]
 mod guard;
 mod hex;
 mod host;
@@ -67,6 +65,7 @@ pub mod testing {
     pub use crate::counters::memory::MemoryStore;
     pub use crate::json::{scan, strict};
     pub use crate::protocol::jsonrpc::parse_body;
+    pub use crate::response::result_texts;
 
     /// Whether `identity` (not a secret) holds a grant of `policy`.
     pub fn has_grant(policy: &crate::Policy, identity: &str) -> bool {

@@ -287,11 +287,6 @@ impl Detectors {
             .collect()
     }
 
-    /// Whether no detector runs.
-    pub fn is_empty(&self) -> bool {
-        self.builtins == 0 && self.custom.is_empty()
-    }
-
     /// Everything found in `text`: byte ranges, in order, not overlapping.
     pub fn find(&self, text: &str) -> Vec<Finding<'_>> {
         self.hits(text)

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use serde_json::{json, Map, Value};
 
 use crate::decision::Decision;
+use crate::guard::detectors::Detectors;
 use crate::policy::guard::{Direction, GuardAction};
 use crate::policy::Policy;
 use crate::protocol::jsonrpc::same_id;
@@ -16,7 +17,6 @@ use crate::reply::POLICY_DENIED;
 use crate::request::outcome::{Detection, Guarded};
 
 use super::result_texts::{self, Edit, Message};
-use crate::guard::detectors::Detectors;
 
 /// What guarding one stream's answers needs, and what it found.
 pub struct ResultGuard<'a> {
@@ -103,7 +103,7 @@ fn scan(text: &str, message: &Message, detectors: &Detectors) -> (Vec<(String, u
     let mut counts: Vec<(String, u64)> = Vec::new();
     let mut redactions = Vec::new();
     for token in &message.texts {
-        let Some((plain, escaped)) = text
+        let Some(plain) = text
             .get(token.span.clone())
             .and_then(|t| token_text(t, token.escaped))
         else {
@@ -117,7 +117,7 @@ fn scan(text: &str, message: &Message, detectors: &Detectors) -> (Vec<(String, u
             add(&mut counts, name, *n as u64);
         }
         // The marker needs no escape: a token that had none keeps every other byte.
-        let written = match escaped {
+        let written = match token.escaped {
             false => Some(format!("\"{}\"", found.text)),
             true => serde_json::to_string(found.text.as_ref()).ok(),
         };
@@ -129,14 +129,12 @@ fn scan(text: &str, message: &Message, detectors: &Detectors) -> (Vec<(String, u
     (counts, redactions)
 }
 
-/// A string token's text: as sent when it holds no escape, else decoded; and which.
-fn token_text(token: &str, escaped: bool) -> Option<(Cow<'_, str>, bool)> {
+/// A string token's text: as sent when it holds no escape, else decoded.
+fn token_text(token: &str, escaped: bool) -> Option<Cow<'_, str>> {
     if !escaped {
-        let inner = token.strip_prefix('"')?.strip_suffix('"')?;
-        return Some((Cow::Borrowed(inner), false));
+        return token.strip_prefix('"')?.strip_suffix('"').map(Cow::Borrowed);
     }
-    let decoded: String = serde_json::from_str(token).ok()?;
-    Some((Cow::Owned(decoded), true))
+    serde_json::from_str::<String>(token).ok().map(Cow::Owned)
 }
 
 /// The error that replaces a blocked result: the detectors and their counts, never the text.
