@@ -3,9 +3,14 @@
 //! - Intercept's `default` is `allow` when omitted (ours is `deny`), so it is written out;
 //! - Intercept ignores unknown keys; they are dropped here with a warning (our loader would
 //!   refuse them);
-//! - `version: 1` (an unquoted YAML number) becomes `"1"`; `increment: 0` means 1 in Intercept.
+//! - `version: 1` (an unquoted YAML number) becomes `"1"`; `increment: 0` means 1 in Intercept;
+//! - where the two rule languages differ (`differences`): Go regular expressions are translated
+//!   or refused, null comparisons and negative increments refused, `increment` beside
+//!   `increment_from` dropped, and the deliberate differences reported.
 //!
 //! The result is validated with the filter's own loader before it is returned.
+
+mod differences;
 
 use serde_json::{Map, Value};
 
@@ -113,31 +118,30 @@ fn convert_rule(rule: &Value, path: &str, warnings: &mut Vec<String>) -> Result<
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                object(c, &format!("{path}.conditions[{i}]")).map(|o| {
-                    Value::Object(keep_known(
-                        o,
-                        CONDITION,
-                        &format!("{path}.conditions[{i}]"),
-                        warnings,
-                    ))
-                })
+                let condition_path = format!("{path}.conditions[{i}]");
+                let mut condition = keep_known(
+                    object(c, &condition_path)?,
+                    CONDITION,
+                    &condition_path,
+                    warnings,
+                );
+                differences::convert_condition(&mut condition, &condition_path, warnings)?;
+                Ok(Value::Object(condition))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, String>>()?;
         rule.insert("conditions".into(), Value::Array(kept));
     }
     if let Some(state) = rule.get("state").cloned() {
         let state_path = format!("{path}.state");
         let mut state = keep_known(object(&state, &state_path)?, STATE, &state_path, warnings);
-        if state.get("increment").and_then(Value::as_i64) == Some(0) {
-            state.remove("increment");
-        }
+        differences::convert_state(&mut state, &state_path, warnings)?;
         rule.insert("state".into(), Value::Object(state));
     }
     Ok(Value::Object(rule))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mcp_policy_engine::policy_from_value;
     use mcp_policy_engine::testing::MemoryStore;
@@ -148,7 +152,8 @@ mod tests {
 
     const NOON: u64 = 1_795_348_800; // 2026-11-22T12:00:00Z
 
-    struct Proxy {
+    /// An imported policy deciding calls as the filter does.
+    pub(crate) struct Proxy {
         policy: Policy,
         store: MemoryStore,
         now: u64,
@@ -160,8 +165,11 @@ mod tests {
                 "{}/../tests/fixtures/intercept/{name}",
                 env!("CARGO_MANIFEST_DIR")
             );
-            let yaml = std::fs::read_to_string(path).unwrap();
-            let imported = import(&yaml).unwrap();
+            Proxy::from_yaml(&std::fs::read_to_string(path).unwrap())
+        }
+
+        pub(crate) fn from_yaml(yaml: &str) -> Proxy {
+            let imported = import(yaml).unwrap();
             Proxy {
                 policy: policy_from_value(&imported.policy).unwrap(),
                 store: MemoryStore::default(),
@@ -170,7 +178,7 @@ mod tests {
         }
 
         /// None when forwarded, else the agent-facing error message.
-        fn call(&mut self, tool: &str, arguments: Value) -> Option<String> {
+        pub(crate) fn call(&mut self, tool: &str, arguments: Value) -> Option<String> {
             let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":arguments}}).to_string();
             let meta = RequestMeta {
                 namespace: "stripe",
@@ -191,7 +199,7 @@ mod tests {
             }
         }
 
-        fn denied_with(&mut self, tool: &str, arguments: Value, expected: &str) {
+        pub(crate) fn denied_with(&mut self, tool: &str, arguments: Value, expected: &str) {
             let got = self
                 .call(tool, arguments)
                 .unwrap_or_else(|| panic!("{tool} was allowed"));
@@ -386,8 +394,10 @@ mod tests {
             .unwrap_err()
             .starts_with("not valid YAML"));
         let bad = import("version: \"1\"\ntools:\n  t:\n    rules:\n      - name: r\n        conditions:\n          - {path: \"args.x\", op: \"regex\", value: \"(\"}\n");
-        assert!(bad
-            .unwrap_err()
-            .contains("tools.t.rules[0].conditions[0].value: invalid regex"));
+        assert_eq!(
+            bad.unwrap_err(),
+            "tools.t.rules[0].conditions[0].value: cannot import the regex \"(\": ( at character 1: \
+             not valid in Go's regexp (Intercept refuses the policy too): missing closing )"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! `mcp-policy import INTERCEPT.yaml`: an Intercept policy as ours.
 //! `mcp-policy pin URL [--header NAME:VALUE]...`: the `pins` block for a live server's tools.
 
+mod go_regexp;
 mod intercept_import;
 mod pin;
 

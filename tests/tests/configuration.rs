@@ -194,6 +194,128 @@ fn import_cli_converts_intercept_policies_the_filter_accepts() {
 }
 
 #[test]
+fn import_cli_translates_and_reports_where_intercept_decides_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = e2e::repo_root().join("tests/fixtures/intercept/differences.yaml");
+    let imported = cli(|c| {
+        c.arg("import").arg(&yaml);
+    });
+    let stderr = String::from_utf8_lossy(&imported.stderr);
+    assert_eq!(imported.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&imported.stdout).expect("JSON on stdout");
+    // Go's regexp, written for the filter's: the Kelvin sign and the long s that Go's (?i) adds
+    // to k and s, \Q…\E as escaped text, the class as the set Go means.
+    assert_eq!(
+        json["tools"]["push_files"]["rules"][1]["conditions"][0]["value"],
+        r"(?i)^(feat|fix|[Kk\x{212A}]b)/v1\+[\-0-9A-Za-z\x{17F}\x{212A}]+$"
+    );
+    assert_eq!(
+        json["tools"]["create_charge"]["rules"][1]["state"],
+        serde_json::json!({"counter": "units", "window": "day", "increment_from": "args.quantity"}),
+        "increment is dropped: Intercept charges increment_from"
+    );
+    let file = yaml.display();
+    // Tools in name order: create_charge first.
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "{file}: warning: tools.create_charge.rules[1].state.increment: 1 dropped: \
+                 Intercept charges increment_from and ignores increment"
+            ),
+            format!(
+                "{file}: warning: tools.push_files.rules[0].conditions[0]: a call whose \
+                 args.branch is null passes this neq condition in Intercept and is denied by the \
+                 filter, which counts a null argument as absent (a server may read null as its \
+                 default, the very value the condition excludes)"
+            ),
+        ]
+    );
+
+    // What the filter then decides: a null branch and a missing amount are denied.
+    let out = dir.path().join("differences.json");
+    std::fs::write(&out, &imported.stdout).unwrap();
+    let decide = |tool: &str, arguments: &str| -> serde_json::Value {
+        let run = cli(|c| {
+            c.arg("explain")
+                .arg(&out)
+                .args(["--tool", tool, "--args", arguments]);
+        });
+        serde_json::from_slice(&run.stdout).expect("JSON")
+    };
+    // `kb/` in any case, the Kelvin sign (a JSON escape here) included, as Go's (?i) reads it.
+    for branch in ["KB/v1+x", r"\u212Ab/v1+x"] {
+        let arguments = format!(r#"{{"branch":"{branch}"}}"#);
+        assert_eq!(
+            decide("push_files", &arguments)["decision"],
+            "allowed",
+            "{branch}"
+        );
+    }
+    assert_eq!(
+        decide("push_files", r#"{"branch":null}"#)["decision"],
+        "denied"
+    );
+    let no_amount = decide("create_charge", r#"{"currency":"usd","quantity":1}"#);
+    assert_eq!(no_amount["decision"], "denied", "{no_amount}");
+    assert!(
+        no_amount["message"].as_str().is_some_and(|m| m
+            .contains("charges its counter by args.amount, which must be a number of at least 0")),
+        "{no_amount}"
+    );
+}
+
+#[test]
+fn import_cli_refuses_what_would_decide_differently_without_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused, saying where and why.
+    let refused = [
+        (
+            "          - {path: args.city, op: regex, value: '(?i)^zürich$'}",
+            "tools.t.rules[0].conditions[0].value: cannot import the regex \"(?i)^zürich$\": ü at \
+             character 7: under (?i) Go matches this character in every case Unicode gives it; the \
+             filter folds ASCII letters only",
+        ),
+        (
+            "          - {path: args.name, op: regex, value: '^\\p{L}+$'}",
+            "tools.t.rules[0].conditions[0].value: cannot import the regex \"^\\\\p{L}+$\": \\p{L} at \
+             character 2: a Unicode class; the filter's regular expressions have no Unicode tables",
+        ),
+        (
+            "          - {path: args.role, op: eq, value: null}",
+            "tools.t.rules[0].conditions[0].value: compares with null, which in Intercept equals a \
+             null argument (its text is \"<nil>\"); the filter counts a null argument as absent and \
+             has no such comparison: use exists",
+        ),
+        (
+            "          - {path: state.t.units, op: lte, value: 10}\n        state: {counter: units, window: day, increment: -1}",
+            "tools.t.rules[0].state.increment: -1 would lower the counter on every call, as \
+             Intercept lets it; the filter refuses a negative amount, fixed or from an argument: a \
+             call never gives budget back",
+        ),
+    ];
+    for (index, (conditions, message)) in refused.into_iter().enumerate() {
+        let policy = dir.path().join(format!("refused-{index}.yaml"));
+        std::fs::write(
+            &policy,
+            format!(
+                "version: \"1\"\ntools:\n  t:\n    rules:\n      - name: r\n        conditions:\n{conditions}\n"
+            ),
+        )
+        .unwrap();
+        let run = cli(|c| {
+            c.arg("import").arg(&policy);
+        });
+        assert_eq!(run.status.code(), Some(1), "{conditions}");
+        assert_eq!(
+            String::from_utf8_lossy(&run.stderr).trim(),
+            format!("{}: cannot import: {message}", policy.display())
+        );
+    }
+}
+
+#[test]
 fn explain_cli_names_the_deciding_rule() {
     let policy = e2e::repo_root().join("envoy/examples/two-agents/wechat.json");
     let run = |args: &[&str]| {

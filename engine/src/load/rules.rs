@@ -300,10 +300,10 @@ fn condition(
         ),
     };
     let op = match op_name {
-        "eq" => Op::Eq(value),
-        "neq" => Op::Neq(value),
-        "in" => Op::In(list(value)?),
-        "not_in" => Op::NotIn(list(value)?),
+        "eq" => Op::Eq(not_null(value, op_name, &value_path)?),
+        "neq" => Op::Neq(not_null(value, op_name, &value_path)?),
+        "in" => Op::In(list(not_null(value, op_name, &value_path)?)?),
+        "not_in" => Op::NotIn(list(not_null(value, op_name, &value_path)?)?),
         "lt" => Op::Lt(number(&value)?),
         "lte" => Op::Lte(number(&value)?),
         "gt" => Op::Gt(number(&value)?),
@@ -318,7 +318,7 @@ fn condition(
                 })?,
             )
         }
-        "contains" => Op::Contains(value),
+        "contains" => Op::Contains(not_null(value, op_name, &value_path)?),
         _ => match value {
             Value::Bool(b) => Op::Exists(b),
             other => {
@@ -333,6 +333,24 @@ fn condition(
         },
     };
     Ok(Condition { subject, op })
+}
+
+/// `value`, unless it is (or, a list, holds) null: a null argument counts as absent, so no
+/// argument ever equals null (Intercept's `eq: null` holds for one; say `exists` instead).
+#[cold]
+#[inline(never)]
+fn not_null(value: Value, op: &str, path: &str) -> Result<Value> {
+    let null = match &value {
+        Value::Array(items) => items.iter().any(Value::is_null),
+        other => other.is_null(),
+    };
+    if null {
+        return err(
+            path,
+            format!("operator \"{op}\" cannot compare with null: a null argument counts as absent; use \"exists\""),
+        );
+    }
+    Ok(value)
 }
 
 /// `tools` as written (server-wide): the rules of every tool, and of `"*"`.
@@ -492,7 +510,7 @@ fn finished_rule(
         let counter = block.get("counter")?.as_str()?;
         let state = states.get(&format!("state.{scope}.{counter}"))?;
         Some(RuleCharge {
-            counter: state.id?,
+            counter: state.id,
             amount: state.amount.clone(),
         })
     });

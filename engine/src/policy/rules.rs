@@ -19,14 +19,15 @@ pub struct Rule {
     pub on_deny: Option<String>,
     /// A shadow rule that fails is reported as "would deny" and does not stop the call.
     pub shadow: bool,
-    /// The counter this rule charges when the call goes through (absent, or inert because the
-    /// rule has no `lt`/`lte` limit on it, as in Intercept).
+    /// What this rule's `state` block charges when the call goes through.
     pub charge: Option<RuleCharge>,
 }
 
 #[derive(Debug, Clone)]
 pub struct RuleCharge {
-    pub counter: CounterId,
+    /// `None` when the rule has no `lt`/`lte` limit on its counter: nothing is counted (as in
+    /// Intercept), but the amount is still checked, as Intercept checks it.
+    pub counter: Option<CounterId>,
     pub amount: Amount,
 }
 
@@ -256,7 +257,8 @@ fn check_conditions(
 }
 
 /// What the rules charge once every rule passed: `Err` is the first amount that cannot be
-/// charged, outside shadow mode (those are added to `shadow_denials`).
+/// charged, outside shadow mode (those are added to `shadow_denials`). Every rule's amount is
+/// checked, also where no limit makes the counter count.
 fn charges(
     rules: &[&Rule],
     arguments: Option<&Value>,
@@ -279,8 +281,11 @@ fn charges(
                 })
             }
         };
+        let Some(counter) = charge.counter else {
+            continue;
+        };
         charges.push(Charge {
-            counter: charge.counter,
+            counter,
             amount,
             shadow: rule.shadow,
             reason: Some(
@@ -478,6 +483,26 @@ mod tests {
     }
 
     #[test]
+    fn a_null_argument_fails_every_operator_but_exists_false() {
+        // Intercept lets `{"branch": null}` through `neq "main"` and `not_in ["main"]`; a server
+        // that reads null as its default branch would then be pushed to. Here null is absent.
+        let null = with_b(json!(null));
+        for (op, value) in [
+            ("neq", json!("main")),
+            ("not_in", json!(["main"])),
+            ("eq", json!("main")),
+            ("in", json!(["main"])),
+            ("lt", json!(1)),
+            ("regex", json!("")),
+            ("contains", json!("")),
+            ("exists", json!(true)),
+        ] {
+            assert!(!check(op, value, null.clone()), "{op}");
+        }
+        assert!(check("exists", json!(false), null));
+    }
+
+    #[test]
     fn a_key_in_another_case_is_not_absent() {
         // A Go server binds `B` (or `A`) to the field the rule names `b` (`a`).
         assert!(!check("exists", json!(false), json!({"a": {"B": 1}})));
@@ -557,6 +582,51 @@ mod tests {
     }
 
     #[test]
+    fn an_amount_is_checked_even_where_no_limit_counts_it() {
+        // Intercept reads `increment_from` for every state block, limited or not, and denies a
+        // call whose amount is missing or not a number.
+        let policy = load_policy(
+            json!({"version":"1","default":"allow","tools":{"pay":{"rules":[
+                {"name":"spend log","on_deny":"no amount",
+                 "conditions":[{"path":"args.to","op":"exists","value":true}],
+                 "state":{"counter":"spend","window":"day","increment_from":"args.amount"}}]}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(policy.counters.is_empty(), "no limit: nothing counts");
+        let caller = Caller::new(&policy, None);
+        let decide =
+            |args: Value| decide_tool(&policy, &caller, "pay", Some(&args), &mut |_| Ok(0));
+        match decide(json!({"to": "x", "amount": 250})) {
+            ToolDecision::Allow { charges, .. } => assert!(charges.is_empty(), "{charges:?}"),
+            other => panic!("{other:?}"),
+        }
+        for amount in [
+            json!(null),
+            json!("250"),
+            json!(-1),
+            json!({"value": 250}),
+            json!(true),
+        ] {
+            let decision = decide(json!({"to": "x", "amount": amount}));
+            assert!(
+                matches!(&decision, ToolDecision::Deny { reason, .. }
+                    if reason.contains("charges its counter by args.amount")),
+                "{amount}: {decision:?}"
+            );
+        }
+        assert!(matches!(
+            decide(json!({"to": "x"})),
+            ToolDecision::Deny { .. }
+        ));
+        assert!(
+            matches!(decide(json!({"amount": 250})), ToolDecision::Deny { reason, .. } if reason == "no amount"),
+            "the conditions decide first"
+        );
+    }
+
+    #[test]
     fn wildcard_rules_follow_tool_rules_and_do_not_rescue_unlisted_tools() {
         let policy = load_policy(
             br#"{"version":"1","default":"deny","tools":{
@@ -599,6 +669,10 @@ mod tests {
             (json!({"name":"r","conditions":[{"path":"args.x","op":"lt","value":"5"}]}), "tools.t.rules[0].conditions[0].value: operator \"lt\" requires a number"),
             (json!({"name":"r","conditions":[{"path":"args.x","op":"regex","value":"(unclosed"}]}), "tools.t.rules[0].conditions[0].value: invalid regex"),
             (json!({"name":"r","conditions":[{"path":"args.x","op":"exists","value":"yes"}]}), "tools.t.rules[0].conditions[0].value: operator \"exists\" requires true or false"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"neq","value":null}]}), "tools.t.rules[0].conditions[0].value: operator \"neq\" cannot compare with null: a null argument counts as absent; use \"exists\""),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"eq"}]}), "tools.t.rules[0].conditions[0].value: operator \"eq\" cannot compare with null"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"in","value":["a",null]}]}), "tools.t.rules[0].conditions[0].value: operator \"in\" cannot compare with null"),
+            (json!({"name":"r","conditions":[{"path":"args.x","op":"contains","value":null}]}), "tools.t.rules[0].conditions[0].value: operator \"contains\" cannot compare with null"),
             (json!({"name":"r","rate_limit":"5/fortnight"}), "tools.t.rules[0].rate_limit: the window must be"),
             (json!({"name":"r","rate_limit":"0/hour"}), "tools.t.rules[0].rate_limit: the count must be a positive integer"),
             (json!({"name":"r","rate_limit":"5/hour","conditions":[{"path":"args.x","op":"exists","value":true}]}), "tools.t.rules[0].rate_limit: rate_limit cannot be combined"),
