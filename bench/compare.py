@@ -9,7 +9,7 @@ phase timings.
     bench/compare.py --smoke ...   # each variant starts, forwards and refuses as its arm must
 
 A VARIANT is one of
-  - a .wasm file, run as `--arm` (B or C) with that arm's policy: `before.wasm`;
+  - a .wasm file, run as `--arm` (B, C, or a result guard arm: Q, R, U) with that arm's policy and calls: `before.wasm`;
   - the same with top-level members of the policy replaced (JSON after `@`):
     `dist/mcp_policy_filter.wasm@{"audit":{"hash_arguments":false}}`;
   - a native module (.so), run as the native arm with the same policy (NB or NC), `@` as
@@ -67,9 +67,9 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envoy", type=Path, required=True)
     parser.add_argument("--upstream", type=Path, required=True)
-    parser.add_argument("--arm", default="C", choices=["B", "C"],
+    parser.add_argument("--arm", default="C", choices=["B", "C", *bench.GUARD_ARMS],
                         help="the benchmark arm (policy) every .wasm variant runs (a .so "
-                             "variant runs its native twin, NB or NC)")
+                             "variant runs its native twin, NB, NC, NQ, NR or NU)")
     parser.add_argument("--floor-wasm", type=Path,
                         help="bench/floor-filter's .wasm, for the floor arms W and H")
     parser.add_argument("--size", default="1024",
@@ -128,7 +128,7 @@ def main() -> int:
             bodies = {}
             for size in sizes:
                 bodies[size] = workdir / f"body-{size}.json"
-                bodies[size].write_bytes(bench.tools_call_body(size))
+                bodies[size].write_bytes(bench.arm_body(args.arm, size))
             for name in names:
                 # Warm: the first seconds of a fresh Envoy cost more (as in bench/run.py).
                 bench.run_wrk(envoys[name], bodies[sizes[0]], script, 1, 32)
